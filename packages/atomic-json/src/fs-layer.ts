@@ -1,0 +1,76 @@
+/**
+ * The file-system calls atomic-json makes, behind one replaceable object. Production code uses
+ * {@link realFs}; tests swap in a fault layer (`setFsLayer`) to make one step fail or to count
+ * physical writes. Not part of the public API.
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+
+export interface FsLayer {
+  /** `process.platform`, overridable so the Windows rename retry can be tested anywhere. */
+  platform: NodeJS.Platform;
+  open(path: string, flags: number | string, mode?: number): Promise<number>;
+  /** Returns the number of bytes written, which may be fewer than asked. */
+  write(fd: number, buf: Uint8Array, offset: number, length: number): Promise<number>;
+  fsync(fd: number): Promise<void>;
+  /** fsync of a directory opened read-only, after a rename into it. */
+  fsyncDir(fd: number): Promise<void>;
+  fchmod(fd: number, mode: number): Promise<void>;
+  close(fd: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  readFile(path: string): Promise<Buffer>;
+  stat(path: string): Promise<fs.Stats>;
+  lstat(path: string): Promise<fs.Stats>;
+  realpath(path: string): Promise<string>;
+  readdir(path: string): Promise<string[]>;
+  mkdir(path: string): Promise<void>;
+}
+
+const pOpen = promisify(fs.open);
+const pWrite = promisify(fs.write) as unknown as (
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number | null,
+) => Promise<{ bytesWritten: number }>;
+const pFsync = promisify(fs.fsync);
+const pFchmod = promisify(fs.fchmod);
+const pClose = promisify(fs.close);
+
+export const realFs: FsLayer = {
+  platform: process.platform,
+  open: (path, flags, mode) => pOpen(path, flags, mode),
+  write: async (fd, buf, offset, length) => (await pWrite(fd, buf, offset, length, null)).bytesWritten,
+  fsync: (fd) => pFsync(fd),
+  fsyncDir: (fd) => pFsync(fd),
+  fchmod: (fd, mode) => pFchmod(fd, mode),
+  close: (fd) => pClose(fd),
+  rename: (from, to) => fs.promises.rename(from, to),
+  unlink: (path) => fs.promises.unlink(path),
+  readFile: (path) => fs.promises.readFile(path),
+  stat: (path) => fs.promises.stat(path),
+  lstat: (path) => fs.promises.lstat(path),
+  realpath: (path) => fs.promises.realpath(path),
+  readdir: (path) => fs.promises.readdir(path),
+  mkdir: async (path) => {
+    await fs.promises.mkdir(path, { recursive: true });
+  },
+};
+
+let current: FsLayer = realFs;
+
+/** The layer in use. */
+export function fsl(): FsLayer {
+  return current;
+}
+
+/** Replace the layer (tests only); returns a function restoring the previous one. */
+export function setFsLayer(layer: FsLayer): () => void {
+  const prev = current;
+  current = layer;
+  return () => {
+    current = prev;
+  };
+}

@@ -1,0 +1,186 @@
+import { dirname, basename, join } from 'node:path';
+import { AtomicJsonError } from './errors.js';
+import { fsl } from './fs-layer.js';
+import { readJson, updateJson, withLock, writeJson } from './operations.js';
+import type { WriteOptions } from './queue.js';
+
+/** Options of a {@link JsonFile}. */
+export interface JsonFileOptions<T> extends WriteOptions {
+  /**
+   * Value used when the file does not exist (a function is called each time). Without it,
+   * `read()` of a missing file throws `NOT_FOUND`.
+   */
+  default?: T | (() => T);
+  /**
+   * Check a value read or about to be written. Return `true`/`undefined` to accept, `false`
+   * or a string (the reason) to reject with `INVALID`, or throw.
+   */
+  validate?: (value: unknown) => boolean | string | void;
+  /**
+   * Current schema version, stored in the document's `versionKey` field (documents must be
+   * objects). Older documents are passed through `migrate` on read; newer ones are refused
+   * with `INVALID` (written by a newer program).
+   */
+  version?: number;
+  /** Field holding the version. @default 'version' */
+  versionKey?: string;
+  /** Upgrade a document of `fromVersion` (0 when the field is missing) to `version`. */
+  migrate?: (value: any, fromVersion: number) => T;
+  /**
+   * What to do with a file that is not valid JSON. `'throw'` (default) fails with `PARSE`
+   * and leaves it alone. `'quarantine'` renames it to `<file>.corrupt-<unix ms>` under the lock
+   * and continues with the default value.
+   * @default 'throw'
+   */
+  onCorrupt?: 'throw' | 'quarantine';
+}
+
+/**
+ * One JSON document on disk with defaults, validation and schema versions.
+ *
+ * @example
+ * ```ts
+ * const settings = new JsonFile('/data/settings.json', {
+ *   default: { version: 2, theme: 'dark' },
+ *   version: 2,
+ *   migrate: (old, from) => ({ ...old, theme: old.colour ?? 'dark', version: 2 }),
+ *   validate: (v) => typeof (v as any).theme === 'string' || 'theme must be a string',
+ * });
+ * const s = await settings.read();
+ * await settings.update((s) => ({ ...s, theme: 'light' }));
+ * ```
+ */
+export class JsonFile<T> {
+  readonly path: string;
+  readonly options: JsonFileOptions<T>;
+
+  constructor(path: string, options: JsonFileOptions<T> = {}) {
+    this.path = path;
+    this.options = options;
+  }
+
+  /** A fresh default value, or `undefined` when none was configured. */
+  defaultValue(): T | undefined {
+    const d = this.options.default;
+    if (d === undefined) return undefined;
+    const v = typeof d === 'function' ? (d as () => T)() : d;
+    return JSON.parse(JSON.stringify(v)) as T;
+  }
+
+  private check(value: unknown, when: string): T {
+    const verdict = this.options.validate?.(value);
+    if (verdict === false || typeof verdict === 'string') {
+      throw new AtomicJsonError(
+        'INVALID',
+        this.path,
+        `Invalid document ${when} ${this.path}${typeof verdict === 'string' ? `: ${verdict}` : ''}. ` +
+          `Nothing was written; fix the value (or the file) and retry.`,
+      );
+    }
+    return value as T;
+  }
+
+  private upgrade(value: unknown): T {
+    const { version, migrate } = this.options;
+    if (version === undefined) return value as T;
+    const key = this.options.versionKey ?? 'version';
+    const raw = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+    const from = typeof raw === 'number' ? raw : 0;
+    if (from > version) {
+      throw new AtomicJsonError(
+        'INVALID',
+        this.path,
+        `${this.path} has ${key} ${from}, newer than the ${version} this program understands. ` +
+          `It was left untouched; upgrade the program.`,
+      );
+    }
+    if (from < version) {
+      if (!migrate) {
+        throw new AtomicJsonError(
+          'INVALID',
+          this.path,
+          `${this.path} has ${key} ${from} but ${version} is expected and no migrate() was given. It was left untouched.`,
+        );
+      }
+      return migrate(value, from);
+    }
+    return value as T;
+  }
+
+  private async quarantine(): Promise<string> {
+    const target = join(dirname(this.path), `${basename(this.path)}.corrupt-${Date.now()}`);
+    await withLock(this.path, () => fsl().rename(this.path, target), lockOf(this.options));
+    return target;
+  }
+
+  /**
+   * Read, migrate and validate the document.
+   * @throws {AtomicJsonError} `NOT_FOUND` (missing, no default), `PARSE` (unless quarantining),
+   *   `INVALID`, `IO`.
+   */
+  async read(): Promise<T> {
+    let value: unknown;
+    try {
+      value = await readJson(this.path);
+    } catch (err) {
+      if (!AtomicJsonError.is(err)) throw err;
+      const fallback = this.defaultValue();
+      if (err.code === 'NOT_FOUND' && fallback !== undefined) return fallback;
+      if (err.code === 'PARSE' && this.options.onCorrupt === 'quarantine') {
+        await this.quarantine();
+        if (fallback !== undefined) return fallback;
+        throw new AtomicJsonError('NOT_FOUND', this.path, `${this.path} was corrupt and was moved aside; no default is configured.`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+    return this.check(this.upgrade(value), 'read from');
+  }
+
+  /**
+   * Validate and write the document (see `writeJson`).
+   * @throws {AtomicJsonError} `INVALID` before anything is written; the codes of `writeJson`.
+   */
+  async write(value: T): Promise<void> {
+    this.check(value, 'to write to');
+    await writeJson(this.path, value, writeOptionsOf(this.options));
+  }
+
+  /**
+   * Atomic read-modify-write (see `updateJson`): `fn` gets the migrated, validated current
+   * document or the default.
+   */
+  async update(fn: (current: T) => T | Promise<T>): Promise<T> {
+    const run = () =>
+      updateJson<T>(
+        this.path,
+        async (current) => {
+          const base = current === undefined ? this.defaultValue() : this.check(this.upgrade(current), 'read from');
+          if (base === undefined) {
+            throw new AtomicJsonError('NOT_FOUND', this.path, `Cannot update ${this.path}: it does not exist and no default is configured.`);
+          }
+          return this.check(await fn(base), 'to write to');
+        },
+        writeOptionsOf(this.options),
+      );
+    try {
+      return await run();
+    } catch (err) {
+      if (AtomicJsonError.is(err) && err.code === 'PARSE' && this.options.onCorrupt === 'quarantine') {
+        await this.quarantine();
+        return run();
+      }
+      throw err;
+    }
+  }
+}
+
+function writeOptionsOf(opts: WriteOptions): WriteOptions {
+  const { lock, fsync, spaces, mode } = opts;
+  return { lock, fsync, spaces, mode };
+}
+
+function lockOf(opts: WriteOptions) {
+  return typeof opts.lock === 'object' ? opts.lock : {};
+}

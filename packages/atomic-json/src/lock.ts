@@ -1,0 +1,118 @@
+import { dirname } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { AtomicJsonError, ioError } from './errors.js';
+import { fsl } from './fs-layer.js';
+
+/** How to take the cross-process lock on `<file>.lock`. */
+export interface LockOptions {
+  /**
+   * How long to keep retrying (with backoff) while another process holds the lock, before
+   * failing with `LOCKED`.
+   * @default 10000
+   */
+  timeoutMs?: number;
+  /**
+   * A lock whose mtime has not been refreshed for this long is considered abandoned (its
+   * process died) and is taken over. The holder refreshes it every `staleMs / 2`.
+   * Minimum 2000 (proper-lockfile's floor).
+   * @default 10000
+   */
+  staleMs?: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const DEFAULT_STALE_MS = 10_000;
+
+/** A held lock. `compromised` becomes set (and `onCompromised` fires) if it is lost. */
+export interface LockHandle {
+  readonly path: string;
+  compromised: AtomicJsonError | undefined;
+  /** Rejects when the lock is compromised; never resolves otherwise. */
+  readonly lost: Promise<never>;
+  release(): Promise<void>;
+}
+
+/** Path of the lock directory for a file. */
+export function lockPathOf(file: string): string {
+  return `${file}.lock`;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Acquire the lock on `file` (which need not exist), retrying with jittered exponential
+ * backoff until `timeoutMs`, then `LOCKED`. Creates the parent directory if it is missing.
+ */
+export async function acquireLock(file: string, opts: LockOptions = {}): Promise<LockHandle> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const staleMs = Math.max(opts.staleMs ?? DEFAULT_STALE_MS, 2000);
+  const deadline = Date.now() + timeoutMs;
+  let delay = 2;
+  let madeDir = false;
+  let rejectLost!: (e: AtomicJsonError) => void;
+  const lost = new Promise<never>((_, reject) => {
+    rejectLost = reject;
+  });
+  lost.catch(() => {}); // observed by whoever races it; never an unhandled rejection
+  const handle: LockHandle = {
+    path: file,
+    compromised: undefined,
+    lost,
+    release: async () => {},
+  };
+  for (;;) {
+    try {
+      const release = await lockfile.lock(file, {
+        realpath: false,
+        stale: staleMs,
+        retries: 0,
+        onCompromised: (err) => {
+          // proper-lockfile's default throws from a timer and kills the process. We record it
+          // and fail the operation in flight instead.
+          const e = new AtomicJsonError(
+            'LOCK_COMPROMISED',
+            file,
+            `The lock on ${file} was lost while in use (${err.message}): another process may have taken it over ` +
+              `as stale. The operation was abandoned before replacing the file; retry it. If this repeats, raise staleMs.`,
+            { cause: err },
+          );
+          handle.compromised = e;
+          rejectLost(e);
+        },
+      });
+      handle.release = async () => {
+        try {
+          await release();
+        } catch {
+          // Already released or compromised: nothing of ours to remove.
+        }
+      };
+      return handle;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && !madeDir) {
+        madeDir = true;
+        try {
+          await fsl().mkdir(dirname(file));
+        } catch (e) {
+          throw ioError(file, 'create the directory of', e);
+        }
+        continue;
+      }
+      if (code !== 'ELOCKED') throw ioError(file, 'lock', err);
+      const now = Date.now();
+      if (now >= deadline) {
+        throw new AtomicJsonError(
+          'LOCKED',
+          file,
+          `Cannot lock ${file}: another process has held ${lockPathOf(file)} for more than ${timeoutMs} ms. ` +
+            `Retry later or raise timeoutMs; if no process is using it, the lock is taken over automatically after staleMs (${staleMs} ms).`,
+          { cause: err },
+        );
+      }
+      const wait = Math.min(delay * (0.5 + Math.random()), deadline - now);
+      await sleep(wait);
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+}

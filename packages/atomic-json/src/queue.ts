@@ -1,0 +1,289 @@
+/**
+ * The per-path queue of one process. Operations on one file run one batch at a time; pending
+ * writes coalesce (the newest text wins) and pending updates share one lock + read + write
+ * cycle, applied in call order, none dropped.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { resolve as resolvePath } from 'node:path';
+import { AtomicJsonError, ioError } from './errors.js';
+import { fsl } from './fs-layer.js';
+import { acquireLock, DEFAULT_STALE_MS, DEFAULT_TIMEOUT_MS, type LockHandle, type LockOptions } from './lock.js';
+import { parseJsonText } from './parse.js';
+import { serialize } from './serialize.js';
+import { removeStaleTemps, writeFileAtomic } from './write.js';
+
+/** Options of every write (`writeJson`, `updateJson`, `JsonFile`). */
+export interface WriteOptions {
+  /**
+   * Take the cross-process lock `<file>.lock` for the write. `false` only when no other
+   * process can write the file.
+   * @default true
+   */
+  lock?: boolean | LockOptions;
+  /**
+   * fsync the temp file before the rename and the directory after it. Without it a power
+   * loss may lose the write (never tear it: the rename still makes it atomic).
+   * @default true
+   */
+  fsync?: boolean;
+  /**
+   * Indentation of the written JSON.
+   * @default 2
+   */
+  spaces?: number;
+  /**
+   * File mode of the written file.
+   * @default the existing file's mode, else 0o644 (less the umask)
+   */
+  mode?: number;
+}
+
+export interface ResolvedWrite {
+  lock: false | Required<LockOptions>;
+  fsync: boolean;
+  spaces: number;
+  mode: number | undefined;
+  key: string;
+}
+
+export function resolveWriteOptions(opts: WriteOptions = {}): ResolvedWrite {
+  const lock =
+    opts.lock === false
+      ? false
+      : {
+          timeoutMs: (typeof opts.lock === 'object' ? opts.lock.timeoutMs : undefined) ?? DEFAULT_TIMEOUT_MS,
+          staleMs: (typeof opts.lock === 'object' ? opts.lock.staleMs : undefined) ?? DEFAULT_STALE_MS,
+        };
+  const fsync = opts.fsync ?? true;
+  const spaces = opts.spaces ?? 2;
+  const mode = opts.mode;
+  const key = `${lock ? `${lock.timeoutMs}/${lock.staleMs}` : 'nolock'}|${fsync}|${spaces}|${mode ?? ''}`;
+  return { lock, fsync, spaces, mode, key };
+}
+
+interface Settle<T> {
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+type Op =
+  | ({ kind: 'write'; text: string; opts: ResolvedWrite } & Settle<void>)
+  | ({
+      kind: 'update';
+      fn: (current: unknown) => unknown;
+      hasDefault: boolean;
+      defaultText: string | undefined;
+      opts: ResolvedWrite;
+    } & Settle<unknown>)
+  | ({ kind: 'exclusive'; fn: () => unknown; lock: Required<LockOptions> } & Settle<unknown>)
+  | ({ kind: 'barrier' } & Settle<void>);
+
+interface PathQueue {
+  ops: Op[];
+  running: boolean;
+}
+
+const queues = new Map<string, PathQueue>();
+
+/** Paths whose lock the current async context holds (inside `withLock` or an update function). */
+const held = new AsyncLocalStorage<ReadonlySet<string>>();
+
+export function absolute(path: string): string {
+  return resolvePath(path);
+}
+
+/** True when the calling async context already holds the lock of `path`. */
+export function holdsLock(path: string): boolean {
+  return held.getStore()?.has(path) ?? false;
+}
+
+function runHolding<R>(path: string, fn: () => R): R {
+  const outer = held.getStore();
+  const next = new Set(outer);
+  next.add(path);
+  return held.run(next, fn);
+}
+
+function enqueue(path: string, op: Op): void {
+  let q = queues.get(path);
+  if (!q) {
+    q = { ops: [], running: false };
+    queues.set(path, q);
+  }
+  q.ops.push(op);
+  if (!q.running) {
+    q.running = true;
+    // Start on a microtask: every operation issued in the same synchronous run joins the batch.
+    queueMicrotask(() => void drain(path, q));
+  }
+}
+
+async function drain(path: string, q: PathQueue): Promise<void> {
+  try {
+    while (q.ops.length > 0) {
+      const first = q.ops[0]!;
+      if (first.kind === 'barrier') {
+        q.ops.shift();
+        first.resolve();
+        continue;
+      }
+      if (first.kind === 'exclusive') {
+        q.ops.shift();
+        await runExclusive(path, first);
+        continue;
+      }
+      const key = first.opts.key;
+      let n = 1;
+      while (n < q.ops.length) {
+        const op = q.ops[n]!;
+        if ((op.kind !== 'write' && op.kind !== 'update') || op.opts.key !== key) break;
+        n++;
+      }
+      const batch = q.ops.splice(0, n) as Extract<Op, { kind: 'write' | 'update' }>[];
+      await runBatch(path, batch, first.opts);
+    }
+  } finally {
+    q.running = false;
+    if (q.ops.length > 0) {
+      q.running = true;
+      queueMicrotask(() => void drain(path, q));
+    } else if (queues.get(path) === q) queues.delete(path);
+  }
+}
+
+/** Read a file's text; `undefined` when it does not exist. */
+export async function readText(path: string): Promise<string | undefined> {
+  try {
+    return (await fsl().readFile(path)).toString('utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(path, 'read', err);
+  }
+}
+
+/** Apply update functions in order to `text`; each gets its own parsed copy. */
+async function applyUpdates(
+  path: string,
+  initial: string | undefined,
+  ops: readonly Op[],
+  spaces: number,
+  done: (() => void)[],
+): Promise<string | undefined> {
+  let text = initial;
+  for (const op of ops) {
+    if (op.kind === 'write') {
+      text = op.text;
+      done.push(() => op.resolve());
+      continue;
+    }
+    if (op.kind !== 'update') continue;
+    try {
+      const source = text ?? (op.hasDefault ? op.defaultText : undefined);
+      const current = source === undefined ? undefined : parseJsonText(source, path);
+      const result = await runHolding(path, () => op.fn(current));
+      text = serialize(result, path, spaces);
+      done.push(() => op.resolve(result));
+    } catch (err) {
+      op.reject(err);
+    }
+  }
+  return text;
+}
+
+async function runBatch(path: string, batch: Extract<Op, { kind: 'write' | 'update' }>[], opts: ResolvedWrite): Promise<void> {
+  let lock: LockHandle | undefined;
+  const done: (() => void)[] = [];
+  try {
+    if (opts.lock) {
+      lock = await acquireLock(path, opts.lock);
+      await removeStaleTemps(path);
+    }
+    const needsRead = batch[0]!.kind === 'update';
+    const onDisk = needsRead ? await readText(path) : undefined;
+    const text = await applyUpdates(path, onDisk, batch, opts.spaces, done);
+    const changed = text !== undefined && (!needsRead || text !== onDisk || batch.some((op) => op.kind === 'write'));
+    if (changed) {
+      await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock });
+    }
+    for (const settle of done) settle();
+  } catch (err) {
+    // Ops already rejected individually ignore a second reject.
+    for (const op of batch) op.reject(err);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function runExclusive(path: string, op: Extract<Op, { kind: 'exclusive' }>): Promise<void> {
+  let lock: LockHandle | undefined;
+  try {
+    lock = await acquireLock(path, op.lock);
+    await removeStaleTemps(path);
+    const result = await Promise.race([runHolding(path, op.fn), lock.lost]);
+    if (lock.compromised) throw lock.compromised;
+    op.resolve(result);
+  } catch (err) {
+    op.reject(err);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** Queue a write of already-serialized text. */
+export function queueWrite(path: string, text: string, opts: ResolvedWrite): Promise<void> {
+  return new Promise((resolve, reject) => enqueue(path, { kind: 'write', text, opts, resolve, reject }));
+}
+
+/** Queue an update function. */
+export function queueUpdate(
+  path: string,
+  fn: (current: unknown) => unknown,
+  opts: ResolvedWrite,
+  defaultText: string | undefined,
+  hasDefault: boolean,
+): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    enqueue(path, { kind: 'update', fn, opts, defaultText, hasDefault, resolve, reject }),
+  );
+}
+
+/** Queue a function to run alone, holding the lock. */
+export function queueExclusive<R>(path: string, fn: () => R | Promise<R>, lock: LockOptions = {}): Promise<R> {
+  const resolved = {
+    timeoutMs: lock.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    staleMs: lock.staleMs ?? DEFAULT_STALE_MS,
+  };
+  return new Promise<unknown>((resolve, reject) =>
+    enqueue(path, { kind: 'exclusive', fn, lock: resolved, resolve, reject }),
+  ) as Promise<R>;
+}
+
+/** Resolves once every operation queued on `path` before this call has finished. */
+export function barrier(path: string): Promise<void> {
+  const q = queues.get(path);
+  if (!q || q.ops.length === 0 && !q.running) return Promise.resolve();
+  return new Promise((resolve, reject) => enqueue(path, { kind: 'barrier', resolve, reject }));
+}
+
+/** Run a write or update directly, for a context that already holds the lock. */
+export async function directWrite(path: string, text: string, opts: ResolvedWrite): Promise<void> {
+  await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode });
+}
+
+export async function directUpdate(
+  path: string,
+  fn: (current: unknown) => unknown,
+  opts: ResolvedWrite,
+  defaultText: string | undefined,
+  hasDefault: boolean,
+): Promise<unknown> {
+  const onDisk = await readText(path);
+  const source = onDisk ?? (hasDefault ? defaultText : undefined);
+  const current = source === undefined ? undefined : parseJsonText(source, path);
+  const result = await fn(current);
+  const text = serialize(result, path, opts.spaces);
+  if (text !== onDisk) await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode });
+  return result;
+}
+
+export { AtomicJsonError };

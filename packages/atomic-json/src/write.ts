@@ -1,0 +1,157 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { AtomicJsonError, ioError } from './errors.js';
+import { fsl } from './fs-layer.js';
+import type { LockHandle } from './lock.js';
+
+/** Every temp file atomic-json creates ends with this suffix (backup tools exclude `*.ajtmp`). */
+export const TEMP_SUFFIX = '.ajtmp';
+
+/** True when a directory entry name is an atomic-json temp file. */
+export function isTempFileName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX) && name.length === TEMP_NAME_LENGTH;
+}
+
+const TEMP_NAME_LENGTH = 1 + 12 + 1 + 16 + TEMP_SUFFIX.length;
+
+/** `.<12 hex of the target's name>-` : identifies the temp files of one target. */
+function tempPrefix(target: string): string {
+  return `.${createHash('sha256').update(basename(target)).digest('hex').slice(0, 12)}-`;
+}
+
+/**
+ * A unique temp name in the target's directory with a fixed length (36 characters),
+ * whatever the target's name: long file names never overflow NAME_MAX.
+ */
+export function tempPathFor(target: string): string {
+  return join(dirname(target), `${tempPrefix(target)}${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
+}
+
+/**
+ * Remove temp files a killed writer of `target` left behind. Only call while holding the
+ * target's lock: then no live locking writer can own one of them.
+ */
+export async function removeStaleTemps(target: string): Promise<void> {
+  const fs = fsl();
+  const dir = dirname(target);
+  const prefix = tempPrefix(target);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(prefix) && isTempFileName(name)) {
+      await fs.unlink(join(dir, name)).catch(() => {});
+    }
+  }
+}
+
+export interface PhysicalWriteOptions {
+  fsync: boolean;
+  /** Explicit mode; otherwise the existing file's mode, else 0o644 (less the umask). */
+  mode?: number | undefined;
+  /** The lock held for this write: checked just before the rename. */
+  lock?: LockHandle | undefined;
+}
+
+const RENAME_RETRY_CODES = new Set(['EPERM', 'EBUSY', 'EACCES']);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function renameWithRetry(from: string, to: string): Promise<void> {
+  const fs = fsl();
+  let delay = 10;
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    try {
+      await fs.rename(from, to);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      // Windows: an antivirus or indexer briefly holding the target makes rename fail.
+      if (fs.platform !== 'win32' || !RENAME_RETRY_CODES.has(code) || Date.now() >= deadline) throw err;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+}
+
+const DIR_FSYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EBADF', 'EPERM']);
+
+async function fsyncDirectory(dir: string, target: string): Promise<void> {
+  const fs = fsl();
+  if (fs.platform === 'win32') return; // directories cannot be opened for fsync there
+  let fd: number;
+  try {
+    fd = await fs.open(dir, constants.O_RDONLY);
+  } catch (err) {
+    throw ioError(target, 'open the directory (to make the rename durable) of', err);
+  }
+  try {
+    await fs.fsyncDir(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (!DIR_FSYNC_UNSUPPORTED.has(code)) {
+      throw ioError(target, 'fsync the directory (the new file is in place but may not survive a power loss) of', err);
+    }
+  } finally {
+    await fs.close(fd).catch(() => {});
+  }
+}
+
+/**
+ * The write protocol: unique temp file in the target's directory, every byte written,
+ * fsync, rename over the target, fsync of the directory. On any failure before the rename
+ * the temp file is removed and the target is untouched.
+ */
+export async function writeFileAtomic(target: string, text: string, opts: PhysicalWriteOptions): Promise<void> {
+  const fs = fsl();
+  const data = Buffer.from(text, 'utf8');
+  let real = target;
+  let existingMode: number | undefined;
+  try {
+    const st = await fs.lstat(target);
+    if (st.isSymbolicLink()) {
+      real = await fs.realpath(target); // write through the link, keep the link
+      existingMode = (await fs.stat(real)).mode & 0o7777;
+    } else {
+      existingMode = st.mode & 0o7777;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(target, 'stat', err);
+  }
+  const mode = opts.mode ?? existingMode;
+  const tmp = tempPathFor(real);
+  let fd: number | undefined;
+  try {
+    try {
+      fd = await fs.open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, mode ?? 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        await fs.mkdir(dirname(real));
+        fd = await fs.open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, mode ?? 0o644);
+      } else throw err;
+    }
+    if (mode !== undefined) await fs.fchmod(fd, mode); // exact mode, whatever the umask
+    let off = 0;
+    while (off < data.length) {
+      const n = await fs.write(fd, data, off, data.length - off);
+      if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+      off += n;
+    }
+    if (opts.fsync) await fs.fsync(fd);
+    const closing = fd;
+    fd = undefined;
+    await fs.close(closing);
+    if (opts.lock?.compromised) throw opts.lock.compromised;
+    await renameWithRetry(tmp, real);
+  } catch (err) {
+    if (fd !== undefined) await fs.close(fd).catch(() => {});
+    await fs.unlink(tmp).catch(() => {});
+    if (AtomicJsonError.is(err)) throw err;
+    throw ioError(target, 'write', err);
+  }
+  if (opts.fsync) await fsyncDirectory(dirname(real), target);
+}
