@@ -23,6 +23,7 @@ export interface FsLayer {
   stat(path: string): Promise<fs.Stats>;
   lstat(path: string): Promise<fs.Stats>;
   realpath(path: string): Promise<string>;
+  readlink(path: string): Promise<string>;
   readdir(path: string): Promise<string[]>;
   mkdir(path: string): Promise<void>;
 }
@@ -53,6 +54,7 @@ export const realFs: FsLayer = {
   stat: (path) => fs.promises.stat(path),
   lstat: (path) => fs.promises.lstat(path),
   realpath: (path) => fs.promises.realpath(path),
+  readlink: (path) => fs.promises.readlink(path),
   readdir: (path) => fs.promises.readdir(path),
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });

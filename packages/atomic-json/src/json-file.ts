@@ -1,5 +1,5 @@
 import { dirname, basename, join } from 'node:path';
-import { AtomicJsonError } from './errors.js';
+import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import { readJson, updateJson, withLock, writeJson } from './operations.js';
 import type { WriteOptions } from './queue.js';
@@ -107,10 +107,32 @@ export class JsonFile<T> {
     return value as T;
   }
 
-  private async quarantine(): Promise<string> {
-    const target = join(dirname(this.path), `${basename(this.path)}.corrupt-${Date.now()}`);
-    await withLock(this.path, () => fsl().rename(this.path, target), lockOf(this.options));
-    return target;
+  /**
+   * Under the lock, move the file aside to `<file>.corrupt-<unix ms>` if it is (still) not
+   * valid JSON. Returns where it went, or `undefined` when another process fixed or removed it
+   * meanwhile.
+   */
+  private async quarantine(): Promise<string | undefined> {
+    return withLock(
+      this.path,
+      async () => {
+        try {
+          await readJson(this.path);
+          return undefined; // valid again: someone repaired it
+        } catch (err) {
+          if (!AtomicJsonError.is(err) || (err.code !== 'PARSE' && err.code !== 'NOT_FOUND')) throw err;
+          if (err.code === 'NOT_FOUND') return undefined;
+        }
+        const target = join(dirname(this.path), `${basename(this.path)}.corrupt-${Date.now()}`);
+        try {
+          await fsl().rename(this.path, target);
+        } catch (err) {
+          throw ioError(this.path, 'move aside (quarantine) the corrupt file', err);
+        }
+        return target;
+      },
+      lockOf(this.options),
+    );
   }
 
   /**
@@ -120,20 +142,29 @@ export class JsonFile<T> {
    */
   async read(): Promise<T> {
     let value: unknown;
-    try {
-      value = await readJson(this.path);
-    } catch (err) {
-      if (!AtomicJsonError.is(err)) throw err;
-      const fallback = this.defaultValue();
-      if (err.code === 'NOT_FOUND' && fallback !== undefined) return fallback;
-      if (err.code === 'PARSE' && this.options.onCorrupt === 'quarantine') {
-        await this.quarantine();
-        if (fallback !== undefined) return fallback;
-        throw new AtomicJsonError('NOT_FOUND', this.path, `${this.path} was corrupt and was moved aside; no default is configured.`, {
-          cause: err,
-        });
+    let movedTo: string | undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        value = await readJson(this.path);
+        break;
+      } catch (err) {
+        if (!AtomicJsonError.is(err)) throw err;
+        const fallback = this.defaultValue();
+        if (err.code === 'NOT_FOUND' && fallback !== undefined) return fallback;
+        if (err.code === 'NOT_FOUND' && movedTo !== undefined) {
+          throw new AtomicJsonError(
+            'NOT_FOUND',
+            this.path,
+            `${this.path} was corrupt and was moved aside to ${movedTo}; no default is configured. Repair that file and move it back, or configure a default.`,
+            { cause: err },
+          );
+        }
+        if (err.code === 'PARSE' && this.options.onCorrupt === 'quarantine' && attempt < 2) {
+          movedTo = (await this.quarantine()) ?? movedTo;
+          continue; // read again: the default if it was moved aside, the repaired file otherwise
+        }
+        throw err;
       }
-      throw err;
     }
     return this.check(this.upgrade(value), 'read from');
   }

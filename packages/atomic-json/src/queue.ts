@@ -85,8 +85,11 @@ interface PathQueue {
 
 const queues = new Map<string, PathQueue>();
 
-/** Paths whose lock the current async context holds (inside `withLock` or an update function). */
-const held = new AsyncLocalStorage<ReadonlySet<string>>();
+/**
+ * Paths whose lock the current async context holds (inside `withLock` or an update function),
+ * with the lock handle (`undefined` for `lock: false`), so that nested writes check it.
+ */
+const held = new AsyncLocalStorage<ReadonlyMap<string, LockHandle | undefined>>();
 
 export function absolute(path: string): string {
   return resolvePath(path);
@@ -97,10 +100,14 @@ export function holdsLock(path: string): boolean {
   return held.getStore()?.has(path) ?? false;
 }
 
-function runHolding<R>(path: string, fn: () => R): R {
-  const outer = held.getStore();
-  const next = new Set(outer);
-  next.add(path);
+/** The lock the current async context holds on `path` (see {@link holdsLock}). */
+function heldLock(path: string): LockHandle | undefined {
+  return held.getStore()?.get(path);
+}
+
+function runHolding<R>(path: string, lock: LockHandle | undefined, fn: () => R): R {
+  const next = new Map(held.getStore());
+  next.set(path, lock);
   return held.run(next, fn);
 }
 
@@ -167,6 +174,7 @@ async function applyUpdates(
   initial: string | undefined,
   ops: readonly Op[],
   spaces: number,
+  lock: LockHandle | undefined,
   done: (() => void)[],
 ): Promise<string | undefined> {
   let text = initial;
@@ -180,7 +188,7 @@ async function applyUpdates(
     try {
       const source = text ?? (op.hasDefault ? op.defaultText : undefined);
       const current = source === undefined ? undefined : parseJsonText(source, path);
-      const result = await runHolding(path, () => op.fn(current));
+      const result = await runHolding(path, lock, () => op.fn(current));
       text = serialize(result, path, spaces);
       done.push(() => op.resolve(result));
     } catch (err) {
@@ -200,7 +208,7 @@ async function runBatch(path: string, batch: Extract<Op, { kind: 'write' | 'upda
     }
     const needsRead = batch[0]!.kind === 'update';
     const onDisk = needsRead ? await readText(path) : undefined;
-    const text = await applyUpdates(path, onDisk, batch, opts.spaces, done);
+    const text = await applyUpdates(path, onDisk, batch, opts.spaces, lock, done);
     const changed = text !== undefined && (!needsRead || text !== onDisk || batch.some((op) => op.kind === 'write'));
     if (changed) {
       await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock });
@@ -219,7 +227,7 @@ async function runExclusive(path: string, op: Extract<Op, { kind: 'exclusive' }>
   try {
     lock = await acquireLock(path, op.lock);
     await removeStaleTemps(path);
-    const result = await Promise.race([runHolding(path, op.fn), lock.lost]);
+    const result = await Promise.race([runHolding(path, lock, op.fn), lock.lost]);
     if (lock.compromised) throw lock.compromised;
     op.resolve(result);
   } catch (err) {
@@ -265,9 +273,12 @@ export function barrier(path: string): Promise<void> {
   return new Promise((resolve, reject) => enqueue(path, { kind: 'barrier', resolve, reject }));
 }
 
-/** Run a write or update directly, for a context that already holds the lock. */
+/**
+ * Run a write or update directly, for a context that already holds the lock. If that lock has
+ * been compromised meanwhile (the enclosing `withLock` already rejected), the file is not replaced.
+ */
 export async function directWrite(path: string, text: string, opts: ResolvedWrite): Promise<void> {
-  await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode });
+  await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock: heldLock(path) });
 }
 
 export async function directUpdate(
@@ -282,7 +293,9 @@ export async function directUpdate(
   const current = source === undefined ? undefined : parseJsonText(source, path);
   const result = await fn(current);
   const text = serialize(result, path, opts.spaces);
-  if (text !== onDisk) await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode });
+  const lock = heldLock(path);
+  if (lock?.compromised) throw lock.compromised;
+  if (text !== onDisk) await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock });
   return result;
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import type { LockHandle } from './lock.js';
@@ -29,13 +29,47 @@ export function tempPathFor(target: string): string {
 }
 
 /**
- * Remove temp files a killed writer of `target` left behind. Only call while holding the
- * target's lock: then no live locking writer can own one of them.
+ * The file a write to `target` replaces: `target` itself, or the file its symbolic link(s)
+ * point to (which need not exist yet), with that file's mode when it exists.
+ */
+export async function resolveTarget(target: string): Promise<{ real: string; mode: number | undefined }> {
+  const fs = fsl();
+  let p = target;
+  for (let hops = 0; ; hops++) {
+    let st;
+    try {
+      st = await fs.lstat(p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { real: p, mode: undefined };
+      throw ioError(target, 'stat', err);
+    }
+    if (!st.isSymbolicLink()) return { real: p, mode: st.mode & 0o7777 };
+    if (hops >= 40) {
+      throw ioError(target, 'resolve the symbolic link', Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' }));
+    }
+    try {
+      p = resolve(dirname(p), await fs.readlink(p));
+    } catch (err) {
+      throw ioError(target, 'read the symbolic link', err);
+    }
+  }
+}
+
+/**
+ * Remove temp files a killed writer of `target` left behind (next to the file a symbolic link
+ * points to, when `target` is one). Only call while holding the target's lock: then no live
+ * locking writer can own one of them.
  */
 export async function removeStaleTemps(target: string): Promise<void> {
   const fs = fsl();
-  const dir = dirname(target);
-  const prefix = tempPrefix(target);
+  let real = target;
+  try {
+    real = (await resolveTarget(target)).real;
+  } catch {
+    // Unresolvable link: the write itself will report it.
+  }
+  const dir = dirname(real);
+  const prefix = tempPrefix(real);
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -109,19 +143,8 @@ async function fsyncDirectory(dir: string, target: string): Promise<void> {
 export async function writeFileAtomic(target: string, text: string, opts: PhysicalWriteOptions): Promise<void> {
   const fs = fsl();
   const data = Buffer.from(text, 'utf8');
-  let real = target;
-  let existingMode: number | undefined;
-  try {
-    const st = await fs.lstat(target);
-    if (st.isSymbolicLink()) {
-      real = await fs.realpath(target); // write through the link, keep the link
-      existingMode = (await fs.stat(real)).mode & 0o7777;
-    } else {
-      existingMode = st.mode & 0o7777;
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(target, 'stat', err);
-  }
+  // Write through a symbolic link (even a dangling one), keeping the link.
+  const { real, mode: existingMode } = await resolveTarget(target);
   const mode = opts.mode ?? existingMode;
   const tmp = tempPathFor(real);
   let fd: number | undefined;
