@@ -1,0 +1,420 @@
+/**
+ * @dawn/backup-cli (`dawn-backup`) side by side with `cp -a`, `tar -c | tar -x`, `restic`
+ * (local repository) and `sha256sum -c`, in one run.
+ *
+ * Trees, generated once per run under os.tmpdir() and removed at the end (also on error):
+ *   A) 10,000 files of 1 KiB in 100 directories;  B) 50 files of 10 MiB.
+ * Contents are random bytes, distinct per file (restic gets no dedup or compression edge).
+ *
+ * Per tree, three phases: backup (ours CLI, ours API, cp -a, tar pipe, restic backup into a fresh
+ * repository), verify (ours, sha256sum -c of a manifest, restic check --read-data) and restore
+ * (ours into a fresh target with --overwrite; ours over a populated target without --overwrite, which
+ * first saves it as pre_restore_*; restic restore). `cp -a` and the tar pipe are the peers of both
+ * backup and restore (one measurement). Each measurement runs `reps` times (default 3) in rounds that
+ * rotate the order of the tools, so a burst of load from elsewhere spreads over all of them; the
+ * median is reported. Setup and cleanup are untimed; before every timed run the file system is synced
+ * (`sync -f`, untimed) so that nobody pays for the previous step's writeback. The page cache cannot be
+ * dropped here: all figures are with WARM caches.
+ *
+ * Our CLI is timed through the real binary (`node packages/backup-cli/bin/dawn-backup.js`), as
+ * users run it, so node start-up is included; `createBackup` in-process is an extra row.
+ *
+ * Run alone: `node bench/src/backup-cli.mjs [--quick]` (quick: tiny trees, 1 run — harness smoke
+ * test, figures meaningless). `BENCH_REPS=N` overrides the number of runs.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fmtNum, formatTable, makeTempDir, median, now, ratio, removeTempDir } from './lib.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+const repoRoot = path.resolve(path.dirname(SELF), '../..');
+// DAWN_BENCH_BACKUP_CLI_DIR: another build of the package to time (default: the workspace's).
+const pkgDir = path.resolve(process.env.DAWN_BENCH_BACKUP_CLI_DIR ?? path.join(repoRoot, 'packages/backup-cli'));
+const BIN = path.join(pkgDir, 'bin/dawn-backup.js');
+const DIST = path.join(pkgDir, 'dist/index.js');
+const CLI_DIST = path.join(pkgDir, 'dist/cli.js');
+const MB = 1e6;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const OURS_CLI = 'dawn-backup (CLI)';
+const OURS_KEEP = 'dawn-backup, keeps old target';
+const OURS_API = 'createBackup() in-process';
+const CP = 'cp -a';
+const TAR = 'tar -c → tar -x (pipe)';
+const RESTIC_BACKUP = 'restic backup';
+
+/** The two trees; `quick` shrinks them for a smoke test of the harness. */
+function treeDefs(quick) {
+  return quick
+    ? [
+        { id: 'A', label: '200 × 1 KiB in 10 dirs', dirs: 10, perDir: 20, size: KiB },
+        { id: 'B', label: '4 × 1 MiB', dirs: 1, perDir: 4, size: MiB },
+      ]
+    : [
+        { id: 'A', label: '10,000 × 1 KiB in 100 dirs', dirs: 100, perDir: 100, size: KiB },
+        { id: 'B', label: '50 × 10 MiB', dirs: 1, perDir: 50, size: 10 * MiB },
+      ];
+}
+
+// ─── helpers ─────────────────────────────────────────────────────────────────
+
+/** Run a command; resolves on exit 0, rejects with the exit code and the stderr tail otherwise. */
+function exec(cmd, args, { cwd, env } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd,
+      env: env ? { ...process.env, ...env } : process.env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (stderr.length > 8000) stderr = stderr.slice(-4000);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolve();
+      const shown = cmd === process.execPath ? `node ${path.basename(args[0] ?? '')} ${args[1] ?? ''}` : `${path.basename(cmd)} ${args.slice(0, 2).join(' ')}`;
+      const tail = stderr.trim().split('\n').slice(-3).join(' | ');
+      reject(new Error(`${shown} exited with ${code ?? signal}${tail ? `: ${tail}` : ''}`));
+    });
+  });
+}
+
+const sh = (script, opts) => exec('/bin/sh', ['-c', script], opts);
+const shq = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
+const rmDir = (p) => rm(p, { recursive: true, force: true });
+
+/** Flush dirty pages of the file system holding `dir` (untimed), so a timed run starts clean. */
+async function settle(dir) {
+  await exec('sync', ['-f', dir]).catch(() => exec('sync', []));
+}
+
+/**
+ * Run `tasks` in `reps` rounds, rotating their order each round. A task is
+ * `{ name, setup?(i), fn(ctx, i), cleanup?(ctx, i) }`; only `fn` is timed. A task that fails is
+ * recorded with its error and left out of later rounds; the bench itself never throws for it.
+ * Returns a Map name -> { ms (median), times, error? }.
+ */
+async function rounds(reps, tasks, settleDir) {
+  const res = new Map(tasks.map((t) => [t.name, { ms: NaN, times: [] }]));
+  for (let i = 0; i < reps; i++) {
+    for (let k = 0; k < tasks.length; k++) {
+      const t = tasks[(k + i) % tasks.length];
+      const r = res.get(t.name);
+      if (r.error) continue;
+      try {
+        const ctx = t.setup ? await t.setup(i) : undefined;
+        await settle(settleDir);
+        const t0 = now();
+        await t.fn(ctx, i);
+        r.times.push(now() - t0);
+        if (t.cleanup) await t.cleanup(ctx, i);
+      } catch (err) {
+        r.error = err instanceof Error ? err.message : String(err);
+      }
+    }
+  }
+  for (const r of res.values()) if (!r.error) r.ms = median(r.times);
+  return res;
+}
+
+/** Files (count, bytes) under `dir`, skipping `skip` names at the top level. */
+async function treeStats(dir, skip = new Set()) {
+  let files = 0;
+  let bytes = 0;
+  const walk = async (d, top) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (top && skip.has(e.name)) continue;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p, false);
+      else if (e.isFile()) {
+        files++;
+        bytes += (await lstat(p)).size;
+      }
+    }
+  };
+  await walk(dir, true);
+  return { files, bytes };
+}
+
+/** Generate a tree of random, distinct files and a `sha256sum -c` manifest of it. */
+async function makeTree(dir, def, manifestPath) {
+  await mkdir(dir, { recursive: true });
+  const lines = [];
+  const big = def.size > 64 * KiB ? Buffer.allocUnsafe(def.size) : null;
+  for (let d = 0; d < def.dirs; d++) {
+    const sub = def.dirs === 1 ? '.' : `d${String(d).padStart(3, '0')}`;
+    await mkdir(path.join(dir, sub), { recursive: true });
+    const writes = [];
+    for (let f = 0; f < def.perDir; f++) {
+      const rel = `${sub}/f${String(f).padStart(4, '0')}.dat`;
+      const data = randomFillSync(big ?? Buffer.allocUnsafe(def.size));
+      lines.push(`${createHash('sha256').update(data).digest('hex')}  ${rel}`);
+      if (big) await writeFile(path.join(dir, rel), data); // the buffer is reused for the next file
+      else writes.push(writeFile(path.join(dir, rel), data));
+    }
+    await Promise.all(writes);
+  }
+  await writeFile(manifestPath, `${lines.join('\n')}\n`);
+  return { files: def.dirs * def.perDir, bytes: def.dirs * def.perDir * def.size };
+}
+
+function resticVersion() {
+  const r = spawnSync('restic', ['version'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim().split(' compiled')[0] : null;
+}
+
+const fmtTime = (ms) => (Number.isFinite(ms) ? (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`) : '—');
+
+// ─── the suite ───────────────────────────────────────────────────────────────
+
+/**
+ * Run the suite; prints its table and returns `{ env, rows, goals, notes }`.
+ * @param {{ quick?: boolean, reps?: number, withKeepRestore?: boolean }} [opts]
+ *   `quick`: tiny trees and 1 run (smoke test); `reps`: runs per measurement (default 3, or
+ *   `BENCH_REPS`); `withKeepRestore`: also time restore over a populated target without
+ *   `--overwrite` (default true).
+ */
+export async function run(opts = {}) {
+  const quick = opts.quick ?? false;
+  const reps = opts.reps ?? (Number(process.env.BENCH_REPS) || (quick ? 1 : 3));
+  const withKeepRestore = opts.withKeepRestore ?? true;
+  const started = now();
+
+  const restic = resticVersion();
+  const oursBuilt = existsSync(DIST) && existsSync(CLI_DIST);
+  const notes = [];
+  let api = null;
+  if (oursBuilt) {
+    try {
+      api = await import(pathToFileURL(DIST).href);
+    } catch (err) {
+      notes.push(`could not import ${path.relative(repoRoot, DIST)} (${err.message}): API row skipped`);
+    }
+  }
+  const env = {
+    node: process.version,
+    cpus: os.cpus().length,
+    loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
+    restic: restic ?? 'not installed',
+    reps,
+    quick,
+  };
+
+  console.log(`@dawn/backup-cli vs cp -a, tar, restic, sha256sum — ${reps} run(s) per measurement, median, WARM page cache (it cannot be dropped here)`);
+  console.log(`${env.cpus} CPUs, load ${env.loadavg.join(' ')} at start — the machine is shared, figures are noisy; ${restic ?? 'restic not installed'}`);
+
+  const root = await makeTempDir('dawn-bench-backup-cli-');
+  const onSignal = (sig) => {
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } finally {
+      process.kill(process.pid, sig);
+    }
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const rows = [];
+  const add = (tree, bytes, operation, tool, m, note) => {
+    if (!m) return;
+    rows.push({
+      tree: tree.id,
+      operation,
+      tool,
+      ours: tool === OURS_CLI || tool === OURS_API || tool === OURS_KEEP,
+      ms: m.ms,
+      mbps: Number.isFinite(m.ms) ? bytes / MB / (m.ms / 1000) : NaN,
+      times: m.times.map((t) => Math.round(t)),
+      timeRatio: NaN, // ours time ÷ peer time (the goals are stated this way)
+      ...(m.error ? { error: m.error } : {}),
+      ...(note ? { note } : {}),
+    });
+    if (m.error) notes.push(`tree ${tree.id}, ${operation}, ${tool}: FAILED — ${m.error}`);
+  };
+
+  const resticEnv = { RESTIC_PASSWORD: 'dawn-bench', RESTIC_PROGRESS_FPS: '0' };
+  const resticCmd = (repo, ...rest) => exec('restic', ['--repo', repo, '--cache-dir', path.join(root, 'restic-cache'), '--quiet', ...rest], { env: resticEnv });
+  const node = (...args) => exec(process.execPath, [BIN, ...args, '--quiet']);
+
+  try {
+    for (const def of treeDefs(quick)) {
+      const dir = path.join(root, `tree-${def.id}`);
+      const at = (name) => path.join(dir, name);
+      const src = at('src');
+      const manifest = at('SHA256SUMS');
+      const backupDir = at('ours-backups');
+      const repo = at('restic-repo');
+      const kept = 'bench_kept';
+      const t0 = now();
+      const { files, bytes } = await makeTree(src, def, manifest);
+      console.log(`\nTree ${def.id}: ${def.label} — ${fmtNum(files)} files, ${(bytes / MB).toFixed(1)} MB of data (generated in ${fmtTime(now() - t0)})`);
+      const sizeCheck = async (where, skip) => {
+        const s = await treeStats(where, skip);
+        return s.files === files && s.bytes === bytes ? undefined : `holds ${s.files} files / ${s.bytes} B, expected ${files} / ${bytes}`;
+      };
+
+      // Phase 1: backup (and the copy peers, which are also the restore peers)
+      let backupNote;
+      const backupTasks = [
+        { name: CP, fn: () => exec('cp', ['-a', src, at('cp')]), cleanup: () => rmDir(at('cp')) },
+        {
+          name: TAR,
+          setup: () => mkdir(at('tar')),
+          fn: () => sh(`tar -C ${shq(src)} -cf - . | tar -C ${shq(at('tar'))} -xpf -`),
+          cleanup: () => rmDir(at('tar')),
+        },
+      ];
+      if (oursBuilt) {
+        backupTasks.push({
+          name: OURS_CLI,
+          fn: (_, i) => node('backup', '--source', src, '--backup-dir', backupDir, '--name', i === reps - 1 ? kept : `bench_cli_${i}`),
+          cleanup: async (_, i) => {
+            if (i < reps - 1) return rmDir(path.join(backupDir, `bench_cli_${i}`));
+            backupNote = await sizeCheck(path.join(backupDir, kept), new Set(['.backup_metadata.json']));
+          },
+        });
+        if (api?.createBackup) {
+          backupTasks.push({
+            name: OURS_API,
+            fn: (_, i) => api.createBackup({ source: src, backupDir, name: `bench_api_${i}` }),
+            cleanup: (_, i) => rmDir(path.join(backupDir, `bench_api_${i}`)),
+          });
+        }
+      }
+      if (restic) {
+        backupTasks.push({
+          name: RESTIC_BACKUP,
+          setup: async () => {
+            await rmDir(repo);
+            await resticCmd(repo, 'init');
+          },
+          fn: () => resticCmd(repo, 'backup', '--host', 'bench', src),
+        });
+      }
+      const b = await rounds(reps, backupTasks, root);
+      const oursKept = oursBuilt && !b.get(OURS_CLI).error;
+      const resticKept = restic && !b.get(RESTIC_BACKUP).error;
+
+      // Phase 2: verify
+      const verifyTasks = [{ name: 'sha256sum -c', fn: () => exec('sha256sum', ['-c', '--quiet', '--status', manifest], { cwd: src }) }];
+      if (oursKept) verifyTasks.push({ name: OURS_CLI, fn: () => node('verify', kept, '--backup-dir', backupDir) });
+      if (resticKept) verifyTasks.push({ name: 'restic check --read-data', fn: () => resticCmd(repo, 'check', '--read-data') });
+      const v = await rounds(reps, verifyTasks, root);
+
+      // Phase 3: restore
+      let restoreNote;
+      const restoreTasks = [];
+      if (oursKept) {
+        restoreTasks.push({
+          name: OURS_CLI,
+          fn: () => node('restore', kept, '--backup-dir', backupDir, '--target', at('restored'), '--overwrite'),
+          cleanup: async (_, i) => {
+            if (i === reps - 1) restoreNote = await sizeCheck(at('restored'));
+            await rmDir(at('restored'));
+          },
+        });
+        if (withKeepRestore) {
+          restoreTasks.push({
+            name: OURS_KEEP,
+            setup: () => exec('cp', ['-a', src, at('restored-keep')]),
+            fn: () => node('restore', kept, '--backup-dir', backupDir, '--target', at('restored-keep')),
+            cleanup: async () => {
+              await rmDir(at('restored-keep'));
+              for (const n of await readdir(backupDir)) if (n.startsWith('pre_restore_')) await rmDir(path.join(backupDir, n));
+            },
+          });
+        }
+      }
+      if (resticKept) {
+        restoreTasks.push({
+          name: 'restic restore',
+          fn: () => resticCmd(repo, 'restore', 'latest', '--target', at('restic-restored')),
+          cleanup: () => rmDir(at('restic-restored')),
+        });
+      }
+      const r = await rounds(reps, restoreTasks, root);
+
+      const tree = { id: def.id };
+      add(tree, bytes, 'backup', OURS_CLI, b.get(OURS_CLI), backupNote && `backup ${backupNote}`);
+      add(tree, bytes, 'backup', OURS_API, b.get(OURS_API), 'no node start-up, same process');
+      add(tree, bytes, 'backup', CP, b.get(CP), 'copy_file_range: in-kernel copy, no hashing');
+      add(tree, bytes, 'backup', TAR, b.get(TAR));
+      add(tree, bytes, 'backup', RESTIC_BACKUP, b.get(RESTIC_BACKUP), 'fresh repository each run (init untimed)');
+      add(tree, bytes, 'verify', OURS_CLI, v.get(OURS_CLI));
+      add(tree, bytes, 'verify', 'sha256sum -c', v.get('sha256sum -c'), 'manifest of every file');
+      add(tree, bytes, 'verify', 'restic check --read-data', v.get('restic check --read-data'));
+      add(tree, bytes, 'restore', OURS_CLI, r.get(OURS_CLI), restoreNote ? `restored tree ${restoreNote}` : 'fresh target, --overwrite: no pre_restore backup');
+      add(tree, bytes, 'restore', OURS_KEEP, r.get(OURS_KEEP), 'populated target, no --overwrite: saves it as pre_restore_* first');
+      add(tree, bytes, 'restore', CP, b.get(CP), 'same measurement as the backup row');
+      add(tree, bytes, 'restore', TAR, b.get(TAR), 'same measurement as the backup row');
+      add(tree, bytes, 'restore', 'restic restore', r.get('restic restore'));
+
+      await rmDir(dir);
+    }
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await removeTempDir(root);
+  }
+
+  // ours ÷ peer, within (tree, operation), against our CLI row
+  for (const row of rows) {
+    if (row.ours) continue;
+    const o = rows.find((x) => x.tree === row.tree && x.operation === row.operation && x.tool === OURS_CLI);
+    if (o && Number.isFinite(o.ms) && Number.isFinite(row.ms)) row.timeRatio = o.ms / row.ms;
+  }
+
+  if (!oursBuilt) notes.push(`@dawn/backup-cli is not built (${path.relative(repoRoot, CLI_DIST)} missing): our rows are skipped — build it first (\`pnpm build\`)`);
+  if (!restic) notes.push('restic is not installed (Debian package `restic`): restic rows are skipped');
+
+  const columns = [
+    { key: 'tree' },
+    { key: 'operation' },
+    { key: 'tool' },
+    { key: 'ms', title: 'time', align: 'right', format: (v, row) => (row.error ? 'FAILED' : fmtTime(v)) },
+    { key: 'mbps', title: 'MB/s', align: 'right', format: (v) => fmtNum(v, 1) },
+    { key: 'timeRatio', title: 'ours ÷ peer', align: 'right', format: (v, row) => (row.ours ? '' : Number.isFinite(v) ? `${v.toFixed(2)}× time` : '—') },
+    { key: 'times', title: 'runs (s)', format: (v) => v.map((t) => (t / 1000).toFixed(2)).join(' / ') },
+    { key: 'note', format: (v) => v ?? '' },
+  ];
+  const table = [];
+  for (const row of rows) {
+    const prev = table[table.length - 1];
+    if (prev && prev !== '-' && (prev.tree !== row.tree || prev.operation !== row.operation)) table.push('-');
+    table.push(row);
+  }
+  console.log('');
+  console.log(formatTable(table, columns));
+  console.log('"ours ÷ peer" is our CLI\'s median time ÷ the peer\'s (below 1.00× we are faster) — the goals are stated in time.');
+  console.log('MB/s: 10^6 bytes of file data per second. "runs": every timed run, in order.');
+
+  const goals = [];
+  const backupRatio = (tree, tool) => rows.find((x) => x.tree === tree && x.operation === 'backup' && x.tool === tool)?.timeRatio;
+  const goal = (name, value, limit, strict) => {
+    const ok = Number.isFinite(value) ? (strict ? value < limit : value <= limit) : null;
+    goals.push({ goal: name, timeRatio: value ?? null, limit, status: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS' });
+  };
+  goal('tree A: backup time ≤ 2.5× cp -a', backupRatio('A', CP), 2.5, false);
+  goal('tree B: backup time ≤ 1.5× cp -a', backupRatio('B', CP), 1.5, false);
+  goal('tree A: backup faster than restic backup', backupRatio('A', RESTIC_BACKUP), 1, true);
+  goal('tree B: backup faster than restic backup', backupRatio('B', RESTIC_BACKUP), 1, true);
+  console.log('\nGoals:');
+  for (const g of goals) console.log(`  ${g.status}  ${g.goal}${Number.isFinite(g.timeRatio) ? ` — ours takes ${g.timeRatio.toFixed(2)}× the peer's time (throughput ${ratio(1, g.timeRatio)})` : ''}`);
+  for (const n of notes) console.log(`  note: ${n}`);
+  console.log(`\nbackup-cli suite done in ${fmtTime(now() - started)}; temp dirs removed.`);
+
+  return { env, rows, goals, notes };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === SELF) {
+  await run({ quick: process.argv.includes('--quick') });
+}
