@@ -382,10 +382,13 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /**
    * Opt in to saving on process shutdown: on SIGINT/SIGTERM (by default) the agent is stopped
-   * and its state saved, then the process ends as the signal would have ended it (exit code
-   * 1 instead if a save failed; if other listeners of the signal exist, they decide how the
-   * process ends). On `beforeExit` unsaved or running agents are saved. A second identical
-   * signal while saving ends the process at once. Nothing is installed unless you call this.
+   * and its state saved (all hooked agents of the process in parallel), then the signal is
+   * raised again without these hooks, so the process ends as the signal would have ended it
+   * (exit code 1 instead, with the error on stderr, if a save failed). If your program has its
+   * own listener for the signal, it receives the signal again at that point and decides; such
+   * programs may prefer to call `stop()` from their own handler instead. On `beforeExit`, running
+   * agents and agents with unsaved changes are stopped/saved. A second identical signal while
+   * saving ends the process at once. Nothing is installed unless you call this.
    *
    * @returns a function that removes this agent's hooks (the process listeners go with the last agent).
    * @example

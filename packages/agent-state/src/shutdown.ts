@@ -69,12 +69,11 @@ function onSignal(signal: NodeJS.Signals): void {
     // The process is going away: drop every hook of ours, then end it as the signal would have.
     members.clear();
     for (const ev of [...listeners.keys()]) removeListener(ev);
-    if (process.listenerCount(signal) > 0) {
-      // Someone else handles this signal too; they decide how the process ends.
-      if (!ok) process.exitCode = 1;
-      return;
-    }
     if (!ok) process.exit(1);
+    // Raise the signal again, now without us. With no other listener, the default action ends
+    // the process (its parent sees the signal). Another listener (e.g. signal-exit, which
+    // proper-lockfile installs and which stands back while other listeners exist) gets it again
+    // and decides.
     process.kill(process.pid, signal);
   });
 }
