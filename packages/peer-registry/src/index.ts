@@ -1,1 +1,24 @@
-export {};
+export { PeerRegistryError, type PeerRegistryErrorCode, type PeerRegistryErrorDetails } from './errors.js';
+export { Peer, type PeerInit, type PeerPatch, type PeerRecord } from './peer.js';
+export {
+  PeerRegistry,
+  type PeerRegistryOptions,
+  type PeerValidator,
+  type AddPeerOptions,
+  type ListPeersOptions,
+  type PeerStats,
+  type PeerEventName,
+  type PeerEventInfo,
+  type PeerListener,
+} from './registry.js';
+export {
+  resolveDataRoot,
+  resolveRegistryPath,
+  DATA_ROOT_ENV,
+  REGISTRY_FILE_NAME,
+  type DataRootOptions,
+  type RegistryPathOptions,
+} from './data-root.js';
+export { FORMAT_VERSION } from './file-format.js';
+export { MAX_NODE_ID_LENGTH, MAX_ADDRESS_LENGTH } from './validate.js';
+export type { JsonValue, JsonObject } from './json.js';

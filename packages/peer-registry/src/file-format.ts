@@ -1,0 +1,214 @@
+/**
+ * The registry file `{"version": 1, "peers": [...]}` and the operations a flush applies onto
+ * its current contents (under the lock, inside one `updateJson`).
+ */
+import { PeerRegistryError } from './errors.js';
+import { peerFromRecord, type Peer, type PeerRecord } from './peer.js';
+
+/** The file format version this program writes and understands. */
+export const FORMAT_VERSION = 1;
+
+/** The registry document. Unknown top-level fields are kept. */
+export interface RegistryDoc {
+  version: number;
+  peers: Record<string, unknown>[];
+  [unknownField: string]: unknown;
+}
+
+/** One durable change, applied in order onto the file's current contents. */
+export type Op =
+  /** Create the record, or set `keys` of the existing one (all keys of `record` when `keys` is null). */
+  | { kind: 'put'; id: string; record: PeerRecord; keys: readonly string[] | null; create: boolean }
+  /** Set `last_seen`. */
+  | { kind: 'touch'; id: string; at: number }
+  | { kind: 'success'; id: string; at: number }
+  | { kind: 'failure'; id: string }
+  /** Remove; with `dead`, only if the record is still dead at that time. */
+  | { kind: 'remove'; id: string; dead?: { now: number; timeout: number } }
+  | { kind: 'clear' };
+
+function corrupt(path: string, keyPath: string, what: string, cause?: unknown): PeerRegistryError {
+  return new PeerRegistryError(
+    'CORRUPT',
+    `${path} is not a valid peer registry: at ${keyPath}, ${what}. The file was left untouched; fix it, restore it ` +
+      `from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
+    { path, keyPath, cause },
+  );
+}
+
+/**
+ * Check the top level of a parsed registry file and return it as a {@link RegistryDoc}
+ * (records are checked by {@link indexRecords} / {@link loadPeers}).
+ * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`
+ */
+export function checkDoc(value: unknown, path: string): RegistryDoc {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw corrupt(path, '$', `expected an object {"version": 1, "peers": [...]}, found ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  const doc = value as Record<string, unknown>;
+  const version = doc.version;
+  if (version !== undefined) {
+    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+      throw corrupt(path, '$.version', `expected the integer ${FORMAT_VERSION}, found ${JSON.stringify(version)}`);
+    }
+    if (version > FORMAT_VERSION) {
+      throw new PeerRegistryError(
+        'UNSUPPORTED_VERSION',
+        `${path} has format version ${version}, newer than the ${FORMAT_VERSION} this program understands. ` +
+          `It was left untouched; upgrade @dawn/peer-registry to use it.`,
+        { path, keyPath: '$.version' },
+      );
+    }
+  }
+  const peers = doc.peers ?? [];
+  if (!Array.isArray(peers)) throw corrupt(path, '$.peers', 'expected an array of peer records');
+  if (version === undefined) {
+    // Normalise: version first, as the Python implementation writes it.
+    const out: RegistryDoc = { version: FORMAT_VERSION, peers };
+    for (const k of Object.keys(doc)) if (k !== 'version' && k !== 'peers') out[k] = doc[k];
+    return out;
+  }
+  doc.peers = peers;
+  return doc as RegistryDoc;
+}
+
+/** Build the peers of a checked document. Later duplicates of a node id win (as in Python). */
+export function loadPeers(doc: RegistryDoc, path: string): Peer[] {
+  const out: Peer[] = new Array<Peer>(doc.peers.length);
+  const recs = doc.peers;
+  for (let i = 0; i < recs.length; i++) {
+    try {
+      out[i] = peerFromRecord(recs[i]!, true);
+    } catch (err) {
+      const field = PeerRegistryError.is(err) && err.field !== undefined && err.field !== 'peer' ? `.${err.field}` : '';
+      throw corrupt(path, `$.peers[${i}]${field}`, (err as Error).message.replace(/^Invalid record field [^:]*: /, '').replace(/\.$/, ''), err);
+    }
+  }
+  return out;
+}
+
+function indexRecords(recs: Record<string, unknown>[], path: string): Map<string, number> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < recs.length; i++) {
+    const rec = recs[i];
+    if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw corrupt(path, `$.peers[${i}]`, 'expected a peer record object');
+    const id = rec.node_id;
+    if (typeof id !== 'string' || id === '') throw corrupt(path, `$.peers[${i}].node_id`, 'expected a non-empty string');
+    index.set(id, i);
+  }
+  return index;
+}
+
+function asPeer(rec: Record<string, unknown>, i: number, path: string): Peer {
+  try {
+    return peerFromRecord(rec, true);
+  } catch (err) {
+    const field = PeerRegistryError.is(err) && err.field !== undefined ? `.${err.field}` : '';
+    throw corrupt(path, `$.peers[${i}]${field}`, (err as Error).message, err);
+  }
+}
+
+/** What {@link applyOps} produced. */
+export interface ApplyResult {
+  /** The document to write. */
+  doc: RegistryDoc;
+  /** Its peers, checked (sharing the document's arrays and objects: do not mutate before it is written). */
+  peers: Peer[];
+  /** Node ids removed to respect `maxPeers`. */
+  evicted: string[];
+}
+
+/**
+ * Apply `ops` in order onto the file's current document (`undefined` when there is no file).
+ * Mutates and returns the document. O(file) for indexing and checking, plus O(1) per op.
+ * @throws {PeerRegistryError} `CORRUPT` when a record of the file is malformed (nothing is written).
+ */
+export function applyOps(current: unknown, ops: readonly Op[], path: string, maxPeers: number | undefined): ApplyResult {
+  const doc = current === undefined ? { version: FORMAT_VERSION, peers: [] } : checkDoc(current, path);
+  let recs: (Record<string, unknown> | undefined)[] = doc.peers;
+  const index = indexRecords(doc.peers, path);
+  let holes = recs.length - index.size; // earlier duplicates of a node id are dropped
+  if (holes > 0) {
+    for (let i = 0; i < recs.length; i++) if (index.get(recs[i]!.node_id as string) !== i) recs[i] = undefined;
+  }
+  for (const op of ops) {
+    if (op.kind === 'clear') {
+      recs = [];
+      index.clear();
+      holes = 0;
+      continue;
+    }
+    const i = index.get(op.id);
+    switch (op.kind) {
+      case 'put': {
+        if (i === undefined) {
+          if (op.create) {
+            index.set(op.id, recs.length);
+            recs.push(op.record);
+          }
+          break;
+        }
+        const rec = recs[i]!;
+        const src = op.record as Record<string, unknown>;
+        const keys = op.keys ?? Object.keys(src);
+        for (const k of keys) if (k in src && k !== 'node_id') rec[k] = src[k];
+        break;
+      }
+      case 'touch':
+        if (i !== undefined) recs[i]!.last_seen = op.at;
+        break;
+      case 'success':
+      case 'failure': {
+        if (i === undefined) break;
+        const rec = recs[i]!;
+        const p = asPeer(rec, i, path);
+        if (op.kind === 'success') {
+          p.recordConnectionSuccess(op.at);
+          rec.last_seen = p.lastSeen;
+          rec.successful_connections = p.successfulConnections;
+        } else {
+          p.recordConnectionFailure();
+          rec.failed_connections = p.failedConnections;
+        }
+        rec.connection_attempts = p.connectionAttempts;
+        rec.health_score = p.healthScore;
+        break;
+      }
+      case 'remove': {
+        if (i === undefined) break;
+        if (op.dead) {
+          const p = asPeer(recs[i]!, i, path);
+          if (p.isAlive(op.dead.timeout, op.dead.now)) break;
+        }
+        recs[i] = undefined;
+        index.delete(op.id);
+        holes++;
+        break;
+      }
+    }
+  }
+  let out = (holes > 0 ? recs.filter((r) => r !== undefined) : recs) as Record<string, unknown>[];
+  const evicted: string[] = [];
+  if (maxPeers !== undefined && out.length > maxPeers) {
+    const excess = out.length - maxPeers;
+    const ranked = out.map((rec, i) => ({ i, p: asPeer(rec, i, path) }));
+    ranked.sort((a, b) => a.p.healthScore - b.p.healthScore || a.p.lastSeen - b.p.lastSeen);
+    const drop = new Set<number>();
+    for (let k = 0; k < excess; k++) {
+      drop.add(ranked[k]!.i);
+      evicted.push(ranked[k]!.p.nodeId);
+    }
+    out = out.filter((_, i) => !drop.has(i));
+  }
+  doc.peers = out;
+  const peers = new Array<Peer>(out.length);
+  for (let i = 0; i < out.length; i++) {
+    const rec = out[i]!;
+    const p = (peers[i] = asPeer(rec, i, path));
+    // Records written by Python lack the lists; add them when their count says they are empty.
+    if (rec.tools === undefined && p.toolsCount === 0) rec.tools = p.tools;
+    if (rec.resources === undefined && p.resourcesCount === 0) rec.resources = p.resources;
+    if (rec.prompts === undefined && p.promptsCount === 0) rec.prompts = p.prompts;
+  }
+  return { doc, peers, evicted };
+}

@@ -1,0 +1,962 @@
+import { isAscii } from 'node:buffer';
+import { readFile, rename } from 'node:fs/promises';
+import { AtomicJsonError, readJson, updateJson, withLock, type LockOptions } from '@dawn/atomic-json';
+import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
+import { PeerRegistryError } from './errors.js';
+import { EvictionHeap } from './evict.js';
+import { applyOps, checkDoc, loadPeers, type Op, type RegistryDoc } from './file-format.js';
+import {
+  assignFields,
+  copyInto,
+  fieldsOfPeer,
+  normalizeFields,
+  Peer,
+  peerFromFields,
+  recordKeysOf,
+  type PeerFields,
+  type PeerInit,
+  type PeerPatch,
+} from './peer.js';
+import { nowSeconds } from './time.js';
+
+/** Decides whether this node may talk to a peer (a trust list, a ban list...). */
+export interface PeerValidator {
+  /** Return `false` (or a promise of it) to make {@link PeerRegistry.addPeer} refuse the peer. */
+  canConnect(nodeId: string): boolean | Promise<boolean>;
+}
+
+/** Options of {@link PeerRegistry.open}. */
+export interface PeerRegistryOptions extends RegistryPathOptions {
+  /**
+   * Keep the registry in `<dataRoot>/mesh/peer_registry.json`. With `false` the registry lives
+   * in memory only and never touches the disk (not even to create a directory).
+   * @default true
+   */
+  persist?: boolean;
+  /**
+   * Seconds after `lastSeen` at which a peer counts as dead (`isAlive`, `listAlivePeers`,
+   * `cleanupDeadPeers`, stats).
+   * @default 300
+   */
+  peerTimeout?: number;
+  /** Consulted by `addPeer` unless `{ skipValidation: true }`; `canConnect(nodeId) === false` refuses the peer. */
+  peerValidator?: PeerValidator;
+  /**
+   * Most peers to keep. Adding a new peer to a full registry first evicts the least healthy
+   * peer, and among equally healthy ones the least recently seen.
+   * @default unlimited
+   */
+  maxPeers?: number;
+  /**
+   * What `open()` does with a registry file that is not valid JSON or not a registry:
+   * `'throw'` rejects with `CORRUPT` and leaves the file alone; `'quarantine'` renames it to
+   * `peer_registry.json.corrupt-<unix ms>` and starts empty.
+   * @default 'throw'
+   */
+  onCorrupt?: 'throw' | 'quarantine';
+  /**
+   * How to take the registry file's cross-process lock (see `@dawn/atomic-json`).
+   * @default { timeoutMs: 10000, staleMs: 10000 }
+   */
+  lock?: LockOptions;
+  /**
+   * fsync each write (file and directory). Turn off only for throw-away data: a power loss may
+   * then lose acknowledged writes (never tear the file).
+   * @default true
+   */
+  fsync?: boolean;
+}
+
+/** Options of {@link PeerRegistry.addPeer}. */
+export interface AddPeerOptions {
+  /** Do not consult the `peerValidator` (bootstrap or otherwise trusted peers). @default false */
+  skipValidation?: boolean;
+}
+
+/** Options of {@link PeerRegistry.listPeers}. */
+export interface ListPeersOptions {
+  /** Only peers seen less than `peerTimeout` seconds ago. @default false */
+  aliveOnly?: boolean;
+}
+
+/** What {@link PeerRegistry.getPeerStats} returns. */
+export interface PeerStats {
+  totalPeers: number;
+  alivePeers: number;
+  connectedPeers: number;
+  deadPeers: number;
+  /** Mean health score; 0 when there is no peer. */
+  averageHealthScore: number;
+}
+
+/** Where an event's change came from. */
+export interface PeerEventInfo {
+  /** `'local'`: a call on this instance. `'file'`: found in the file (another process, or a write of ours that did not stick). */
+  origin: 'local' | 'file';
+}
+
+/** A listener of the registry's events. */
+export type PeerListener = (peer: Peer, info: PeerEventInfo) => void;
+
+/** The registry's events. Each fires once per real change, never for a no-op. */
+export type PeerEventName = 'peer:added' | 'peer:removed' | 'peer:updated';
+
+interface Batch {
+  ops: Op[];
+  /** Node ids the ops touch. */
+  touched: Set<string>;
+  cleared: boolean;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // reported through the mutations' promises and flush()
+  return { ops: [], touched: new Set(), cleared: false, promise, resolve, reject };
+}
+
+const noop = (): void => {};
+
+/** Return `p`, marked as handled: an unawaited mutation that fails never crashes the process (flush() reports it). */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(noop);
+  return p;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** Map an error of `@dawn/atomic-json` to ours. */
+function fileError(err: unknown, path: string, action: string): unknown {
+  if (PeerRegistryError.is(err) || !AtomicJsonError.is(err)) return err;
+  switch (err.code) {
+    case 'PARSE':
+      return new PeerRegistryError(
+        'CORRUPT',
+        `Cannot ${action} the peer registry ${path}: it is not valid JSON (line ${err.line ?? '?'}, column ${err.column ?? '?'}). ` +
+          `The file was left untouched; fix it, restore it from a backup, or open the registry with ` +
+          `{ onCorrupt: 'quarantine' } to move it aside and start empty.`,
+        { path, cause: err, ...(err.line !== undefined ? { line: err.line } : {}), ...(err.column !== undefined ? { column: err.column } : {}) },
+      );
+    case 'LOCKED':
+    case 'LOCK_COMPROMISED':
+      return new PeerRegistryError('LOCKED', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
+    default:
+      return new PeerRegistryError('IO', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
+  }
+}
+
+function checkOptions(opts: PeerRegistryOptions): void {
+  const bad = (field: string, why: string): never => {
+    throw new PeerRegistryError('INVALID_OPTION', `Invalid option ${field}: ${why}.`, { field });
+  };
+  if (opts.peerTimeout !== undefined && !(typeof opts.peerTimeout === 'number' && opts.peerTimeout > 0 && Number.isFinite(opts.peerTimeout))) {
+    bad('peerTimeout', 'it must be a positive finite number of seconds');
+  }
+  if (opts.maxPeers !== undefined && !(Number.isSafeInteger(opts.maxPeers) && opts.maxPeers >= 1)) {
+    bad('maxPeers', 'it must be a positive integer');
+  }
+  if (opts.onCorrupt !== undefined && opts.onCorrupt !== 'throw' && opts.onCorrupt !== 'quarantine') {
+    bad('onCorrupt', "it must be 'throw' or 'quarantine'");
+  }
+  if (opts.persist !== undefined && typeof opts.persist !== 'boolean') bad('persist', 'it must be a boolean');
+  if (opts.peerValidator !== undefined && typeof opts.peerValidator?.canConnect !== 'function') {
+    bad('peerValidator', 'it must have a canConnect(nodeId) method');
+  }
+}
+
+const CONSTRUCT = Symbol('PeerRegistry.construct');
+
+/**
+ * The mesh's registry of known peers, persisted to `<dataRoot>/mesh/peer_registry.json` in the
+ * Python implementation's format.
+ *
+ * - Reads (`getPeer`, `getPeerByAddress`, `listPeers`, counts) are synchronous and served from
+ *   memory; `getPeer`/`getPeerByAddress`/`hasPeer` are O(1).
+ * - Every mutation changes the in-memory view at once (and fires its event), then is written:
+ *   its promise resolves once the change is durable on disk. Mutations issued without awaiting
+ *   are batched into one locked read-modify-write of the file per flush.
+ * - Each write applies this instance's changes onto the file's *current* contents under the
+ *   cross-process lock, then refreshes the in-memory view from what was written: several
+ *   processes may share one registry file without losing each other's peers.
+ *
+ * @example
+ * ```ts
+ * const registry = await PeerRegistry.open({ dataRoot: '/srv/dawn' });
+ * registry.on('peer:added', (peer) => console.log('new peer', peer.nodeId));
+ * await registry.addPeer({ nodeId: 'a1b2', address: 'ws://10.0.0.7:8000' });
+ * await registry.recordConnectionSuccess('a1b2');
+ * registry.getPeerByAddress('ws://10.0.0.7:8000')?.healthScore; // 1
+ * await registry.close();
+ * ```
+ */
+export class PeerRegistry {
+  /** Absolute path of the registry file, or `undefined` with `persist: false`. */
+  readonly path: string | undefined;
+  /** Seconds after `lastSeen` at which a peer counts as dead. */
+  readonly peerTimeout: number;
+  /** The most peers kept, if limited. */
+  readonly maxPeers: number | undefined;
+
+  readonly #validator: PeerValidator | undefined;
+  readonly #writeOpts: { lock: LockOptions | true; fsync: boolean };
+  readonly #peers = new Map<string, Peer>();
+  readonly #byAddress = new Map<string, Peer | Peer[]>();
+  readonly #heap: EvictionHeap | undefined;
+  readonly #listeners = new Map<PeerEventName, PeerListener[]>();
+  #pending: Batch | undefined;
+  #inflight: Batch | undefined;
+  #scheduled = false;
+  #closed = false;
+  #unreported: unknown;
+  #flushCount = 0;
+  #quarantinedTo: string | undefined;
+
+  /** @internal Use {@link PeerRegistry.open}. */
+  private constructor(token: symbol, path: string | undefined, opts: PeerRegistryOptions) {
+    if (token !== CONSTRUCT) throw new TypeError('Use PeerRegistry.open() to create a PeerRegistry.');
+    this.path = path;
+    this.peerTimeout = opts.peerTimeout ?? 300;
+    this.maxPeers = opts.maxPeers;
+    this.#validator = opts.peerValidator;
+    this.#writeOpts = { lock: opts.lock ?? true, fsync: opts.fsync ?? true };
+    this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
+  }
+
+  /**
+   * Open (load) a registry. Nothing is written by opening; the mesh directory is created by
+   * the first write. With `persist: false` nothing on disk is touched at all.
+   *
+   * @throws {PeerRegistryError} `INVALID_OPTION`; `CORRUPT` (with `line`/`column` or `keyPath`)
+   *   when the file is not valid JSON or not a registry — it is left untouched unless
+   *   `onCorrupt: 'quarantine'`; `UNSUPPORTED_VERSION`; `LOCKED`/`IO`.
+   * @example
+   * ```ts
+   * const registry = await PeerRegistry.open();                       // $PROJECT_DAWN_DATA_ROOT or ~/.project-dawn
+   * const scratch = await PeerRegistry.open({ persist: false });      // memory only
+   * const capped = await PeerRegistry.open({ dataRoot: '/srv/dawn', maxPeers: 500, peerTimeout: 120 });
+   * ```
+   */
+  static async open(opts: PeerRegistryOptions = {}): Promise<PeerRegistry> {
+    checkOptions(opts);
+    const persist = opts.persist ?? true;
+    const path = persist ? resolveRegistryPath(opts) : undefined;
+    const registry = new PeerRegistry(CONSTRUCT, path, opts);
+    if (path !== undefined) await registry.#load(path, opts.onCorrupt ?? 'throw', opts.lock ?? {});
+    return registry;
+  }
+
+  async #load(path: string, onCorrupt: 'throw' | 'quarantine', lock: LockOptions): Promise<void> {
+    let peers: Peer[];
+    try {
+      peers = await readAndCheck(path);
+    } catch (err) {
+      if (!(PeerRegistryError.is(err) && err.code === 'CORRUPT' && onCorrupt === 'quarantine')) throw err;
+      // Move it aside under the lock, unless someone repaired or replaced it meanwhile.
+      peers = await withLock(
+        path,
+        async () => {
+          try {
+            return await readAndCheck(path);
+          } catch (again) {
+            if (!(PeerRegistryError.is(again) && again.code === 'CORRUPT')) throw again;
+            const target = `${path}.corrupt-${Date.now()}`;
+            await rename(path, target);
+            this.#quarantinedTo = target;
+            return [];
+          }
+        },
+        lock,
+      ).catch((e: unknown) => {
+        throw fileError(e, path, 'quarantine');
+      });
+    }
+    for (const p of peers) this.#insert(p);
+    this.#heap?.rebuild(this.#peers.values());
+  }
+
+  /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
+  get quarantinedTo(): string | undefined {
+    return this.#quarantinedTo;
+  }
+
+  /**
+   * Number of write cycles (lock + read + apply + write) this instance has run. Each writes the
+   * file at most once, however many mutations it carried.
+   */
+  get flushCount(): number {
+    return this.#flushCount;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * Listen to `peer:added`, `peer:removed` or `peer:updated`. Listeners run synchronously
+   * when the in-memory view changes: at the call for local changes (before the write is
+   * durable), and when a write or `reload()` finds another process's changes in the file
+   * (`info.origin === 'file'`). A throwing listener does not disturb the registry; its error
+   * is re-thrown asynchronously.
+   * @example
+   * ```ts
+   * registry.on('peer:removed', (peer, { origin }) => console.log(peer.nodeId, 'gone', origin));
+   * ```
+   */
+  on(event: PeerEventName, listener: PeerListener): this {
+    const list = this.#listeners.get(event);
+    if (list) list.push(listener);
+    else this.#listeners.set(event, [listener]);
+    return this;
+  }
+
+  /** Stop calling `listener` for `event`. */
+  off(event: PeerEventName, listener: PeerListener): this {
+    const list = this.#listeners.get(event);
+    const i = list?.lastIndexOf(listener) ?? -1;
+    if (list && i >= 0) list.splice(i, 1);
+    return this;
+  }
+
+  /** Call `listener` for the next `event` only. */
+  once(event: PeerEventName, listener: PeerListener): this {
+    const wrapper: PeerListener = (peer, info) => {
+      this.off(event, wrapper);
+      listener(peer, info);
+    };
+    return this.on(event, wrapper);
+  }
+
+  #emit(event: PeerEventName, peer: Peer, origin: PeerEventInfo['origin']): void {
+    const list = this.#listeners.get(event);
+    if (!list || list.length === 0) return;
+    const info = { origin };
+    for (const l of list.slice()) {
+      try {
+        l(peer, info);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- in-memory view
+
+  #indexAddress(p: Peer): void {
+    const cur = this.#byAddress.get(p.address);
+    if (cur === undefined) this.#byAddress.set(p.address, p);
+    else if (Array.isArray(cur)) cur.push(p);
+    else this.#byAddress.set(p.address, [cur, p]);
+  }
+
+  #unindexAddress(p: Peer, address: string = p.address): void {
+    const cur = this.#byAddress.get(address);
+    if (cur === p) this.#byAddress.delete(address);
+    else if (Array.isArray(cur)) {
+      const i = cur.indexOf(p);
+      if (i >= 0) cur.splice(i, 1);
+      if (cur.length === 1) this.#byAddress.set(address, cur[0]!);
+      else if (cur.length === 0) this.#byAddress.delete(address);
+    }
+  }
+
+  #insert(p: Peer): void {
+    const old = this.#peers.get(p.nodeId);
+    if (old) this.#unindexAddress(old);
+    this.#peers.set(p.nodeId, p);
+    this.#indexAddress(p);
+    this.#heap?.push(p);
+  }
+
+  #delete(p: Peer): void {
+    this.#peers.delete(p.nodeId);
+    this.#unindexAddress(p);
+  }
+
+  /** After `p` changed (from `oldAddress`): keep the indexes right. */
+  #changed(p: Peer, oldAddress: string): void {
+    if (p.address !== oldAddress) {
+      this.#unindexAddress(p, oldAddress);
+      this.#indexAddress(p);
+    }
+    this.#heap?.push(p);
+  }
+
+  #evictFor(): void {
+    const heap = this.#heap;
+    if (heap === undefined || this.maxPeers === undefined) return;
+    if (heap.length > 2 * this.#peers.size + 1024) heap.rebuild(this.#peers.values());
+    while (this.#peers.size >= this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#peers.get(p.nodeId) === p);
+      if (victim === undefined) break;
+      this.#delete(victim);
+      this.#commit({ kind: 'remove', id: victim.nodeId });
+      this.#emit('peer:removed', victim, 'local');
+    }
+  }
+
+  /**
+   * Bring the in-memory view in line with the file's records (after a write or a reload).
+   * Peers with changes still waiting to be written are left as they are.
+   */
+  #refresh(filePeers: readonly Peer[]): void {
+    const pending = this.#pending;
+    if (pending?.cleared) return; // a clear is on its way: the file's peers are about to go
+    const dirty = pending?.touched;
+    let matched = 0;
+    for (const fresh of filePeers) {
+      const id = fresh.nodeId;
+      const mine = this.#peers.get(id);
+      if (mine) matched++;
+      if (dirty?.has(id)) continue;
+      if (mine === undefined) {
+        this.#insert(fresh);
+        matched++;
+        this.#emit('peer:added', fresh, 'file');
+      } else if (!mine.equals(fresh)) {
+        const oldAddress = mine.address;
+        copyInto(mine, fresh);
+        this.#changed(mine, oldAddress);
+        this.#emit('peer:updated', mine, 'file');
+      }
+    }
+    if (this.#peers.size > matched) {
+      const inFile = new Set<string>();
+      for (const p of filePeers) inFile.add(p.nodeId);
+      for (const p of [...this.#peers.values()]) {
+        if (!inFile.has(p.nodeId) && !dirty?.has(p.nodeId)) {
+          this.#delete(p);
+          this.#emit('peer:removed', p, 'file');
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  #assertOpen(): void {
+    if (this.#closed) {
+      throw new PeerRegistryError('CLOSED', `The peer registry${this.path ? ` ${this.path}` : ''} is closed; open a new one to change it.`);
+    }
+  }
+
+  /** Queue `op` for the next write; resolves when it is durable. */
+  #commit(op: Op): Promise<void> {
+    if (this.path === undefined) return Promise.resolve();
+    let b = this.#pending;
+    if (b === undefined) {
+      b = this.#pending = newBatch();
+      this.#schedule();
+    }
+    b.ops.push(op);
+    if (op.kind === 'clear') b.cleared = true;
+    else b.touched.add(op.id);
+    return b.promise;
+  }
+
+  /** Resolves once everything queued so far is durable (or failed). */
+  #settled(): Promise<void> {
+    const b = this.#pending ?? this.#inflight;
+    return b ? b.promise.catch(noop) : Promise.resolve();
+  }
+
+  #schedule(): void {
+    if (this.#inflight !== undefined || this.#scheduled) return;
+    this.#scheduled = true;
+    // A microtask: every mutation issued in the same synchronous run joins the batch.
+    queueMicrotask(() => void this.#run());
+  }
+
+  async #run(): Promise<void> {
+    this.#scheduled = false;
+    const batch = this.#pending;
+    const path = this.path;
+    if (batch === undefined || path === undefined) return;
+    this.#pending = undefined;
+    this.#inflight = batch;
+    try {
+      let written: Peer[] = [];
+      await updateJson<unknown>(
+        path,
+        (current) => {
+          const result = applyOps(current, batch.ops, path, this.maxPeers);
+          written = result.peers;
+          return result.doc;
+        },
+        this.#writeOpts,
+      );
+      this.#flushCount++;
+      this.#refresh(written);
+      batch.resolve();
+    } catch (err) {
+      const e = fileError(err, path, 'write');
+      this.#unreported ??= e;
+      batch.reject(e);
+      // The in-memory view may now hold changes the file does not: re-read it.
+      try {
+        this.#refresh(await readAndCheck(path));
+      } catch {
+        // The file cannot be read either; the next successful write or reload() re-syncs.
+      }
+    } finally {
+      this.#inflight = undefined;
+      if (this.#pending !== undefined) this.#schedule();
+    }
+  }
+
+  /**
+   * Resolve once every mutation issued before the call is durable.
+   * @throws {PeerRegistryError} the first write failure since the last `flush()` (`LOCKED`, `IO`,
+   *   `CORRUPT`), so that failures of mutations nobody awaited are not lost.
+   * @example
+   * ```ts
+   * for (const p of discovered) void registry.addPeer(p); // one write for all of them
+   * await registry.flush();
+   * ```
+   */
+  async flush(): Promise<void> {
+    await this.#settled();
+    if (this.#unreported !== undefined) {
+      const err = this.#unreported;
+      this.#unreported = undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Flush, then refuse further mutations (`CLOSED`). Reads keep working. Idempotent.
+   * @throws {PeerRegistryError} like {@link PeerRegistry.flush}.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  /**
+   * Re-read the file and bring the in-memory view in line with it (firing `origin: 'file'`
+   * events for other processes' changes). Waits for this instance's pending writes first.
+   * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`, `IO`.
+   */
+  async reload(): Promise<void> {
+    const path = this.path;
+    if (path === undefined) return;
+    await this.#settled();
+    this.#refresh(await readAndCheck(path));
+  }
+
+  // ---------------------------------------------------------------- mutations
+
+  /**
+   * Add a peer, or update the one with the same `nodeId` (upsert). A {@link Peer} instance
+   * replaces every field of an existing peer (as the Python implementation did); a plain
+   * {@link PeerInit} object sets the fields it names and keeps the others. Fields a newer
+   * program stored in the file are kept either way. With `maxPeers` reached, adding a new peer
+   * first evicts the least healthy, least recently seen one.
+   *
+   * @returns `false` when `peerValidator.canConnect(nodeId)` said no (nothing changed, nothing
+   *   written); `true` once the change is durable.
+   * @throws {PeerRegistryError} (rejects, before anything is changed or written) `INVALID_NODE_ID`,
+   *   `INVALID_ADDRESS`, `INVALID_HEALTH_SCORE`, `INVALID_TIMESTAMP`, `INVALID_FIELD`, `CLOSED`;
+   *   after: `LOCKED`, `IO`, `CORRUPT` when the write failed.
+   * @example
+   * ```ts
+   * await registry.addPeer({ nodeId: 'c0ff', address: '/ip4/127.0.0.1/tcp/9000', agents: ['coordinator'] });
+   * await registry.addPeer(new Peer({ nodeId: 'b00t', address: 'wss://boot.example.org' }), { skipValidation: true });
+   * ```
+   */
+  addPeer(peer: Peer | PeerInit, opts: AddPeerOptions = {}): Promise<boolean> {
+    try {
+      this.#assertOpen();
+      const replace = peer instanceof Peer;
+      const fields = replace ? fieldsOfPeer(peer) : normalizeFields(peer as unknown as Record<string, unknown>, 'init');
+      const nodeId = fields.nodeId!;
+      const source = replace ? peer : undefined;
+      if (!opts.skipValidation && this.#validator !== undefined) {
+        const verdict = this.#validator.canConnect(nodeId);
+        if (isThenable(verdict)) {
+          return handled(
+            Promise.resolve(verdict).then((ok) => {
+              if (!ok) return false;
+              this.#assertOpen();
+              return this.#applyAdd(fields, source);
+            }),
+          );
+        }
+        if (!verdict) return Promise.resolve(false);
+      }
+      return handled(this.#applyAdd(fields, source));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #applyAdd(fields: Partial<PeerFields>, source: Peer | undefined): Promise<boolean> {
+    const nodeId = fields.nodeId!;
+    const existing = this.#peers.get(nodeId);
+    let record;
+    let keys: string[] | null;
+    if (existing !== undefined) {
+      const oldAddress = existing.address;
+      let changed: boolean;
+      if (source !== undefined) {
+        const candidate = source.clone();
+        if (Object.keys(source.extra).length === 0) candidate.extra = existing.extra; // keep what the file had
+        changed = !existing.equals(candidate);
+        if (changed) copyInto(existing, candidate);
+        keys = null;
+      } else {
+        changed = assignFields(existing, fields);
+        keys = recordKeysOf(fields).filter((k) => k !== 'node_id');
+      }
+      record = existing.toDict();
+      if (changed) {
+        this.#changed(existing, oldAddress);
+        this.#emit('peer:updated', existing, 'local');
+      }
+    } else {
+      this.#evictFor();
+      const added = source !== undefined ? source.clone() : peerFromFields(fields);
+      this.#insert(added);
+      record = added.toDict();
+      keys = source !== undefined ? null : recordKeysOf(fields).filter((k) => k !== 'node_id');
+      this.#emit('peer:added', added, 'local');
+    }
+    return this.#commit({ kind: 'put', id: nodeId, record, keys, create: true }).then(() => true);
+  }
+
+  /**
+   * Change some fields of a known peer. Fires `peer:updated` only if a value actually changed
+   * (the write happens either way, so the file holds the values you set).
+   * @returns the registry's peer once the change is durable.
+   * @throws {PeerRegistryError} `NOT_FOUND`, the validation codes of {@link PeerRegistry.addPeer}
+   *   (before anything changes), `CLOSED`; `LOCKED`/`IO`/`CORRUPT` when the write failed.
+   * @example
+   * ```ts
+   * await registry.updatePeer('c0ff', { connected: true, metadata: { region: 'eu-west' } });
+   * ```
+   */
+  updatePeer(nodeId: string, patch: PeerPatch): Promise<Peer> {
+    try {
+      this.#assertOpen();
+      const fields = normalizeFields(patch as unknown as Record<string, unknown>, 'patch');
+      const peer = this.#peers.get(nodeId);
+      if (peer === undefined) {
+        throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${JSON.stringify(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
+          field: 'nodeId',
+        });
+      }
+      const oldAddress = peer.address;
+      if (assignFields(peer, fields)) {
+        this.#changed(peer, oldAddress);
+        this.#emit('peer:updated', peer, 'local');
+      }
+      const keys = recordKeysOf(fields);
+      if (keys.length === 0) return handled(this.#settled().then(() => peer));
+      return handled(this.#commit({ kind: 'put', id: nodeId, record: peer.toDict(), keys, create: false }).then(() => peer));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Remove a peer (also from the file when another process added it and this one never saw it).
+   * @returns the removed peer (`undefined` if this instance did not know it), once durable.
+   * @example
+   * ```ts
+   * const gone = await registry.removePeer('c0ff');
+   * ```
+   */
+  removePeer(nodeId: string): Promise<Peer | undefined> {
+    try {
+      this.#assertOpen();
+      const peer = this.#peers.get(nodeId);
+      if (peer !== undefined) {
+        this.#delete(peer);
+        this.#emit('peer:removed', peer, 'local');
+      }
+      if (typeof nodeId !== 'string' || nodeId === '') return Promise.resolve(peer);
+      return handled(this.#commit({ kind: 'remove', id: nodeId }).then(() => peer));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Remove every peer (fires `peer:removed` for each). Other fields of the file are kept.
+   * @example
+   * ```ts
+   * await registry.clear();
+   * ```
+   */
+  clear(): Promise<void> {
+    try {
+      this.#assertOpen();
+      const all = [...this.#peers.values()];
+      this.#peers.clear();
+      this.#byAddress.clear();
+      this.#heap?.rebuild([]);
+      for (const p of all) this.#emit('peer:removed', p, 'local');
+      return handled(this.#commit({ kind: 'clear' }));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Mark a peer as seen now (persisted, like every mutation).
+   * @returns `false` when this instance does not know the peer (nothing written).
+   * @example
+   * ```ts
+   * socket.on('message', () => void registry.updatePeerActivity(nodeId));
+   * ```
+   */
+  updatePeerActivity(nodeId: string): Promise<boolean> {
+    try {
+      this.#assertOpen();
+      const peer = this.#peers.get(nodeId);
+      if (peer === undefined) return Promise.resolve(false);
+      const now = nowSeconds();
+      if (peer.lastSeen !== now) {
+        peer.updateActivity(now);
+        this.#heap?.push(peer);
+        this.#emit('peer:updated', peer, 'local');
+      }
+      return handled(this.#commit({ kind: 'touch', id: nodeId, at: now }).then(() => true));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Count a successful connection (attempts +1, successes +1, health +0.1 up to 1, seen now).
+   * Applied onto the file's current record, so concurrent processes' counts add up.
+   * @returns `false` when this instance does not know the peer.
+   * @example
+   * ```ts
+   * await registry.recordConnectionSuccess(nodeId);
+   * ```
+   */
+  recordConnectionSuccess(nodeId: string): Promise<boolean> {
+    try {
+      this.#assertOpen();
+      const peer = this.#peers.get(nodeId);
+      if (peer === undefined) return Promise.resolve(false);
+      const now = nowSeconds();
+      peer.recordConnectionSuccess(now);
+      this.#heap?.push(peer);
+      this.#emit('peer:updated', peer, 'local');
+      return handled(this.#commit({ kind: 'success', id: nodeId, at: now }).then(() => true));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Count a failed connection (attempts +1, failures +1, health -0.2 down to 0).
+   * @returns `false` when this instance does not know the peer.
+   * @example
+   * ```ts
+   * await registry.recordConnectionFailure(nodeId);
+   * ```
+   */
+  recordConnectionFailure(nodeId: string): Promise<boolean> {
+    try {
+      this.#assertOpen();
+      const peer = this.#peers.get(nodeId);
+      if (peer === undefined) return Promise.resolve(false);
+      peer.recordConnectionFailure();
+      this.#heap?.push(peer);
+      this.#emit('peer:updated', peer, 'local');
+      return handled(this.#commit({ kind: 'failure', id: nodeId }).then(() => true));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Remove every peer not seen for `peerTimeout` seconds, in one write however many there are.
+   * In the file, a peer is removed only if it is still dead there (another process may have
+   * seen it since).
+   * @returns the peers removed from this instance's view.
+   * @example
+   * ```ts
+   * setInterval(() => void registry.cleanupDeadPeers(), 60_000);
+   * ```
+   */
+  cleanupDeadPeers(): Promise<Peer[]> {
+    try {
+      this.#assertOpen();
+      const now = nowSeconds();
+      const dead: Peer[] = [];
+      for (const p of this.#peers.values()) if (!p.isAlive(this.peerTimeout, now)) dead.push(p);
+      if (dead.length === 0) return handled(this.#settled().then(() => dead));
+      const cutoff = { now, timeout: this.peerTimeout };
+      let done: Promise<void> = Promise.resolve();
+      for (const p of dead) {
+        this.#delete(p);
+        done = this.#commit({ kind: 'remove', id: p.nodeId, dead: cutoff });
+      }
+      for (const p of dead) this.#emit('peer:removed', p, 'local');
+      return handled(done.then(() => dead));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * The peer with this node id. O(1).
+   * @example
+   * ```ts
+   * registry.getPeer('c0ff')?.address;
+   * ```
+   */
+  getPeer(nodeId: string): Peer | undefined {
+    return this.#peers.get(nodeId);
+  }
+
+  /**
+   * The peer with this address (the earliest indexed one if several share it). O(1).
+   * @example
+   * ```ts
+   * registry.getPeerByAddress('/ip4/127.0.0.1/tcp/9000');
+   * ```
+   */
+  getPeerByAddress(address: string): Peer | undefined {
+    const v = this.#byAddress.get(address);
+    return Array.isArray(v) ? v[0] : v;
+  }
+
+  /** Whether the registry knows this node id. O(1). */
+  hasPeer(nodeId: string): boolean {
+    return this.#peers.has(nodeId);
+  }
+
+  /**
+   * Every peer (or only the alive ones), in insertion order. A new array; the peers are the live objects.
+   * @example
+   * ```ts
+   * registry.listPeers({ aliveOnly: true }).map((p) => p.address);
+   * ```
+   */
+  listPeers(opts: ListPeersOptions = {}): Peer[] {
+    if (!opts.aliveOnly) return [...this.#peers.values()];
+    const now = nowSeconds();
+    const out: Peer[] = [];
+    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) out.push(p);
+    return out;
+  }
+
+  /** Peers seen less than `peerTimeout` seconds ago. */
+  listAlivePeers(): Peer[] {
+    return this.listPeers({ aliveOnly: true });
+  }
+
+  /** Peers marked `connected`. */
+  listConnectedPeers(): Peer[] {
+    const out: Peer[] = [];
+    for (const p of this.#peers.values()) if (p.connected) out.push(p);
+    return out;
+  }
+
+  /** Number of peers. O(1). */
+  getPeerCount(): number {
+    return this.#peers.size;
+  }
+
+  /** Number of alive peers. */
+  getAlivePeerCount(): number {
+    const now = nowSeconds();
+    let n = 0;
+    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) n++;
+    return n;
+  }
+
+  /** Number of connected peers. */
+  getConnectedPeerCount(): number {
+    let n = 0;
+    for (const p of this.#peers.values()) if (p.connected) n++;
+    return n;
+  }
+
+  /**
+   * Counts and mean health, in one pass.
+   * @example
+   * ```ts
+   * const { totalPeers, alivePeers, averageHealthScore } = registry.getPeerStats();
+   * ```
+   */
+  getPeerStats(): PeerStats {
+    const now = nowSeconds();
+    let alive = 0;
+    let connected = 0;
+    let health = 0;
+    for (const p of this.#peers.values()) {
+      if (p.isAlive(this.peerTimeout, now)) alive++;
+      if (p.connected) connected++;
+      health += p.healthScore;
+    }
+    const total = this.#peers.size;
+    return {
+      totalPeers: total,
+      alivePeers: alive,
+      connectedPeers: connected,
+      deadPeers: total - alive,
+      averageHealthScore: total > 0 ? health / total : 0,
+    };
+  }
+}
+
+const decoder = new TextDecoder('utf-8');
+
+/**
+ * Read and check the registry file; `undefined` when it does not exist.
+ *
+ * The happy path reads and parses the file itself (an ASCII file is decoded as latin1, which
+ * is several times cheaper than `@dawn/atomic-json`'s UTF-8 decode of a 60 MB file); when the
+ * text does not parse, `readJson` re-reads it to produce the `PARSE` error with line and column.
+ * Reads take no lock: writers replace the file by rename, so a read never sees a torn file.
+ */
+async function readDoc(path: string): Promise<RegistryDoc | undefined> {
+  let value: unknown;
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return readDocSlow(path);
+  }
+  try {
+    value = JSON.parse(isAscii(buf) ? buf.toString('latin1') : decoder.decode(buf));
+  } catch {
+    return readDocSlow(path);
+  }
+  return checkDoc(value, path);
+}
+
+/** Read through `@dawn/atomic-json` (its errors carry the details we report). */
+async function readDocSlow(path: string): Promise<RegistryDoc | undefined> {
+  let value: unknown;
+  try {
+    value = await readJson(path);
+  } catch (err) {
+    if (AtomicJsonError.is(err) && err.code === 'NOT_FOUND') return undefined;
+    throw fileError(err, path, 'load');
+  }
+  return checkDoc(value, path);
+}
+
+async function readAndCheck(path: string): Promise<Peer[]> {
+  const doc = await readDoc(path);
+  return doc ? loadPeers(doc, path) : [];
+}
+
