@@ -1,4 +1,5 @@
 import { defineConfig } from 'tsup';
 import { baseConfig } from '../../tsup.config.base.ts';
 
-export default defineConfig({ ...baseConfig });
+// Two entries: the library (`index`) and the CLI (`cli`, imported by bin/dawn-backup.js).
+export default defineConfig({ ...baseConfig, entry: ['src/index.ts', 'src/cli.ts'] });

@@ -1,1 +1,37 @@
-export {};
+export { createBackup, type CreateBackupOptions, type BackupResult } from './backup.js';
+export { listBackups, showBackup, type ListOptions, type ListResult, type ShowOptions, type BackupDetails } from './list.js';
+export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
+export { restoreBackup, type RestoreOptions, type RestoreResult } from './restore.js';
+export {
+  pruneBackups,
+  planPrune,
+  type PruneOptions,
+  type PruneResult,
+  type RetentionPolicy,
+  type PruneCandidate,
+  type PruneDecision,
+  type KeepReason,
+} from './prune.js';
+export { recoverInterruptedRestores, type RecoveryReport } from './recover.js';
+export { BackupError, exitCodeOf, type BackupErrorCode, type BackupErrorDetails, type VerifyProblem } from './errors.js';
+export { ALWAYS_EXCLUDES, DEFAULT_EXCLUDES, createExcludeMatcher, type ExcludeMatcher } from './exclude.js';
+export {
+  METADATA_FILE,
+  defaultBackupDir,
+  defaultBackupName,
+  resolveBackupDir,
+  resolveDataRoot,
+  validateBackupName,
+} from './paths.js';
+export {
+  FORMAT_VERSION,
+  TOOL_VERSION,
+  type BackupMetadata,
+  type ManifestEntry,
+  type ManifestFile,
+  type ManifestDir,
+  type ManifestSymlink,
+  type SummaryRecord,
+} from './metadata.js';
+export type { BackupInfo, BackupSummary } from './info.js';
+export type { ProgressEvent, ProgressListener } from './progress.js';

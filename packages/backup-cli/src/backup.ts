@@ -1,0 +1,299 @@
+import { writeJson } from '@dawn/atomic-json';
+import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
+import { BackupError, ioError } from './errors.js';
+import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
+import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool } from './fsutil.js';
+import { infoFromMetadata, type BackupInfo } from './info.js';
+import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
+import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
+import { defaultBackupDir, defaultBackupName, expandHome, isoLocal, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
+import type { ProgressListener } from './progress.js';
+import { recoverInterruptedRestores } from './recover.js';
+import { readSummary } from './summary.js';
+import { walkTree, type SkippedEntry } from './walk.js';
+
+/** Options of {@link createBackup}. */
+export interface CreateBackupOptions {
+  /**
+   * The directory to back up (`~` expanded).
+   * @default the data root: env `PROJECT_DAWN_DATA_ROOT`, else `~/.project-dawn`
+   */
+  source?: string;
+  /**
+   * Where backups live (created with mode 0700 when missing).
+   * @default `<source>/../backups`
+   */
+  backupDir?: string;
+  /**
+   * Name of the new backup: a plain directory name (no `/`, `\`, `..`, leading `.`).
+   * @default `dawn_backup_YYYYMMDD_HHMMSS` (local time)
+   */
+  name?: string;
+  /** Extra exclude patterns (see {@link createExcludeMatcher}), added to the defaults. */
+  exclude?: string | readonly string[];
+  /**
+   * Apply {@link DEFAULT_EXCLUDES}. When false only {@link ALWAYS_EXCLUDES} apply.
+   * @default true
+   */
+  defaultExcludes?: boolean;
+  /**
+   * fsync every file and directory before the backup is renamed into place, so a backup
+   * that exists survives a power loss. `false` is faster; an interrupted *process* still never
+   * leaves a complete-looking backup, but a power loss soon after may.
+   * @default true
+   */
+  fsync?: boolean;
+  /**
+   * Files copied at once.
+   * @default 32
+   */
+  concurrency?: number;
+  /** Called as files are copied. */
+  onProgress?: ProgressListener;
+  /** The moment the backup is made (name and timestamp). @default now */
+  now?: Date;
+}
+
+/** What {@link createBackup} made. */
+export interface BackupResult extends BackupInfo {
+  /** Things left out that were not excluded (sockets, entries that vanished meanwhile), as text. */
+  warnings: string[];
+  /** The entries behind `warnings`. */
+  skipped: SkippedEntry[];
+  /** Temporary directories of killed runs that were removed first. */
+  cleanedLeftovers: string[];
+  /** Milliseconds the backup took. */
+  durationMs: number;
+}
+
+const toArray = (x: string | readonly string[] | undefined): string[] => (x === undefined ? [] : typeof x === 'string' ? [x] : [...x]);
+
+/** Posix form of a relative path. */
+const posix = (p: string): string => (sep === '/' ? p : p.split(sep).join('/'));
+
+/**
+ * Back up a directory (by default the data root) into `<backupDir>/<name>`, all or nothing:
+ * the copy is built in a temporary directory `.<name>.partial-<pid>-<tag>` in the backup dir,
+ * every file hashed (sha256) as it is copied, made durable (fsync), and renamed to `<name>`
+ * only when complete, with `.backup_metadata.json` (manifest + summary) inside. Killed at
+ * any moment, no complete-looking backup appears; the next run removes the leftover.
+ *
+ * Never reads an atomic-json temp file as data; JSON files written by atomic-json (rename
+ * over) are read whole even while a node writes them. A backup dir inside the source is
+ * excluded automatically. Symlinks are recorded as links (never followed).
+ *
+ * @throws {BackupError} `INVALID_NAME`, `INVALID_OPTION` (bad exclude pattern, backup dir is
+ *   the source), `SOURCE_NOT_FOUND`, `BACKUP_EXISTS`, `IO`. Nothing is left behind on failure.
+ * @example
+ * ```ts
+ * const b = await createBackup({ source: '/srv/dawn', backupDir: '/srv/backups', exclude: ['cache/'] });
+ * console.log(b.path, b.fileCount, b.totalBytes, b.summary?.peerCount);
+ * ```
+ */
+export async function createBackup(opts: CreateBackupOptions = {}): Promise<BackupResult> {
+  const t0 = performance.now();
+  const started = opts.now ?? new Date();
+  const fsync = opts.fsync ?? true;
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
+
+  // --- check everything before touching the disk -------------------------------------------
+  const source = opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot();
+  const name = opts.name ?? defaultBackupName(started);
+  validateBackupName(name);
+  const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
+  const excluded = createExcludeMatcher(excludes);
+  const backupDir = opts.backupDir !== undefined ? resolve(expandHome(opts.backupDir)) : defaultBackupDir(source);
+
+  let realSource: string;
+  try {
+    const st = await stat(source);
+    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    realSource = await realpath(source);
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new BackupError(
+        'SOURCE_NOT_FOUND',
+        `The source ${source} does not exist or is not a directory. Pass --source DIR (or set PROJECT_DAWN_DATA_ROOT) to the Dawn data root.`,
+        { path: source, cause: err },
+      );
+    }
+    throw ioError(source, 'read the source', err);
+  }
+
+  // Finish or undo a restore of this source that was killed (its data may be beside it).
+  const recovery = await recoverInterruptedRestores(realSource);
+  const warnings: string[] = [...recovery.actions.map((a) => `recovered: ${a}`), ...recovery.warnings];
+
+  try {
+    await mkdir(backupDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw ioError(backupDir, 'create the backup dir', err);
+  }
+  const realBackupDir = await realpath(backupDir);
+  if (realBackupDir === realSource) {
+    throw new BackupError('INVALID_OPTION', `The backup dir ${backupDir} is the source itself. Choose a backup dir outside the source (--backup-dir).`, {
+      path: backupDir,
+    });
+  }
+  const finalPath = join(backupDir, name);
+  if (await lstatOrUndefined(finalPath)) {
+    throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" already exists at ${finalPath}. Choose another --name, or remove the old backup first.`, {
+      path: finalPath,
+    });
+  }
+  const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir);
+
+  // A backup dir inside the source is never copied into itself.
+  const backupRel = relative(realSource, realBackupDir);
+  const skipRel = backupRel !== '' && !backupRel.startsWith('..') && !isAbsolute(backupRel) ? posix(backupRel) : undefined;
+
+  // --- build under a temporary name ---------------------------------------------------------
+  const partial = join(backupDir, partialDirName(name));
+  try {
+    await mkdir(partial, { mode: 0o700 });
+    await chmod(partial, 0o700);
+  } catch (err) {
+    throw ioError(partial, 'create the temporary backup directory', err);
+  }
+  try {
+    opts.onProgress?.({ phase: 'scan', files: 0, totalFiles: 0, bytes: 0 });
+    const walked = await walkTree(realSource, { exclude: (rel, isDir) => rel === skipRel || excluded(rel, isDir) });
+    const skipped = [...walked.skipped];
+    const entries = walked.entries;
+    const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);
+
+    // Directories: created 0700 inside the backup (their real modes are in the manifest).
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.kind !== 'dir') continue;
+      await mkdir(join(partial, e.rel), { mode: 0o700 });
+      manifest[i] = { path: e.rel, type: 'dir', mode: modeToString(e.mode ?? 0o755) };
+    }
+
+    const fileIdx: number[] = [];
+    const linkIdx: number[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.kind === 'file') fileIdx.push(i);
+      else if (entries[i]!.kind === 'symlink') linkIdx.push(i);
+    }
+    let doneFiles = 0;
+    let doneBytes = 0;
+    const totalFiles = fileIdx.length;
+    opts.onProgress?.({ phase: 'copy', files: 0, totalFiles, bytes: 0 });
+    const workers: CopyWorker[] = [];
+    const lateLinks: number[] = [];
+    await runPool(fileIdx, concurrency, async (i, lane) => {
+      const worker = (workers[lane] ??= new CopyWorker(fsync));
+      const e = entries[i]!;
+      try {
+        const c = await worker.copy({
+          src: join(realSource, e.rel),
+          dst: join(partial, e.rel),
+          // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
+          modeFor: (m) => (m & 0o777) | 0o400,
+        });
+        manifest[i] = { path: e.rel, type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
+        doneBytes += c.size;
+      } catch (err) {
+        const code = errCode(err);
+        if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
+        else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
+        else if (err instanceof NotRegularFileError) skipped.push({ rel: e.rel, reason: 'no longer a regular file' });
+        else throw ioError(join(realSource, e.rel), 'copy', err);
+      }
+      doneFiles++;
+      opts.onProgress?.({ phase: 'copy', files: doneFiles, totalFiles, bytes: doneBytes });
+      await worker.maybeYield();
+    });
+
+    // Symlinks: recorded and recreated as links, never followed.
+    for (const i of [...linkIdx, ...lateLinks]) {
+      const e = entries[i]!;
+      let target: string;
+      try {
+        target = await readlink(join(realSource, e.rel));
+      } catch (err) {
+        const code = errCode(err);
+        if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
+        else if (code === 'EINVAL') skipped.push({ rel: e.rel, reason: 'changed type during the backup' });
+        else throw ioError(join(realSource, e.rel), 'read the symlink', err);
+        continue;
+      }
+      await symlink(target, join(partial, e.rel));
+      manifest[i] = { path: e.rel, type: 'symlink', target };
+    }
+
+    const finalManifest = manifest.filter((m): m is ManifestEntry => m !== undefined);
+    let fileCount = 0;
+    let totalBytes = 0;
+    let dirCount = 0;
+    let symlinkCount = 0;
+    for (const m of finalManifest) {
+      if (m.type === 'file') {
+        fileCount++;
+        totalBytes += m.size;
+      } else if (m.type === 'dir') dirCount++;
+      else symlinkCount++;
+    }
+
+    // Read from the finished copy (read-only): the summary describes exactly what the backup holds.
+    const summary = await readSummary(partial);
+    const meta: BackupMetadata = {
+      backup_name: name,
+      timestamp: isoLocal(started),
+      source_dir: realSource,
+      backup_dir: finalPath,
+      format: FORMAT_NAME,
+      format_version: FORMAT_VERSION,
+      tool: '@dawn/backup-cli',
+      tool_version: TOOL_VERSION,
+      hostname: hostname(),
+      created_at: started.getTime() / 1000,
+      excludes,
+      file_count: fileCount,
+      dir_count: dirCount,
+      symlink_count: symlinkCount,
+      total_bytes: totalBytes,
+      root_mode: modeToString(walked.rootMode),
+      durability: fsync ? 'fsync' : 'none',
+      summary,
+      manifest: finalManifest,
+    };
+    await writeJson(join(partial, METADATA_FILE), meta, { lock: false, fsync, mode: 0o600 });
+
+    if (fsync) {
+      // Directory entries durable, deepest first, then the backup root (writeJson did it too).
+      const dirs = finalManifest.filter((m) => m.type === 'dir').map((m) => m.path);
+      dirs.sort((a, b) => b.length - a.length);
+      await runPool(dirs, concurrency, (rel) => fsyncDir(join(partial, rel)));
+      await fsyncDir(partial);
+    }
+
+    // --- commit: one rename -----------------------------------------------------------------
+    try {
+      await rename(partial, finalPath);
+    } catch (err) {
+      const code = errCode(err);
+      if (code === 'EEXIST' || code === 'ENOTEMPTY') {
+        throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" appeared at ${finalPath} while this one was made. Choose another --name.`, {
+          path: finalPath,
+          cause: err,
+        });
+      }
+      throw ioError(finalPath, 'rename the finished backup into place at', err);
+    }
+    if (fsync) await fsyncDir(backupDir);
+
+    for (const s of skipped) warnings.push(`skipped ${s.rel}: ${s.reason}`);
+    const info = await infoFromMetadata(name, finalPath, meta);
+    return { ...info, warnings, skipped, cleanedLeftovers, durationMs: Math.round(performance.now() - t0) };
+  } catch (err) {
+    await removeTree(partial).catch(() => {});
+    if (BackupError.is(err)) throw err;
+    throw ioError(partial, 'build the backup in', err);
+  }
+}

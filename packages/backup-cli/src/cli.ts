@@ -1,0 +1,468 @@
+import { cac, type CAC, type Command } from 'cac';
+import { count, many, scanArgv, single, type RawArgs } from './argv.js';
+import { createBackup } from './backup.js';
+import { BackupError, exitCodeOf, type VerifyProblem } from './errors.js';
+import { DEFAULT_EXCLUDES } from './exclude.js';
+import type { BackupInfo } from './info.js';
+import { listBackups, showBackup } from './list.js';
+import { TOOL_VERSION } from './metadata.js';
+import { colorEnabled, formatBytes, formatTime, makeStyle, ProgressBar, table, type CliIO, type Style } from './output.js';
+import { pruneBackups } from './prune.js';
+import { restoreBackup } from './restore.js';
+import { verifyBackup, type VerifyResult } from './verify.js';
+
+export type { CliIO, OutStream } from './output.js';
+
+const BIN = 'dawn-backup';
+
+interface Ctx {
+  io: CliIO;
+  raw: RawArgs;
+  json: boolean;
+  quiet: boolean;
+  out: Style;
+  err: Style;
+  /** Set once argument checking is over: later errors are not usage errors. */
+  started: boolean;
+  flags: Flags;
+}
+
+/** Print cac's help of a command (or the global help) into a string instead of the console. */
+function captureInfo(fn: () => void): string {
+  const original = console.info;
+  let text = '';
+  console.info = (...args: unknown[]) => {
+    text += `${args.map(String).join(' ')}\n`;
+  };
+  try {
+    fn();
+  } finally {
+    console.info = original;
+  }
+  return text;
+}
+
+function helpOf(cli: CAC, command?: Command): string {
+  return captureInfo(() => (command ? command.outputHelp() : cli.globalCommand.outputHelp()));
+}
+
+function bar(ctx: Ctx): ProgressBar {
+  return new ProgressBar(ctx.io.stderr, ctx.io.stderr.isTTY === true && !ctx.json && !ctx.quiet);
+}
+
+function println(ctx: Ctx, text: string): void {
+  ctx.io.stdout.write(`${text}\n`);
+}
+
+function warn(ctx: Ctx, text: string): void {
+  if (ctx.json || ctx.quiet) return;
+  ctx.io.stderr.write(`${ctx.err.yellow('warning:')} ${text}\n`);
+}
+
+function printJson(ctx: Ctx, value: unknown): void {
+  ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function problemLines(problems: readonly VerifyProblem[], limit = 20): string[] {
+  const lines = problems.slice(0, limit).map((p) => `  ${p.kind.padEnd(10)} ${p.path}: ${p.detail}`);
+  if (problems.length > limit) lines.push(`  ... and ${problems.length - limit} more (use --json for the full list)`);
+  return lines;
+}
+
+function agentsText(b: BackupInfo): string {
+  const ids = b.summary?.agentIds;
+  if (!ids) return '?';
+  return ids.length === 0 ? '(none)' : ids.join(', ');
+}
+
+// --- commands ---------------------------------------------------------------------------------
+
+async function cmdBackup(ctx: Ctx): Promise<number> {
+  const { raw } = ctx;
+  const source = single(raw, 'source', '--source');
+  const backupDir = single(raw, 'backupDir', '--backup-dir');
+  const name = single(raw, 'name', '--name');
+  const exclude = many(raw, 'exclude');
+  ctx.started = true;
+  const progress = bar(ctx);
+  const result = await createBackup({
+    ...(source !== undefined ? { source } : {}),
+    ...(backupDir !== undefined ? { backupDir } : {}),
+    ...(name !== undefined ? { name } : {}),
+    exclude,
+    defaultExcludes: ctx.flags.defaultExcludes,
+    fsync: ctx.flags.fsync,
+    onProgress: progress.update,
+  }).finally(() => progress.done());
+  if (ctx.json) {
+    printJson(ctx, result);
+    return 0;
+  }
+  for (const w of result.warnings) warn(ctx, w);
+  if (ctx.quiet) return 0;
+  const s = result.summary;
+  println(ctx, `${ctx.out.green('Created backup')} ${ctx.out.bold(result.name)}`);
+  println(
+    ctx,
+    table([
+      ['  path:', result.path],
+      ['  source:', result.sourceDir ?? '?'],
+      ['  files:', `${result.fileCount} (${formatBytes(result.totalBytes)})`],
+      ['  peers:', s?.peerCount === null || s === null ? '?' : String(s.peerCount)],
+      ['  agents:', agentsText(result)],
+      ['  took:', `${(result.durationMs / 1000).toFixed(1)} s`],
+    ]),
+  );
+  for (const n of s?.notes ?? []) println(ctx, ctx.out.dim(`  note: ${n}`));
+  return 0;
+}
+
+async function cmdList(ctx: Ctx): Promise<number> {
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  ctx.started = true;
+  const result = await listBackups(backupDir !== undefined ? { backupDir } : {});
+  let status: Map<string, VerifyResult> | undefined;
+  if (ctx.flags.verify) {
+    status = new Map();
+    const progress = bar(ctx);
+    try {
+      for (const b of result.backups) status.set(b.name, await verifyBackup({ name: b.name, backupDir: result.backupDir, onProgress: progress.update }));
+    } finally {
+      progress.done();
+    }
+  }
+  const damaged = status ? [...status.values()].some((v) => v.status === 'damaged') : false;
+  if (ctx.json) {
+    printJson(ctx, status ? { ...result, backups: result.backups.map((b) => ({ ...b, verification: status!.get(b.name) })) } : result);
+    return damaged ? 3 : 0;
+  }
+  for (const i of result.ignored) warn(ctx, `not a usable backup: ${i.name}: ${i.reason}`);
+  if (result.backups.length === 0) {
+    println(ctx, `No backups in ${result.backupDir}.`);
+    return 0;
+  }
+  const header = ['NAME', 'CREATED', 'FILES', 'SIZE', 'PEERS', 'AGENTS', 'CHECKSUMS', ...(status ? ['STATUS'] : []), 'SOURCE'];
+  const rows = result.backups.map((b) => {
+    const v = status?.get(b.name);
+    return [
+      b.name,
+      formatTime(b.createdAt),
+      b.fileCount === null ? '?' : String(b.fileCount),
+      formatBytes(b.totalBytes),
+      b.summary?.peerCount === null || b.summary === null ? '?' : String(b.summary.peerCount),
+      b.summary?.agentIds ? String(b.summary.agentIds.length) : '?',
+      b.checksums ? 'sha256' : 'none (python)',
+      ...(v ? [v.status === 'ok' ? ctx.out.green('ok') : v.status === 'damaged' ? ctx.out.red('DAMAGED') : ctx.out.yellow('unverifiable')] : []),
+      b.sourceDir ?? '?',
+    ];
+  });
+  println(ctx, `Backups in ${result.backupDir}, newest first:`);
+  println(ctx, table([header, ...rows], ctx.out));
+  return damaged ? 3 : 0;
+}
+
+async function cmdShow(ctx: Ctx, name: string): Promise<number> {
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  ctx.started = true;
+  const d = await showBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), manifest: ctx.flags.files });
+  if (ctx.json) {
+    printJson(ctx, d);
+    return 0;
+  }
+  const s = d.summary;
+  println(ctx, ctx.out.bold(d.name));
+  println(
+    ctx,
+    table([
+      ['  path:', d.path],
+      ['  created:', `${formatTime(d.createdAt)} (${d.timestamp})`],
+      ['  source:', d.sourceDir ?? '?'],
+      ['  made by:', d.origin === 'python' ? 'the Python implementation' : `@dawn/backup-cli ${d.toolVersion ?? '?'} on ${d.hostname ?? '?'}`],
+      ['  files:', `${d.fileCount ?? '?'} (${formatBytes(d.totalBytes)})${d.dirCount !== null ? `, ${d.dirCount} directories, ${d.symlinkCount ?? 0} symlinks` : ''}`],
+      ['  checksums:', d.checksums ? 'sha256 for every file (run `verify` to check them)' : 'none: cannot be verified'],
+      ['  durability:', d.durability ?? '?'],
+      ['  excludes:', d.excludes ? d.excludes.join(' ') : '?'],
+      ['  peers:', s === null || s.peerCount === null ? '?' : String(s.peerCount)],
+      ['  agents:', agentsText(d)],
+    ]),
+  );
+  for (const n of s?.notes ?? []) println(ctx, ctx.out.dim(`  note: ${n}`));
+  if (d.manifest) {
+    println(ctx, '');
+    println(
+      ctx,
+      table(
+        [
+          ['TYPE', 'MODE', 'SIZE', 'SHA256', 'PATH'],
+          ...d.manifest.map((m) =>
+            m.type === 'file'
+              ? ['file', m.mode, String(m.size), m.sha256.slice(0, 16), m.path]
+              : m.type === 'dir'
+                ? ['dir', m.mode, '', '', `${m.path}/`]
+                : ['symlink', '', '', '', `${m.path} -> ${m.target}`],
+          ),
+        ],
+        ctx.out,
+      ),
+    );
+  }
+  return 0;
+}
+
+async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  ctx.started = true;
+  const progress = bar(ctx);
+  const r = await verifyBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), onProgress: progress.update }).finally(() => progress.done());
+  if (ctx.json) {
+    printJson(ctx, r);
+    return r.ok ? 0 : 3;
+  }
+  if (r.status === 'ok') {
+    if (!ctx.quiet) println(ctx, `${ctx.out.green('OK')} backup ${r.name}: ${r.files} files (${formatBytes(r.bytes)}) match their sha256.`);
+    return 0;
+  }
+  if (r.status === 'unverifiable') {
+    ctx.io.stderr.write(
+      `${ctx.err.yellow('cannot verify')} backup ${r.name}: it was made by the Python implementation and carries no checksums. It can still be restored (after a warning).\n`,
+    );
+    return 3;
+  }
+  ctx.io.stderr.write(`${ctx.err.red('DAMAGED')} backup ${r.name}: ${r.problems.length} problem(s):\n${problemLines(r.problems).join('\n')}\n`);
+  return 3;
+}
+
+async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
+  if (name === 'list') return cmdList(ctx);
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const target = single(ctx.raw, 'target', '--target');
+  ctx.started = true;
+  const progress = bar(ctx);
+  const r = await restoreBackup({
+    name,
+    ...(backupDir !== undefined ? { backupDir } : {}),
+    ...(target !== undefined ? { target } : {}),
+    overwrite: ctx.flags.overwrite,
+    fsync: ctx.flags.fsync,
+    onProgress: progress.update,
+    onWarning: (m) => {
+      progress.done();
+      warn(ctx, m);
+    },
+  }).finally(() => progress.done());
+  if (ctx.json) {
+    printJson(ctx, r);
+    return 0;
+  }
+  if (ctx.quiet) return 0;
+  println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(r.name)} into ${r.target}: ${r.files} files (${formatBytes(r.bytes)})${r.verified ? ', every checksum verified' : ', not verified (no checksums)'}.`);
+  if (r.preRestoreBackup) {
+    println(ctx, `The previous data was saved as backup ${ctx.out.bold(r.preRestoreBackup)}.`);
+    println(ctx, ctx.out.dim(`  undo: ${BIN} restore ${r.preRestoreBackup} --target ${r.target}${backupDir !== undefined ? ` --backup-dir ${backupDir}` : ''}`));
+  }
+  return 0;
+}
+
+async function cmdPrune(ctx: Ctx): Promise<number> {
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const keepLast = count(ctx.raw, 'keepLast', '--keep-last');
+  const keepDaily = count(ctx.raw, 'keepDaily', '--keep-daily');
+  const keepWeekly = count(ctx.raw, 'keepWeekly', '--keep-weekly');
+  if (keepLast === undefined && keepDaily === undefined && keepWeekly === undefined) {
+    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
+  }
+  ctx.started = true;
+  const r = await pruneBackups({
+    ...(backupDir !== undefined ? { backupDir } : {}),
+    ...(keepLast !== undefined ? { keepLast } : {}),
+    ...(keepDaily !== undefined ? { keepDaily } : {}),
+    ...(keepWeekly !== undefined ? { keepWeekly } : {}),
+    dryRun: ctx.flags.dryRun,
+  });
+  if (ctx.json) {
+    printJson(ctx, r);
+    return 0;
+  }
+  if (ctx.quiet) return 0;
+  const rows = [
+    ['', 'NAME', 'CREATED', 'REASON'],
+    ...r.kept.map((d) => [ctx.out.green('keep'), d.name, formatTime(d.createdAt), d.reasons.join(', ')]),
+    ...r.removed.map((d) => [ctx.out.red(r.dryRun ? 'would remove' : 'removed'), d.name, formatTime(d.createdAt), '']),
+  ];
+  if (r.kept.length + r.removed.length === 0) println(ctx, `No backups in ${r.backupDir}.`);
+  else println(ctx, table(rows, ctx.out));
+  if (r.dryRun) println(ctx, ctx.out.dim(`Dry run: nothing was removed (${r.removed.length} backup(s) would be).`));
+  else println(ctx, `${r.removed.length} backup(s) removed, ${r.kept.length} kept.`);
+  return 0;
+}
+
+// --- wiring ------------------------------------------------------------------------------------
+
+interface Flags {
+  json: boolean;
+  quiet: boolean;
+  overwrite: boolean;
+  dryRun: boolean;
+  verify: boolean;
+  files: boolean;
+  fsync: boolean;
+  defaultExcludes: boolean;
+}
+
+function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
+  const cli = cac(BIN);
+  cli.usage('<command> [options]');
+  cli.option('--backup-dir <dir>', 'Where backups live (default: <data root>/../backups)');
+  cli.option('--json', 'Print one JSON document on stdout (errors as JSON on stderr)');
+  cli.option('--quiet', 'Print only errors (list and show still print their listing)');
+  cli.help();
+  cli.version(TOOL_VERSION);
+
+  const run = (fn: (...a: string[]) => Promise<number>) => async (...args: unknown[]) => {
+    // Positionals from the raw argv: cac would have turned "007" into 7.
+    const positionals = ctx.raw.positionals.slice(1);
+    setExit(await fn(...positionals.slice(0, Math.max(0, args.length - 1))));
+  };
+
+  cli
+    .command('backup', 'Copy the data root into <backup-dir>/<name>, all or nothing, with a sha256 manifest')
+    .option('--source <dir>', 'Directory to back up (default: the data root: $PROJECT_DAWN_DATA_ROOT or ~/.project-dawn)')
+    .option('--name <name>', 'Backup name (default: dawn_backup_YYYYMMDD_HHMMSS, local time)')
+    .option('--exclude <glob>', 'Also exclude this glob; repeatable. No "/": a name at any depth; with "/": a path from the source')
+    .option('--no-default-excludes', `Do not apply the default excludes (${DEFAULT_EXCLUDES.slice(0, 4).join(' ')}); lock dirs and temp files stay excluded`)
+    .option('--no-fsync', 'Skip fsync (faster; a power loss soon after may damage the backup)')
+    .example(`  ${BIN} backup`)
+    .example(`  ${BIN} backup --source ~/.project-dawn --backup-dir /mnt/backups --name before_upgrade`)
+    .example(`  ${BIN} backup --exclude 'cache/' --exclude 'agents/*/scratch'`)
+    .action(run(() => cmdBackup(ctx)));
+
+  cli
+    .command('list', 'List backups, newest first, with time, files, size, peers, agents and whether they carry checksums')
+    .option('--verify', 'Also re-hash every backup and show whether it is intact (slow)')
+    .example(`  ${BIN} list`)
+    .example(`  ${BIN} list --backup-dir /mnt/backups --json`)
+    .action(run(() => cmdList(ctx)));
+
+  cli
+    .command('show <name>', "Show a backup's metadata and summary (peers, agents, files, bytes, checksums)")
+    .option('--files', 'Also list every file of the manifest')
+    .example(`  ${BIN} show dawn_backup_20261125_101500`)
+    .example(`  ${BIN} show nightly --files --json`)
+    .action(run((name) => cmdShow(ctx, name!)));
+
+  cli
+    .command('verify <name>', "Re-hash every file of a backup against its manifest (exit 3 when damaged)")
+    .example(`  ${BIN} verify dawn_backup_20261125_101500`)
+    .action(run((name) => cmdVerify(ctx, name!)));
+
+  cli
+    .command('restore <name>', 'Verify a backup, save the current target as pre_restore_..., then swap the restored tree in (`restore list` lists backups)')
+    .option('--target <dir>', 'Directory to restore into (default: the data root)')
+    .option('--overwrite', 'Replace the target without saving it as a pre_restore_ backup first')
+    .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
+    .example(`  ${BIN} restore dawn_backup_20261125_101500`)
+    .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
+    .example(`  ${BIN} restore list`)
+    .action(run((name) => cmdRestore(ctx, name!)));
+
+  cli
+    .command('prune', 'Remove old backups by retention rules (never the newest)')
+    .option('--keep-last <n>', 'Keep the N newest backups')
+    .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups')
+    .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups')
+    .option('--dry-run', 'Show what would be removed, remove nothing')
+    .example(`  ${BIN} prune --keep-last 7 --dry-run`)
+    .example(`  ${BIN} prune --keep-last 3 --keep-daily 7 --keep-weekly 4`)
+    .action(run(() => cmdPrune(ctx)));
+
+  return cli;
+}
+
+function errorJson(err: unknown, exitCode: number, usage?: string): unknown {
+  if (BackupError.is(err)) {
+    return {
+      error: {
+        code: err.code,
+        message: err.message,
+        exitCode,
+        ...(err.path !== undefined ? { path: err.path } : {}),
+        ...(err.problems !== undefined ? { problems: err.problems } : {}),
+        ...(usage !== undefined ? { usage } : {}),
+      },
+    };
+  }
+  return { error: { code: exitCode === 2 ? 'USAGE' : 'INTERNAL', message: err instanceof Error ? err.message : String(err), exitCode, ...(usage !== undefined ? { usage } : {}) } };
+}
+
+/**
+ * Run `dawn-backup` with `argv` (the words after the program name) and return the exit code:
+ * `0` ok, `1` failure, `2` usage error (usage printed, never a stack trace), `3` verification
+ * failed. Never calls `process.exit`.
+ *
+ * @param argv e.g. `['backup', '--name', '007']`
+ * @param io Where to write (default: the process's stdout, stderr and env).
+ * @example
+ * ```ts
+ * process.exitCode = await main(process.argv.slice(2));
+ * ```
+ */
+export async function main(
+  argv: readonly string[] = process.argv.slice(2),
+  io: CliIO = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+): Promise<number> {
+  const raw = scanArgv(argv);
+  const beforeDashes = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  const has = (flag: string) => beforeDashes.includes(flag);
+  const ctx: Ctx = {
+    io,
+    raw,
+    json: has('--json'),
+    quiet: has('--quiet'),
+    out: makeStyle(colorEnabled(io.stdout, io.env)),
+    err: makeStyle(colorEnabled(io.stderr, io.env)),
+    started: false,
+    flags: {
+      json: has('--json'),
+      quiet: has('--quiet'),
+      overwrite: has('--overwrite'),
+      dryRun: has('--dry-run'),
+      verify: has('--verify'),
+      files: has('--files'),
+      fsync: !has('--no-fsync'),
+      defaultExcludes: !has('--no-default-excludes'),
+    },
+  };
+  let exitCode = 0;
+  const cli = buildCli(ctx, (code) => (exitCode = code));
+  try {
+    const printed = captureInfo(() => cli.parse(['node', BIN, ...argv], { run: false }));
+    if (cli.options.help || cli.options.version) {
+      io.stdout.write(printed);
+      return 0;
+    }
+    if (!cli.matchedCommand) {
+      if (cli.args.length > 0) throw new BackupError('USAGE', `Unknown command "${String(raw.positionals[0] ?? cli.args[0])}".`);
+      const unknown = Object.keys(cli.options).filter((k) => k !== '--' && !cli.globalCommand.hasOption(k));
+      if (unknown.length > 0) throw new BackupError('USAGE', `Unknown option \`--${unknown[0]}\`.`);
+      throw new BackupError('USAGE', 'No command given.');
+    }
+    await cli.runMatchedCommand();
+    return exitCode;
+  } catch (err) {
+    const code = ctx.started ? exitCodeOf(err) : 2;
+    const usage = code === 2 ? helpOf(cli, cli.matchedCommand).trimEnd() : undefined;
+    if (ctx.json) {
+      io.stderr.write(`${JSON.stringify(errorJson(err, code, usage))}\n`);
+      return code;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    io.stderr.write(`${ctx.err.red('error:')} ${message}\n`);
+    if (BackupError.is(err) && err.problems && err.problems.length > 0) io.stderr.write(`${problemLines(err.problems).join('\n')}\n`);
+    if (usage) io.stderr.write(`\n${usage}\n`);
+    else if (code === 1 && !BackupError.is(err)) {
+      // Not one of ours: a bug or an unexpected system error. Say so, without a stack trace.
+      io.stderr.write(`This looks like a bug in ${BIN} ${TOOL_VERSION}; please report it with the command you ran.\n`);
+    }
+    return code;
+  }
+}

@@ -1,0 +1,103 @@
+import { isTempFileName } from '@dawn/atomic-json';
+import picomatch from 'picomatch';
+import { BackupError } from './errors.js';
+
+/**
+ * Patterns excluded from every backup, whatever the options: lock directories (`<file>.lock`,
+ * made by proper-lockfile for atomic-json) and atomic-json temp files (`*.ajtmp`). Restoring
+ * either would be wrong: a restored lock looks held, a temp file is a half-written value.
+ */
+export const ALWAYS_EXCLUDES: readonly string[] = Object.freeze(['*.lock', '*.ajtmp']);
+
+/**
+ * The default excludes of `backup` (the Python tool's list plus atomic-json's files):
+ * `*.log`, `*.tmp`, `__pycache__`, `*.pyc`, `*.lock`, `*.ajtmp`.
+ * Turn the first four off with `defaultExcludes: false` (`--no-default-excludes`);
+ * {@link ALWAYS_EXCLUDES} stay.
+ */
+export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tmp', '__pycache__', '*.pyc', ...ALWAYS_EXCLUDES]);
+
+/**
+ * Decides whether a path (relative to the source, `/`-separated) is excluded.
+ * `isDir` tells whether the entry is a directory (an excluded directory is skipped whole).
+ */
+export type ExcludeMatcher = (relPath: string, isDir: boolean) => boolean;
+
+interface CompiledPattern {
+  test: (s: string) => boolean;
+  /** Match the name (basename) rather than the relative path. */
+  basename: boolean;
+  /** The pattern ended with `/`: directories only. */
+  dirOnly: boolean;
+}
+
+function compile(pattern: string): CompiledPattern {
+  if (typeof pattern !== 'string' || pattern.trim() === '') {
+    throw new BackupError('INVALID_OPTION', `Invalid exclude pattern ${JSON.stringify(pattern)}: it is empty. Give a glob such as "*.log".`);
+  }
+  let p = pattern;
+  let dirOnly = false;
+  while (p.length > 1 && p.endsWith('/')) {
+    p = p.slice(0, -1);
+    dirOnly = true;
+  }
+  if (p.startsWith('./')) p = p.slice(2);
+  const anchored = p.startsWith('/');
+  if (anchored) p = p.replace(/^\/+/, '');
+  if (p === '') {
+    throw new BackupError('INVALID_OPTION', `Invalid exclude pattern ${JSON.stringify(pattern)}: it names the source itself. Exclude paths inside it.`);
+  }
+  const basename = !anchored && !p.includes('/');
+  let test: (s: string) => boolean;
+  try {
+    test = picomatch(p, { dot: true });
+  } catch (err) {
+    throw new BackupError('INVALID_OPTION', `Invalid exclude pattern ${JSON.stringify(pattern)}: ${(err as Error).message}.`, { cause: err });
+  }
+  return { test, basename, dirOnly };
+}
+
+/**
+ * Build the exclude matcher for a list of glob patterns (matched by `picomatch`, `dot: true`):
+ *
+ * - a pattern **without `/`** matches a file or directory **name at any depth** (as Python's
+ *   `shutil.ignore_patterns` did): `*.log` excludes `dawn.log` and `logs/dawn.log`, not
+ *   `tools/data.log.json`;
+ * - a pattern **with `/`** matches the **path relative to the source**: `agents/*\/cache`
+ *   excludes `agents/a1/cache` only; a leading `/` anchors a name to the top (`/logs`);
+ * - a trailing `/` restricts the pattern to directories (`cache/`);
+ * - an excluded directory is skipped with everything below it.
+ *
+ * Atomic-json temp files ({@link isTempFileName}) are always excluded.
+ *
+ * @throws {BackupError} `INVALID_OPTION` for an empty or malformed pattern.
+ * @example
+ * ```ts
+ * const excluded = createExcludeMatcher(['*.log', 'agents/*\/cache']);
+ * excluded('logs/dawn.log', false);       // true
+ * excluded('tools/data.log.json', false); // false
+ * ```
+ */
+export function createExcludeMatcher(patterns: readonly string[]): ExcludeMatcher {
+  const compiled = patterns.map(compile);
+  return (relPath, isDir) => {
+    const slash = relPath.lastIndexOf('/');
+    const name = slash < 0 ? relPath : relPath.slice(slash + 1);
+    if (!isDir && isTempFileName(name)) return true;
+    for (const c of compiled) {
+      if (c.dirOnly && !isDir) continue;
+      if (c.test(c.basename ? name : relPath)) return true;
+    }
+    return false;
+  };
+}
+
+/**
+ * The effective exclude list of a backup: defaults (or only {@link ALWAYS_EXCLUDES} when
+ * `defaultExcludes` is false) followed by the user's patterns, without duplicates.
+ */
+export function effectiveExcludes(user: readonly string[] = [], defaultExcludes = true): string[] {
+  const out: string[] = [];
+  for (const p of [...(defaultExcludes ? DEFAULT_EXCLUDES : ALWAYS_EXCLUDES), ...user]) if (!out.includes(p)) out.push(p);
+  return out;
+}

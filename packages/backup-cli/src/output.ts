@@ -1,0 +1,120 @@
+import type { ProgressEvent } from './progress.js';
+
+/** A stream the CLI writes to (process.stdout / process.stderr, or a test double). */
+export interface OutStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+/** Where the CLI reads its environment and writes its output. */
+export interface CliIO {
+  stdout: OutStream;
+  stderr: OutStream;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Colors only on a terminal, never with `NO_COLOR` set (non-empty) or `TERM=dumb`. */
+export function colorEnabled(stream: OutStream, env: NodeJS.ProcessEnv): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.TERM === 'dumb') return false;
+  return stream.isTTY === true;
+}
+
+export interface Style {
+  bold(s: string): string;
+  dim(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+}
+
+const wrap = (open: number, close: number) => (s: string) => `\u001b[${open}m${s}\u001b[${close}m`;
+const plain = (s: string) => s;
+
+export function makeStyle(enabled: boolean): Style {
+  if (!enabled) return { bold: plain, dim: plain, red: plain, green: plain, yellow: plain };
+  return { bold: wrap(1, 22), dim: wrap(2, 22), red: wrap(31, 39), green: wrap(32, 39), yellow: wrap(33, 39) };
+}
+
+/** `1.5 KiB`, `12.0 MiB`... */
+export function formatBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return '?';
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** `2026-11-26 10:15:00` local time. */
+export function formatTime(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  const p = (x: number) => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** Left-aligned columns separated by two spaces. */
+export function table(rows: string[][], style?: Style): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, [...c].length)));
+  return rows
+    .map((r, ri) => {
+      const line = r
+        .map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - [...c].length)))
+        .join('  ')
+        .trimEnd();
+      return ri === 0 && style ? style.bold(line) : line;
+    })
+    .join('\n');
+}
+
+/**
+ * A progress bar on stderr, only on a terminal, only once an operation has run for more
+ * than `delayMs`, redrawn at most every 100 ms, erased at the end.
+ */
+export class ProgressBar {
+  private readonly start = Date.now();
+  private lastDraw = 0;
+  private drawn = false;
+  private last: ProgressEvent | undefined;
+
+  constructor(
+    private readonly stream: OutStream,
+    private readonly enabled: boolean,
+    private readonly delayMs = 1000,
+  ) {}
+
+  readonly update = (e: ProgressEvent): void => {
+    if (!this.enabled) return;
+    this.last = e;
+    const now = Date.now();
+    if (now - this.start < this.delayMs || now - this.lastDraw < 100) return;
+    this.lastDraw = now;
+    this.draw(e);
+  };
+
+  private draw(e: ProgressEvent): void {
+    const width = 30;
+    const ratio = e.totalFiles > 0 ? Math.min(1, e.files / e.totalFiles) : 0;
+    const filled = Math.round(ratio * width);
+    const label = { scan: 'scanning', copy: 'copying', verify: 'verifying', restore: 'restoring' }[e.phase];
+    const text =
+      e.phase === 'scan'
+        ? `${label}...`
+        : `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(ratio * 100)}% ${e.files}/${e.totalFiles} files ${formatBytes(e.bytes)}`;
+    this.stream.write(`\r\u001b[2K${text}`);
+    this.drawn = true;
+  }
+
+  /** Erase the bar (call before printing anything else). */
+  done(): void {
+    if (this.drawn) this.stream.write('\r\u001b[2K');
+    this.drawn = false;
+    void this.last;
+  }
+}

@@ -1,0 +1,139 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { BackupError } from './errors.js';
+
+/** The file each backup holds at its root, describing it (the Python implementation's name). */
+export const METADATA_FILE = '.backup_metadata.json';
+
+/** Longest accepted backup name (leaves room for the temporary names built from it). */
+export const MAX_NAME_LENGTH = 200;
+
+/** Expand a leading `~` (alone or followed by `/`) to the home directory. */
+export function expandHome(p: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/') || p.startsWith('~\\')) return join(homedir(), p.slice(2));
+  return p;
+}
+
+/**
+ * The data root, as every Dawn package resolves it: `explicit` → env `PROJECT_DAWN_DATA_ROOT`
+ * (`~` expanded) → `~/.project-dawn`. Always absolute.
+ *
+ * @param explicit A directory given by the caller (`~` expanded too).
+ * @param env The environment to read (default `process.env`).
+ * @example
+ * ```ts
+ * resolveDataRoot(); // '/home/dawn/.project-dawn' unless PROJECT_DAWN_DATA_ROOT is set
+ * ```
+ */
+export function resolveDataRoot(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (explicit !== undefined && explicit !== '') return resolve(expandHome(explicit));
+  const fromEnv = env.PROJECT_DAWN_DATA_ROOT;
+  if (fromEnv !== undefined && fromEnv !== '') return resolve(expandHome(fromEnv));
+  return join(homedir(), '.project-dawn');
+}
+
+/**
+ * The default backup directory of a source: `<source>/../backups` (the Python layout).
+ *
+ * @example
+ * ```ts
+ * defaultBackupDir('/home/dawn/.project-dawn'); // '/home/dawn/backups'
+ * ```
+ */
+export function defaultBackupDir(source: string): string {
+  return resolve(source, '..', 'backups');
+}
+
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+
+/** `YYYYMMDD_HHMMSS` in local time. */
+export function formatStamp(date: Date): string {
+  return (
+    `${date.getFullYear()}${pad(date.getMonth() + 1)}${pad(date.getDate())}_` +
+    `${pad(date.getHours())}${pad(date.getMinutes())}${pad(date.getSeconds())}`
+  );
+}
+
+/**
+ * The default backup name for a moment: `dawn_backup_YYYYMMDD_HHMMSS`, local time.
+ *
+ * @example
+ * ```ts
+ * defaultBackupName(new Date(2026, 10, 25, 10, 15, 0)); // 'dawn_backup_20261125_101500'
+ * ```
+ */
+export function defaultBackupName(date: Date = new Date()): string {
+  return `dawn_backup_${formatStamp(date)}`;
+}
+
+/** The name of the safety backup `restore` makes of the current target: `pre_restore_YYYYMMDD_HHMMSS`. */
+export function preRestoreName(date: Date = new Date()): string {
+  return `pre_restore_${formatStamp(date)}`;
+}
+
+/**
+ * Local time as Python's `datetime.now().isoformat()` writes it: `2026-11-26T00:21:37.234654`
+ * (no zone, microseconds).
+ */
+export function isoLocal(date: Date): string {
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}000`
+  );
+}
+
+const ISO_LOCAL = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/**
+ * Parse an ISO timestamp as written by Python's `isoformat()` (local time unless it carries a
+ * zone) into Unix seconds. `undefined` when it is not such a timestamp.
+ */
+export function parseIsoLocal(text: string): number | undefined {
+  const m = ISO_LOCAL.exec(text);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, frac, zone] = m;
+  const fraction = frac ? Number(`0.${frac}`) : 0;
+  if (zone) {
+    const ms = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`);
+    return Number.isNaN(ms) ? undefined : ms / 1000 + fraction;
+  }
+  const date = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+  const ms = date.getTime();
+  return Number.isNaN(ms) ? undefined : ms / 1000 + fraction;
+}
+
+/**
+ * Check a backup name: non-empty, at most {@link MAX_NAME_LENGTH} characters, no `/`, `\`,
+ * `..`, leading `.`, NUL or control characters (a name is one directory name inside the
+ * backup dir; names starting with `.` are reserved for temporary directories), and not `list`
+ * (`restore list` lists backups).
+ *
+ * @throws {BackupError} `INVALID_NAME` naming the problem.
+ * @example
+ * ```ts
+ * validateBackupName('nightly-007'); // ok
+ * validateBackupName('../etc');      // throws INVALID_NAME
+ * ```
+ */
+export function validateBackupName(name: string): void {
+  const bad = (why: string) =>
+    new BackupError('INVALID_NAME', `Invalid backup name ${JSON.stringify(name)}: ${why}. Choose a plain name such as "nightly_001".`);
+  if (typeof name !== 'string' || name.length === 0) throw bad('it is empty');
+  if (name.length > MAX_NAME_LENGTH) throw bad(`it is longer than ${MAX_NAME_LENGTH} characters`);
+  if (name.includes('/') || name.includes('\\')) throw bad('it contains a path separator (/ or \\)');
+  if (name.includes('..')) throw bad('it contains ".."');
+  if (name.startsWith('.')) throw bad('it starts with "." (reserved for temporary directories)');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw bad('it contains a control character');
+  if (name === 'list') throw bad('"list" is reserved (`restore list` lists backups)');
+}
+
+/**
+ * The backup directory to use: `backupDir` (`~` expanded) when given, else
+ * `<data root>/../backups` (see {@link resolveDataRoot}, {@link defaultBackupDir}). Always absolute.
+ */
+export function resolveBackupDir(backupDir?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (backupDir !== undefined && backupDir !== '') return resolve(expandHome(backupDir));
+  return defaultBackupDir(resolveDataRoot(undefined, env));
+}

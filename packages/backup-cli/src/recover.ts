@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { readdir, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree } from './fsutil.js';
+
+/** What {@link recoverInterruptedRestores} did. */
+export interface RecoveryReport {
+  /** One line per action taken. */
+  actions: string[];
+  /** Leftovers that were left in place for a human to inspect. */
+  warnings: string[];
+}
+
+const targetId = (target: string): string => createHash('sha256').update(basename(target)).digest('hex').slice(0, 12);
+
+/** Paths of the temp dirs of one restore of `target` (beside it, so renames stay on one file system). */
+export function restoreTempPaths(target: string): { newDir: string; oldDir: string } {
+  const base = join(dirname(target), `.dawn-restore-${targetId(target)}-${process.pid}-${randomTag()}`);
+  return { newDir: `${base}.new`, oldDir: `${base}.old` };
+}
+
+/**
+ * Finish or undo restores of `target` whose process died (SIGKILL, power loss), from the
+ * temporary directories they left beside it:
+ *
+ * | left behind | meaning | action |
+ * | --- | --- | --- |
+ * | `.new` only | killed while building (target untouched) | remove `.new` |
+ * | `.old` + `.new`, no target | killed between the two renames of the swap | move `.new` into place (the restore had committed: verified, old data saved), remove `.old` |
+ * | `.old`, no `.new`, no target | (not produced by a restore; defensive) | move `.old` back |
+ * | `.old`, target present | killed while removing the previous data | remove `.old` |
+ * | `.old` + `.new` + target | something recreated the target meanwhile | nothing; warn |
+ *
+ * Temp dirs of live processes are left alone. Called by `restore` (on its target) and by
+ * `backup` (on its source) before they start.
+ */
+export async function recoverInterruptedRestores(target: string): Promise<RecoveryReport> {
+  const report: RecoveryReport = { actions: [], warnings: [] };
+  const parent = dirname(target);
+  let names: string[];
+  try {
+    names = await readdir(parent);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return report;
+    throw err;
+  }
+  const re = new RegExp(`^\\.dawn-restore-${targetId(target)}-(\\d+)-([0-9a-f]{8})\\.(new|old)$`);
+  const groups = new Map<string, { pid: number; newDir?: string; oldDir?: string }>();
+  for (const n of names) {
+    const m = re.exec(n);
+    if (!m) continue;
+    const key = `${m[1]}-${m[2]}`;
+    const g = groups.get(key) ?? { pid: Number(m[1]) };
+    if (m[3] === 'new') g.newDir = join(parent, n);
+    else g.oldDir = join(parent, n);
+    groups.set(key, g);
+  }
+  for (const g of groups.values()) {
+    if (isPidAlive(g.pid)) continue;
+    const targetExists = (await lstatOrUndefined(target)) !== undefined;
+    if (g.oldDir && g.newDir && !targetExists) {
+      await rename(g.newDir, target);
+      await fsyncDir(parent);
+      await removeTree(g.oldDir);
+      report.actions.push(`completed an interrupted restore into ${target} (the previous data had been saved before the swap)`);
+    } else if (g.oldDir && !g.newDir && !targetExists) {
+      await rename(g.oldDir, target);
+      await fsyncDir(parent);
+      report.actions.push(`moved the previous data back into ${target}`);
+    } else if (g.oldDir && !g.newDir) {
+      await removeTree(g.oldDir);
+      report.actions.push(`removed the previous data left by a completed restore of ${target}: ${g.oldDir}`);
+    } else if (g.oldDir && g.newDir) {
+      report.warnings.push(
+        `Found ${g.oldDir} (previous data) and ${g.newDir} (restored data) of an interrupted restore, but ${target} exists again; ` +
+          'left all three in place: inspect them and remove what you do not need.',
+      );
+    } else if (g.newDir) {
+      await removeTree(g.newDir);
+      report.actions.push(`removed an unfinished restored tree: ${g.newDir}`);
+    }
+  }
+  return report;
+}

@@ -1,0 +1,174 @@
+import { lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
+import { BackupError, type VerifyProblem } from './errors.js';
+import { errCode, modeToString, runPool } from './fsutil.js';
+import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
+import { METADATA_FILE, resolveBackupDir, validateBackupName } from './paths.js';
+import type { ProgressListener } from './progress.js';
+import { walkTree } from './walk.js';
+
+/** Options of {@link verifyBackup}. */
+export interface VerifyOptions {
+  /** The backup's name. */
+  name: string;
+  /** @default `<data root>/../backups` */
+  backupDir?: string;
+  /** Files hashed at once. @default 32 */
+  concurrency?: number;
+  onProgress?: ProgressListener;
+}
+
+/** The outcome of {@link verifyBackup}. */
+export interface VerifyResult {
+  name: string;
+  path: string;
+  /**
+   * `ok`: every file matches the manifest; `damaged`: see `problems`;
+   * `unverifiable`: the backup has no checksums (made by the Python implementation).
+   */
+  status: 'ok' | 'damaged' | 'unverifiable';
+  /** `status === 'ok'` */
+  ok: boolean;
+  /** Files hashed. */
+  files: number;
+  /** Bytes hashed. */
+  bytes: number;
+  problems: VerifyProblem[];
+}
+
+/** Locate a backup and read its metadata. */
+export async function openBackup(opts: { name: string; backupDir?: string | undefined }): Promise<{ path: string; backupDir: string; meta: BackupMetadata }> {
+  validateBackupName(opts.name);
+  const backupDir = resolveBackupDir(opts.backupDir);
+  const path = join(backupDir, opts.name);
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') {
+      throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${opts.name}" in ${backupDir}. Run \`dawn-backup list --backup-dir ${backupDir}\` to see the backups.`, {
+        path,
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  if (!st.isDirectory()) {
+    throw new BackupError('BACKUP_INVALID', `${path} is not a backup directory. Run \`dawn-backup list\` to see the backups.`, { path });
+  }
+  return { path, backupDir, meta: await readMetadata(path, opts.name) };
+}
+
+/** A manifest built from the backup's own tree (Python backups: no checksums, modes from the files). */
+export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
+  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
+  const out: ManifestEntry[] = [];
+  for (const e of walked.entries) {
+    if (e.kind === 'dir') out.push({ path: e.rel, type: 'dir', mode: modeToString(e.mode ?? 0o755) });
+    else if (e.kind === 'symlink') out.push({ path: e.rel, type: 'symlink', target: await readlink(join(root, e.rel)) });
+    else {
+      const st = await lstat(join(root, e.rel));
+      out.push({ path: e.rel, type: 'file', size: st.size, mode: modeToString(st.mode), sha256: '' });
+    }
+  }
+  return out;
+}
+
+/**
+ * Compare a backup's tree with its manifest by names and types only (no hashing):
+ * missing, extra, type changed, symlink target changed.
+ */
+export async function compareTree(root: string, manifest: readonly ManifestEntry[]): Promise<VerifyProblem[]> {
+  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
+  const actual = new Map<string, string>();
+  for (const e of walked.entries) actual.set(e.rel, e.kind);
+  for (const s of walked.skipped) actual.set(s.rel, 'special');
+  const problems: VerifyProblem[] = [];
+  const listed = new Set<string>();
+  for (const m of manifest) {
+    listed.add(m.path);
+    const kind = actual.get(m.path);
+    if (kind === undefined) problems.push({ path: m.path, kind: 'missing', detail: `${m.type} is missing from the backup` });
+    else if (kind !== m.type) problems.push({ path: m.path, kind: 'type', detail: `recorded as ${m.type}, found ${kind === 'special' ? 'a special file' : `a ${kind}`}` });
+    else if (m.type === 'symlink') {
+      const target = await readlink(join(root, m.path)).catch(() => undefined);
+      if (target !== m.target) problems.push({ path: m.path, kind: 'link', detail: `points to ${JSON.stringify(target)}, recorded ${JSON.stringify(m.target)}` });
+    }
+  }
+  for (const [rel, kind] of actual) {
+    if (!listed.has(rel)) problems.push({ path: rel, kind: 'extra', detail: `${kind === 'special' ? 'special file' : kind} not in the manifest` });
+  }
+  return problems;
+}
+
+/** Compare one hashed file with its manifest entry. */
+export function checkFile(m: { path: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
+  if (got.size !== m.size) return { path: m.path, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
+  if (got.sha256 !== m.sha256) return { path: m.path, kind: 'modified', detail: 'sha256 differs from the manifest' };
+  return undefined;
+}
+
+/** Turn an error of reading a backup file into a problem. */
+export function readProblem(path: string, err: unknown): VerifyProblem {
+  if (err instanceof NotRegularFileError || errCode(err) === 'ELOOP') return { path, kind: 'type', detail: 'not a regular file' };
+  if (errCode(err) === 'ENOENT') return { path, kind: 'missing', detail: 'file is missing from the backup' };
+  return { path, kind: 'unreadable', detail: (err as Error).message };
+}
+
+/**
+ * Re-hash every file of a backup against its manifest (sha256 and size), and check that no
+ * file is missing or extra and that symlinks point where they did. Does not throw for a
+ * damaged backup: read `status` / `problems` (the CLI exits 3).
+ *
+ * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID` (no or unreadable metadata).
+ * @example
+ * ```ts
+ * const r = await verifyBackup({ name: 'dawn_backup_20261125_101500', backupDir: '/srv/backups' });
+ * if (!r.ok) console.error(r.status, r.problems);
+ * ```
+ */
+export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
+  const { path, meta } = await openBackup(opts);
+  const result: VerifyResult = { name: opts.name, path, status: 'ok', ok: true, files: 0, bytes: 0, problems: [] };
+  if (!Array.isArray(meta.manifest)) {
+    result.status = 'unverifiable';
+    result.ok = false;
+    return result;
+  }
+  const unsafe = checkManifest(meta.manifest);
+  if (unsafe.length > 0) {
+    result.status = 'damaged';
+    result.ok = false;
+    result.problems = unsafe;
+    return result;
+  }
+  const manifest = meta.manifest;
+  const problems = await compareTree(path, manifest);
+  const broken = new Set(problems.map((p) => p.path));
+  const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(m.path));
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
+  const workers: CopyWorker[] = [];
+  opts.onProgress?.({ phase: 'verify', files: 0, totalFiles: files.length, bytes: 0 });
+  await runPool(files, concurrency, async (m, lane) => {
+    const worker = (workers[lane] ??= new CopyWorker(false));
+    try {
+      const got = await worker.copy({ src: join(path, m.path) });
+      const p = checkFile(m, got);
+      if (p) problems.push(p);
+      result.bytes += got.size;
+    } catch (err) {
+      problems.push(readProblem(m.path, err));
+    }
+    result.files++;
+    opts.onProgress?.({ phase: 'verify', files: result.files, totalFiles: files.length, bytes: result.bytes });
+    await worker.maybeYield();
+  });
+  problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  result.problems = problems;
+  if (problems.length > 0) {
+    result.status = 'damaged';
+    result.ok = false;
+  }
+  return result;
+}
