@@ -1,11 +1,115 @@
-// Placeholder demo until the CLI lands: atomic-json round trip.
-import { mkdtemp } from 'node:fs/promises';
+// The main job: seed a sample data root through the packages, back it up with dawn-backup,
+// list and verify it, damage the live data and restore it, then damage the backup and watch
+// verify catch it. Everything happens in a fresh temp directory.
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { readJson, updateJson, writeJson } from '@dawn/atomic-json';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readJson, writeJson } from '@dawn/atomic-json';
+import { BaseAgent, listAgentIds } from '@dawn/agent-state';
+import { PeerRegistry } from '@dawn/peer-registry';
 
-const dir = await mkdtemp(join(tmpdir(), 'dawn-demo-'));
-const file = join(dir, 'counter.json');
-await writeJson(file, { n: 0 });
-await Promise.all(Array.from({ length: 100 }, () => updateJson(file, (c) => ({ n: c.n + 1 }))));
-console.log(`${file}:`, await readJson(file));
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = join(repo, 'packages', 'backup-cli', 'bin', 'dawn-backup.js');
+const color = process.stdout.isTTY && !process.env.NO_COLOR;
+const bold = (s) => (color ? `\x1b[1m${s}\x1b[22m` : s);
+const dim = (s) => (color ? `\x1b[2m${s}\x1b[22m` : s);
+const step = (n, s) => console.log(`\n${bold(`${n}. ${s}`)}`);
+
+const work = await mkdtemp(join(tmpdir(), 'dawn-demo-'));
+const dataRoot = join(work, '.project-dawn');
+const backupDir = join(work, 'backups');
+
+/** Run dawn-backup like an operator would, echoing the command and its output. */
+function dawnBackup(...args) {
+  console.log(dim(`$ dawn-backup ${args.join(' ')}`));
+  const r = spawnSync(process.execPath, [bin, ...args, '--backup-dir', backupDir], {
+    encoding: 'utf8',
+    env: { ...process.env, PROJECT_DAWN_DATA_ROOT: dataRoot, NO_COLOR: color ? '' : '1' },
+  });
+  const out = `${r.stdout}${r.stderr}`.trimEnd();
+  if (out) console.log(out.replace(/^/gm, '  '));
+  console.log(dim(`  (exit ${r.status})`));
+  return r.status;
+}
+
+class Coordinator extends BaseAgent {}
+
+async function describeData() {
+  const registry = await PeerRegistry.open({ dataRoot });
+  const stats = registry.getPeerStats();
+  await registry.close();
+  const agents = await listAgentIds(dataRoot);
+  console.log(`  peers: ${stats.totalPeers} (${stats.connectedPeers} connected), agents: ${agents.join(', ')}`);
+  return { peers: stats.totalPeers, agents };
+}
+
+try {
+  step(1, `Seed a data root at ${dataRoot} through @dawn/peer-registry and @dawn/agent-state`);
+  const registry = await PeerRegistry.open({ dataRoot });
+  const pending = [];
+  for (let i = 0; i < 300; i++) {
+    const address = i % 3 === 0 ? `/ip4/10.0.${i >> 8}.${i & 255}/tcp/9000` : `ws://10.0.${i >> 8}.${i & 255}:8000`;
+    pending.push(registry.addPeer({ nodeId: `node-${String(i).padStart(4, '0')}`, address, agents: ['coordinator'], metadata: { region: i % 2 ? 'eu-west' : 'us-east' } }));
+  }
+  await Promise.all(pending);
+  for (let i = 0; i < 40; i++) await registry.recordConnectionSuccess(`node-${String(i).padStart(4, '0')}`);
+  await registry.close();
+  for (const [id, name, state] of [
+    ['coordinator', 'CoordinationAgent', { round: 12, tasks: { t1: { status: 'done', score: 0.75 } } }],
+    ['first_agent', 'FirstAgent', { greeting_count: 3, memory: ['hello', 'world'] }],
+    ['watcher', 'Watcher', { watched: 300 }],
+  ]) {
+    const agent = new Coordinator(id, { dataRoot, name });
+    await agent.start();
+    agent.state = state;
+    await agent.stop();
+  }
+  await writeJson(join(dataRoot, 'config.json'), { listen: 'ws://0.0.0.0:8000' });
+  await writeFile(join(dataRoot, 'dawn.log'), 'INFO started\n');
+  const before = await describeData();
+
+  step(2, 'Back it up, list and verify');
+  dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup');
+  dawnBackup('list');
+  dawnBackup('verify', 'demo_backup');
+
+  step(3, 'Damage the live data: corrupt the peer registry, delete an agent');
+  const registryFile = join(dataRoot, 'mesh', 'peer_registry.json');
+  const text = await readFile(registryFile, 'utf8');
+  await writeFile(registryFile, text.slice(0, Math.floor(text.length / 2)));
+  await unlink(join(dataRoot, 'agents', 'watcher', 'state.json'));
+  try {
+    await PeerRegistry.open({ dataRoot });
+    console.log('  (the registry opened?!)');
+  } catch (err) {
+    console.log(`  PeerRegistry.open refuses the damaged file: [${err.code}] ${err.message}`);
+  }
+
+  step(4, 'Restore (the damaged data is first saved as a pre_restore backup)');
+  dawnBackup('restore', 'demo_backup');
+  const after = await describeData();
+  const ok = after.peers === before.peers && after.agents.join() === before.agents.join();
+  console.log(`  data back: ${ok ? 'yes' : 'NO'}; coordinator round = ${(await readJson(join(dataRoot, 'agents', 'coordinator', 'state.json'))).state.round}`);
+  dawnBackup('list');
+
+  step(5, 'Damage the backup itself: verify catches it, restore refuses');
+  const victim = join(backupDir, 'demo_backup', 'agents', 'coordinator', 'state.json');
+  const bytes = await readFile(victim);
+  bytes[10] ^= 0x20;
+  await writeFile(victim, bytes);
+  const verifyExit = dawnBackup('verify', 'demo_backup');
+  const restoreExit = dawnBackup('restore', 'demo_backup');
+  console.log(`  verify exit ${verifyExit} (3 = verification failed), restore exit ${restoreExit}; live data untouched:`);
+  await describeData();
+
+  if (!ok || verifyExit !== 3 || restoreExit === 0) {
+    console.error('\nDemo FAILED');
+    process.exitCode = 1;
+  } else {
+    console.log(`\n${bold('Demo complete.')} Everything above happened in ${work} (removed now).`);
+  }
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
