@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import fc from 'fast-check';
+import lockfile from 'proper-lockfile';
 import { describe, expect, it } from 'vitest';
 import { installLayer } from '../test/fault-layer.js';
 import { AtomicJsonError, lockPathOf, readJson, TEMP_SUFFIX, updateJson, withLock, writeJson } from './index.js';
@@ -243,6 +244,24 @@ describe('withLock and nested calls', () => {
     expect(events).toEqual(['locked', 'unlocking', 'written']);
   });
 
+  it('when a promise settles, its lock is already released (another process may take it at once)', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'doc.json');
+    const lockDir = lockPathOf(file);
+    await withLock(file, () => expect(existsSync(lockDir)).toBe(true));
+    expect(existsSync(lockDir)).toBe(false);
+    await writeJson(file, { v: 1 });
+    expect(existsSync(lockDir)).toBe(false);
+    await updateJson(file, () => ({ v: 2 }));
+    expect(existsSync(lockDir)).toBe(false);
+    await withLock(file, () => Promise.reject(new Error('x'))).catch(() => {});
+    expect(existsSync(lockDir)).toBe(false);
+    await updateJson(file, () => {
+      throw new Error('x');
+    }).catch(() => {});
+    expect(existsSync(lockDir)).toBe(false);
+  });
+
   it('withLock rejects with what fn throws and releases the lock', async () => {
     const dir = await tempDir();
     const file = join(dir, 'doc.json');
@@ -255,7 +274,6 @@ describe('withLock and nested calls', () => {
     const dir = await tempDir();
     const file = join(dir, 'doc.json');
     await writeJson(file, { v: 1 });
-    const lockfile = (await import('proper-lockfile')).default;
     const release = await lockfile.lock(file, { realpath: false, stale: 10_000 });
     try {
       const err = await writeJson(file, { v: 2 }, { lock: { timeoutMs: 200 } }).catch((e: unknown) => e);

@@ -168,20 +168,25 @@ export async function readText(path: string): Promise<string | undefined> {
   }
 }
 
-/** Apply update functions in order to `text`; each gets its own parsed copy. */
+type Outcome = { ok: true; settle: () => void } | { ok: false; settle: () => void };
+
+/**
+ * Apply update functions in order to `text`; each gets its own parsed copy. Records how each
+ * op is to be settled (once the batch is durable and the lock released).
+ */
 async function applyUpdates(
   path: string,
   initial: string | undefined,
   ops: readonly Op[],
   spaces: number,
   lock: LockHandle | undefined,
-  done: (() => void)[],
+  outcomes: Map<Op, Outcome>,
 ): Promise<string | undefined> {
   let text = initial;
   for (const op of ops) {
     if (op.kind === 'write') {
       text = op.text;
-      done.push(() => op.resolve());
+      outcomes.set(op, { ok: true, settle: () => op.resolve() });
       continue;
     }
     if (op.kind !== 'update') continue;
@@ -190,17 +195,23 @@ async function applyUpdates(
       const current = source === undefined ? undefined : parseJsonText(source, path);
       const result = await runHolding(path, lock, () => op.fn(current));
       text = serialize(result, path, spaces);
-      done.push(() => op.resolve(result));
+      outcomes.set(op, { ok: true, settle: () => op.resolve(result) });
     } catch (err) {
-      op.reject(err);
+      // This function alone fails; the batch goes on from the previous text.
+      outcomes.set(op, { ok: false, settle: () => op.reject(err) });
     }
   }
   return text;
 }
 
+/**
+ * One lock + (read) + write cycle for a batch of writes and updates. Promises settle only
+ * after the lock is released, so when one resolves another process can take the lock at once.
+ */
 async function runBatch(path: string, batch: Extract<Op, { kind: 'write' | 'update' }>[], opts: ResolvedWrite): Promise<void> {
   let lock: LockHandle | undefined;
-  const done: (() => void)[] = [];
+  const outcomes = new Map<Op, Outcome>();
+  let failure: { err: unknown } | undefined;
   try {
     if (opts.lock) {
       lock = await acquireLock(path, opts.lock);
@@ -208,33 +219,41 @@ async function runBatch(path: string, batch: Extract<Op, { kind: 'write' | 'upda
     }
     const needsRead = batch[0]!.kind === 'update';
     const onDisk = needsRead ? await readText(path) : undefined;
-    const text = await applyUpdates(path, onDisk, batch, opts.spaces, lock, done);
+    const text = await applyUpdates(path, onDisk, batch, opts.spaces, lock, outcomes);
     const changed = text !== undefined && (!needsRead || text !== onDisk || batch.some((op) => op.kind === 'write'));
     if (changed) {
       await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock });
     }
-    for (const settle of done) settle();
   } catch (err) {
-    // Ops already rejected individually ignore a second reject.
-    for (const op of batch) op.reject(err);
+    failure = { err };
   } finally {
     await lock?.release();
+  }
+  for (const op of batch) {
+    const outcome = outcomes.get(op);
+    // A function that threw keeps its own error; the others share the batch's failure.
+    if (failure && outcome?.ok !== false) op.reject(failure.err);
+    else outcome?.settle();
   }
 }
 
 async function runExclusive(path: string, op: Extract<Op, { kind: 'exclusive' }>): Promise<void> {
   let lock: LockHandle | undefined;
+  let outcome: { ok: true; value: unknown } | { ok: false; err: unknown };
   try {
     lock = await acquireLock(path, op.lock);
     await removeStaleTemps(path);
     const result = await Promise.race([runHolding(path, lock, op.fn), lock.lost]);
     if (lock.compromised) throw lock.compromised;
-    op.resolve(result);
+    outcome = { ok: true, value: result };
   } catch (err) {
-    op.reject(err);
+    outcome = { ok: false, err };
   } finally {
     await lock?.release();
   }
+  // Settle after the release: when withLock's promise settles, the lock is free.
+  if (outcome.ok) op.resolve(outcome.value);
+  else op.reject(outcome.err);
 }
 
 /** Queue a write of already-serialized text. */
