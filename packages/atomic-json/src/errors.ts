@@ -1,4 +1,12 @@
-/** Every failure of `@dawn/atomic-json` carries one of these codes. */
+/**
+ * Every failure of `@dawn/atomic-json` carries one of these codes (see {@link AtomicJsonError}
+ * for their meaning). Codes are stable: switch on them, never on messages.
+ *
+ * @example
+ * ```ts
+ * const retryable: AtomicJsonErrorCode[] = ['LOCKED', 'LOCK_COMPROMISED'];
+ * ```
+ */
 export type AtomicJsonErrorCode =
   | 'NOT_FOUND'
   | 'PARSE'
@@ -10,8 +18,16 @@ export type AtomicJsonErrorCode =
 
 const BRAND = Symbol.for('@dawn/atomic-json.AtomicJsonError');
 
-/** Extra facts an {@link AtomicJsonError} may carry. */
+/**
+ * Extra facts an {@link AtomicJsonError} may carry (the constructor's last argument).
+ *
+ * @example
+ * ```ts
+ * new AtomicJsonError('PARSE', file, message, { line: 3, column: 7, cause: syntaxError });
+ * ```
+ */
 export interface AtomicJsonErrorDetails {
+  /** The underlying error (a system error for `IO`). @default undefined */
   cause?: unknown;
   /** 1-based line of a `PARSE` error. */
   line?: number;
@@ -45,14 +61,21 @@ export class AtomicJsonError extends Error {
   override readonly name = 'AtomicJsonError';
   /** Stable machine-readable code. */
   readonly code: AtomicJsonErrorCode;
-  /** The file the operation was about. */
+  /** The file the operation was about (absolute). */
   readonly path: string;
+  /** `PARSE` only: 1-based line of the first syntax error. */
   readonly line?: number;
+  /** `PARSE` only: 1-based column of the first syntax error. */
   readonly column?: number;
+  /** `NOT_SERIALIZABLE` only: where the offending value is, e.g. `$.peers[3].lastSeen`. */
   readonly keyPath?: string;
   /** @internal */
   readonly [BRAND] = true;
 
+  /**
+   * Made by atomic-json itself; packages built on it may raise it too (e.g. `INVALID`).
+   * @param message What happened, why, and what to do; should name `path`.
+   */
   constructor(code: AtomicJsonErrorCode, path: string, message: string, details: AtomicJsonErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
@@ -62,7 +85,14 @@ export class AtomicJsonError extends Error {
     if (details.keyPath !== undefined) this.keyPath = details.keyPath;
   }
 
-  /** True when `err` is an `AtomicJsonError` from any copy of this package. */
+  /**
+   * True when `err` is an `AtomicJsonError` from any copy of this package (a brand check,
+   * not `instanceof`, so it works when two versions are installed).
+   * @example
+   * ```ts
+   * if (AtomicJsonError.is(err) && err.code === 'LOCKED') retryLater();
+   * ```
+   */
   static is(err: unknown): err is AtomicJsonError {
     return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[BRAND] === true;
   }

@@ -4,27 +4,43 @@ import { fsl } from './fs-layer.js';
 import { readJson, updateJson, withLock, writeJson } from './operations.js';
 import type { WriteOptions } from './queue.js';
 
-/** Options of a {@link JsonFile}. */
+/**
+ * Options of a {@link JsonFile}: the {@link WriteOptions} (used by `write` and `update`) plus
+ * the document's default, validation, schema version and corrupt-file policy.
+ *
+ * @example
+ * ```ts
+ * const opts: JsonFileOptions<Settings> = { default: () => ({ version: 1, theme: 'dark' }), version: 1, mode: 0o600 };
+ * ```
+ */
 export interface JsonFileOptions<T> extends WriteOptions {
   /**
    * Value used when the file does not exist (a function is called each time). Without it,
-   * `read()` of a missing file throws `NOT_FOUND`.
+   * `read()` of a missing file throws `NOT_FOUND`. Never written by `read()`.
+   * @default undefined
    */
   default?: T | (() => T);
   /**
    * Check a value read or about to be written. Return `true`/`undefined` to accept, `false`
-   * or a string (the reason) to reject with `INVALID`, or throw.
+   * or a string (the reason) to reject with `INVALID`, or throw. Runs on what `read()` returns
+   * (after `migrate`), on `write(value)`, and on `update`'s input and result.
+   * @default undefined (every JSON value is accepted)
    */
   validate?: (value: unknown) => boolean | string | void;
   /**
    * Current schema version, stored in the document's `versionKey` field (documents must be
    * objects). Older documents are passed through `migrate` on read; newer ones are refused
-   * with `INVALID` (written by a newer program).
+   * with `INVALID` (written by a newer program). `read()` does not write the migrated document
+   * back; the next `write`/`update` does (have `migrate` set the version field).
+   * @default undefined (no versioning)
    */
   version?: number;
   /** Field holding the version. @default 'version' */
   versionKey?: string;
-  /** Upgrade a document of `fromVersion` (0 when the field is missing) to `version`. */
+  /**
+   * Upgrade a document of `fromVersion` (0 when the field is missing) to `version`.
+   * @default undefined (an older document is refused with `INVALID`)
+   */
   migrate?: (value: any, fromVersion: number) => T;
   /**
    * What to do with a file that is not valid JSON. `'throw'` (default) fails with `PARSE`
@@ -51,15 +67,23 @@ export interface JsonFileOptions<T> extends WriteOptions {
  * ```
  */
 export class JsonFile<T> {
+  /** The file, as given. */
   readonly path: string;
   readonly options: JsonFileOptions<T>;
 
+  /** Nothing is read or checked until the first call. */
   constructor(path: string, options: JsonFileOptions<T> = {}) {
     this.path = path;
     this.options = options;
   }
 
-  /** A fresh default value, or `undefined` when none was configured. */
+  /**
+   * A fresh copy of the default value, or `undefined` when none was configured.
+   * @example
+   * ```ts
+   * const blank = settings.defaultValue();
+   * ```
+   */
   defaultValue(): T | undefined {
     const d = this.options.default;
     if (d === undefined) return undefined;
@@ -136,9 +160,14 @@ export class JsonFile<T> {
   }
 
   /**
-   * Read, migrate and validate the document.
+   * Read, migrate and validate the document; the default when the file does not exist.
+   * With `onCorrupt: 'quarantine'`, a corrupt file is moved aside first.
    * @throws {AtomicJsonError} `NOT_FOUND` (missing, no default), `PARSE` (unless quarantining),
-   *   `INVALID`, `IO`.
+   *   `INVALID` (validation failed, newer version, or older version without `migrate`), `IO`.
+   * @example
+   * ```ts
+   * const s = await settings.read();
+   * ```
    */
   async read(): Promise<T> {
     let value: unknown;
@@ -172,6 +201,10 @@ export class JsonFile<T> {
   /**
    * Validate and write the document (see `writeJson`).
    * @throws {AtomicJsonError} `INVALID` before anything is written; the codes of `writeJson`.
+   * @example
+   * ```ts
+   * await settings.write({ version: 2, theme: 'light' });
+   * ```
    */
   async write(value: T): Promise<void> {
     this.check(value, 'to write to');
@@ -180,7 +213,13 @@ export class JsonFile<T> {
 
   /**
    * Atomic read-modify-write (see `updateJson`): `fn` gets the migrated, validated current
-   * document or the default.
+   * document or the default; its result is validated before it is written.
+   * @throws {AtomicJsonError} `NOT_FOUND` (missing, no default), `PARSE` (unless quarantining),
+   *   `INVALID`, `NOT_SERIALIZABLE`, `LOCKED`, `LOCK_COMPROMISED`, `IO`; or what `fn` throws.
+   * @example
+   * ```ts
+   * await settings.update((s) => ({ ...s, theme: 'light' }));
+   * ```
    */
   async update(fn: (current: T) => T | Promise<T>): Promise<T> {
     const run = () =>

@@ -3,11 +3,19 @@ import lockfile from 'proper-lockfile';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 
-/** How to take the cross-process lock on `<file>.lock`. */
+/**
+ * How to take the cross-process lock on `<file>.lock` (for `withLock`, and as `lock` of
+ * `WriteOptions`).
+ *
+ * @example
+ * ```ts
+ * await writeJson(file, value, { lock: { timeoutMs: 30_000, staleMs: 5_000 } });
+ * ```
+ */
 export interface LockOptions {
   /**
-   * How long to keep retrying (with backoff) while another process holds the lock, before
-   * failing with `LOCKED`.
+   * How long to keep retrying (with jittered exponential backoff, at most 100 ms apart) while
+   * another process holds the lock, before failing with `LOCKED`. `0` tries once.
    * @default 10000
    */
   timeoutMs?: number;
@@ -32,7 +40,17 @@ export interface LockHandle {
   release(): Promise<void>;
 }
 
-/** Path of the lock directory for a file. */
+/**
+ * Path of the lock directory of a file: `<file>.lock` (a directory, made by proper-lockfile).
+ * Backup tools should skip it; deleting it while a process holds it makes that process's
+ * operation fail with `LOCK_COMPROMISED`.
+ *
+ * @throws Never.
+ * @example
+ * ```ts
+ * lockPathOf('/data/mesh/peer_registry.json'); // '/data/mesh/peer_registry.json.lock'
+ * ```
+ */
 export function lockPathOf(file: string): string {
   return `${file}.lock`;
 }

@@ -16,9 +16,20 @@ import {
 } from './queue.js';
 import { serialize } from './serialize.js';
 
-/** Options of {@link readJson}. */
+/**
+ * Options of {@link readJson}.
+ *
+ * @example
+ * ```ts
+ * await readJson('/data/peers.json', { default: { version: 1, peers: [] } });
+ * ```
+ */
 export interface ReadOptions<T> {
-  /** Returned (a fresh copy) when the file does not exist, instead of throwing `NOT_FOUND`. Never used for a corrupt file. */
+  /**
+   * Returned (a fresh copy) when the file does not exist, instead of throwing `NOT_FOUND`.
+   * Never used for a corrupt file. Must be JSON (checked like a written value).
+   * @default undefined (a missing file is `NOT_FOUND`)
+   */
   default?: T;
 }
 
@@ -77,9 +88,19 @@ export async function writeJson(path: string, value: unknown, opts?: WriteOption
   return queueWrite(abs, text, resolved);
 }
 
-/** Options of {@link updateJson}. */
+/**
+ * Options of {@link updateJson}: the {@link WriteOptions} plus `default`.
+ *
+ * @example
+ * ```ts
+ * await updateJson(file, (c) => ({ ...c, n: c.n + 1 }), { default: { n: 0 }, lock: { timeoutMs: 30_000 } });
+ * ```
+ */
 export interface UpdateOptions<T> extends WriteOptions {
-  /** What `fn` receives (a fresh copy) when the file does not exist. Otherwise it receives `undefined`. */
+  /**
+   * What `fn` receives (a fresh copy) when the file does not exist.
+   * @default undefined (`fn` receives `undefined` for a missing file)
+   */
   default?: T;
 }
 

@@ -12,11 +12,20 @@ import { parseJsonText } from './parse.js';
 import { serialize } from './serialize.js';
 import { removeStaleTemps, writeFileAtomic } from './write.js';
 
-/** Options of every write (`writeJson`, `updateJson`, `JsonFile`). */
+/**
+ * Options of every write (`writeJson`, `updateJson`, `JsonFile`).
+ *
+ * @example
+ * ```ts
+ * await writeJson('/data/keys.json', keys, { mode: 0o600 });
+ * await writeJson('/tmp/cache.json', cache, { fsync: false, lock: false }); // single-process scratch file
+ * ```
+ */
 export interface WriteOptions {
   /**
-   * Take the cross-process lock `<file>.lock` for the write. `false` only when no other
-   * process can write the file.
+   * Take the cross-process lock `<file>.lock` for the write (`true`: with the default
+   * {@link LockOptions}). `false` only when no other process can write the file: then stale
+   * temp files are not cleaned up either.
    * @default true
    */
   lock?: boolean | LockOptions;
@@ -27,13 +36,13 @@ export interface WriteOptions {
    */
   fsync?: boolean;
   /**
-   * Indentation of the written JSON.
+   * Indentation of the written JSON (`0`: one line). A trailing newline is always added.
    * @default 2
    */
   spaces?: number;
   /**
-   * File mode of the written file.
-   * @default the existing file's mode, else 0o644 (less the umask)
+   * File mode of the written file, applied exactly (whatever the umask).
+   * @default the existing file's mode (kept on rewrite), else 0o644 less the umask
    */
   mode?: number;
 }

@@ -5,10 +5,27 @@ import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import type { LockHandle } from './lock.js';
 
-/** Every temp file atomic-json creates ends with this suffix (backup tools exclude `*.ajtmp`). */
+/**
+ * Every temp file atomic-json creates ends with this suffix. Temp names are
+ * `.<12 hex>-<16 hex>.ajtmp` (36 characters) in the target's directory.
+ *
+ * @example
+ * ```ts
+ * const excludes = ['*.log', `*${TEMP_SUFFIX}`];
+ * ```
+ */
 export const TEMP_SUFFIX = '.ajtmp';
 
-/** True when a directory entry name is an atomic-json temp file. */
+/**
+ * True when a directory entry name (not a path) is an atomic-json temp file: for backup and
+ * sync tools that must skip them.
+ *
+ * @throws Never.
+ * @example
+ * ```ts
+ * const files = (await readdir(dir)).filter((name) => !isTempFileName(name));
+ * ```
+ */
 export function isTempFileName(name: string): boolean {
   return name.startsWith('.') && name.endsWith(TEMP_SUFFIX) && name.length === TEMP_NAME_LENGTH;
 }
