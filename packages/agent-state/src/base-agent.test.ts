@@ -171,16 +171,30 @@ describe('unserializable state', () => {
   it.each(CASES)('refuses a %s with its key path and keeps the previous file', async (_, make, keyPath) => {
     const root = await pythonRoot();
     const path = join(root, 'agents', 'coordinator', 'state.json');
+    const python = await readFile(path, 'utf8');
+    // A fresh instance (checked before the lock) and one that has saved (checked by the writer).
+    const fresh = new BaseAgent('coordinator', { dataRoot: root });
+    const saved = new BaseAgent('coordinator', { dataRoot: root });
+    await fresh.initialize();
+    fresh.state = make() as JsonObject;
+    const first = await rejection(fresh.saveState());
+    expect(await readFile(path, 'utf8')).toBe(python);
+    await saved.initialize();
+    await saved.saveState();
     const before = await readFile(path, 'utf8');
-    const agent = new BaseAgent('coordinator', { dataRoot: root });
-    await agent.initialize();
-    agent.state = make() as JsonObject;
-    const err = await rejection(agent.saveState());
-    expect(err.code).toBe('NOT_SERIALIZABLE');
-    expect(err.keyPath).toBe(keyPath);
-    expect(err.message).toContain(keyPath);
+    saved.state = { ...saved.state, ...(make() as JsonObject) };
+    const second = await rejection(saved.saveState());
     expect(await readFile(path, 'utf8')).toBe(before);
+    for (const err of [first, second]) {
+      expect(err.code).toBe('NOT_SERIALIZABLE');
+      expect(err.keyPath).toBe(keyPath);
+      expect(err.message).toContain(keyPath);
+      expect(err.path).toBe(path);
+    }
     expect(await readdir(join(root, 'agents', 'coordinator'))).toEqual(['state.json']);
+    saved.state = { round: 99 };
+    await saved.saveState();
+    expect((await readAgentRecord(root, 'coordinator')).state).toEqual({ round: 99 });
   });
 
   it('creates nothing at all for a new agent with a bad state', async () => {

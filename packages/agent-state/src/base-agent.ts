@@ -544,7 +544,10 @@ export class BaseAgent<S extends object = JsonObject> {
   async #saveNow(force: boolean): Promise<void> {
     const seq = this.#changeSeq;
     const data = this.serializeState();
-    const bad = findNonJson(data, '$.state');
+    // Until this instance has written the file, its directory may not exist: check here, so a
+    // bad state creates nothing at all. Afterwards the writer's own check (under the lock,
+    // before any temp file exists) refuses it just as well, and one walk of a big state is saved.
+    const bad = this.#known === undefined ? findNonJson(data, '$.state') : undefined;
     if (bad) {
       throw new AgentStateError(
         'NOT_SERIALIZABLE',
