@@ -1,5 +1,3 @@
-import { listAgentIds } from '@dawn/agent-state';
-import { PeerRegistry } from '@dawn/peer-registry';
 import type { SummaryRecord } from './metadata.js';
 
 /**
@@ -9,7 +7,8 @@ import type { SummaryRecord } from './metadata.js';
  * Both reads are read-only (opening a registry writes nothing; `close()` without mutations
  * flushes nothing), so `backup` reads the summary from the finished copy itself: it describes
  * exactly what the backup holds. Reading it never fails a backup: whatever cannot be read is
- * `null`, with a note saying why.
+ * `null`, with a note saying why. The two packages are imported lazily, so even a broken or
+ * missing install of one of them only degrades the summary, never the backup.
  */
 export async function readSummary(dataRoot: string): Promise<SummaryRecord> {
   const notes: string[] = [];
@@ -21,6 +20,7 @@ const msg = (err: unknown) => (err instanceof Error ? err.message : String(err))
 
 async function peerCountOf(dataRoot: string, notes: string[]): Promise<number | null> {
   try {
+    const { PeerRegistry } = await import('@dawn/peer-registry');
     const registry = await PeerRegistry.open({ dataRoot, onCorrupt: 'throw' });
     try {
       return registry.getPeerCount();
@@ -35,6 +35,7 @@ async function peerCountOf(dataRoot: string, notes: string[]): Promise<number | 
 
 async function agentIdsOf(dataRoot: string, notes: string[]): Promise<string[] | null> {
   try {
+    const { listAgentIds } = await import('@dawn/agent-state');
     return await listAgentIds(dataRoot);
   } catch (err) {
     notes.push(`agent ids not read: ${msg(err)}`);

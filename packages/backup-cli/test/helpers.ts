@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runNode, type ChildExit } from '@dawn/test-utils';
+
+/** The real binary, as users run it (needs `dist/`: `npx tsup` or `pnpm build`). */
+export const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/dawn-backup.js');
+export const FIXTURES = resolve(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+
+/** Run `dawn-backup ...args`; PROJECT_DAWN_DATA_ROOT unset unless given. */
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildExit> {
+  return runNode(BIN, args, { env: { PROJECT_DAWN_DATA_ROOT: '', NO_COLOR: '1', ...env } });
+}
+
+/** Parse the one JSON document a `--json` run printed on stdout. */
+export function json<T = any>(r: ChildExit): T {
+  return JSON.parse(r.stdout) as T;
+}
+
+/** A stack trace line (`    at fn (file:1:2)`). */
+export const STACK = /^\s+at .+[:(]/m;
+
+/**
+ * What a tree holds, comparable with toEqual: path -> `dir 0755` | `file 0644 <sha256>` | `link <target>`.
+ * `skip` names top-level entries to leave out.
+ */
+export async function snapshot(root: string, skip: string[] = []): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    const names = (await readdir(join(root, rel))).sort();
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      if (!rel && skip.includes(n)) continue;
+      const p = join(root, r);
+      const st = await lstat(p);
+      const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+      if (st.isSymbolicLink()) out[r] = `link ${await readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[r] = `dir ${mode}`;
+        await walk(r);
+      } else out[r] = `file ${mode} ${createHash('sha256').update(await readFile(p)).digest('hex')}`;
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/**
+ * A tree with nested and empty directories, unicode names, symlinks (file, directory, dangling,
+ * absolute), a 0600 file, an executable, and files the default excludes leave out.
+ */
+export async function makeRichTree(root: string): Promise<void> {
+  const file = async (rel: string, content: string | Buffer, mode = 0o644) => {
+    await mkdir(dirname(join(root, rel)), { recursive: true });
+    await writeFile(join(root, rel), content);
+    await chmod(join(root, rel), mode);
+  };
+  await mkdir(root, { recursive: true });
+  await file('mesh/peer_registry.json', JSON.stringify({ version: 1, peers: [] }, null, 2));
+  await file('agents/first_agent/state.json', JSON.stringify({ agent_id: 'first_agent', name: 'first_agent', state: { n: 1 } }, null, 2));
+  await file('agents/données/state.json', JSON.stringify({ agent_id: 'données', name: 'données', state: {} }, null, 2));
+  await file('keys/node.key', 'secret-key-material\n', 0o600);
+  await file('tools/run.sh', '#!/bin/sh\necho hi\n', 0o755);
+  await file('deep/a/b/c/d/e/leaf.txt', 'leaf');
+  await file('日本語/ファイル 🚀.json', '{"ok": true}');
+  await file('empty.bin', '');
+  await file('big.bin', Buffer.alloc(3 * 1024 * 1024 + 17, 7)); // above the small-file path
+  await mkdir(join(root, 'empty/nested/dirs'), { recursive: true });
+  await mkdir(join(root, 'private'), { mode: 0o700 });
+  await chmod(join(root, 'private'), 0o700);
+  await mkdir(join(root, 'group'), { mode: 0o750 });
+  await chmod(join(root, 'group'), 0o750);
+  await symlink('../mesh/peer_registry.json', join(root, 'agents/registry-link'));
+  await symlink('deep/a', join(root, 'dir-link'));
+  await symlink('does/not/exist', join(root, 'dangling'));
+  await symlink('/etc/hostname', join(root, 'absolute-link'));
+  // excluded by default
+  await file('logs/dawn.log', 'log line\n');
+  await file('tools/__pycache__/x.pyc', 'bytecode');
+  await file('scratch.tmp', 'tmp');
+  await mkdir(join(root, 'mesh/peer_registry.json.lock'));
+  await file('mesh/.0123456789ab-0123456789abcdef.ajtmp', 'half-written');
+}
+
+/** Entries of makeRichTree that the default excludes leave out. */
+export const RICH_EXCLUDED = ['logs/dawn.log', 'tools/__pycache__', 'tools/__pycache__/x.pyc', 'scratch.tmp', 'mesh/peer_registry.json.lock', 'mesh/.0123456789ab-0123456789abcdef.ajtmp'];
+
+/** A snapshot without some paths. */
+export function without(snap: Record<string, string>, paths: string[]): Record<string, string> {
+  const out = { ...snap };
+  for (const p of paths) delete out[p];
+  return out;
+}
+
+/** Many small files (for kill tests). */
+export async function makeManyFiles(root: string, count: number, tag: string): Promise<void> {
+  const perDir = 100;
+  for (let d = 0; d * perDir < count; d++) {
+    const dir = join(root, `d${String(d).padStart(3, '0')}`);
+    await mkdir(dir, { recursive: true });
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < perDir && d * perDir + i < count; i++) {
+      jobs.push(writeFile(join(dir, `f${i}.json`), JSON.stringify({ tag, d, i, pad: 'x'.repeat(1024 + ((d * 31 + i) % 2048)) })));
+    }
+    await Promise.all(jobs);
+  }
+}
