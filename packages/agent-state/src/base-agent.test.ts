@@ -91,6 +91,28 @@ describe('lifecycle', () => {
     expect(b.revision).toBe(1);
   });
 
+  it('concurrent saves of one instance never conflict with each other; waiting calls share one save', async () => {
+    const root = await tempDir();
+    const a = new BaseAgent<{ n: number }>('busy', { dataRoot: root, initialState: { n: 0 } });
+    await a.initialize();
+    const saves: Promise<void>[] = [];
+    for (let i = 1; i <= 20; i++) {
+      a.setState({ n: i });
+      saves.push(a.saveState());
+    }
+    // Calls made before the save starts share it; a forced save is separate; later ones queue.
+    expect(new Set(saves).size).toBe(1);
+    const forced = a.saveState({ force: true });
+    expect(forced).not.toBe(saves[0]);
+    await Promise.all([...saves, forced]);
+    a.setState({ n: 21 });
+    await Promise.all([a.saveState(), a.flush(), a.saveState()]);
+    const rec = await readAgentRecord(root, 'busy');
+    expect(rec.state).toEqual({ n: 21 });
+    expect(rec.revision).toBe(3);
+    expect(a.revision).toBe(3);
+  });
+
   it('name defaults to the id; an explicit name wins over the file', async () => {
     const root = await pythonRoot();
     expect(new BaseAgent('x', { dataRoot: root }).name).toBe('x');
