@@ -112,16 +112,15 @@ function asPeer(rec: Record<string, unknown>, i: number, path: string): Peer {
 export interface ApplyResult {
   /** The document to write. */
   doc: RegistryDoc;
-  /** Its peers, checked (sharing the document's arrays and objects: do not mutate before it is written). */
-  peers: Peer[];
   /** Node ids removed to respect `maxPeers`. */
   evicted: string[];
 }
 
 /**
  * Apply `ops` in order onto the file's current document (`undefined` when there is no file).
- * Mutates and returns the document. O(file) for indexing and checking, plus O(1) per op.
- * @throws {PeerRegistryError} `CORRUPT` when a record of the file is malformed (nothing is written).
+ * Mutates and returns the document. O(file) for indexing, plus O(1) per op. Records the ops
+ * do not touch are written back as they are (only their node ids are checked).
+ * @throws {PeerRegistryError} `CORRUPT` when a record the ops touch is malformed (nothing is written).
  */
 export function applyOps(current: unknown, ops: readonly Op[], path: string, maxPeers: number | undefined): ApplyResult {
   const doc = current === undefined ? { version: FORMAT_VERSION, peers: [] } : checkDoc(current, path);
@@ -201,14 +200,11 @@ export function applyOps(current: unknown, ops: readonly Op[], path: string, max
     out = out.filter((_, i) => !drop.has(i));
   }
   doc.peers = out;
-  const peers = new Array<Peer>(out.length);
-  for (let i = 0; i < out.length; i++) {
-    const rec = out[i]!;
-    const p = (peers[i] = asPeer(rec, i, path));
-    // Records written by Python lack the lists; add them when their count says they are empty.
-    if (rec.tools === undefined && p.toolsCount === 0) rec.tools = p.tools;
-    if (rec.resources === undefined && p.resourcesCount === 0) rec.resources = p.resources;
-    if (rec.prompts === undefined && p.promptsCount === 0) rec.prompts = p.prompts;
+  // Records written by Python lack the lists; add them when their count says they are empty.
+  for (const rec of out) {
+    if (rec.tools === undefined && !((rec.tools_count as number) > 0)) rec.tools = [];
+    if (rec.resources === undefined && !((rec.resources_count as number) > 0)) rec.resources = [];
+    if (rec.prompts === undefined && !((rec.prompts_count as number) > 0)) rec.prompts = [];
   }
-  return { doc, peers, evicted };
+  return { doc, evicted };
 }

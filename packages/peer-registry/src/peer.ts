@@ -261,6 +261,11 @@ export interface PeerFields {
 /** Copy every data field of `src` into `dst` (keeps `dst`'s identity). Set in `Peer`'s static block. */
 export let copyInto: (dst: Peer, src: Peer) => void;
 let forgetLegacyCount: (peer: Peer, list: 'tools' | 'resources' | 'prompts') => void;
+/**
+ * True when the file record `rec` holds exactly `peer`'s data (what `peerFromRecord(rec).equals(peer)`
+ * would say, without building a peer). A record without timestamps matches any. Set in `Peer`'s static block.
+ */
+export let recordMatches: (peer: Peer, rec: Readonly<Record<string, unknown>>) => boolean;
 
 /** Hand-off of already-validated fields from the factories below to the constructor. */
 let trusted: { fields: PeerFields; extra: JsonObject; legacy: LegacyCounts | undefined } | undefined;
@@ -536,6 +541,43 @@ export class Peer {
       dst.failedConnections = src.failedConnections;
       dst.extra = src.extra;
       dst.#legacy = src.#legacy;
+    };
+    const listMatches = (list: JsonValue[], raw: unknown, countRaw: unknown, legacy: number | undefined): boolean => {
+      if (raw === undefined || raw === null) {
+        const count = typeof countRaw === 'number' && countRaw > 0 ? countRaw : undefined;
+        return list.length === 0 && count === legacy;
+      }
+      return legacy === undefined && jsonEqual(list, raw);
+    };
+    recordMatches = (peer, rec) => {
+      const legacy = peer.#legacy;
+      const ts = (v: unknown, mine: number) => v === undefined || v === mine;
+      if (
+        rec.address !== peer.address ||
+        (rec.peer_id ?? null) !== peer.peerId ||
+        ((rec.public_key ?? null) || null) !== peer.publicKey ||
+        (rec.connected ?? false) !== peer.connected ||
+        !ts(rec.last_seen, peer.lastSeen) ||
+        !ts(rec.first_seen, peer.firstSeen) ||
+        (rec.health_score ?? 1) !== peer.healthScore ||
+        (rec.connection_attempts ?? 0) !== peer.connectionAttempts ||
+        (rec.successful_connections ?? 0) !== peer.successfulConnections ||
+        (rec.failed_connections ?? 0) !== peer.failedConnections ||
+        !jsonEqual(rec.agents ?? [], peer.agents) ||
+        !jsonEqual(rec.metadata ?? {}, peer.metadata) ||
+        !listMatches(peer.tools, rec.tools, rec.tools_count, legacy?.tools) ||
+        !listMatches(peer.resources, rec.resources, rec.resources_count, legacy?.resources) ||
+        !listMatches(peer.prompts, rec.prompts, rec.prompts_count, legacy?.prompts)
+      ) {
+        return false;
+      }
+      let extras = 0;
+      for (const k in rec) {
+        if (KNOWN_RECORD_KEYS.has(k) || rec[k] === undefined) continue;
+        extras++;
+        if (!jsonEqual(rec[k], peer.extra[k])) return false;
+      }
+      return extras === Object.keys(peer.extra).length;
     };
     forgetLegacyCount = (peer, list) => {
       if (peer.#legacy) delete peer.#legacy[list];

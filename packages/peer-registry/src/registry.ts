@@ -12,7 +12,9 @@ import {
   normalizeFields,
   Peer,
   peerFromFields,
+  peerFromRecord,
   recordKeysOf,
+  recordMatches,
   type PeerFields,
   type PeerInit,
   type PeerPatch,
@@ -407,21 +409,27 @@ export class PeerRegistry {
    * Bring the in-memory view in line with the file's records (after a write or a reload).
    * Peers with changes still waiting to be written are left as they are.
    */
-  #refresh(filePeers: readonly Peer[]): void {
+  #refresh(records: readonly Record<string, unknown>[]): void {
     const pending = this.#pending;
     if (pending?.cleared) return; // a clear is on its way: the file's peers are about to go
     const dirty = pending?.touched;
     let matched = 0;
-    for (const fresh of filePeers) {
-      const id = fresh.nodeId;
+    for (const rec of records) {
+      const id = rec.node_id as string;
       const mine = this.#peers.get(id);
-      if (mine) matched++;
-      if (dirty?.has(id)) continue;
+      if (mine !== undefined) matched++;
+      if (dirty?.has(id) || (mine !== undefined && recordMatches(mine, rec))) continue;
+      let fresh: Peer;
+      try {
+        fresh = peerFromRecord(rec, true);
+      } catch {
+        continue; // written by someone else, malformed: left in the file as it is; open() reports it
+      }
       if (mine === undefined) {
         this.#insert(fresh);
         matched++;
         this.#emit('peer:added', fresh, 'file');
-      } else if (!mine.equals(fresh)) {
+      } else {
         const oldAddress = mine.address;
         copyInto(mine, fresh);
         this.#changed(mine, oldAddress);
@@ -430,7 +438,7 @@ export class PeerRegistry {
     }
     if (this.#peers.size > matched) {
       const inFile = new Set<string>();
-      for (const p of filePeers) inFile.add(p.nodeId);
+      for (const rec of records) inFile.add(rec.node_id as string);
       for (const p of [...this.#peers.values()]) {
         if (!inFile.has(p.nodeId) && !dirty?.has(p.nodeId)) {
           this.#delete(p);
@@ -483,18 +491,17 @@ export class PeerRegistry {
     this.#pending = undefined;
     this.#inflight = batch;
     try {
-      let written: Peer[] = [];
+      let written: RegistryDoc | undefined;
       await updateJson<unknown>(
         path,
         (current) => {
-          const result = applyOps(current, batch.ops, path, this.maxPeers);
-          written = result.peers;
-          return result.doc;
+          written = applyOps(current, batch.ops, path, this.maxPeers).doc;
+          return written;
         },
         this.#writeOpts,
       );
       this.#flushCount++;
-      this.#refresh(written);
+      this.#refresh(written!.peers);
       batch.resolve();
     } catch (err) {
       const e = fileError(err, path, 'write');
@@ -502,7 +509,8 @@ export class PeerRegistry {
       batch.reject(e);
       // The in-memory view may now hold changes the file does not: re-read it.
       try {
-        this.#refresh(await readAndCheck(path));
+        const doc = await readDoc(path);
+        this.#refresh(doc?.peers ?? []);
       } catch {
         // The file cannot be read either; the next successful write or reload() re-syncs.
       }
@@ -549,7 +557,8 @@ export class PeerRegistry {
     const path = this.path;
     if (path === undefined) return;
     await this.#settled();
-    this.#refresh(await readAndCheck(path));
+    const doc = await readDoc(path);
+    this.#refresh(doc?.peers ?? []);
   }
 
   // ---------------------------------------------------------------- mutations
