@@ -44,6 +44,8 @@ async function markOf(path: string): Promise<FileMark | undefined> {
 }
 
 function sameMark(a: FileMark, b: FileMark): boolean {
+  // A file system without real inode numbers (some FUSE/FAT mounts report 0) proves nothing.
+  if (a.ino === 0n) return false;
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
