@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fixturesDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { PeerRegistryError } from './errors.js';
-import { Peer } from './peer.js';
+import { Peer, recordMatches } from './peer.js';
 
 const T = 1795652496.5;
 
@@ -136,5 +136,31 @@ describe('Peer', () => {
     expect(c.equals(p)).toBe(true);
     c.metadata = { a: { b: 2 } };
     expect(c.equals(p)).toBe(false);
+  });
+
+  it('recordMatches agrees with fromDict + equals', () => {
+    const base = new Peer({ nodeId: 'n1', address: 'ws://h:1', metadata: { a: [1, { b: 2 }] }, tools: [{ name: 't' }], lastSeen: T, firstSeen: T });
+    const rec = base.toDict();
+    expect(recordMatches(base, rec)).toBe(true);
+    const variants: Record<string, unknown>[] = [
+      { address: 'ws://h:2' },
+      { health_score: 0.5 },
+      { metadata: { a: [1, { b: 3 }] } },
+      { tools: [] },
+      { agents: ['x'] },
+      { public_key: 'ab' },
+      { last_seen: T + 1 },
+      { connection_attempts: 1 },
+      { brand_new: 1 },
+    ];
+    for (const v of variants) {
+      const changed = { ...rec, ...v };
+      expect(recordMatches(base, changed), JSON.stringify(v)).toBe(false);
+      expect(Peer.fromDict(changed).equals(base)).toBe(false);
+    }
+    const legacy = Peer.fromDict({ node_id: 'n2', address: 'ws://h:1', tools_count: 2, last_seen: T, first_seen: T });
+    expect(recordMatches(legacy, { node_id: 'n2', address: 'ws://h:1', tools_count: 2, last_seen: T, first_seen: T })).toBe(true);
+    expect(recordMatches(legacy, { node_id: 'n2', address: 'ws://h:1', tools_count: 3, last_seen: T, first_seen: T })).toBe(false);
+    expect(recordMatches(legacy, legacy.toDict())).toBe(true);
   });
 });

@@ -268,7 +268,17 @@ let forgetLegacyCount: (peer: Peer, list: 'tools' | 'resources' | 'prompts') => 
 export let recordMatches: (peer: Peer, rec: Readonly<Record<string, unknown>>) => boolean;
 
 /** Hand-off of already-validated fields from the factories below to the constructor. */
-let trusted: { fields: PeerFields; extra: JsonObject; legacy: LegacyCounts | undefined } | undefined;
+let trustedFields: PeerFields | undefined;
+let trustedExtra: JsonObject | undefined;
+let trustedLegacy: LegacyCounts | undefined;
+
+/** Build a peer from fields that are already validated and owned (no copy, no check). */
+function trustedPeer(fields: PeerFields, extra: JsonObject | undefined, legacy: LegacyCounts | undefined): Peer {
+  trustedFields = fields;
+  trustedExtra = extra;
+  trustedLegacy = legacy;
+  return new Peer(fields as unknown as PeerInit);
+}
 
 /**
  * A peer of the mesh: a camelCase mirror of the Python record, with the same behaviour
@@ -327,15 +337,16 @@ export class Peer {
 
   constructor(init: PeerInit) {
     let f: PeerFields;
-    let extra: JsonObject = {};
+    let extra: JsonObject;
     let legacy: LegacyCounts | undefined;
-    if (trusted !== undefined && (init as unknown) === trusted.fields) {
-      f = trusted.fields;
-      extra = trusted.extra;
-      legacy = trusted.legacy;
-      trusted = undefined;
+    if (trustedFields !== undefined && (init as unknown) === trustedFields) {
+      f = trustedFields;
+      extra = trustedExtra ?? {};
+      legacy = trustedLegacy;
+      trustedFields = trustedExtra = trustedLegacy = undefined;
     } else {
       f = fillDefaults(normalizeFields(init as unknown as Record<string, unknown>, 'init'), nowSeconds());
+      extra = {};
     }
     this.nodeId = f.nodeId;
     this.address = f.address;
@@ -492,8 +503,7 @@ export class Peer {
       successfulConnections: this.successfulConnections,
       failedConnections: this.failedConnections,
     };
-    trusted = { fields, extra: copyJson(this.extra), legacy: this.#legacy && { ...this.#legacy } };
-    return new Peer(fields as unknown as PeerInit);
+    return trustedPeer(fields, copyJson(this.extra), this.#legacy && { ...this.#legacy });
   }
 
   /** True when `other` holds the same data (every field, including unknown ones). */
@@ -604,6 +614,25 @@ const arr = (rec: Readonly<Record<string, unknown>>, key: string, adopt: boolean
   return adopt ? (v as JsonValue[]) : (cloneJson(v, key) as JsonValue[]);
 };
 
+const scratch: PeerFields = {
+  nodeId: '',
+  address: '',
+  peerId: null,
+  publicKey: null,
+  connected: false,
+  lastSeen: 0,
+  firstSeen: 0,
+  agents: [],
+  tools: [],
+  resources: [],
+  prompts: [],
+  metadata: {},
+  healthScore: 1,
+  connectionAttempts: 0,
+  successfulConnections: 0,
+  failedConnections: 0,
+};
+
 /**
  * Build a peer from a file record. With `adopt`, arrays and objects of `rec` are taken over
  * without copying (for freshly parsed documents nobody else holds).
@@ -637,24 +666,24 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
   if (tools === undefined && toolsCount > 0) (legacy ??= {}).tools = toolsCount;
   if (resources === undefined && resourcesCount > 0) (legacy ??= {}).resources = resourcesCount;
   if (prompts === undefined && promptsCount > 0) (legacy ??= {}).prompts = promptsCount;
-  const fields: PeerFields = {
-    nodeId,
-    address,
-    peerId: peerId as string | null,
-    publicKey: publicKey as string | null,
-    connected,
-    lastSeen: num(rec, 'last_seen', now),
-    firstSeen: num(rec, 'first_seen', now),
-    agents: adopt ? (agentsRaw as string[]) : (agentsRaw as string[]).slice(),
-    tools: tools ?? [],
-    resources: resources ?? [],
-    prompts: prompts ?? [],
-    metadata: adopt ? (metadataRaw as JsonObject) : (cloneJson(metadataRaw, 'metadata') as JsonObject),
-    healthScore: num(rec, 'health_score', 1),
-    connectionAttempts: num(rec, 'connection_attempts', 0),
-    successfulConnections: num(rec, 'successful_connections', 0),
-    failedConnections: num(rec, 'failed_connections', 0),
-  };
+  // A reused scratch object: the constructor copies it out synchronously (no allocation per record).
+  const f = scratch;
+  f.nodeId = nodeId;
+  f.address = address;
+  f.peerId = peerId as string | null;
+  f.publicKey = publicKey as string | null;
+  f.connected = connected;
+  f.lastSeen = num(rec, 'last_seen', now);
+  f.firstSeen = num(rec, 'first_seen', now);
+  f.agents = adopt ? (agentsRaw as string[]) : (agentsRaw as string[]).slice();
+  f.tools = tools ?? [];
+  f.resources = resources ?? [];
+  f.prompts = prompts ?? [];
+  f.metadata = adopt ? (metadataRaw as JsonObject) : (cloneJson(metadataRaw, 'metadata') as JsonObject);
+  f.healthScore = num(rec, 'health_score', 1);
+  f.connectionAttempts = num(rec, 'connection_attempts', 0);
+  f.successfulConnections = num(rec, 'successful_connections', 0);
+  f.failedConnections = num(rec, 'failed_connections', 0);
   let extra: JsonObject | undefined;
   for (const k in rec) {
     if (!KNOWN_RECORD_KEYS.has(k)) {
@@ -663,8 +692,7 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
       (extra ??= {})[k] = adopt ? (v as JsonValue) : cloneJson(v, k);
     }
   }
-  trusted = { fields, extra: extra ?? {}, legacy };
-  return new Peer(fields as unknown as PeerInit);
+  return trustedPeer(f, extra, legacy);
 }
 
 /**
@@ -699,8 +727,7 @@ export function recordKeysOf(f: Partial<PeerFields>): string[] {
 /** A new peer from fields already validated by {@link normalizeFields}, defaults filled in. */
 export function peerFromFields(n: Partial<PeerFields>, now: number = nowSeconds()): Peer {
   const fields = fillDefaults(n, now);
-  trusted = { fields, extra: {}, legacy: undefined };
-  return new Peer(fields as unknown as PeerInit);
+  return trustedPeer(fields, undefined, undefined);
 }
 
 function fillDefaults(n: Partial<PeerFields>, now: number): PeerFields {
