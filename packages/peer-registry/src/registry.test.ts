@@ -91,6 +91,8 @@ describe('the Python file format', () => {
     const out = await readDoc(root);
     expect(out.written_by).toEqual({ program: 'dawn-py', version: '0.9.1' });
     expect(out.peers[0].reputation).toEqual({ score: 7, votes: [1, 2] });
+    await reg.clear();
+    expect(await readDoc(root)).toEqual({ version: 1, peers: [], written_by: { program: 'dawn-py', version: '0.9.1' } });
   });
 
   it('refuses a file of a newer format version, and leaves it alone', async () => {
@@ -348,6 +350,19 @@ describe('behaviour', () => {
     expect((await readDoc(root)).peers.map((p: { node_id: string }) => p.node_id).sort()).toEqual(['healthy-old', 'new-2', 'new-3']);
     await reg.addPeer({ nodeId: 'healthy-old', address: 'ws://h:7' }); // an update never evicts
     expect(reg.getPeerCount()).toBe(3);
+  });
+
+  it('maxPeers holds for the whole file, whoever added the peers', async () => {
+    const root = await tempDir();
+    const capped = await PeerRegistry.open({ dataRoot: root, maxPeers: 2 });
+    const other = await PeerRegistry.open({ dataRoot: root });
+    const t = now();
+    await other.addPeer({ nodeId: 'x', address: 'ws://h:1', healthScore: 0.1, lastSeen: t });
+    await other.addPeer({ nodeId: 'y', address: 'ws://h:2', healthScore: 0.9, lastSeen: t });
+    await other.addPeer({ nodeId: 'z', address: 'ws://h:3', healthScore: 0.5, lastSeen: t });
+    await capped.addPeer({ nodeId: 'mine', address: 'ws://h:4' });
+    expect(capped.listPeers().map((p) => p.nodeId).sort()).toEqual(['mine', 'y']);
+    expect((await readDoc(root)).peers.map((p: { node_id: string }) => p.node_id).sort()).toEqual(['mine', 'y']);
   });
 
   it('cleanupDeadPeers removes every dead peer in one write', async () => {
