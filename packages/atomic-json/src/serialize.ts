@@ -28,31 +28,39 @@ function describe(value: unknown): string {
  * `JSON.stringify` does. `toJSON()` is honoured (so `Date` is fine).
  */
 export function findNonJson(value: unknown): { keyPath: string; what: string } | undefined {
+  // The walk builds no strings: on a failure, keys are collected while unwinding.
   const stack: object[] = [];
-  const visit = (v: unknown, path: string, inArray: boolean): { keyPath: string; what: string } | undefined => {
+  const visit = (v: unknown, inArray: boolean, isRoot: boolean): Failure | undefined => {
     if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
-    if (typeof v === 'number') return Number.isFinite(v) ? undefined : { keyPath: path, what: describe(v) };
+    if (typeof v === 'number') return Number.isFinite(v) ? undefined : { keys: [], what: describe(v) };
     if (typeof v !== 'object') {
-      if (v === undefined && !inArray && path !== '$') return undefined; // omitted property
-      return { keyPath: path, what: describe(v) };
+      if (v === undefined && !inArray && !isRoot) return undefined; // omitted property
+      return { keys: [], what: describe(v) };
     }
     const toJSON = (v as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') {
-      return visit((toJSON as (k: string) => unknown).call(v, ''), path, inArray);
+      return visit((toJSON as (k: string) => unknown).call(v, ''), inArray, isRoot);
     }
-    if (v instanceof Map || v instanceof Set) return { keyPath: path, what: describe(v) };
-    if (stack.includes(v)) return { keyPath: path, what: 'a circular reference' };
+    if (v instanceof Map || v instanceof Set) return { keys: [], what: describe(v) };
+    if (stack.includes(v)) return { keys: [], what: 'a circular reference' };
     stack.push(v);
     try {
       if (Array.isArray(v)) {
         for (let i = 0; i < v.length; i++) {
-          const bad = visit(v[i], join(path, i), true);
-          if (bad) return bad;
+          const bad = visit(v[i], true, false);
+          if (bad) {
+            bad.keys.push(i);
+            return bad;
+          }
         }
       } else {
-        for (const key of Object.keys(v)) {
-          const bad = visit((v as Record<string, unknown>)[key], join(path, key), false);
-          if (bad) return bad;
+        for (const key in v) {
+          if (!Object.hasOwn(v, key)) continue;
+          const bad = visit((v as Record<string, unknown>)[key], false, false);
+          if (bad) {
+            bad.keys.push(key);
+            return bad;
+          }
         }
       }
     } finally {
@@ -60,7 +68,17 @@ export function findNonJson(value: unknown): { keyPath: string; what: string } |
     }
     return undefined;
   };
-  return visit(value, '$', false);
+  const bad = visit(value, false, true);
+  if (!bad) return undefined;
+  let keyPath = '$';
+  for (let k = bad.keys.length - 1; k >= 0; k--) keyPath = join(keyPath, bad.keys[k]!);
+  return { keyPath, what: bad.what };
+}
+
+interface Failure {
+  /** Keys from the offending value up to the root (innermost first). */
+  keys: (string | number)[];
+  what: string;
 }
 
 /** Throw `NOT_SERIALIZABLE` naming the key path when `value` is not JSON. */
