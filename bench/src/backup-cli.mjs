@@ -25,7 +25,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -45,6 +45,7 @@ const MiB = 1024 * KiB;
 const OURS_CLI = 'dawn-backup (CLI)';
 const OURS_KEEP = 'dawn-backup, keeps old target';
 const OURS_API = 'createBackup() in-process';
+const OURS_NOFSYNC = 'dawn-backup --no-fsync';
 const CP = 'cp -a';
 const TAR = 'tar -c → tar -x (pipe)';
 const RESTIC_BACKUP = 'restic backup';
@@ -64,10 +65,30 @@ function treeDefs(quick) {
 
 // ─── helpers ─────────────────────────────────────────────────────────────────
 
-/** Run a command; resolves on exit 0, rejects with the exit code and the stderr tail otherwise. */
-function exec(cmd, args, { cwd, env } = {}) {
+const GNU_TIME = existsSync('/usr/bin/time') && spawnSync('/usr/bin/time', ['-f', '%U', 'true'], { encoding: 'utf8' }).status === 0 ? '/usr/bin/time' : null;
+let timeSeq = 0;
+
+/**
+ * Run a command; resolves on exit 0 with the CPU time (user + sys, ms, of the command and its
+ * children: GNU time's report; NaN when /usr/bin/time is missing), rejects with the exit code
+ * and the stderr tail otherwise.
+ */
+async function exec(cmd, args, { cwd, env, cpu = false } = {}) {
+  const timeFile = cpu && GNU_TIME ? path.join(os.tmpdir(), `dawn-bench-time-${process.pid}-${timeSeq++}`) : null;
+  try {
+    await execRaw(timeFile ? GNU_TIME : cmd, timeFile ? ['-f', '%U %S', '-o', timeFile, cmd, ...args] : args, { cwd, env }, cmd, args);
+    if (!timeFile) return NaN;
+    const last = (await readFile(timeFile, 'utf8')).trim().split('\n').pop() ?? '';
+    const [u, s] = last.split(' ').map(Number);
+    return (u + s) * 1000;
+  } finally {
+    if (timeFile) await rm(timeFile, { force: true });
+  }
+}
+
+function execRaw(file, fileArgs, { cwd, env }, cmd, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
+    const child = spawn(file, fileArgs, {
       cwd,
       env: env ? { ...process.env, ...env } : process.env,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -98,31 +119,42 @@ async function settle(dir) {
 }
 
 /**
- * Run `tasks` in `reps` rounds, rotating their order each round. A task is
- * `{ name, setup?(i), fn(ctx, i), cleanup?(ctx, i) }`; only `fn` is timed. A task that fails is
- * recorded with its error and left out of later rounds; the bench itself never throws for it.
- * Returns a Map name -> { ms (median), times, error? }.
+ * Run `tasks` in up to `reps` rounds, rotating their order each round. A task is
+ * `{ name, setup?(i), fn(ctx, i) -> cpuMs?, cleanup?(ctx, i) }`; only `fn` is timed (wall clock;
+ * `fn` may return the CPU time it measured). Bounded: a task gets another run only while its runs
+ * so far took less than `budget.perTaskMs` in total and the suite is before `budget.deadline`
+ * (so a slow task is timed once). A task that fails is recorded with its error and left out of
+ * later rounds; the bench itself never throws for it.
+ * Returns a Map name -> { ms (median wall), cpuMs (median CPU), times, error? }.
  */
-async function rounds(reps, tasks, settleDir) {
-  const res = new Map(tasks.map((t) => [t.name, { ms: NaN, times: [] }]));
+async function rounds(reps, tasks, settleDir, budget) {
+  const res = new Map(tasks.map((t) => [t.name, { ms: NaN, cpuMs: NaN, times: [], cpu: [], spent: 0 }]));
   for (let i = 0; i < reps; i++) {
     for (let k = 0; k < tasks.length; k++) {
       const t = tasks[(k + i) % tasks.length];
       const r = res.get(t.name);
       if (r.error) continue;
+      if (i > 0 && (r.spent >= budget.perTaskMs || now() >= budget.deadline)) continue;
       try {
         const ctx = t.setup ? await t.setup(i) : undefined;
         await settle(settleDir);
         const t0 = now();
-        await t.fn(ctx, i);
-        r.times.push(now() - t0);
+        const cpu = await t.fn(ctx, i);
+        const ms = now() - t0;
+        r.times.push(ms);
+        r.cpu.push(typeof cpu === 'number' ? cpu : NaN);
+        r.spent += ms;
         if (t.cleanup) await t.cleanup(ctx, i);
       } catch (err) {
         r.error = err instanceof Error ? err.message : String(err);
       }
     }
   }
-  for (const r of res.values()) if (!r.error) r.ms = median(r.times);
+  for (const r of res.values()) {
+    if (r.error) continue;
+    r.ms = median(r.times);
+    r.cpuMs = r.cpu.every(Number.isFinite) ? median(r.cpu) : NaN;
+  }
   return res;
 }
 
@@ -230,9 +262,10 @@ export async function run(opts = {}) {
       tree: tree.id,
       operation,
       tool,
-      ours: tool === OURS_CLI || tool === OURS_API || tool === OURS_KEEP,
+      ours: tool === OURS_CLI || tool === OURS_API || tool === OURS_KEEP || tool === OURS_NOFSYNC,
       ms: m.ms,
       mbps: Number.isFinite(m.ms) ? bytes / MB / (m.ms / 1000) : NaN,
+      cpuMs: m.cpuMs,
       times: m.times.map((t) => Math.round(t)),
       timeRatio: NaN, // ours time ÷ peer time (the goals are stated this way)
       ...(m.error ? { error: m.error } : {}),
@@ -242,8 +275,11 @@ export async function run(opts = {}) {
   };
 
   const resticEnv = { RESTIC_PASSWORD: 'dawn-bench', RESTIC_PROGRESS_FPS: '0' };
-  const resticCmd = (repo, ...rest) => exec('restic', ['--repo', repo, '--cache-dir', path.join(root, 'restic-cache'), '--quiet', ...rest], { env: resticEnv });
-  const node = (...args) => exec(process.execPath, [BIN, ...args, '--quiet']);
+  const resticCmd = (repo, ...rest) => exec('restic', ['--repo', repo, '--cache-dir', path.join(root, 'restic-cache'), '--quiet', ...rest], { env: resticEnv, cpu: true });
+  const node = (...args) => exec(process.execPath, [BIN, ...args, '--quiet'], { cpu: true });
+  // Bounded: a measurement is repeated only while its runs took < perTaskMs in total, and no
+  // measurement is repeated after `deadline` (each still runs once).
+  const budget = { perTaskMs: opts.perTaskMs ?? 8000, deadline: started + (opts.budgetMs ?? 150_000) };
 
   try {
     for (const def of treeDefs(quick)) {
@@ -265,27 +301,39 @@ export async function run(opts = {}) {
       // Phase 1: backup (and the copy peers, which are also the restore peers)
       let backupNote;
       const backupTasks = [
-        { name: CP, fn: () => exec('cp', ['-a', src, at('cp')]), cleanup: () => rmDir(at('cp')) },
+        { name: CP, fn: () => exec('cp', ['-a', src, at('cp')], { cpu: true }), cleanup: () => rmDir(at('cp')) },
         {
           name: TAR,
           setup: () => mkdir(at('tar')),
-          fn: () => sh(`tar -C ${shq(src)} -cf - . | tar -C ${shq(at('tar'))} -xpf -`),
+          fn: () => sh(`tar -C ${shq(src)} -cf - . | tar -C ${shq(at('tar'))} -xpf -`, { cpu: true }),
           cleanup: () => rmDir(at('tar')),
         },
       ];
       if (oursBuilt) {
+        // The first run's backup is kept for the verify and restore phases.
         backupTasks.push({
           name: OURS_CLI,
-          fn: (_, i) => node('backup', '--source', src, '--backup-dir', backupDir, '--name', i === reps - 1 ? kept : `bench_cli_${i}`),
+          fn: (_, i) => node('backup', '--source', src, '--backup-dir', backupDir, '--name', i === 0 ? kept : `bench_cli_${i}`),
           cleanup: async (_, i) => {
-            if (i < reps - 1) return rmDir(path.join(backupDir, `bench_cli_${i}`));
+            if (i > 0) return rmDir(path.join(backupDir, `bench_cli_${i}`));
             backupNote = await sizeCheck(path.join(backupDir, kept), new Set(['.backup_metadata.json']));
           },
+        });
+        // Context: cp -a and tar do not fsync; this row shows what our fsync costs.
+        backupTasks.push({
+          name: OURS_NOFSYNC,
+          fn: (_, i) => node('backup', '--source', src, '--backup-dir', backupDir, '--name', `bench_nofsync_${i}`, '--no-fsync'),
+          cleanup: (_, i) => rmDir(path.join(backupDir, `bench_nofsync_${i}`)),
         });
         if (api?.createBackup) {
           backupTasks.push({
             name: OURS_API,
-            fn: (_, i) => api.createBackup({ source: src, backupDir, name: `bench_api_${i}` }),
+            fn: async (_, i) => {
+              const c0 = process.cpuUsage();
+              await api.createBackup({ source: src, backupDir, name: `bench_api_${i}` });
+              const c = process.cpuUsage(c0);
+              return (c.user + c.system) / 1000;
+            },
             cleanup: (_, i) => rmDir(path.join(backupDir, `bench_api_${i}`)),
           });
         }
@@ -300,15 +348,15 @@ export async function run(opts = {}) {
           fn: () => resticCmd(repo, 'backup', '--host', 'bench', src),
         });
       }
-      const b = await rounds(reps, backupTasks, root);
+      const b = await rounds(reps, backupTasks, root, budget);
       const oursKept = oursBuilt && !b.get(OURS_CLI).error;
       const resticKept = restic && !b.get(RESTIC_BACKUP).error;
 
       // Phase 2: verify
-      const verifyTasks = [{ name: 'sha256sum -c', fn: () => exec('sha256sum', ['-c', '--quiet', '--status', manifest], { cwd: src }) }];
+      const verifyTasks = [{ name: 'sha256sum -c', fn: () => exec('sha256sum', ['-c', '--quiet', '--status', manifest], { cwd: src, cpu: true }) }];
       if (oursKept) verifyTasks.push({ name: OURS_CLI, fn: () => node('verify', kept, '--backup-dir', backupDir) });
       if (resticKept) verifyTasks.push({ name: 'restic check --read-data', fn: () => resticCmd(repo, 'check', '--read-data') });
-      const v = await rounds(reps, verifyTasks, root);
+      const v = await rounds(reps, verifyTasks, root, budget);
 
       // Phase 3: restore
       let restoreNote;
@@ -318,7 +366,7 @@ export async function run(opts = {}) {
           name: OURS_CLI,
           fn: () => node('restore', kept, '--backup-dir', backupDir, '--target', at('restored'), '--overwrite'),
           cleanup: async (_, i) => {
-            if (i === reps - 1) restoreNote = await sizeCheck(at('restored'));
+            if (i === 0) restoreNote = await sizeCheck(at('restored'));
             await rmDir(at('restored'));
           },
         });
@@ -341,11 +389,12 @@ export async function run(opts = {}) {
           cleanup: () => rmDir(at('restic-restored')),
         });
       }
-      const r = await rounds(reps, restoreTasks, root);
+      const r = await rounds(reps, restoreTasks, root, budget);
 
       const tree = { id: def.id };
       add(tree, bytes, 'backup', OURS_CLI, b.get(OURS_CLI), backupNote && `backup ${backupNote}`);
-      add(tree, bytes, 'backup', OURS_API, b.get(OURS_API), 'no node start-up, same process');
+      add(tree, bytes, 'backup', OURS_NOFSYNC, b.get(OURS_NOFSYNC), 'no fsync, like cp -a and tar');
+      add(tree, bytes, 'backup', OURS_API, b.get(OURS_API), 'no node start-up; in the bench process');
       add(tree, bytes, 'backup', CP, b.get(CP), 'copy_file_range: in-kernel copy, no hashing');
       add(tree, bytes, 'backup', TAR, b.get(TAR));
       add(tree, bytes, 'backup', RESTIC_BACKUP, b.get(RESTIC_BACKUP), 'fresh repository each run (init untimed)');
@@ -382,6 +431,7 @@ export async function run(opts = {}) {
     { key: 'tool' },
     { key: 'ms', title: 'time', align: 'right', format: (v, row) => (row.error ? 'FAILED' : fmtTime(v)) },
     { key: 'mbps', title: 'MB/s', align: 'right', format: (v) => fmtNum(v, 1) },
+    { key: 'cpuMs', title: 'CPU', align: 'right', format: (v) => fmtTime(v) },
     { key: 'timeRatio', title: 'ours ÷ peer', align: 'right', format: (v, row) => (row.ours ? '' : Number.isFinite(v) ? `${v.toFixed(2)}× time` : '—') },
     { key: 'times', title: 'runs (s)', format: (v) => v.map((t) => (t / 1000).toFixed(2)).join(' / ') },
     { key: 'note', format: (v) => v ?? '' },
@@ -395,7 +445,9 @@ export async function run(opts = {}) {
   console.log('');
   console.log(formatTable(table, columns));
   console.log('"ours ÷ peer" is our CLI\'s median time ÷ the peer\'s (below 1.00× we are faster) — the goals are stated in time.');
-  console.log('MB/s: 10^6 bytes of file data per second. "runs": every timed run, in order.');
+  console.log('MB/s: 10^6 bytes of file data per second. CPU: user + sys time of the command and its children (median;');
+  console.log('less sensitive to other load than the wall time). "runs": every timed run (wall), in order; a slow');
+  console.log(`measurement is not repeated (bounded suite: ≤ ${fmtTime(budget.perTaskMs)} of runs per measurement before a repeat).`);
 
   const goals = [];
   const backupRatio = (tree, tool) => rows.find((x) => x.tree === tree && x.operation === 'backup' && x.tool === tool)?.timeRatio;
