@@ -281,16 +281,35 @@ export async function run({ quick = false } = {}) {
     // 2. lookups --------------------------------------------------------------------------
     const addrKeys = shuffled(addresses);
     const idKeys = shuffled(ids);
-    const budget = quick ? 100 : 700;
-    const byAddr = { ours: lookupRate((a) => ours.getPeerByAddress(a), addrKeys, budget, 10_000), base: lookupRate((a) => base.getPeerByAddress(a), addrKeys, budget, 20) };
-    const byId = { ours: lookupRate((id) => ours.getPeer(id), idKeys, budget, 10_000), base: lookupRate((id) => base.getPeer(id), idKeys, budget, 10_000) };
+    const budget = quick ? 100 : 300;
+    const rounds = quick ? 1 : 3;
+    const byAddr = { ours: 0, base: 0 };
+    const byId = { ours: 0, base: 0 };
+    const o = ours;
+    const b = base;
+    for (let r = 0; r < rounds; r++) {
+      // interleaved rounds, best of each: JIT warm-up and bursts of load elsewhere hit both sides
+      byAddr.ours = Math.max(byAddr.ours, lookupRate((a) => o.getPeerByAddress(a), addrKeys, budget, 10_000));
+      byAddr.base = Math.max(byAddr.base, lookupRate((a) => b.getPeerByAddress(a), addrKeys, budget, 20));
+      byId.base = Math.max(byId.base, lookupRate((id) => b.getPeer(id), idKeys, budget, 10_000));
+      byId.ours = Math.max(byId.ours, lookupRate((id) => o.getPeer(id), idKeys, budget, 10_000));
+    }
     rows.push({ workload: `getPeerByAddress (${fmtNum(N_BIG)} peers)`, oursRate: byAddr.ours, baseRate: byAddr.base });
     rows.push({ workload: `getPeer (${fmtNum(N_BIG)} peers)`, oursRate: byId.ours, baseRate: byId.base });
-    ours = undefined;
-    base = undefined;
 
     // 3. unawaited adds -------------------------------------------------------------------
     const addInit = (i) => ({ nodeId: `add-${i}`, address: `ws://10.200.${(i >> 8) & 255}.${i & 255}:8000`, agents: ['a'], metadata: { i } });
+    // 3a. onto the big registry: one write of the whole (now bigger) file
+    const tBig = now();
+    for (let i = 0; i < N_ADDS; i++) void ours.addPeer(addInit(i));
+    await ours.flush();
+    const oursBigMs = now() - tBig;
+    const oursBigWrites = ours.flushCount;
+    const baseBigRun = await bounded(N_ADDS, quick ? 1000 : 5000, async (i) => {
+      base.addPeer(fromDict({ ...record(200_000 + i), node_id: `add-${i}` }));
+    });
+    ours = undefined;
+    base = undefined;
     const addsRoot = join(dir, 'adds-ours');
     const regAdds = await PeerRegistry.open({ dataRoot: addsRoot });
     const tAdds = now();
@@ -316,6 +335,15 @@ export async function run({ quick = false } = {}) {
       oursWrites,
       baseWrites: N_ADDS,
       note: `ours: ${fmtMs(issuedMs)} ms to issue, ${oursWrites} write(s); baseline: ${doneOf(baseAddsRun, N_ADDS)} adds done in ${fmtMs(baseAddsRun.elapsedMs)} ms`,
+    });
+    rows.push({
+      workload: `${fmtNum(N_ADDS)} unawaited addPeer + flush() onto ${fmtNum(N_BIG)}`,
+      oursMs: oursBigMs,
+      baseMs: baseBigRun.projectedMs,
+      baseCut: baseBigRun.done < N_ADDS,
+      oursWrites: oursBigWrites,
+      baseWrites: N_ADDS,
+      note: `baseline: ${doneOf(baseBigRun, N_ADDS)} adds done in ${fmtMs(baseBigRun.elapsedMs)} ms`,
     });
 
     // 4. awaited recordConnectionSuccess on a 10k registry ---------------------------------
@@ -361,9 +389,10 @@ export async function run({ quick = false } = {}) {
       [
         ...rows.filter((r) => r.note).map((r) => `${r.workload}: ${r.note}`),
         '~ = stopped at the time budget; total projected from the rate of the last tenth of the calls.',
-        `goals: open < 1,500 ms (${openRow.oursMs < 1500 ? 'met' : 'MISSED'}: ${fmtMs(openRow.oursMs)} ms, median of ${OPEN_RUNS}); ` +
-          `10k unawaited adds < 2,000 ms in a few dozen writes (${rows[3].oursMs < 2000 && rows[3].oursWrites <= 36 ? 'met' : 'MISSED'}); ` +
-          `> 1 M lookups by address /s (${byAddr.ours > 1e6 ? 'met' : 'MISSED'})`,
+        `goal open < 1,500 ms: ${openRow.oursMs < 1500 ? 'met' : 'MISSED'} (${fmtMs(openRow.oursMs)} ms, median of ${OPEN_RUNS})`,
+        `goal 10k unawaited adds durable < 2,000 ms in a few dozen writes: ${rows[3].oursMs < 2000 && rows[3].oursWrites <= 36 ? 'met' : 'MISSED'} on a fresh registry (${fmtMs(rows[3].oursMs)} ms, ${rows[3].oursWrites} write(s)); ` +
+          `${rows[4].oursMs < 2000 ? 'met' : 'missed'} onto ${fmtNum(N_BIG)} peers (${fmtMs(rows[4].oursMs)} ms, ${rows[4].oursWrites} write(s) of the whole file)`,
+        `goal > 1 M lookups by address /s: ${byAddr.ours > 1e6 ? 'met' : 'MISSED'}`,
       ],
     );
     return rows;
