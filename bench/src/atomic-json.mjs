@@ -403,9 +403,9 @@ const seqColumns = [
 export async function run(opts = {}) {
   const q = opts.quick ? 0.1 : 1;
   const cfg = {
-    seqSmall: { total: Math.max(10, Math.round(300 * q)), rounds: opts.quick ? 2 : 5, warmup: 5, bytes: 10 * 1024 },
-    seqLarge: { total: Math.max(4, Math.round(60 * q)), rounds: opts.quick ? 2 : 3, warmup: 2, bytes: 1024 * 1024 },
-    burst: { count: opts.quick ? 100 : 1000, reps: opts.quick ? 1 : 3, slowReps: 1 },
+    seqSmall: { total: Math.max(10, Math.round(300 * q)), rounds: opts.quick ? 2 : 10, warmup: 5, bytes: 10 * 1024 },
+    seqLarge: { total: Math.max(4, Math.round(60 * q)), rounds: opts.quick ? 2 : 6, warmup: 2, bytes: 1024 * 1024 },
+    burst: { count: opts.quick ? 100 : 1000, reps: opts.quick ? 1 : 5, slowReps: 1 },
     contention: { processes: 4, perProcess: opts.quick ? 10 : 60, reps: opts.quick ? 1 : 2 },
     lock: { iterations: Math.max(20, Math.round(500 * q)), warmup: 20 },
   };
@@ -465,7 +465,7 @@ export async function run(opts = {}) {
         ...durabilityCols,
       ],
       [
-        '"issuing ms": the caller\'s synchronous loop making the 1,000 calls (serializing, queueing), part of "total ms".',
+        `"issuing ms": the caller's synchronous loop making the ${cfg.burst.count} calls (serializing, queueing), part of "total ms".`,
         'p50/p99: time from issuing the call to its promise settling. "file after": the file once all promises settled',
         '(expected: the last value). "stray files": files other than the target left in its directory (temp files, locks).',
         ...burstRows.filter((r) => r.error).map((r) => `${r.library} failed ${r.failed}×, e.g. ${r.error}`),
@@ -488,7 +488,7 @@ export async function run(opts = {}) {
       final: `${r.final}/${r.expected}${r.lost ? ` (LOST ${r.lost})` : ''}`,
     }));
     printTable(
-      `4. ${cfg.contention.processes} processes × ${cfg.contention.perProcess} awaited read-modify-write increments of one counter (${cfg.contention.reps} runs added up)`,
+      `4. ${cfg.contention.processes} processes × ${cfg.contention.perProcess} awaited read-modify-write increments of one counter (${cfg.contention.reps} run(s), added up)`,
       contRows,
       [
         { key: 'library' },
