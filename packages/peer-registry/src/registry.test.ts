@@ -208,6 +208,21 @@ describe('events', () => {
     expect((await readDoc(root)).peers.map((p: { node_id: string }) => p.node_id)).toEqual(['from-b']);
   });
 
+  it("a listener's own mutations are written after the change it reacts to", async () => {
+    const root = await tempDir();
+    const reg = await PeerRegistry.open({ dataRoot: root });
+    reg.on('peer:added', (p) => {
+      if (p.nodeId.startsWith('temp-')) void reg.removePeer(p.nodeId);
+      else void reg.updatePeer(p.nodeId, { metadata: { greeted: true } });
+    });
+    await reg.addPeer({ nodeId: 'temp-1', address: 'ws://h:1' });
+    await reg.addPeer({ nodeId: 'keep', address: 'ws://h:2' });
+    await reg.flush();
+    expect(reg.listPeers().map((p) => p.toDict())).toEqual((await readDoc(root)).peers);
+    expect(reg.hasPeer('temp-1')).toBe(false);
+    expect(reg.getPeer('keep')!.metadata).toEqual({ greeted: true });
+  });
+
   it('a throwing listener does not break the registry', async () => {
     const reg = await PeerRegistry.open({ persist: false });
     const errors: unknown[] = [];

@@ -610,7 +610,6 @@ export class PeerRegistry {
   #applyAdd(fields: Partial<PeerFields>, source: Peer | undefined): Promise<boolean> {
     const nodeId = fields.nodeId!;
     const existing = this.#peers.get(nodeId);
-    let record;
     let keys: string[] | null;
     if (existing !== undefined) {
       const oldAddress = existing.address;
@@ -625,20 +624,19 @@ export class PeerRegistry {
         changed = assignFields(existing, fields);
         keys = recordKeysOf(fields).filter((k) => k !== 'node_id');
       }
-      record = existing.toDict();
-      if (changed) {
-        this.#changed(existing, oldAddress);
-        this.#emit('peer:updated', existing, 'local');
-      }
-    } else {
-      this.#evictFor();
-      const added = source !== undefined ? source.clone() : peerFromFields(fields);
-      this.#insert(added);
-      record = added.toDict();
-      keys = source !== undefined ? null : recordKeysOf(fields).filter((k) => k !== 'node_id');
-      this.#emit('peer:added', added, 'local');
+      if (changed) this.#changed(existing, oldAddress);
+      // Queue before emitting: a listener's own mutations must be written after this one.
+      const done = this.#commit({ kind: 'put', id: nodeId, record: existing.toDict(), keys, create: true });
+      if (changed) this.#emit('peer:updated', existing, 'local');
+      return done.then(() => true);
     }
-    return this.#commit({ kind: 'put', id: nodeId, record, keys, create: true }).then(() => true);
+    this.#evictFor();
+    const added = source !== undefined ? source.clone() : peerFromFields(fields);
+    this.#insert(added);
+    keys = source !== undefined ? null : recordKeysOf(fields).filter((k) => k !== 'node_id');
+    const done = this.#commit({ kind: 'put', id: nodeId, record: added.toDict(), keys, create: true });
+    this.#emit('peer:added', added, 'local');
+    return done.then(() => true);
   }
 
   /**
@@ -663,13 +661,12 @@ export class PeerRegistry {
         });
       }
       const oldAddress = peer.address;
-      if (assignFields(peer, fields)) {
-        this.#changed(peer, oldAddress);
-        this.#emit('peer:updated', peer, 'local');
-      }
+      const changed = assignFields(peer, fields);
+      if (changed) this.#changed(peer, oldAddress);
       const keys = recordKeysOf(fields);
-      if (keys.length === 0) return handled(this.#settled().then(() => peer));
-      return handled(this.#commit({ kind: 'put', id: nodeId, record: peer.toDict(), keys, create: false }).then(() => peer));
+      const done = keys.length === 0 ? this.#settled() : this.#commit({ kind: 'put', id: nodeId, record: peer.toDict(), keys, create: false });
+      if (changed) this.#emit('peer:updated', peer, 'local');
+      return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -687,12 +684,10 @@ export class PeerRegistry {
     try {
       this.#assertOpen();
       const peer = this.#peers.get(nodeId);
-      if (peer !== undefined) {
-        this.#delete(peer);
-        this.#emit('peer:removed', peer, 'local');
-      }
-      if (typeof nodeId !== 'string' || nodeId === '') return Promise.resolve(peer);
-      return handled(this.#commit({ kind: 'remove', id: nodeId }).then(() => peer));
+      if (peer !== undefined) this.#delete(peer);
+      const done = typeof nodeId === 'string' && nodeId !== '' ? this.#commit({ kind: 'remove', id: nodeId }) : Promise.resolve();
+      if (peer !== undefined) this.#emit('peer:removed', peer, 'local');
+      return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -712,8 +707,9 @@ export class PeerRegistry {
       this.#peers.clear();
       this.#byAddress.clear();
       this.#heap?.rebuild([]);
+      const done = this.#commit({ kind: 'clear' });
       for (const p of all) this.#emit('peer:removed', p, 'local');
-      return handled(this.#commit({ kind: 'clear' }));
+      return handled(done);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -733,12 +729,14 @@ export class PeerRegistry {
       const peer = this.#peers.get(nodeId);
       if (peer === undefined) return Promise.resolve(false);
       const now = nowSeconds();
-      if (peer.lastSeen !== now) {
+      const changed = peer.lastSeen !== now;
+      if (changed) {
         peer.updateActivity(now);
         this.#heap?.push(peer);
-        this.#emit('peer:updated', peer, 'local');
       }
-      return handled(this.#commit({ kind: 'touch', id: nodeId, at: now }).then(() => true));
+      const done = this.#commit({ kind: 'touch', id: nodeId, at: now });
+      if (changed) this.#emit('peer:updated', peer, 'local');
+      return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -761,8 +759,9 @@ export class PeerRegistry {
       const now = nowSeconds();
       peer.recordConnectionSuccess(now);
       this.#heap?.push(peer);
+      const done = this.#commit({ kind: 'success', id: nodeId, at: now });
       this.#emit('peer:updated', peer, 'local');
-      return handled(this.#commit({ kind: 'success', id: nodeId, at: now }).then(() => true));
+      return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -783,8 +782,9 @@ export class PeerRegistry {
       if (peer === undefined) return Promise.resolve(false);
       peer.recordConnectionFailure();
       this.#heap?.push(peer);
+      const done = this.#commit({ kind: 'failure', id: nodeId });
       this.#emit('peer:updated', peer, 'local');
-      return handled(this.#commit({ kind: 'failure', id: nodeId }).then(() => true));
+      return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
     }
