@@ -2,6 +2,7 @@ import { writeJson } from '@dawn/atomic-json';
 import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
@@ -186,29 +187,34 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     opts.onProgress?.({ phase: 'copy', files: 0, totalFiles, bytes: 0 });
     const workers: CopyWorker[] = [];
     const lateLinks: number[] = [];
-    await runPool(fileIdx, concurrency, async (i, lane) => {
-      const worker = (workers[lane] ??= new CopyWorker(fsync));
-      const e = entries[i]!;
-      try {
-        const c = await worker.copy({
-          src: join(realSource, e.rel),
-          dst: join(partial, e.rel),
-          // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
-          modeFor: (m) => (m & 0o777) | 0o400,
-        });
-        manifest[i] = { path: e.rel, type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
-        doneBytes += c.size;
-      } catch (err) {
-        const code = errCode(err);
-        if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
-        else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
-        else if (err instanceof NotRegularFileError) skipped.push({ rel: e.rel, reason: 'no longer a regular file' });
-        else throw ioError(join(realSource, e.rel), 'copy', err);
-      }
-      doneFiles++;
-      opts.onProgress?.({ phase: 'copy', files: doneFiles, totalFiles, bytes: doneBytes });
-      await worker.maybeYield();
-    });
+    const pool = new HashPool();
+    try {
+      await runPool(fileIdx, concurrency, async (i, lane) => {
+        const worker = (workers[lane] ??= new CopyWorker(fsync, pool));
+        const e = entries[i]!;
+        try {
+          const c = await worker.copy({
+            src: join(realSource, e.rel),
+            dst: join(partial, e.rel),
+            // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
+            modeFor: (m) => (m & 0o777) | 0o400,
+          });
+          manifest[i] = { path: e.rel, type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
+          doneBytes += c.size;
+        } catch (err) {
+          const code = errCode(err);
+          if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
+          else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
+          else if (err instanceof NotRegularFileError) skipped.push({ rel: e.rel, reason: 'no longer a regular file' });
+          else throw ioError(join(realSource, e.rel), 'copy', err);
+        }
+        doneFiles++;
+        opts.onProgress?.({ phase: 'copy', files: doneFiles, totalFiles, bytes: doneBytes });
+        await worker.maybeYield();
+      });
+    } finally {
+      await pool.close();
+    }
 
     // Symlinks: recorded and recreated as links, never followed.
     for (const i of [...linkIdx, ...lateLinks]) {

@@ -3,15 +3,17 @@ import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { currentUmask, fdClose, fdFsync, fdOpen, fdRead, fdWrite } from './fsutil.js';
+import type { HashPool } from './hash-pool.js';
 
 /**
  * The copy engine shared by backup, verify and restore: read a file once, hash it (sha256)
  * and write the copy from the same buffer.
  *
  * Small files (the common case in a data root) are read and written with synchronous calls
- * on the main thread, which avoids a thread-pool round trip per syscall; large files use
- * asynchronous reads and writes so the disk and the hashing overlap. `fsync` is always
+ * on the main thread, which avoids a thread-pool round trip per syscall; their `fsync` is
  * asynchronous, so many are in flight at once (the file system batches their journal commits).
+ * Large files go to a {@link HashPool} of worker threads (hashing is the costly part and uses
+ * every core), or, without a pool, use asynchronous reads and writes.
  */
 
 /** Files up to this size take the synchronous path. */
@@ -57,7 +59,10 @@ export class CopyWorker {
   private readonly buf = Buffer.allocUnsafe(BUFFER_SIZE);
   private lastYield = performance.now();
 
-  constructor(private readonly fsync: boolean) {}
+  constructor(
+    private readonly fsync: boolean,
+    private readonly pool?: HashPool,
+  ) {}
 
   /** Let timers (progress output) run after a stretch of synchronous work. */
   async maybeYield(): Promise<void> {
@@ -83,6 +88,22 @@ export class CopyWorker {
       const small = st.size <= SMALL_FILE;
       const srcMode = st.mode & 0o7777;
       const mode = job.modeFor ? job.modeFor(srcMode) : srcMode;
+      const atime = st.atimeMs / 1000;
+      const mtime = st.mtimeMs / 1000;
+      if (!small && this.pool) {
+        const times = job.times ?? { atime, mtime };
+        const r = await this.pool.run({
+          sfd,
+          ...(job.dst !== undefined ? { dst: job.dst } : {}),
+          mode,
+          atime: times.atime,
+          mtime: times.mtime,
+          fsync: this.fsync,
+          size: st.size,
+          umask: currentUmask(),
+        });
+        return { size: r.size, mode: srcMode, mtime, atime, sha256: r.sha256 };
+      }
       if (job.dst !== undefined) {
         // Created with its final mode: O_CREAT does not check permissions of a new file.
         dfd = small ? fs.openSync(job.dst, CREATE_FLAGS, mode) : await fdOpen(job.dst, CREATE_FLAGS, mode);
@@ -109,8 +130,8 @@ export class CopyWorker {
       const result: CopiedFile = {
         size: total,
         mode: srcMode,
-        mtime: st.mtimeMs / 1000,
-        atime: st.atimeMs / 1000,
+        mtime,
+        atime,
         sha256: hash.digest('hex'),
       };
       if (dfd !== undefined) {

@@ -1,6 +1,7 @@
 import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
+import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY } from './copy.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } from './fsutil.js';
@@ -177,27 +178,32 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     const problems: VerifyProblem[] = [];
     const workers: CopyWorker[] = [];
     opts.onProgress?.({ phase: 'restore', files: 0, totalFiles: fileEntries.length, bytes: 0 });
-    await runPool(fileEntries, concurrency, async (m, lane) => {
-      const worker = (workers[lane] ??= new CopyWorker(fsync));
-      const mode = parseMode(m.mode)!;
-      try {
-        const got = await worker.copy({
-          src: join(backupPath, m.path),
-          dst: join(newDir, m.path),
-          modeFor: () => mode,
-          ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
-        });
-        const p = verified ? checkFile(m, got) : undefined;
-        if (p) problems.push(p);
-        bytes += got.size;
-      } catch (err) {
-        if (errCode(err) === 'EEXIST') throw err;
-        problems.push(readProblem(m.path, err));
-      }
-      files++;
-      opts.onProgress?.({ phase: 'restore', files, totalFiles: fileEntries.length, bytes });
-      await worker.maybeYield();
-    });
+    const pool = new HashPool();
+    try {
+      await runPool(fileEntries, concurrency, async (m, lane) => {
+        const worker = (workers[lane] ??= new CopyWorker(fsync, pool));
+        const mode = parseMode(m.mode)!;
+        try {
+          const got = await worker.copy({
+            src: join(backupPath, m.path),
+            dst: join(newDir, m.path),
+            modeFor: () => mode,
+            ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
+          });
+          const p = verified ? checkFile(m, got) : undefined;
+          if (p) problems.push(p);
+          bytes += got.size;
+        } catch (err) {
+          if (errCode(err) === 'EEXIST') throw err;
+          problems.push(readProblem(m.path, err));
+        }
+        files++;
+        opts.onProgress?.({ phase: 'restore', files, totalFiles: fileEntries.length, bytes });
+        await worker.maybeYield();
+      });
+    } finally {
+      await pool.close();
+    }
     if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
     // Symlinks last: no write ever goes through one.
     for (const m of manifest) if (m.type === 'symlink') await symlink(m.target, join(newDir, m.path));

@@ -1,5 +1,6 @@
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, type VerifyProblem } from './errors.js';
 import { errCode, modeToString, runPool } from './fsutil.js';
@@ -150,20 +151,25 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   const workers: CopyWorker[] = [];
   opts.onProgress?.({ phase: 'verify', files: 0, totalFiles: files.length, bytes: 0 });
-  await runPool(files, concurrency, async (m, lane) => {
-    const worker = (workers[lane] ??= new CopyWorker(false));
-    try {
-      const got = await worker.copy({ src: join(path, m.path) });
-      const p = checkFile(m, got);
-      if (p) problems.push(p);
-      result.bytes += got.size;
-    } catch (err) {
-      problems.push(readProblem(m.path, err));
-    }
-    result.files++;
-    opts.onProgress?.({ phase: 'verify', files: result.files, totalFiles: files.length, bytes: result.bytes });
-    await worker.maybeYield();
-  });
+  const pool = new HashPool();
+  try {
+    await runPool(files, concurrency, async (m, lane) => {
+      const worker = (workers[lane] ??= new CopyWorker(false, pool));
+      try {
+        const got = await worker.copy({ src: join(path, m.path) });
+        const p = checkFile(m, got);
+        if (p) problems.push(p);
+        result.bytes += got.size;
+      } catch (err) {
+        problems.push(readProblem(m.path, err));
+      }
+      result.files++;
+      opts.onProgress?.({ phase: 'verify', files: result.files, totalFiles: files.length, bytes: result.bytes });
+      await worker.maybeYield();
+    });
+  } finally {
+    await pool.close();
+  }
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   result.problems = problems;
   if (problems.length > 0) {
