@@ -123,6 +123,12 @@ function runSuiteChild(name, outFile, { quick, timeoutS }) {
 }
 
 async function main(argv) {
+  // Output piped into `head` and closed: keep running (and cleaning up) instead of dying on EPIPE.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   const childAt = argv.indexOf('--suite-child');
   if (childAt >= 0) {
     return runSuiteHere(argv[childAt + 1], argv[argv.indexOf('--out') + 1], argv.includes('--quick'));
