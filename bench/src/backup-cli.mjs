@@ -122,7 +122,7 @@ async function settle(dir) {
  * Run `tasks` in up to `reps` rounds, rotating their order each round. A task is
  * `{ name, setup?(i), fn(ctx, i) -> cpuMs?, cleanup?(ctx, i) }`; only `fn` is timed (wall clock;
  * `fn` may return the CPU time it measured). Bounded: a task gets another run only while its runs
- * so far took less than `budget.perTaskMs` in total and the suite is before `budget.deadline`
+ * so far took less than `budget.perTaskMs` in total and it is before `budget.deadline`
  * (so a slow task is timed once). A task that fails is recorded with its error and left out of
  * later rounds; the bench itself never throws for it.
  * Returns a Map name -> { ms (median wall), cpuMs (median CPU), times, error? }.
@@ -210,10 +210,11 @@ const fmtTime = (ms) => (Number.isFinite(ms) ? (ms >= 1000 ? `${(ms / 1000).toFi
 
 /**
  * Run the suite; prints its table and returns `{ env, rows, goals, notes }`.
- * @param {{ quick?: boolean, reps?: number, withKeepRestore?: boolean }} [opts]
+ * @param {{ quick?: boolean, reps?: number, withKeepRestore?: boolean, perTaskMs?: number, budgetMs?: number }} [opts]
  *   `quick`: tiny trees and 1 run (smoke test); `reps`: runs per measurement (default 3, or
  *   `BENCH_REPS`); `withKeepRestore`: also time restore over a populated target without
- *   `--overwrite` (default true).
+ *   `--overwrite` (default true); `perTaskMs` (default 8000) and `budgetMs` (default 150000, split
+ *   between the trees): past them a measurement is not repeated.
  */
 export async function run(opts = {}) {
   const quick = opts.quick ?? false;
@@ -278,11 +279,13 @@ export async function run(opts = {}) {
   const resticCmd = (repo, ...rest) => exec('restic', ['--repo', repo, '--cache-dir', path.join(root, 'restic-cache'), '--quiet', ...rest], { env: resticEnv, cpu: true });
   const node = (...args) => exec(process.execPath, [BIN, ...args, '--quiet'], { cpu: true });
   // Bounded: a measurement is repeated only while its runs took < perTaskMs in total, and no
-  // measurement is repeated after `deadline` (each still runs once).
-  const budget = { perTaskMs: opts.perTaskMs ?? 8000, deadline: started + (opts.budgetMs ?? 150_000) };
+  // measurement is repeated once its tree has used its share of budgetMs (each still runs once).
+  const trees = treeDefs(quick);
+  const treeBudgetMs = (opts.budgetMs ?? 150_000) / trees.length;
+  const budget = { perTaskMs: opts.perTaskMs ?? 8000, deadline: Infinity };
 
   try {
-    for (const def of treeDefs(quick)) {
+    for (const def of trees) {
       const dir = path.join(root, `tree-${def.id}`);
       const at = (name) => path.join(dir, name);
       const src = at('src');
@@ -292,6 +295,7 @@ export async function run(opts = {}) {
       const kept = 'bench_kept';
       const t0 = now();
       const { files, bytes } = await makeTree(src, def, manifest);
+      budget.deadline = now() + treeBudgetMs;
       console.log(`\nTree ${def.id}: ${def.label} — ${fmtNum(files)} files, ${(bytes / MB).toFixed(1)} MB of data (generated in ${fmtTime(now() - t0)})`);
       const sizeCheck = async (where, skip) => {
         const s = await treeStats(where, skip);
