@@ -35,6 +35,8 @@ export const DEFAULT_STALE_MS = 10_000;
 export interface LockHandle {
   readonly path: string;
   compromised: AtomicJsonError | undefined;
+  /** True when another process held the lock while we waited for it. */
+  contended: boolean;
   /** Rejects when the lock is compromised; never resolves otherwise. */
   readonly lost: Promise<never>;
   release(): Promise<void>;
@@ -75,6 +77,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   const handle: LockHandle = {
     path: file,
     compromised: undefined,
+    contended: false,
     lost,
     release: async () => {},
   };
@@ -118,6 +121,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
         continue;
       }
       if (code !== 'ELOCKED') throw ioError(file, 'lock', err);
+      handle.contended = true;
       const now = Date.now();
       if (now >= deadline) {
         throw new AtomicJsonError(
@@ -130,7 +134,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       }
       const wait = Math.min(delay * (0.5 + Math.random()), deadline - now);
       await sleep(wait);
-      delay = Math.min(delay * 2, 100);
+      delay = Math.min(delay * 2, 32);
     }
   }
 }

@@ -76,7 +76,7 @@ interface Settle<T> {
 }
 
 type Op =
-  | ({ kind: 'write'; text: string; opts: ResolvedWrite } & Settle<void>)
+  | ({ kind: 'write'; text: string; opts: ResolvedWrite; also: Settle<void>[] } & Settle<void>)
   | ({
       kind: 'update';
       fn: (current: unknown) => unknown;
@@ -126,6 +126,13 @@ function enqueue(path: string, op: Op): void {
     q = { ops: [], running: false };
     queues.set(path, q);
   }
+  const last = q.ops[q.ops.length - 1];
+  if (op.kind === 'write' && last?.kind === 'write' && last.opts.key === op.opts.key) {
+    // A newer write supersedes a queued one: keep one text, settle both once it is durable.
+    last.text = op.text;
+    last.also.push(op);
+    return;
+  }
   q.ops.push(op);
   if (!q.running) {
     q.running = true;
@@ -165,6 +172,24 @@ async function drain(path: string, q: PathQueue): Promise<void> {
       queueMicrotask(() => void drain(path, q));
     } else if (queues.get(path) === q) queues.delete(path);
   }
+}
+
+/** When this process last swept `path`'s directory for stale temp files. */
+const lastSweep = new Map<string, number>();
+
+/**
+ * Remove temp files a killed writer left behind, while holding the lock. A directory read per
+ * write is wasted work when nobody died, so sweep on this process's first lock of the path,
+ * whenever another process held the lock while we waited (it may have died holding it), and
+ * otherwise at most once per `staleMs` (a lock abandoned by a killed process is only taken over
+ * after `staleMs` anyway).
+ */
+async function cleanTempsIfDue(path: string, lock: LockHandle, staleMs: number): Promise<void> {
+  const now = Date.now();
+  const last = lastSweep.get(path);
+  if (last !== undefined && !lock.contended && now - last < staleMs) return;
+  lastSweep.set(path, now);
+  await removeStaleTemps(path);
 }
 
 /** Read a file's text; `undefined` when it does not exist. */
@@ -224,14 +249,15 @@ async function runBatch(path: string, batch: Extract<Op, { kind: 'write' | 'upda
   try {
     if (opts.lock) {
       lock = await acquireLock(path, opts.lock);
-      await removeStaleTemps(path);
+      await cleanTempsIfDue(path, lock, opts.lock.staleMs);
     }
     const needsRead = batch[0]!.kind === 'update';
     const onDisk = needsRead ? await readText(path) : undefined;
     const text = await applyUpdates(path, onDisk, batch, opts.spaces, lock, outcomes);
     const changed = text !== undefined && (!needsRead || text !== onDisk || batch.some((op) => op.kind === 'write'));
     if (changed) {
-      await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock });
+      const held = lock;
+      await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock, afterRename: held && (() => held.release()) });
     }
   } catch (err) {
     failure = { err };
@@ -251,7 +277,7 @@ async function runExclusive(path: string, op: Extract<Op, { kind: 'exclusive' }>
   let outcome: { ok: true; value: unknown } | { ok: false; err: unknown };
   try {
     lock = await acquireLock(path, op.lock);
-    await removeStaleTemps(path);
+    await cleanTempsIfDue(path, lock, op.lock.staleMs);
     const result = await Promise.race([runHolding(path, lock, op.fn), lock.lost]);
     if (lock.compromised) throw lock.compromised;
     outcome = { ok: true, value: result };
@@ -267,7 +293,23 @@ async function runExclusive(path: string, op: Extract<Op, { kind: 'exclusive' }>
 
 /** Queue a write of already-serialized text. */
 export function queueWrite(path: string, text: string, opts: ResolvedWrite): Promise<void> {
-  return new Promise((resolve, reject) => enqueue(path, { kind: 'write', text, opts, resolve, reject }));
+  return new Promise((resolve, reject) => {
+    const also: Settle<void>[] = [];
+    enqueue(path, {
+      kind: 'write',
+      text,
+      opts,
+      also,
+      resolve: () => {
+        resolve();
+        for (const a of also) a.resolve();
+      },
+      reject: (err) => {
+        reject(err);
+        for (const a of also) a.reject(err);
+      },
+    });
+  });
 }
 
 /** Queue an update function. */

@@ -104,6 +104,8 @@ export interface PhysicalWriteOptions {
   fsync: boolean;
   /** Explicit mode; otherwise the existing file's mode, else 0o644 (less the umask). */
   mode?: number | undefined;
+  /** Called right after the rename, concurrently with the directory fsync (to release the lock early). */
+  afterRename?: (() => Promise<void>) | undefined;
   /** The lock held for this write: checked just before the rename. */
   lock?: LockHandle | undefined;
 }
@@ -193,5 +195,11 @@ export async function writeFileAtomic(target: string, text: string, opts: Physic
     if (AtomicJsonError.is(err)) throw err;
     throw ioError(target, 'write', err);
   }
-  if (opts.fsync) await fsyncDirectory(dirname(real), target);
+  // Nothing after the rename needs the lock: hand it back while the directory is fsynced.
+  const after = opts.afterRename?.();
+  try {
+    if (opts.fsync) await fsyncDirectory(dirname(real), target);
+  } finally {
+    await after;
+  }
 }
