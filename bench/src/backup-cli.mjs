@@ -6,13 +6,15 @@
  *   A) 10,000 files of 1 KiB in 100 directories;  B) 50 files of 10 MiB.
  * Contents are random bytes, distinct per file (restic gets no dedup or compression edge).
  *
- * Per tree, three phases: backup (ours CLI, ours API, cp -a, tar pipe, restic backup into a fresh
- * repository), verify (ours, sha256sum -c of a manifest, restic check --read-data) and restore
+ * Per tree, three phases: backup (ours CLI, ours CLI --no-fsync, ours API, cp -a, cp -a + sync -f,
+ * tar pipe, restic backup into a fresh repository), verify (ours, sha256sum -c of a manifest, restic check --read-data) and restore
  * (ours into a fresh target with --overwrite; ours over a populated target without --overwrite, which
  * first saves it as pre_restore_*; restic restore). `cp -a` and the tar pipe are the peers of both
  * backup and restore (one measurement). Each measurement runs `reps` times (default 3) in rounds that
  * rotate the order of the tools, so a burst of load from elsewhere spreads over all of them; the
- * median is reported. Setup and cleanup are untimed; before every timed run the file system is synced
+ * median is reported. Bounded (a few minutes at most): a measurement whose runs already took 6 s,
+ * or any once its tree used its 60 s share, is not repeated. The CPU column (user + sys of the
+ * command and its children, from GNU time) is less sensitive to other load than wall time. Setup and cleanup are untimed; before every timed run the file system is synced
  * (`sync -f`, untimed) so that nobody pays for the previous step's writeback. The page cache cannot be
  * dropped here: all figures are with WARM caches.
  *
@@ -47,6 +49,7 @@ const OURS_KEEP = 'dawn-backup, keeps old target';
 const OURS_API = 'createBackup() in-process';
 const OURS_NOFSYNC = 'dawn-backup --no-fsync';
 const CP = 'cp -a';
+const CP_SYNC = 'cp -a; sync -f';
 const TAR = 'tar -c → tar -x (pipe)';
 const RESTIC_BACKUP = 'restic backup';
 
@@ -213,7 +216,7 @@ const fmtTime = (ms) => (Number.isFinite(ms) ? (ms >= 1000 ? `${(ms / 1000).toFi
  * @param {{ quick?: boolean, reps?: number, withKeepRestore?: boolean, perTaskMs?: number, budgetMs?: number }} [opts]
  *   `quick`: tiny trees and 1 run (smoke test); `reps`: runs per measurement (default 3, or
  *   `BENCH_REPS`); `withKeepRestore`: also time restore over a populated target without
- *   `--overwrite` (default true); `perTaskMs` (default 8000) and `budgetMs` (default 150000, split
+ *   `--overwrite` (default true); `perTaskMs` (default 6000) and `budgetMs` (default 120000, split
  *   between the trees): past them a measurement is not repeated.
  */
 export async function run(opts = {}) {
@@ -281,8 +284,8 @@ export async function run(opts = {}) {
   // Bounded: a measurement is repeated only while its runs took < perTaskMs in total, and no
   // measurement is repeated once its tree has used its share of budgetMs (each still runs once).
   const trees = treeDefs(quick);
-  const treeBudgetMs = (opts.budgetMs ?? 150_000) / trees.length;
-  const budget = { perTaskMs: opts.perTaskMs ?? 8000, deadline: Infinity };
+  const treeBudgetMs = (opts.budgetMs ?? 120_000) / trees.length;
+  const budget = { perTaskMs: opts.perTaskMs ?? 6000, deadline: Infinity };
 
   try {
     for (const def of trees) {
@@ -306,6 +309,8 @@ export async function run(opts = {}) {
       let backupNote;
       const backupTasks = [
         { name: CP, fn: () => exec('cp', ['-a', src, at('cp')], { cpu: true }), cleanup: () => rmDir(at('cp')) },
+        // Durable baseline (we fsync by default): syncfs of the file system after the copy.
+        { name: CP_SYNC, fn: () => sh(`cp -a ${shq(src)} ${shq(at('cps'))} && sync -f ${shq(at('cps'))}`, { cpu: true }), cleanup: () => rmDir(at('cps')) },
         {
           name: TAR,
           setup: () => mkdir(at('tar')),
@@ -400,6 +405,7 @@ export async function run(opts = {}) {
       add(tree, bytes, 'backup', OURS_NOFSYNC, b.get(OURS_NOFSYNC), 'no fsync, like cp -a and tar');
       add(tree, bytes, 'backup', OURS_API, b.get(OURS_API), 'no node start-up; in the bench process');
       add(tree, bytes, 'backup', CP, b.get(CP), 'copy_file_range: in-kernel copy, no hashing');
+      add(tree, bytes, 'backup', CP_SYNC, b.get(CP_SYNC), 'durable copy: + syncfs (flushes others\' writes too)');
       add(tree, bytes, 'backup', TAR, b.get(TAR));
       add(tree, bytes, 'backup', RESTIC_BACKUP, b.get(RESTIC_BACKUP), 'fresh repository each run (init untimed)');
       add(tree, bytes, 'verify', OURS_CLI, v.get(OURS_CLI));
