@@ -282,7 +282,6 @@ export class PeerRegistry {
       });
     }
     for (const p of peers) this.#insert(p);
-    this.#heap?.rebuild(this.#peers.values());
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
