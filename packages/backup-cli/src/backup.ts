@@ -3,6 +3,7 @@ import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs
 import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { HashPool } from './hash-pool.js';
+import { makeDurable, plannedDurability } from './durability.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
@@ -187,10 +188,11 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     opts.onProgress?.({ phase: 'copy', files: 0, totalFiles, bytes: 0 });
     const workers: CopyWorker[] = [];
     const lateLinks: number[] = [];
+    const planned = plannedDurability(fsync);
     const pool = new HashPool();
     try {
       await runPool(fileIdx, concurrency, async (i, lane) => {
-        const worker = (workers[lane] ??= new CopyWorker(fsync, pool));
+        const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
         const e = entries[i]!;
         try {
           const c = await worker.copy({
@@ -248,6 +250,14 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
 
     // Read from the finished copy (read-only): the summary describes exactly what the backup holds.
     const summary = await readSummary(partial);
+    // Every file and directory durable before the metadata that declares the backup complete.
+    const durability = await makeDurable(
+      planned,
+      partial,
+      finalManifest.filter((m) => m.type === 'file').map((m) => m.path),
+      finalManifest.filter((m) => m.type === 'dir').map((m) => m.path),
+      concurrency,
+    );
     const meta: BackupMetadata = {
       backup_name: name,
       timestamp: isoLocal(started),
@@ -265,19 +275,12 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
       symlink_count: symlinkCount,
       total_bytes: totalBytes,
       root_mode: modeToString(walked.rootMode),
-      durability: fsync ? 'fsync' : 'none',
+      durability,
       summary,
       manifest: finalManifest,
     };
     await writeJson(join(partial, METADATA_FILE), meta, { lock: false, fsync, mode: 0o600 });
 
-    if (fsync) {
-      // Directory entries durable, deepest first, then the backup root (writeJson did it too).
-      const dirs = finalManifest.filter((m) => m.type === 'dir').map((m) => m.path);
-      dirs.sort((a, b) => b.length - a.length);
-      await runPool(dirs, concurrency, (rel) => fsyncDir(join(partial, rel)));
-      await fsyncDir(partial);
-    }
 
     // --- commit: one rename -----------------------------------------------------------------
     try {

@@ -2,6 +2,7 @@ import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
 import { HashPool } from './hash-pool.js';
+import { makeDurable, plannedDurability } from './durability.js';
 import { CopyWorker, DEFAULT_CONCURRENCY } from './copy.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } from './fsutil.js';
@@ -168,6 +169,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
 
   // --- 2. build the restored tree beside the target ---------------------------------------
   const { newDir, oldDir } = restoreTempPaths(target);
+  const planned = plannedDurability(fsync);
   let files = 0;
   let bytes = 0;
   try {
@@ -181,7 +183,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     const pool = new HashPool();
     try {
       await runPool(fileEntries, concurrency, async (m, lane) => {
-        const worker = (workers[lane] ??= new CopyWorker(fsync, pool));
+        const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
         const mode = parseMode(m.mode)!;
         try {
           const got = await worker.copy({
@@ -213,11 +215,13 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     }
     const rootMode = parseMode(meta.root_mode) ?? (tst ? (await stat(target)).mode & 0o7777 : 0o700);
     await chmod(newDir, rootMode | 0o700);
-    if (fsync) {
-      const paths = dirs.map((d) => d.path).sort((a, b) => b.length - a.length);
-      await runPool(paths, concurrency, (rel) => fsyncDir(join(newDir, rel)));
-      await fsyncDir(newDir);
-    }
+    await makeDurable(
+      planned,
+      newDir,
+      fileEntries.map((m) => m.path),
+      dirs.map((d) => d.path),
+      concurrency,
+    );
   } catch (err) {
     await removeTree(newDir).catch(() => {});
     if (BackupError.is(err)) throw err;
