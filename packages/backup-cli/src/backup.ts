@@ -42,9 +42,10 @@ export interface CreateBackupOptions {
    */
   defaultExcludes?: boolean;
   /**
-   * fsync every file and directory before the backup is renamed into place, so a backup
-   * that exists survives a power loss. `false` is faster; an interrupted *process* still never
-   * leaves a complete-looking backup, but a power loss soon after may.
+   * Make every file and directory durable before the backup is renamed into place, so a
+   * backup that exists survives a power loss: one `syncfs` on Linux, else an fsync per file
+   * and directory (see the README's Durability). `false` is faster; an interrupted *process*
+   * still never leaves a complete-looking backup, but a power loss soon after may.
    * @default true
    */
   fsync?: boolean;

@@ -76,7 +76,7 @@ export interface ShowOptions {
 export interface BackupDetails extends BackupInfo {
   dirCount: number | null;
   symlinkCount: number | null;
-  /** `fsync` when every file was made durable before the backup was renamed into place. */
+  /** `syncfs` or `fsync` when every file was made durable before the backup was renamed into place, `none` otherwise. */
   durability: string | null;
   /** Present when asked for (`manifest: true`) and the backup has one. */
   manifest?: ManifestEntry[];

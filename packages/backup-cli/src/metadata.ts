@@ -81,7 +81,7 @@ export interface BackupMetadata {
   total_bytes?: number;
   /** Permission bits of the source directory itself. */
   root_mode?: string;
-  /** How files were made durable: `"fsync"` or `"none"`. */
+  /** How files were made durable before the rename: `"syncfs"`, `"fsync"` or `"none"`. */
   durability?: string;
   summary?: SummaryRecord;
   manifest?: ManifestEntry[];
