@@ -110,6 +110,9 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
   const excluded = createExcludeMatcher(excludes);
   const backupDir = opts.backupDir !== undefined ? resolve(expandHome(opts.backupDir)) : defaultBackupDir(source);
 
+  // Finish or undo a restore of this source that was killed (it may even be absent for an
+  // instant of the swap: its data is then beside it).
+  const recovery = await recoverInterruptedRestores(source);
   let realSource: string;
   try {
     const st = await stat(source);
@@ -127,8 +130,11 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     throw ioError(source, 'read the source', err);
   }
 
-  // Finish or undo a restore of this source that was killed (its data may be beside it).
-  const recovery = await recoverInterruptedRestores(realSource);
+  if (realSource !== source) {
+    const more = await recoverInterruptedRestores(realSource);
+    recovery.actions.push(...more.actions);
+    recovery.warnings.push(...more.warnings);
+  }
   const warnings: string[] = [...recovery.actions.map((a) => `recovered: ${a}`), ...recovery.warnings];
 
   try {

@@ -124,6 +124,16 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
 
   // --- the target --------------------------------------------------------------------------
   let target = opts.target !== undefined ? resolve(expandHome(opts.target)) : resolveDataRoot();
+  const recover = async (t: string) => {
+    const recovery = await recoverInterruptedRestores(t);
+    for (const a of recovery.actions) warn(`recovered: ${a}`);
+    if (recovery.warnings.length > 0) {
+      for (const w of recovery.warnings) warn(w);
+      throw new BackupError('TARGET_INVALID', `Leftovers of an interrupted restore need attention next to ${t}: ${recovery.warnings.join(' ')}`, { path: t });
+    }
+  };
+  // First finish or undo a killed restore of this target (it may be absent for an instant of the swap).
+  await recover(target);
   const st = await lstatOrUndefined(target);
   if (st?.isSymbolicLink()) {
     // Restore into the directory the link points to; the link stays.
@@ -136,6 +146,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       });
     }
   }
+  if (st?.isSymbolicLink()) await recover(target);
   const tst = await lstatOrUndefined(target);
   if (tst && !tst.isDirectory()) {
     throw new BackupError('TARGET_INVALID', `The target ${target} exists and is not a directory. Move it away or pick another --target.`, { path: target });
@@ -159,12 +170,6 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     await mkdir(parent, { recursive: true });
   } catch (err) {
     throw ioError(parent, 'create the parent directory of the target', err);
-  }
-  const recovery = await recoverInterruptedRestores(target);
-  for (const a of recovery.actions) warn(`recovered: ${a}`);
-  for (const w of recovery.warnings) warn(w);
-  if (recovery.warnings.length > 0) {
-    throw new BackupError('TARGET_INVALID', `Leftovers of an interrupted restore need attention next to ${target}: ${recovery.warnings.join(' ')}`, { path: target });
   }
 
   // --- 2. build the restored tree beside the target ---------------------------------------

@@ -122,6 +122,16 @@ describe('recoverInterruptedRestores: every state a killed restore can leave', (
     expect((await readdir(root)).length).toBe(3);
   });
 
+  it('a backup of a data root caught between the two renames completes the swap first', async () => {
+    const { root, target, newDir, oldDir, tree } = await setup();
+    await tree(oldDir, 'old');
+    await tree(newDir, 'new');
+    const b = await createBackup({ source: target, backupDir: join(root, 'backups'), name: 'after' });
+    expect(b.warnings.join()).toMatch(/recovered/);
+    expect(await readFile(join(b.path, 'tag'), 'utf8')).toBe('new');
+    expect((await readdir(root)).sort()).toEqual(['backups', 'data']);
+  });
+
   it('leftovers of a live process are left alone', async () => {
     const { root, target, tree } = await setup();
     const live = restoreTempPaths(target);
