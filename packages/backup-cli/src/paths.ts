@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BackupError } from './errors.js';
 
-/** The file each backup holds at its root, describing it (the Python implementation's name). */
+/** The file each backup holds at its root, describing it (the Python implementation's name): `.backup_metadata.json`. */
 export const METADATA_FILE = '.backup_metadata.json';
 
 /** Longest accepted backup name (leaves room for the temporary names built from it). */
@@ -132,6 +132,12 @@ export function validateBackupName(name: string): void {
 /**
  * The backup directory to use: `backupDir` (`~` expanded) when given, else
  * `<data root>/../backups` (see {@link resolveDataRoot}, {@link defaultBackupDir}). Always absolute.
+ *
+ * @example
+ * ```ts
+ * resolveBackupDir('~/bk');  // '/home/dawn/bk'
+ * resolveBackupDir();        // '/home/dawn/backups' (data root ~/.project-dawn)
+ * ```
  */
 export function resolveBackupDir(backupDir?: string, env: NodeJS.ProcessEnv = process.env): string {
   if (backupDir !== undefined && backupDir !== '') return resolve(expandHome(backupDir));

@@ -33,6 +33,13 @@ export function restoreTempPaths(target: string): { newDir: string; oldDir: stri
  *
  * Temp dirs of live processes are left alone. Called by `restore` (on its target) and by
  * `backup` (on its source) before they start.
+ *
+ * @throws errno errors of `readdir`/`rename`/`rm` beside the target.
+ * @example
+ * ```ts
+ * const { actions, warnings } = await recoverInterruptedRestores('/srv/dawn');
+ * for (const a of actions) console.log(a);
+ * ```
  */
 export async function recoverInterruptedRestores(target: string): Promise<RecoveryReport> {
   const report: RecoveryReport = { actions: [], warnings: [] };
