@@ -13,7 +13,7 @@
  * backup and restore (one measurement). Each measurement runs `reps` times (default 3) in rounds that
  * rotate the order of the tools, so a burst of load from elsewhere spreads over all of them; the
  * median is reported. Bounded (a few minutes at most): a measurement whose runs already took 6 s,
- * or any once its tree used its 60 s share, is not repeated. The CPU column (user + sys of the
+ * or any once its tree used its 50 s share, is not repeated. The CPU column (user + sys of the
  * command and its children, from GNU time) is less sensitive to other load than wall time. Setup and cleanup are untimed; before every timed run the file system is synced
  * (`sync -f`, untimed) so that nobody pays for the previous step's writeback. The page cache cannot be
  * dropped here: all figures are with WARM caches.
@@ -213,11 +213,12 @@ const fmtTime = (ms) => (Number.isFinite(ms) ? (ms >= 1000 ? `${(ms / 1000).toFi
 
 /**
  * Run the suite; prints its table and returns `{ env, rows, goals, notes }`.
- * @param {{ quick?: boolean, reps?: number, withKeepRestore?: boolean, perTaskMs?: number, budgetMs?: number }} [opts]
+ * @param {{ quick?: boolean, reps?: number, trees?: string[], withKeepRestore?: boolean, perTaskMs?: number, budgetMs?: number }} [opts]
  *   `quick`: tiny trees and 1 run (smoke test); `reps`: runs per measurement (default 3, or
  *   `BENCH_REPS`); `withKeepRestore`: also time restore over a populated target without
- *   `--overwrite` (default true); `perTaskMs` (default 6000) and `budgetMs` (default 120000, split
- *   between the trees): past them a measurement is not repeated.
+ *   `--overwrite` (default true); `perTaskMs` (default 6000) and `budgetMs` (default 100000, split
+ *   between the trees): past them a measurement is not repeated; `trees` (or `BENCH_TREES=A,B`):
+ *   only these trees.
  */
 export async function run(opts = {}) {
   const quick = opts.quick ?? false;
@@ -283,8 +284,9 @@ export async function run(opts = {}) {
   const node = (...args) => exec(process.execPath, [BIN, ...args, '--quiet'], { cpu: true });
   // Bounded: a measurement is repeated only while its runs took < perTaskMs in total, and no
   // measurement is repeated once its tree has used its share of budgetMs (each still runs once).
-  const trees = treeDefs(quick);
-  const treeBudgetMs = (opts.budgetMs ?? 120_000) / trees.length;
+  const only = opts.trees ?? process.env.BENCH_TREES?.split(',');
+  const trees = treeDefs(quick).filter((t) => !only || only.includes(t.id));
+  const treeBudgetMs = (opts.budgetMs ?? 100_000) / trees.length;
   const budget = { perTaskMs: opts.perTaskMs ?? 6000, deadline: Infinity };
 
   try {
