@@ -25,6 +25,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PeerRegistry } from '@dawn/peer-registry';
@@ -251,21 +252,28 @@ export async function run({ quick = false } = {}) {
     const size = (await stat(bigFile)).size;
     const oursOpen = [];
     const baseOpen = [];
+    const oursCpu = [];
+    const baseCpu = [];
+    const cpuMs = (u) => (u.user + u.system) / 1000;
     let ours;
     let base;
     for (let r = 0; r < OPEN_RUNS; r++) {
       // alternate which goes first, so a burst of load elsewhere spreads over both
       const runOurs = async () => {
         ours = undefined;
+        const c = process.cpuUsage();
         const t = now();
         ours = await PeerRegistry.open({ dataRoot: big });
         oursOpen.push(now() - t);
+        oursCpu.push(cpuMs(process.cpuUsage(c)));
       };
       const runBase = () => {
         base = undefined;
+        const c = process.cpuUsage();
         const t = now();
         base = PythonLikeRegistry.open(bigFile);
         baseOpen.push(now() - t);
+        baseCpu.push(cpuMs(process.cpuUsage(c)));
       };
       if (r % 2 === 0) {
         await runOurs();
@@ -276,7 +284,14 @@ export async function run({ quick = false } = {}) {
       }
     }
     if (ours.getPeerCount() !== N_BIG || base.peers.size !== N_BIG) throw new Error('open: wrong peer count');
-    const openRow = { workload: `open ${fmtNum(N_BIG)} peers (${fmtBytes(size)})`, oursMs: median(oursOpen), baseMs: median(baseOpen) };
+    const openRow = {
+      workload: `open ${fmtNum(N_BIG)} peers (${fmtBytes(size)})`,
+      oursMs: median(oursOpen),
+      baseMs: median(baseOpen),
+      oursCpuMs: median(oursCpu),
+      baseCpuMs: median(baseCpu),
+      note: `CPU time (all threads, incl. parallel GC): ours ${fmtMs(median(oursCpu))} ms, baseline ${fmtMs(median(baseCpu))} ms; wall times of the ${OPEN_RUNS} runs: ours ${oursOpen.map(fmtMs).join(', ')}, baseline ${baseOpen.map(fmtMs).join(', ')}`,
+    };
     rows.push(openRow);
 
     // 2. lookups --------------------------------------------------------------------------
@@ -394,6 +409,7 @@ export async function run({ quick = false } = {}) {
         `goal 10k unawaited adds durable < 2,000 ms in a few dozen writes: ${rows[3].oursMs < 2000 && rows[3].oursWrites <= 36 ? 'met' : 'MISSED'} on a fresh registry (${fmtMs(rows[3].oursMs)} ms, ${rows[3].oursWrites} write(s)); ` +
           `${rows[4].oursMs < 2000 ? 'met' : 'missed'} onto ${fmtNum(N_BIG)} peers (${fmtMs(rows[4].oursMs)} ms, ${rows[4].oursWrites} write(s) of the whole file)`,
         `goal > 1 M lookups by address /s: ${byAddr.ours > 1e6 ? 'met' : 'MISSED'}`,
+        `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')} (wall times grow with load from other processes)`,
       ],
     );
     return rows;
