@@ -7,22 +7,25 @@
  * Contents are random bytes, distinct per file (restic gets no dedup or compression edge).
  *
  * Per tree, three phases: backup (ours CLI, ours CLI --no-fsync, ours API, cp -a, cp -a + sync -f,
- * tar pipe, restic backup into a fresh repository), verify (ours, sha256sum -c of a manifest, restic check --read-data) and restore
- * (ours into a fresh target with --overwrite; ours over a populated target without --overwrite, which
- * first saves it as pre_restore_*; restic restore). `cp -a` and the tar pipe are the peers of both
- * backup and restore (one measurement). Each measurement runs `reps` times (default 3) in rounds that
- * rotate the order of the tools, so a burst of load from elsewhere spreads over all of them; the
- * median is reported. Bounded (a few minutes at most): a measurement whose runs already took 6 s,
- * or any once its tree used its 50 s share, is not repeated. The CPU column (user + sys of the
- * command and its children, from GNU time) is less sensitive to other load than wall time. Setup and cleanup are untimed; before every timed run the file system is synced
- * (`sync -f`, untimed) so that nobody pays for the previous step's writeback. The page cache cannot be
- * dropped here: all figures are with WARM caches.
+ * tar pipe, restic backup into a fresh repository), verify (ours, sha256sum -c of a manifest,
+ * restic check --read-data) and restore (ours into a fresh target with --overwrite; ours over a
+ * populated target without --overwrite, which first saves it as pre_restore_*; restic restore).
+ * `cp -a` and the tar pipe are the peers of both backup and restore (one measurement).
+ *
+ * Each measurement runs `reps` times (default 3) in rounds that rotate the order of the tools, so a
+ * burst of load from elsewhere spreads over all of them; the median is reported. Bounded (about
+ * three minutes): a measurement whose runs already took 6 s, or any once its tree used its 50 s
+ * share, is not repeated. Setup and cleanup are untimed; before every timed run the file system is
+ * synced (`sync -f`, untimed) so nobody pays for the previous step's writeback. The page cache
+ * cannot be dropped here: all figures are with WARM caches. The CPU column (user + sys of the
+ * command and its children, from GNU time) is less sensitive to other load than wall time.
  *
  * Our CLI is timed through the real binary (`node packages/backup-cli/bin/dawn-backup.js`), as
  * users run it, so node start-up is included; `createBackup` in-process is an extra row.
  *
  * Run alone: `node bench/src/backup-cli.mjs [--quick]` (quick: tiny trees, 1 run — harness smoke
- * test, figures meaningless). `BENCH_REPS=N` overrides the number of runs.
+ * test, figures meaningless); `BENCH_REPS=N` runs per measurement, `BENCH_TREES=A` one tree only.
+ * With the others: `pnpm bench backup-cli` (bench/src/run.mjs). Needs the package built.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
