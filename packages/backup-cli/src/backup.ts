@@ -1,4 +1,5 @@
 import { writeJson } from '@dawn/atomic-json';
+import { mkdirSync } from 'node:fs';
 import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -179,7 +180,7 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.kind !== 'dir') continue;
-      await mkdir(join(partial, e.rel), { mode: 0o700 });
+      mkdirSync(join(partial, e.rel), { mode: 0o700 }); // sync: no thread-pool hop per directory
       manifest[i] = { path: e.rel, type: 'dir', mode: modeToString(e.mode ?? 0o755) };
     }
 

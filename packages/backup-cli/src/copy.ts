@@ -23,7 +23,8 @@ const BUFFER_SIZE = 1024 * 1024;
 /** Default number of files in flight. */
 export const DEFAULT_CONCURRENCY = 32;
 
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
+// O_NONBLOCK: opening a FIFO swapped in for a file must not hang (no effect on regular files).
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
 
 /** What is known about a file once copied (or hashed). */
@@ -47,6 +48,12 @@ export interface CopyJob {
   modeFor?: (srcMode: number) => number;
   /** Times of the copy (Unix seconds). Default: the source's. */
   times?: { atime: number; mtime: number };
+  /**
+   * Hash-only jobs (no `dst`) of a file whose size the caller expects: the `fstat` is skipped
+   * (a size that differs still shows in the result; a non-file fails to read). `mode`,
+   * `mtime` and `atime` of the result are then 0.
+   */
+  expectedSize?: number;
 }
 
 /** Thrown (as a plain object-free Error with `code`) when the source is not a regular file. */
@@ -83,7 +90,10 @@ export class CopyWorker {
     const sfd = fs.openSync(job.src, READ_FLAGS);
     let dfd: number | undefined;
     try {
-      const st = fs.fstatSync(sfd);
+      const st =
+        job.dst === undefined && job.expectedSize !== undefined
+          ? { size: job.expectedSize, mode: 0, atimeMs: 0, mtimeMs: 0, isFile: () => true }
+          : fs.fstatSync(sfd);
       if (!st.isFile()) throw new NotRegularFileError(`${job.src} is not a regular file`);
       const small = st.size <= SMALL_FILE;
       const srcMode = st.mode & 0o7777;

@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ioError } from './errors.js';
 import { errCode, isPidAlive, randomTag, removeTree } from './fsutil.js';
 
 /**
@@ -25,13 +26,17 @@ export async function cleanBackupDirLeftovers(backupDir: string): Promise<string
     names = await readdir(backupDir);
   } catch (err) {
     if (errCode(err) === 'ENOENT') return [];
-    throw err;
+    throw ioError(backupDir, 'read the backup dir', err);
   }
   const removed: string[] = [];
   for (const n of names) {
     const m = BACKUP_TEMP.exec(n);
     if (!m || isPidAlive(Number(m[3]))) continue;
-    await removeTree(join(backupDir, n));
+    try {
+      await removeTree(join(backupDir, n));
+    } catch (err) {
+      throw ioError(join(backupDir, n), 'remove the leftover of an interrupted run', err);
+    }
     removed.push(n);
   }
   return removed;

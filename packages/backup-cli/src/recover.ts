@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { ioError } from './errors.js';
 import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree } from './fsutil.js';
 
 /** What {@link recoverInterruptedRestores} did. */
@@ -48,8 +49,8 @@ export async function recoverInterruptedRestores(target: string): Promise<Recove
   try {
     names = await readdir(parent);
   } catch (err) {
-    if (errCode(err) === 'ENOENT') return report;
-    throw err;
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return report;
+    throw ioError(parent, 'look for leftovers of interrupted restores in', err);
   }
   const re = new RegExp(`^\\.dawn-restore-${targetId(target)}-(\\d+)-([0-9a-f]{8})\\.(new|old)$`);
   const groups = new Map<string, { pid: number; newDir?: string; oldDir?: string }>();
@@ -64,28 +65,36 @@ export async function recoverInterruptedRestores(target: string): Promise<Recove
   }
   for (const g of groups.values()) {
     if (isPidAlive(g.pid)) continue;
-    const targetExists = (await lstatOrUndefined(target)) !== undefined;
-    if (g.oldDir && g.newDir && !targetExists) {
-      await rename(g.newDir, target);
-      await fsyncDir(parent);
-      await removeTree(g.oldDir);
-      report.actions.push(`completed an interrupted restore into ${target} (the previous data had been saved before the swap)`);
-    } else if (g.oldDir && !g.newDir && !targetExists) {
-      await rename(g.oldDir, target);
-      await fsyncDir(parent);
-      report.actions.push(`moved the previous data back into ${target}`);
-    } else if (g.oldDir && !g.newDir) {
-      await removeTree(g.oldDir);
-      report.actions.push(`removed the previous data left by a completed restore of ${target}: ${g.oldDir}`);
-    } else if (g.oldDir && g.newDir) {
-      report.warnings.push(
-        `Found ${g.oldDir} (previous data) and ${g.newDir} (restored data) of an interrupted restore, but ${target} exists again; ` +
-          'left all three in place: inspect them and remove what you do not need.',
-      );
-    } else if (g.newDir) {
-      await removeTree(g.newDir);
-      report.actions.push(`removed an unfinished restored tree: ${g.newDir}`);
+    try {
+      await recoverOne(g, target, parent, report);
+    } catch (err) {
+      throw ioError(g.newDir ?? g.oldDir ?? parent, `recover an interrupted restore (target ${target}) from`, err);
     }
   }
   return report;
+}
+
+async function recoverOne(g: { newDir?: string; oldDir?: string }, target: string, parent: string, report: RecoveryReport): Promise<void> {
+  const targetExists = (await lstatOrUndefined(target)) !== undefined;
+  if (g.oldDir && g.newDir && !targetExists) {
+    await rename(g.newDir, target);
+    await fsyncDir(parent);
+    await removeTree(g.oldDir);
+    report.actions.push(`completed an interrupted restore into ${target} (the previous data had been saved before the swap)`);
+  } else if (g.oldDir && !g.newDir && !targetExists) {
+    await rename(g.oldDir, target);
+    await fsyncDir(parent);
+    report.actions.push(`moved the previous data back into ${target}`);
+  } else if (g.oldDir && !g.newDir) {
+    await removeTree(g.oldDir);
+    report.actions.push(`removed the previous data left by a completed restore of ${target}: ${g.oldDir}`);
+  } else if (g.oldDir && g.newDir) {
+    report.warnings.push(
+      `Found ${g.oldDir} (previous data) and ${g.newDir} (restored data) of an interrupted restore, but ${target} exists again; ` +
+        'left all three in place: inspect them and remove what you do not need.',
+    );
+  } else if (g.newDir) {
+    await removeTree(g.newDir);
+    report.actions.push(`removed an unfinished restored tree: ${g.newDir}`);
+  }
 }

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
@@ -180,7 +181,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   try {
     await mkdir(newDir, { mode: 0o700 });
     const dirs = manifest.filter((m) => m.type === 'dir');
-    for (const d of dirs) await mkdir(join(newDir, d.path), { mode: 0o700 });
+    for (const d of dirs) mkdirSync(join(newDir, d.path), { mode: 0o700 }); // sync: no thread-pool hop per directory
     const fileEntries = manifest.filter((m): m is ManifestFile => m.type === 'file');
     const problems: VerifyProblem[] = [];
     const workers: CopyWorker[] = [];

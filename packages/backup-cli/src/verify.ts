@@ -156,7 +156,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     await runPool(files, concurrency, async (m, lane) => {
       const worker = (workers[lane] ??= new CopyWorker(false, pool));
       try {
-        const got = await worker.copy({ src: join(path, m.path) });
+        const got = await worker.copy({ src: join(path, m.path), expectedSize: m.size });
         const p = checkFile(m, got);
         if (p) problems.push(p);
         result.bytes += got.size;

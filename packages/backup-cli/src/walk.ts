@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
 
 /** One entry of a walked tree. `rel` is relative to the root, `/`-separated. */
@@ -65,7 +66,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
         skipped.push({ rel, reason: 'vanished during the backup' });
         return;
       }
-      throw err;
+      throw ioError(abs, 'read the directory', err);
     }
     for (const d of dirents) {
       const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
@@ -78,7 +79,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
           kind = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
         } catch (err) {
           if (errCode(err) === 'ENOENT') continue;
-          throw err;
+          throw ioError(join(abs, d.name), 'stat', err);
         }
       }
       if (exclude(childRel, kind === 'dir')) continue;
