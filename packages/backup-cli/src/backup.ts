@@ -259,6 +259,7 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     // Read from the finished copy (read-only): the summary describes exactly what the backup holds.
     const summary = await readSummary(partial);
     // Every file and directory durable before the metadata that declares the backup complete.
+    if (planned !== 'none') opts.onProgress?.({ phase: 'sync', files: doneFiles, totalFiles, bytes: doneBytes });
     const durability = await makeDurable(
       planned,
       partial,

@@ -91,9 +91,10 @@ export class ProgressBar {
 
   readonly update = (e: ProgressEvent): void => {
     if (!this.enabled) return;
-    this.last = e;
     const now = Date.now();
-    if (now - this.start < this.delayMs || now - this.lastDraw < 100) return;
+    const phaseChanged = this.last !== undefined && this.last.phase !== e.phase;
+    this.last = e;
+    if (now - this.start < this.delayMs || (now - this.lastDraw < 100 && !phaseChanged)) return;
     this.lastDraw = now;
     this.draw(e);
   };
@@ -102,9 +103,9 @@ export class ProgressBar {
     const width = 30;
     const ratio = e.totalFiles > 0 ? Math.min(1, e.files / e.totalFiles) : 0;
     const filled = Math.round(ratio * width);
-    const label = { scan: 'scanning', copy: 'copying', verify: 'verifying', restore: 'restoring' }[e.phase];
+    const label = { scan: 'scanning', copy: 'copying', verify: 'verifying', restore: 'restoring', sync: 'flushing to disk' }[e.phase];
     const text =
-      e.phase === 'scan'
+      e.phase === 'scan' || e.phase === 'sync'
         ? `${label}...`
         : `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(ratio * 100)}% ${e.files}/${e.totalFiles} files ${formatBytes(e.bytes)}`;
     this.stream.write(`\r\u001b[2K${text}`);
@@ -115,6 +116,5 @@ export class ProgressBar {
   done(): void {
     if (this.drawn) this.stream.write('\r\u001b[2K');
     this.drawn = false;
-    void this.last;
   }
 }

@@ -221,6 +221,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     }
     const rootMode = parseMode(meta.root_mode) ?? (tst ? (await stat(target)).mode & 0o7777 : 0o700);
     await chmod(newDir, rootMode | 0o700);
+    if (planned !== 'none') opts.onProgress?.({ phase: 'sync', files, totalFiles: fileEntries.length, bytes });
     await makeDurable(
       planned,
       newDir,
