@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,6 +7,9 @@ import { runNode, type ChildExit } from '@dawn/test-utils';
 
 /** The real binary, as users run it (needs `dist/`: `npx tsup` or `pnpm build`). */
 export const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/dawn-backup.js');
+if (!existsSync(resolve(dirname(BIN), '../dist/cli.js'))) {
+  throw new Error('packages/backup-cli/dist/cli.js is missing: build the package first (`npx tsup` in packages/backup-cli, or `pnpm build`).');
+}
 export const FIXTURES = resolve(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
 /** Run `dawn-backup ...args`; PROJECT_DAWN_DATA_ROOT unset unless given. */

@@ -56,7 +56,7 @@ describe('SIGKILL at random moments', () => {
     expect(again.code === 0 || (exists && again.code === 1)).toBe(true);
     expect((await cli([...base, '--name', 'final'])).code).toBe(0);
     expect((await readdir(backups)).filter((n) => n.startsWith('.'))).toEqual([]);
-  });
+  }, 240_000);
 
   it(`restore: the target always holds the whole old data or the whole new data (${KILLS} kills)`, async () => {
     const root = await tempDir();
@@ -103,5 +103,5 @@ describe('SIGKILL at random moments', () => {
     const listed = json(await cli(['list', '--backup-dir', backups, '--json']));
     expect(listed.ignored).toEqual([]);
     void windows;
-  });
+  }, 240_000);
 });

@@ -50,5 +50,5 @@ describe('backing up a data root while a node writes it', () => {
       writer.kill('SIGKILL');
       await writer.exited;
     }
-  });
+  }, 120_000);
 });
