@@ -37,7 +37,7 @@ export async function main(dir: string): Promise<number> {
 
   const meta = await createBackup({ source: dir, backupDir: `${dir}-backups` });
   const list = await listBackups({ backupDir: `${dir}-backups` });
-  await verifyBackup({ backupDir: `${dir}-backups`, name: meta.backup_name });
+  await verifyBackup({ backupDir: `${dir}-backups`, name: meta.name });
   void restoreBackup;
-  return next.n + again.n + f.n + (added ? 1 : 0) + (peer ? 1 : 0) + alive + name.length + list.length;
+  return next.n + again.n + f.n + (added ? 1 : 0) + (peer ? 1 : 0) + alive + name.length + list.backups.length;
 }
