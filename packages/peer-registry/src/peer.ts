@@ -692,8 +692,11 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
       (extra ??= {})[k] = adopt ? (v as JsonValue) : cloneJson(v, k);
     }
   }
-  return trustedPeer(f, extra, legacy);
+  return trustedPeer(f, extra ?? (adopt ? NO_EXTRA : undefined), legacy);
 }
+
+/** Shared by the registry's peers that have no unknown field (most): one object less per peer. */
+const NO_EXTRA: JsonObject = Object.freeze({}) as JsonObject;
 
 /**
  * Apply validated fields to a peer. Returns true when something actually changed.

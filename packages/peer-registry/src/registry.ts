@@ -1,4 +1,3 @@
-import { isAscii } from 'node:buffer';
 import { readFile, rename } from 'node:fs/promises';
 import { AtomicJsonError, readJson, updateJson, withLock, type LockOptions } from '@dawn/atomic-json';
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
@@ -281,7 +280,20 @@ export class PeerRegistry {
         throw fileError(e, path, 'quarantine');
       });
     }
-    for (const p of peers) this.#insert(p);
+    // The hot loop of a 100,000-peer open: one Map operation per index.
+    const byId = this.#peers;
+    let duplicates = false;
+    for (const p of peers) {
+      const n = byId.size;
+      byId.set(p.nodeId, p); // a later duplicate of a node id wins, as in Python
+      if (byId.size === n) duplicates = true;
+      else this.#indexAddress(p);
+      this.#heap?.push(p);
+    }
+    if (duplicates) {
+      this.#byAddress.clear();
+      for (const p of byId.values()) this.#indexAddress(p);
+    }
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
@@ -929,9 +941,10 @@ const decoder = new TextDecoder('utf-8');
 /**
  * Read and check the registry file; `undefined` when it does not exist.
  *
- * The happy path reads and parses the file itself (an ASCII file is decoded as latin1, which
- * is several times cheaper than `@dawn/atomic-json`'s UTF-8 decode of a 60 MB file); when the
- * text does not parse, `readJson` re-reads it to produce the `PARSE` error with line and column.
+ * The happy path reads and parses the file itself: on a 60 MB registry, `TextDecoder` plus
+ * `JSON.parse` measured ~20% faster than `Buffer#toString` plus `JSON.parse` (what `readJson`
+ * does). When the text does not parse, `readJson` re-reads it to produce the `PARSE` error with
+ * line and column.
  * Reads take no lock: writers replace the file by rename, so a read never sees a torn file.
  */
 async function readDoc(path: string): Promise<RegistryDoc | undefined> {
@@ -944,7 +957,7 @@ async function readDoc(path: string): Promise<RegistryDoc | undefined> {
     return readDocSlow(path);
   }
   try {
-    value = JSON.parse(isAscii(buf) ? buf.toString('latin1') : decoder.decode(buf));
+    value = JSON.parse(decoder.decode(buf));
   } catch {
     return readDocSlow(path);
   }
