@@ -202,6 +202,12 @@ export async function readText(path: string): Promise<string | undefined> {
   }
 }
 
+/** What an update function receives: a fresh parse of the file's text, else of the default, else `undefined`. */
+function currentValue(path: string, text: string | undefined, hasDefault: boolean, defaultText: string | undefined): unknown {
+  const source = text ?? (hasDefault ? defaultText : undefined);
+  return source === undefined ? undefined : parseJsonText(source, path);
+}
+
 type Outcome = { ok: true; settle: () => void } | { ok: false; settle: () => void };
 
 /**
@@ -225,8 +231,7 @@ async function applyUpdates(
     }
     if (op.kind !== 'update') continue;
     try {
-      const source = text ?? (op.hasDefault ? op.defaultText : undefined);
-      const current = source === undefined ? undefined : parseJsonText(source, path);
+      const current = currentValue(path, text, op.hasDefault, op.defaultText);
       const result = await runHolding(path, lock, () => op.fn(current));
       text = serialize(result, path, spaces);
       outcomes.set(op, { ok: true, settle: () => op.resolve(result) });
@@ -359,9 +364,7 @@ export async function directUpdate(
   hasDefault: boolean,
 ): Promise<unknown> {
   const onDisk = await readText(path);
-  const source = onDisk ?? (hasDefault ? defaultText : undefined);
-  const current = source === undefined ? undefined : parseJsonText(source, path);
-  const result = await fn(current);
+  const result = await fn(currentValue(path, onDisk, hasDefault, defaultText));
   const text = serialize(result, path, opts.spaces);
   const lock = heldLock(path);
   if (lock?.compromised) throw lock.compromised;
