@@ -5,3 +5,4 @@ export type { LockOptions } from './lock.js';
 export { JsonFile, type JsonFileOptions } from './json-file.js';
 export { TEMP_SUFFIX, isTempFileName } from './write.js';
 export { lockPathOf } from './lock.js';
+export { fileMark, sameFileMark, type FileMark } from './file-mark.js';
