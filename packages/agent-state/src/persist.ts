@@ -8,45 +8,16 @@
  * replaces the file by rename, so any other save gives it a new inode; when the identity still
  * matches, the file holds our last revision. Otherwise it is read and parsed.
  */
-import { stat } from 'node:fs/promises';
-import { readJson, withLock, writeJson, type LockOptions } from '@dawn/atomic-json';
+import { fileMark, readJson, sameFileMark, withLock, writeJson, type FileMark, type LockOptions } from '@dawn/atomic-json';
 import { AgentStateError, fromAtomicJson } from './errors.js';
 import { buildRecordDocument, parseRecord } from './record.js';
 import type { JsonObject } from './types.js';
-
-/** Identity of a state file as this instance last wrote it. */
-export interface FileMark {
-  dev: bigint;
-  ino: bigint;
-  size: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-}
 
 /** What an instance knows about the file on disk after its last save. */
 export interface KnownFile {
   mark: FileMark;
   /** Unknown fields of the file, kept on rewrite. */
   extra: JsonObject;
-}
-
-async function markOf(path: string): Promise<FileMark | undefined> {
-  try {
-    const s = await stat(path, { bigint: true });
-    return { dev: s.dev, ino: s.ino, size: s.size, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new AgentStateError('IO', `Cannot stat ${path}: ${(err as Error).message}. Check the permissions of the file and its directory.`, {
-      path,
-      cause: err,
-    });
-  }
-}
-
-function sameMark(a: FileMark, b: FileMark): boolean {
-  // A file system without real inode numbers (some FUSE/FAT mounts report 0) proves nothing.
-  if (a.ino === 0n) return false;
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 export interface SaveInput {
@@ -97,11 +68,11 @@ export async function saveRecord(input: SaveInput): Promise<SaveResult> {
     return await withLock(
       path,
       async () => {
-        const current = await markOf(path);
+        const current = await fileMark(path);
         let onDisk: { revision: number; extra: JsonObject } | undefined;
         if (current === undefined) {
           onDisk = undefined; // nothing to overwrite
-        } else if (input.known !== undefined && input.expected !== undefined && sameMark(current, input.known.mark)) {
+        } else if (input.known !== undefined && input.expected !== undefined && sameFileMark(current, input.known.mark)) {
           onDisk = { revision: input.expected, extra: input.known.extra };
         } else {
           const rec = parseRecord(await readJson(path), path, agentId);
@@ -121,7 +92,7 @@ export async function saveRecord(input: SaveInput): Promise<SaveResult> {
           stateVersion: input.stateVersion,
         });
         await writeJson(path, doc, { fsync: input.fsync });
-        const mark = await markOf(path).catch(() => undefined);
+        const mark = await fileMark(path).catch(() => undefined);
         return { revision, updatedAt, known: mark === undefined ? undefined : { mark, extra } };
       },
       input.lock,
