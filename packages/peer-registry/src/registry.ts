@@ -1,5 +1,15 @@
 import { readFile, rename } from 'node:fs/promises';
-import { AtomicJsonError, readJson, updateJson, withLock, type LockOptions } from '@dawn/atomic-json';
+import {
+  AtomicJsonError,
+  fileMark,
+  readJson,
+  sameFileMark,
+  updateJson,
+  withLock,
+  writeJson,
+  type FileMark,
+  type LockOptions,
+} from '@dawn/atomic-json';
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
 import { EvictionHeap } from './evict.js';
@@ -208,7 +218,8 @@ export class PeerRegistry {
   readonly maxPeers: number | undefined;
 
   readonly #validator: PeerValidator | undefined;
-  readonly #writeOpts: { lock: LockOptions | true; fsync: boolean };
+  readonly #lockOpts: LockOptions | undefined;
+  readonly #fsync: boolean;
   readonly #peers = new Map<string, Peer>();
   readonly #byAddress = new Map<string, Peer | Peer[]>();
   readonly #heap: EvictionHeap | undefined;
@@ -220,6 +231,12 @@ export class PeerRegistry {
   #unreported: unknown;
   #flushCount = 0;
   #quarantinedTo: string | undefined;
+  /**
+   * The document the file held right after this instance's last write (or load), and the
+   * file's mark then. While the file's mark still matches, the file is provably that document
+   * (every locking writer replaces it by rename), so a flush need not re-read and re-parse it.
+   */
+  #known: { doc: RegistryDoc; mark: FileMark } | undefined;
 
   /** @internal Use {@link PeerRegistry.open}. */
   private constructor(token: symbol, path: string | undefined, opts: PeerRegistryOptions) {
@@ -228,7 +245,8 @@ export class PeerRegistry {
     this.peerTimeout = opts.peerTimeout ?? 300;
     this.maxPeers = opts.maxPeers;
     this.#validator = opts.peerValidator;
-    this.#writeOpts = { lock: opts.lock ?? true, fsync: opts.fsync ?? true };
+    this.#lockOpts = opts.lock;
+    this.#fsync = opts.fsync ?? true;
     this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
   }
 
@@ -258,8 +276,10 @@ export class PeerRegistry {
   async #load(path: string, onCorrupt: 'throw' | 'quarantine', lock: LockOptions): Promise<void> {
     let peers: Peer[];
     try {
-      peers = await readAndCheck(path);
+      const doc = await this.#readTracked(path);
+      peers = doc ? loadPeers(doc, path) : [];
     } catch (err) {
+      this.#known = undefined;
       if (!(PeerRegistryError.is(err) && err.code === 'CORRUPT' && onCorrupt === 'quarantine')) throw err;
       // Move it aside under the lock, unless someone repaired or replaced it meanwhile.
       peers = await withLock(
@@ -501,20 +521,39 @@ export class PeerRegistry {
     if (batch === undefined || path === undefined) return;
     this.#pending = undefined;
     this.#inflight = batch;
+    // Taken out for the flush: put back only once the write succeeded (applyOps mutates it).
+    const known = this.#known;
+    this.#known = undefined;
     try {
       let written: RegistryDoc | undefined;
-      await updateJson<unknown>(
+      await withLock(
         path,
-        (current) => {
-          written = applyOps(current, batch.ops, path, this.maxPeers).doc;
-          return written;
+        async () => {
+          const now = await fileMark(path);
+          if (known !== undefined && now !== undefined && sameFileMark(now, known.mark)) {
+            // The file is the one we wrote (or loaded) last: apply the ops onto that document.
+            written = applyOps(known.doc, batch.ops, path, this.maxPeers).doc;
+            await writeJson(path, written, { fsync: this.#fsync });
+          } else {
+            await updateJson<unknown>(
+              path,
+              (current) => {
+                written = applyOps(current, batch.ops, path, this.maxPeers).doc;
+                return written;
+              },
+              { fsync: this.#fsync },
+            );
+          }
+          const mark = await fileMark(path).catch(() => undefined);
+          if (mark !== undefined) this.#known = { doc: written!, mark };
         },
-        this.#writeOpts,
+        this.#lockOpts,
       );
       this.#flushCount++;
       this.#refresh(written!.peers);
       batch.resolve();
     } catch (err) {
+      this.#known = undefined;
       const e = fileError(err, path, 'write');
       this.#unreported ??= e;
       batch.reject(e);
@@ -568,8 +607,22 @@ export class PeerRegistry {
     const path = this.path;
     if (path === undefined) return;
     await this.#settled();
-    const doc = await readDoc(path);
+    const doc = await this.#readTracked(path);
     this.#refresh(doc?.peers ?? []);
+  }
+
+  /**
+   * Read the file without the lock; remember it as known when its mark did not move while it
+   * was read (so the read saw that very file) and no write of ours is pending or in flight.
+   */
+  async #readTracked(path: string): Promise<RegistryDoc | undefined> {
+    this.#known = undefined;
+    const before = await fileMark(path).catch(() => undefined);
+    const doc = await readDoc(path);
+    if (before === undefined || doc === undefined || this.#pending !== undefined || this.#inflight !== undefined) return doc;
+    const after = await fileMark(path).catch(() => undefined);
+    if (after !== undefined && sameFileMark(before, after)) this.#known = { doc, mark: after };
+    return doc;
   }
 
   // ---------------------------------------------------------------- mutations
