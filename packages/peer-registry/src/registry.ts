@@ -197,7 +197,9 @@ const CONSTRUCT = Symbol('PeerRegistry.construct');
  *   are batched into one locked read-modify-write of the file per flush.
  * - Each write applies this instance's changes onto the file's *current* contents under the
  *   cross-process lock, then refreshes the in-memory view from what was written: several
- *   processes may share one registry file without losing each other's peers.
+ *   processes may share one registry file without losing each other's peers. When the file's
+ *   mark (`fileMark` of `@dawn/atomic-json`) shows it is still this instance's last write, it is
+ *   not re-read: the changes are applied onto the document kept from that write.
  *
  * @example
  * ```ts
@@ -323,7 +325,8 @@ export class PeerRegistry {
 
   /**
    * Number of write cycles (lock + read + apply + write) this instance has run. Each writes the
-   * file at most once, however many mutations it carried.
+   * file at most once, however many mutations it carried. The read is skipped when the file is
+   * provably this instance's last write (its `fileMark` did not change).
    */
   get flushCount(): number {
     return this.#flushCount;
