@@ -791,22 +791,11 @@ export class PeerRegistry {
    * ```
    */
   updatePeerActivity(nodeId: string): Promise<boolean> {
-    try {
-      this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
-      if (peer === undefined) return Promise.resolve(false);
-      const now = nowSeconds();
+    return this.#changePeer(nodeId, (peer, now) => {
       const changed = peer.lastSeen !== now;
-      if (changed) {
-        peer.updateActivity(now);
-        this.#heap?.push(peer);
-      }
-      const done = this.#commit({ kind: 'touch', id: nodeId, at: now });
-      if (changed) this.#emit('peer:updated', peer, 'local');
-      return handled(done.then(() => true));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+      if (changed) peer.updateActivity(now);
+      return { op: { kind: 'touch', id: nodeId, at: now }, changed };
+    });
   }
 
   /**
@@ -819,19 +808,10 @@ export class PeerRegistry {
    * ```
    */
   recordConnectionSuccess(nodeId: string): Promise<boolean> {
-    try {
-      this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
-      if (peer === undefined) return Promise.resolve(false);
-      const now = nowSeconds();
+    return this.#changePeer(nodeId, (peer, now) => {
       peer.recordConnectionSuccess(now);
-      this.#heap?.push(peer);
-      const done = this.#commit({ kind: 'success', id: nodeId, at: now });
-      this.#emit('peer:updated', peer, 'local');
-      return handled(done.then(() => true));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+      return { op: { kind: 'success', id: nodeId, at: now }, changed: true };
+    });
   }
 
   /**
@@ -843,14 +823,25 @@ export class PeerRegistry {
    * ```
    */
   recordConnectionFailure(nodeId: string): Promise<boolean> {
+    return this.#changePeer(nodeId, (peer) => {
+      peer.recordConnectionFailure();
+      return { op: { kind: 'failure', id: nodeId }, changed: true };
+    });
+  }
+
+  /**
+   * Apply a local change to a known peer: queue its op, re-rank it for eviction and fire
+   * `peer:updated` when it changed. Resolves `false` for a peer this instance does not know.
+   */
+  #changePeer(nodeId: string, change: (peer: Peer, now: number) => { op: Op; changed: boolean }): Promise<boolean> {
     try {
       this.#assertOpen();
       const peer = this.#peers.get(nodeId);
       if (peer === undefined) return Promise.resolve(false);
-      peer.recordConnectionFailure();
-      this.#heap?.push(peer);
-      const done = this.#commit({ kind: 'failure', id: nodeId });
-      this.#emit('peer:updated', peer, 'local');
+      const { op, changed } = change(peer, nowSeconds());
+      if (changed) this.#heap?.push(peer);
+      const done = this.#commit(op);
+      if (changed) this.#emit('peer:updated', peer, 'local');
       return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
