@@ -19,12 +19,12 @@ function findRepoRoot(start: string): string {
 export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 
 /**
- * The Python implementation's real files (read-only): `<repo>/../shared/fixtures/python-dawn`,
- * or `$DAWN_FIXTURES` when set.
+ * The Python implementation's real files (read-only), vendored byte-identical in
+ * `packages/test-utils/fixtures/python-dawn` (see the README there), or `$DAWN_FIXTURES` when set.
  */
 export const fixturesDir = process.env.DAWN_FIXTURES
   ? resolve(process.env.DAWN_FIXTURES)
-  : resolve(repoRoot, '../shared/fixtures/python-dawn');
+  : resolve(repoRoot, 'packages/test-utils/fixtures/python-dawn');
 
 /** A fresh directory under the OS temp dir (realpath'd, so macOS /private/var paths compare equal). */
 export async function makeTempDir(prefix = 'dawn-test-'): Promise<string> {
