@@ -19,6 +19,10 @@ export interface FsLayer {
   close(fd: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /**
+   * Read a whole file that must be a regular file: opened non-blocking (a FIFO or device never
+   * blocks the open), checked with fstat, refused with {@link NotRegularFileError} otherwise.
+   */
   readFile(path: string): Promise<Buffer>;
   stat(path: string): Promise<fs.Stats>;
   lstat(path: string): Promise<fs.Stats>;
@@ -50,7 +54,7 @@ export const realFs: FsLayer = {
   close: (fd) => pClose(fd),
   rename: (from, to) => fs.promises.rename(from, to),
   unlink: (path) => fs.promises.unlink(path),
-  readFile: (path) => fs.promises.readFile(path),
+  readFile: (path) => readRegularFile(path),
   stat: (path) => fs.promises.stat(path),
   lstat: (path) => fs.promises.lstat(path),
   realpath: (path) => fs.promises.realpath(path),
@@ -60,6 +64,40 @@ export const realFs: FsLayer = {
     await fs.promises.mkdir(path, { recursive: true });
   },
 };
+
+/** Thrown by {@link FsLayer.readFile} for a path that is not a regular file (after symlinks). */
+export class NotRegularFileError extends Error {
+  readonly code = 'ENOTREGULAR';
+  constructor(
+    readonly path: string,
+    readonly fileType: string,
+  ) {
+    super(`${path} is ${fileType}, not a regular file`);
+  }
+}
+
+/** The kind of a non-regular file, for messages. */
+export function fileTypeOf(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+const { O_RDONLY, O_NONBLOCK = 0, O_NOCTTY = 0 } = fs.constants;
+
+async function readRegularFile(path: string): Promise<Buffer> {
+  const handle = await fs.promises.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new NotRegularFileError(path, fileTypeOf(st));
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
 
 let current: FsLayer = realFs;
 

@@ -3,6 +3,8 @@ import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import { readJson, updateJson, withLock, writeJson } from './operations.js';
 import type { WriteOptions } from './queue.js';
+import { parseJson } from './parse.js';
+import { serialize } from './serialize.js';
 
 /**
  * Options of a {@link JsonFile}: the {@link WriteOptions} (used by `write` and `update`) plus
@@ -88,7 +90,7 @@ export class JsonFile<T> {
     const d = this.options.default;
     if (d === undefined) return undefined;
     const v = typeof d === 'function' ? (d as () => T)() : d;
-    return JSON.parse(JSON.stringify(v)) as T;
+    return parseJson(serialize(v, this.path, 0), this.path) as T;
   }
 
   private check(value: unknown, when: string): T {

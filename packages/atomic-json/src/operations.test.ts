@@ -139,7 +139,7 @@ describe('coalescing and batching in one process', () => {
       updateJson(file, async () => {
         throw boom;
       }),
-      updateJson(file, () => ({ bad: 1n })), // not JSON: rejects itself only
+      updateJson(file, () => ({ bad: Symbol('x') })), // not JSON: rejects itself only
       updateJson(file, inc),
     ]);
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected', 'rejected', 'fulfilled']);

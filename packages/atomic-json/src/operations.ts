@@ -1,6 +1,6 @@
 import { AtomicJsonError } from './errors.js';
 import type { LockOptions } from './lock.js';
-import { parseJsonText } from './parse.js';
+import { parseJson } from './parse.js';
 import {
   absolute,
   barrier,
@@ -10,7 +10,7 @@ import {
   queueExclusive,
   queueUpdate,
   queueWrite,
-  readText,
+  readBytes,
   resolveWriteOptions,
   type WriteOptions,
 } from './queue.js';
@@ -53,17 +53,17 @@ function defaultText(path: string, opts: { default?: unknown } | undefined): { h
 export async function readJson<T = unknown>(path: string, opts?: ReadOptions<T>): Promise<T> {
   const abs = absolute(path);
   if (!holdsLock(abs)) await barrier(abs);
-  const text = await readText(abs);
-  if (text === undefined) {
+  const bytes = await readBytes(abs);
+  if (bytes === undefined) {
     const d = defaultText(abs, opts);
-    if (d.has) return JSON.parse(d.text!) as T;
+    if (d.has) return parseJson(d.text!, abs) as T;
     throw new AtomicJsonError(
       'NOT_FOUND',
       abs,
       `Cannot read ${abs}: the file does not exist. Create it first, or pass { default } to start from a default value.`,
     );
   }
-  return parseJsonText(text, abs) as T;
+  return parseJson(bytes, abs) as T;
 }
 
 /**

@@ -65,61 +65,56 @@ export function locateJsonError(text: string): { offset: number; reason: string 
       while (/[0-9]/.test(text[i] ?? '')) i++;
     }
   };
-  const value = (): void => {
+  const key = () => {
     ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
+    if (text[i] !== '"') fail(`expected a property name, found ${JSON.stringify(text[i])}`);
+    str();
+    ws();
+    if (text[i] !== ':') fail(`expected ':', found ${JSON.stringify(text[i])}`);
+    i++;
+  };
+  // Iterative (an explicit stack of open containers), so nesting of any depth is scanned.
+  const value = (): void => {
+    const open: string[] = [];
+    for (;;) {
       ws();
-      if (text[i] === '}') {
+      const c = text[i];
+      let scalar = true;
+      if (c === '{' || c === '[') {
         i++;
-        return;
-      }
+        ws();
+        if (text[i] === (c === '{' ? '}' : ']')) i++;
+        else {
+          open.push(c);
+          if (c === '{') key();
+          scalar = false;
+        }
+      } else if (c === '"') str();
+      else if (c === 't') lit('true');
+      else if (c === 'f') lit('false');
+      else if (c === 'n') lit('null');
+      else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) num();
+      else unexpected();
+      if (!scalar) continue;
+      // After a complete value: close containers or move to the next item.
       for (;;) {
+        const top = open[open.length - 1];
+        if (top === undefined) return;
         ws();
-        if (text[i] !== '"') fail(`expected a property name, found ${JSON.stringify(text[i])}`);
-        str();
-        ws();
-        if (text[i] !== ':') fail(`expected ':', found ${JSON.stringify(text[i])}`);
-        i++;
-        value();
-        ws();
+        const close = top === '{' ? '}' : ']';
         if (text[i] === ',') {
           i++;
+          if (top === '{') key();
+          break;
+        }
+        if (text[i] === close) {
+          i++;
+          open.pop();
           continue;
         }
-        if (text[i] === '}') {
-          i++;
-          return;
-        }
-        fail(`expected ',' or '}', found ${JSON.stringify(text[i])}`);
+        fail(`expected ',' or '${close}', found ${JSON.stringify(text[i])}`);
       }
-    } else if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') {
-        i++;
-        return;
-      }
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return;
-        }
-        fail(`expected ',' or ']', found ${JSON.stringify(text[i])}`);
-      }
-    } else if (c === '"') str();
-    else if (c === 't') lit('true');
-    else if (c === 'f') lit('false');
-    else if (c === 'n') lit('null');
-    else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) num();
-    else unexpected();
+    }
   };
   try {
     value();
@@ -145,28 +140,197 @@ export function lineColumn(text: string, offset: number): { line: number; column
   return { line, column: offset - lineStart + 1 };
 }
 
-/** Parse a file's text, or throw `PARSE` with the path, line and column. */
-export function parseJsonText(text: string, filePath: string): unknown {
+/**
+ * A JSON value as `@dawn/atomic-json` reads and writes it: plain JSON, except that integers outside
+ * ±(2^53 − 1) — which Python writes (`time.time_ns()`, 2**63 counters, ids) and a `number` would
+ * round — are `bigint`, so every value read and written back keeps its exact digits. Keys such as
+ * `__proto__` are ordinary own properties.
+ *
+ * @example
+ * ```ts
+ * const v: JsonValue = { counter: 9223372036854775808n, tags: ['a'], ok: true };
+ * ```
+ */
+export type JsonValue = null | boolean | number | bigint | string | JsonValue[] | JsonObject;
+
+/**
+ * A JSON object ({@link JsonValue}).
+ * @example
+ * ```ts
+ * const o: JsonObject = { __proto__: 'just data' } as JsonObject;
+ * ```
+ */
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+/**
+ * Could `text` hold an integer of 16 digits or more (a candidate for an unsafe integer)?
+ * Such a number token follows `:`, `[`, `,` or the start of the text, maybe after white space
+ * (two patterns: an alternation at the start would make the scan of a large file slower).
+ * Digits inside strings rarely follow those characters, and a false positive only costs the
+ * exact path.
+ */
+const LONG_INTEGER = /[:[,][ \t\r\n]*-?\d{16}/;
+const LONG_INTEGER_ROOT = /^[ \t\r\n]*-?\d{16}/;
+
+/** Strings (skipped whole, so digits inside them are never touched) or number tokens. */
+const TOKEN = /"(?:[^"\\]|\\[\s\S])*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/** The largest string V8 makes (`buffer.constants.MAX_STRING_LENGTH`). */
+export const MAX_TEXT_LENGTH = 0x1fffffe8;
+
+function parseError(filePath: string, message: string, cause?: unknown, line = 1, column = 1): AtomicJsonError {
+  return new AtomicJsonError('PARSE', filePath, message, { cause, line, column });
+}
+
+/**
+ * Parse JSON text (or UTF-8 bytes) losslessly: integers outside ±(2^53 − 1) become `bigint`,
+ * `__proto__` keys stay own data properties, nesting of any depth is fine. Text without long
+ * integers takes `JSON.parse` alone (no cost over it); otherwise big-integer tokens are rewritten
+ * to tagged strings, parsed, and turned into `bigint`s in one pass.
+ *
+ * @param filePath named in errors. @default '(text)'
+ * @throws {AtomicJsonError} `PARSE` with `line` and `column` when the text is not JSON, is not
+ *   valid UTF-8, or is longer than a JavaScript string can hold.
+ * @example
+ * ```ts
+ * parseJson('{"n": 9223372036854775808}'); // { n: 9223372036854775808n }
+ * ```
+ */
+export function parseJson(input: string | Uint8Array, filePath = '(text)'): JsonValue {
+  let text = typeof input === 'string' ? input : decodeText(input, filePath);
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const exact = LONG_INTEGER.test(text) || LONG_INTEGER_ROOT.test(text);
+  let tag: string | undefined;
+  let source = text;
+  if (exact) {
+    tag = `\u0000dawn-bigint:${randomTag()}:`;
+    const quoted = JSON.stringify(tag).slice(0, -1); // `"\u0000dawn-bigint:…:` as JSON text
+    source = text.replace(TOKEN, (token) => {
+      if (token.charCodeAt(0) === 0x22 || token.length < 16 || !/^-?\d+$/.test(token)) return token;
+      return Number.isSafeInteger(Number(token)) ? token : `${quoted}${token}"`;
+    });
+  }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(source);
   } catch (cause) {
-    if (text.trim() === '') {
-      throw new AtomicJsonError(
-        'PARSE',
-        filePath,
-        `Cannot parse ${filePath}: the file is empty. It was left untouched; restore it from a backup or remove it and retry.`,
-        { cause, line: 1, column: 1 },
-      );
-    }
-    const { offset, reason } = locateJsonError(text);
-    const { line, column } = lineColumn(text, offset);
-    throw new AtomicJsonError(
-      'PARSE',
+    throw describeParseFailure(text, filePath, cause);
+  }
+  return tag === undefined ? (value as JsonValue) : reviveBigInts(value, tag);
+}
+
+/**
+ * Decode UTF-8 bytes strictly.
+ * @throws {AtomicJsonError} `PARSE` when they are not valid UTF-8 or too long for a string.
+ */
+export function decodeText(input: Uint8Array, filePath: string): string {
+  if (input.length > MAX_TEXT_LENGTH * 3) throw tooLarge(filePath, input.length);
+  try {
+    return fatalDecoder.decode(input);
+  } catch (cause) {
+    if (!(cause instanceof TypeError)) throw tooLarge(filePath, input.length, cause);
+    const { offset } = firstInvalidUtf8(input);
+    throw parseError(
       filePath,
-      `Cannot parse ${filePath} at line ${line}, column ${column}: ${reason}. ` +
-        `The file was left untouched; fix or move it and retry.`,
-      { cause, line, column },
+      `Cannot parse ${filePath}: byte ${offset} is not valid UTF-8. The file was left untouched; fix or move it and retry.`,
+      cause,
     );
   }
+}
+
+function tooLarge(filePath: string, bytes: number, cause?: unknown): AtomicJsonError {
+  return parseError(
+    filePath,
+    `Cannot parse ${filePath}: its ${bytes} bytes are more text than a JavaScript string can hold (${MAX_TEXT_LENGTH} characters). ` +
+      `It was left untouched; split the data or move the file aside.`,
+    cause,
+  );
+}
+
+/** 24 random hex digits (unpredictable: data cannot forge a tag). */
+export function randomTag(): string {
+  const bytes = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(bytes);
+  let out = '';
+  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  return out;
+}
+
+/** Replace tagged strings by `bigint`s, iteratively (any depth), keeping `__proto__` keys as data. */
+function reviveBigInts(root: unknown, tag: string): JsonValue {
+  const revive = (v: unknown): unknown =>
+    typeof v === 'string' && v.startsWith(tag) ? BigInt(v.slice(tag.length)) : v;
+  const top = revive(root);
+  const stack: unknown[] = [top];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const item: unknown = v[i];
+        if (typeof item === 'string') v[i] = revive(item);
+        else if (item !== null && typeof item === 'object') stack.push(item);
+      }
+    } else {
+      const o = v as Record<string, unknown>;
+      for (const key of Object.keys(o)) {
+        const item = o[key];
+        if (typeof item === 'string') {
+          const r = revive(item);
+          if (r !== item) Object.defineProperty(o, key, { value: r, writable: true, enumerable: true, configurable: true });
+        } else if (item !== null && typeof item === 'object') stack.push(item);
+      }
+    }
+  }
+  return top as JsonValue;
+}
+
+function firstInvalidUtf8(bytes: Uint8Array): { offset: number } {
+  // Binary search the longest valid prefix (a prefix may end mid-character: stream mode, no flush).
+  let lo = 0;
+  let hi = bytes.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid - 1;
+    }
+  }
+  return { offset: lo };
+}
+
+function describeParseFailure(text: string, filePath: string, cause: unknown): AtomicJsonError {
+  if (text.trim() === '') {
+    return parseError(
+      filePath,
+      `Cannot parse ${filePath}: the file is empty. It was left untouched; restore it from a backup or remove it and retry.`,
+      cause,
+    );
+  }
+  let located: { offset: number; reason: string };
+  try {
+    located = locateJsonError(text);
+  } catch {
+    // The scanner recurses; text nested too deeply for it still failed JSON.parse.
+    located = { offset: 0, reason: 'invalid JSON' };
+  }
+  const { line, column } = lineColumn(text, located.offset);
+  return parseError(
+    filePath,
+    `Cannot parse ${filePath} at line ${line}, column ${column}: ${located.reason}. The file was left untouched; fix or move it and retry.`,
+    cause,
+    line,
+    column,
+  );
+}
+
+/** Parse a file's text, or throw `PARSE` with the path, line and column. */
+export function parseJsonText(text: string | Uint8Array, filePath: string): JsonValue {
+  return parseJson(text, filePath);
 }

@@ -8,8 +8,9 @@ import { resolve as resolvePath } from 'node:path';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import { acquireLock, DEFAULT_STALE_MS, DEFAULT_TIMEOUT_MS, type LockHandle, type LockOptions } from './lock.js';
-import { parseJsonText } from './parse.js';
+import { decodeText, parseJsonText } from './parse.js';
 import { serialize } from './serialize.js';
+import { NotRegularFileError } from './fs-layer.js';
 import { removeStaleTemps, writeFileAtomic } from './write.js';
 
 /**
@@ -192,12 +193,30 @@ async function cleanTempsIfDue(path: string, lock: LockHandle, staleMs: number):
   await removeStaleTemps(path);
 }
 
-/** Read a file's text; `undefined` when it does not exist. */
+/**
+ * Read a file's text (strict UTF-8); `undefined` when it does not exist. Only regular files are
+ * read: a FIFO or device (also behind a symlink) is refused with `IO`, never waited on.
+ */
 export async function readText(path: string): Promise<string | undefined> {
+  const bytes = await readBytes(path);
+  return bytes === undefined ? undefined : decodeText(bytes, path);
+}
+
+/** Read a regular file's bytes; `undefined` when it does not exist. */
+export async function readBytes(path: string): Promise<Buffer | undefined> {
   try {
-    return (await fsl().readFile(path)).toString('utf8');
+    return await fsl().readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (err instanceof NotRegularFileError) {
+      throw new AtomicJsonError(
+        'IO',
+        path,
+        `Cannot read ${path}: it is ${err.fileType}, not a regular file. Only regular files are read as JSON; ` +
+          `replace it with the real file (or remove it) and retry.`,
+        { cause: err },
+      );
+    }
     throw ioError(path, 'read', err);
   }
 }

@@ -16,7 +16,7 @@ const cycle = () => {
 /** Values JSON cannot represent, and the key path the error must name. */
 const table: [name: string, value: () => unknown, keyPath: string][] = [
   ['a cycle', cycle, '$.peers[0].owner'],
-  ['a BigInt', () => ({ stats: { bytes: 10n } }), '$.stats.bytes'],
+  ['a nested symbol', () => ({ stats: { bytes: Symbol('b') } }), '$.stats.bytes'],
   ['a function', () => ({ onSave() {} }), '$.onSave'],
   ['a symbol', () => ({ tag: Symbol('x') }), '$.tag'],
   ['undefined as the root', () => undefined, '$'],
@@ -62,7 +62,7 @@ describe('NOT_SERIALIZABLE: a value that is not JSON is refused before anything 
   it('rejects a non-JSON `default` before touching anything', async () => {
     const dir = await tempDir();
     const file = join(dir, 'missing.json');
-    const err = await readJson(file, { default: { n: 1n } }).catch((e: unknown) => e);
+    const err = await readJson(file, { default: { n: Symbol('x') } }).catch((e: unknown) => e);
     expect((err as AtomicJsonError).code).toBe('NOT_SERIALIZABLE');
     expect((err as AtomicJsonError).keyPath).toBe('$.n');
     expect(await readdir(dir)).toEqual([]);

@@ -1,4 +1,5 @@
 import { AtomicJsonError } from './errors.js';
+import { randomTag } from './parse.js';
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 
@@ -18,85 +19,147 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/** What a walk of a value found: the first value JSON cannot represent, and whether a `bigint` occurs. */
+export interface JsonCheck {
+  bad?: { keyPath: string; what: string };
+  hasBigInt: boolean;
+}
+
 /**
- * Find the first value in `value` that JSON cannot represent faithfully and return its key path
- * and a description, or `undefined` when the whole value is JSON.
+ * Walk `value` (iteratively: any depth) and find the first value JSON cannot represent
+ * faithfully, with its key path.
  *
- * Rejected: cycles, BigInt, functions, symbols, non-finite numbers, `undefined` as the root or
- * as an array item (JSON.stringify would silently turn those into `null`), Map and Set (which
- * would silently become `{}`). Object properties whose value is `undefined` are omitted, as
- * `JSON.stringify` does. `toJSON()` is honoured (so `Date` is fine).
+ * Rejected: cycles, functions, symbols, non-finite numbers, `undefined` as the root or as an
+ * array item (JSON.stringify would silently turn those into `null`), Map and Set (which would
+ * silently become `{}`). Object properties whose value is `undefined` are omitted, as
+ * `JSON.stringify` does. `toJSON()` is honoured (so `Date` is fine). A `bigint` is an integer
+ * written digit for digit (the lossless form of integers outside ±(2^53 − 1)).
  */
-export function findNonJson(value: unknown): { keyPath: string; what: string } | undefined {
-  // The walk builds no strings: on a failure, keys are collected while unwinding.
-  const stack: object[] = [];
-  const visit = (v: unknown, inArray: boolean, isRoot: boolean): Failure | undefined => {
+export function checkJson(value: unknown): JsonCheck {
+  let hasBigInt = false;
+  // A frame per open container: its key path segments are rebuilt from `keys` on failure only.
+  const keys: (string | number)[] = [];
+  const ancestors: object[] = [];
+  const ancestorSet = new Set<object>();
+  type Frame = { obj: object; items: (string | number)[]; next: number; isArray: boolean };
+  const frames: Frame[] = [];
+  const fail = (what: string): JsonCheck => {
+    let keyPath = '$';
+    for (const k of keys) keyPath = join(keyPath, k);
+    return { bad: { keyPath, what }, hasBigInt };
+  };
+  /** Check one value; returns a failure, or pushes a frame for a container. */
+  const visit = (raw: unknown, inArray: boolean, isRoot: boolean): string | undefined => {
+    let v = raw;
+    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+      v = ((v as { toJSON: (k: string) => unknown }).toJSON)(String(keys[keys.length - 1] ?? ''));
+    }
     if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
-    if (typeof v === 'number') return Number.isFinite(v) ? undefined : { keys: [], what: describe(v) };
+    if (typeof v === 'number') return Number.isFinite(v) ? undefined : describe(v);
+    if (typeof v === 'bigint') {
+      hasBigInt = true;
+      return undefined;
+    }
     if (typeof v !== 'object') {
       if (v === undefined && !inArray && !isRoot) return undefined; // omitted property
-      return { keys: [], what: describe(v) };
+      return describe(v);
     }
-    const toJSON = (v as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') {
-      return visit((toJSON as (k: string) => unknown).call(v, ''), inArray, isRoot);
-    }
-    if (v instanceof Map || v instanceof Set) return { keys: [], what: describe(v) };
-    if (stack.includes(v)) return { keys: [], what: 'a circular reference' };
-    stack.push(v);
-    try {
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const bad = visit(v[i], true, false);
-          if (bad) {
-            bad.keys.push(i);
-            return bad;
-          }
-        }
-      } else {
-        for (const key in v) {
-          if (!Object.hasOwn(v, key)) continue;
-          const bad = visit((v as Record<string, unknown>)[key], false, false);
-          if (bad) {
-            bad.keys.push(key);
-            return bad;
-          }
-        }
-      }
-    } finally {
-      stack.pop();
-    }
+    if (v instanceof Map || v instanceof Set) return describe(v);
+    if (ancestorSet.has(v)) return 'a circular reference';
+    const isArray = Array.isArray(v);
+    const items: (string | number)[] = isArray ? [] : Object.keys(v);
+    frames.push({ obj: v, items, next: 0, isArray });
+    ancestors.push(v);
+    ancestorSet.add(v);
     return undefined;
   };
-  const bad = visit(value, false, true);
-  if (!bad) return undefined;
-  let keyPath = '$';
-  for (let k = bad.keys.length - 1; k >= 0; k--) keyPath = join(keyPath, bad.keys[k]!);
-  return { keyPath, what: bad.what };
+  const rootBad = visit(value, false, true);
+  if (rootBad) return fail(rootBad);
+  while (frames.length > 0) {
+    const f = frames[frames.length - 1]!;
+    const len = f.isArray ? (f.obj as unknown[]).length : f.items.length;
+    if (f.next >= len) {
+      frames.pop();
+      ancestorSet.delete(ancestors.pop()!);
+      keys.pop();
+      continue;
+    }
+    const key = f.isArray ? f.next : f.items[f.next]!;
+    f.next++;
+    const item = (f.obj as Record<string | number, unknown>)[key];
+    keys.push(key);
+    const depth = frames.length;
+    const bad = visit(item, f.isArray, false);
+    if (bad) return fail(bad);
+    if (frames.length === depth) keys.pop(); // a scalar: its key is done
+  }
+  return { hasBigInt };
 }
 
-interface Failure {
-  /** Keys from the offending value up to the root (innermost first). */
-  keys: (string | number)[];
-  what: string;
+/**
+ * Find the first value in `value` that JSON cannot represent faithfully and return its key path
+ * and a description, or `undefined` when the whole value is JSON (see {@link checkJson}).
+ */
+export function findNonJson(value: unknown): { keyPath: string; what: string } | undefined {
+  return checkJson(value).bad;
 }
 
-/** Throw `NOT_SERIALIZABLE` naming the key path when `value` is not JSON. */
-export function assertJson(value: unknown, filePath: string): void {
-  const bad = findNonJson(value);
-  if (bad) {
-    throw new AtomicJsonError(
-      'NOT_SERIALIZABLE',
-      filePath,
-      `Cannot write ${filePath}: the value at ${bad.keyPath} is ${bad.what}, which JSON cannot represent. ` +
-        `Nothing was written; convert it to a JSON value (string, number, boolean, null, array, plain object) first.`,
-      { keyPath: bad.keyPath },
-    );
+function notSerializable(filePath: string, keyPath: string, what: string, cause?: unknown): AtomicJsonError {
+  return new AtomicJsonError(
+    'NOT_SERIALIZABLE',
+    filePath,
+    `Cannot write ${filePath}: the value at ${keyPath} is ${what}, which JSON cannot represent. ` +
+      `Nothing was written; convert it to a JSON value (string, number, bigint, boolean, null, array, plain object) first.`,
+    { keyPath, cause },
+  );
+}
+
+/** Throw `NOT_SERIALIZABLE` naming the key path when `value` is not JSON; tells whether it holds a `bigint`. */
+export function assertJson(value: unknown, filePath: string): JsonCheck {
+  const check = checkJson(value);
+  if (check.bad) throw notSerializable(filePath, check.bad.keyPath, check.bad.what);
+  return check;
+}
+
+/**
+ * Serialize a JSON value losslessly, with a trailing newline: `bigint`s are written as their exact
+ * digits, `__proto__` own properties are kept. Checked first (see {@link checkJson}).
+ *
+ * @throws {AtomicJsonError} `NOT_SERIALIZABLE` naming the key path of a value JSON cannot
+ *   represent, or when the value is nested too deeply or its text would be longer than a
+ *   JavaScript string can hold.
+ */
+export function serialize(value: unknown, filePath: string, spaces: number): string {
+  const { hasBigInt } = assertJson(value, filePath);
+  try {
+    if (!hasBigInt) return JSON.stringify(value, null, spaces) + '\n';
+    // Tag each bigint as a string, then turn the tagged strings back into bare digits.
+    const tag = `\u0000dawn-bigint:${randomTag()}:`;
+    const text = JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? tag + v.toString() : v), spaces);
+    const quoted = JSON.stringify(tag).slice(1, -1).replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+    return text.replace(new RegExp(`"${quoted}(-?\\d+)"`, 'g'), '$1') + '\n';
+  } catch (cause) {
+    if (!(cause instanceof RangeError)) throw cause;
+    // JSON.stringify recurses (too deep) or its result exceeds the longest string: not our data's fault,
+    // but it cannot be written as one JSON text.
+    throw notSerializable(filePath, '$', 'nested too deeply, or too large, for one JSON text', cause);
   }
 }
 
-/** Serialize after checking: the text that will be written (with a trailing newline). */
-export function serialize(value: unknown, filePath: string, spaces: number): string {
-  assertJson(value, filePath);
-  return JSON.stringify(value, null, spaces) + '\n';
+/**
+ * `JSON.stringify` made lossless: `bigint`s are written as their exact digits, `__proto__` own
+ * properties are kept, and a value JSON cannot represent (cycle, function, symbol, NaN, Map...)
+ * or that is nested too deeply is refused with its key path instead of being dropped or mangled.
+ * The counterpart of {@link parseJson}.
+ *
+ * @param options.spaces indentation. @default 2
+ * @param options.filePath named in errors. @default '(value)'
+ * @throws {AtomicJsonError} `NOT_SERIALIZABLE` with `keyPath`.
+ * @example
+ * ```ts
+ * stringifyJson({ ns: 1732530000123456789n }, { spaces: 0 }); // '{"ns":1732530000123456789}'
+ * ```
+ */
+export function stringifyJson(value: unknown, options: { spaces?: number; filePath?: string } = {}): string {
+  return serialize(value, options.filePath ?? '(value)', options.spaces ?? 2).slice(0, -1);
 }
