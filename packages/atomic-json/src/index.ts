@@ -7,4 +7,4 @@ export { TEMP_SUFFIX, isTempFileName } from './write.js';
 export { lockPathOf } from './lock.js';
 export { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 export { parseJson, type JsonValue, type JsonObject } from './parse.js';
-export { stringifyJson } from './serialize.js';
+export { stringifyJson, findNonJson } from './serialize.js';

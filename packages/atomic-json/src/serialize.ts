@@ -98,7 +98,15 @@ export function checkJson(value: unknown): JsonCheck {
 
 /**
  * Find the first value in `value` that JSON cannot represent faithfully and return its key path
- * and a description, or `undefined` when the whole value is JSON (see {@link checkJson}).
+ * and a description, or `undefined` when the whole value is JSON: what `writeJson` refuses with
+ * `NOT_SERIALIZABLE`, for packages that check a value before they start writing. Iterative, so a
+ * value of any depth is checked.
+ *
+ * @example
+ * ```ts
+ * findNonJson({ a: [1, () => 2] }); // { keyPath: '$.a[1]', what: 'a function' }
+ * findNonJson({ n: 2n ** 64n });   // undefined: a bigint is written as its digits
+ * ```
  */
 export function findNonJson(value: unknown): { keyPath: string; what: string } | undefined {
   return checkJson(value).bad;
