@@ -8,3 +8,4 @@ export { lockPathOf } from './lock.js';
 export { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 export { parseJson, type JsonValue, type JsonObject } from './parse.js';
 export { stringifyJson, findNonJson } from './serialize.js';
+export { readJsonSync, writeJsonSync, updateJsonSync } from './sync.js';

@@ -59,6 +59,14 @@ export function lockPathOf(file: string): string {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Locks this process holds through {@link acquireLock}, by file (a count: nested holders). */
+const heldHere = new Map<string, number>();
+
+/** True while an asynchronous operation of this process holds the lock of `file`. */
+export function lockHeldInThisProcess(file: string): boolean {
+  return (heldHere.get(file) ?? 0) > 0;
+}
+
 /**
  * Acquire the lock on `file` (which need not exist), retrying with jittered exponential
  * backoff until `timeoutMs`, then `LOCKED`. Creates the parent directory if it is missing.
@@ -101,7 +109,14 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
           rejectLost(e);
         },
       });
+      heldHere.set(file, (heldHere.get(file) ?? 0) + 1);
+      let released = false;
       handle.release = async () => {
+        if (released) return;
+        released = true;
+        const n = (heldHere.get(file) ?? 1) - 1;
+        if (n > 0) heldHere.set(file, n);
+        else heldHere.delete(file);
         try {
           await release();
         } catch {

@@ -33,7 +33,7 @@ export function isTempFileName(name: string): boolean {
 const TEMP_NAME_LENGTH = 1 + 12 + 1 + 16 + TEMP_SUFFIX.length;
 
 /** `.<12 hex of the target's name>-` : identifies the temp files of one target. */
-function tempPrefix(target: string): string {
+export function tempPrefix(target: string): string {
   return `.${createHash('sha256').update(basename(target)).digest('hex').slice(0, 12)}-`;
 }
 

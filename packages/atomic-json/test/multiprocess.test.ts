@@ -8,10 +8,13 @@ const tempDir = useTempDir('aj-multi-');
 
 beforeAll(assertDistIsFresh);
 
-it('4 processes × 250 updateJson increments of one counter end at exactly 1000', async () => {
+it.each([
+  ['updateJson', ['async', 'async', 'async', 'async']],
+  ['updateJson and updateJsonSync mixed', ['sync', 'async', 'sync', 'async']],
+])('4 processes × 250 %s increments of one counter end at exactly 1000', async (_name, modes) => {
   const dir = await tempDir();
   const file = join(dir, 'counter.json');
-  const children = Array.from({ length: 4 }, () => spawnNode(fixture('counter.mjs'), [file, '250']));
+  const children = modes.map((mode) => spawnNode(fixture('counter.mjs'), [file, '250', mode]));
   await Promise.all(children.map((c) => c.waitFor((m) => m.ready)));
   for (const c of children) c.proc.stdin!.write('go\n'); // all contend from the start
   const exits = await Promise.all(children.map((c) => c.exited));
