@@ -14,7 +14,8 @@ export type AtomicJsonErrorCode =
   | 'LOCK_COMPROMISED'
   | 'NOT_SERIALIZABLE'
   | 'INVALID'
-  | 'IO';
+  | 'IO'
+  | 'ABORTED';
 
 const BRAND = Symbol.for('@dawn/atomic-json.AtomicJsonError');
 
@@ -49,7 +50,8 @@ export interface AtomicJsonErrorDetails {
  * | `LOCK_COMPROMISED` | the lock was lost (taken over as stale, or its mtime could not be refreshed) during the operation |
  * | `NOT_SERIALIZABLE` | the value is not JSON (cycle, BigInt, function, symbol, `undefined` root, NaN...); `keyPath` names it |
  * | `INVALID` | a `JsonFile` validator rejected the value |
- * | `IO` | the file system failed (permissions, disk full...); `cause` holds the system error |
+ * | `IO` | the file system failed (permissions, disk full...), or the path is not a regular file; `cause` holds the system error |
+ * | `ABORTED` | the caller's `AbortSignal` fired while the operation waited (for the lock or its turn); nothing was written; `cause` is the signal's reason |
  *
  * @example
  * ```ts
@@ -96,6 +98,16 @@ export class AtomicJsonError extends Error {
   static is(err: unknown): err is AtomicJsonError {
     return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[BRAND] === true;
   }
+}
+
+/** The error of an operation whose `AbortSignal` fired before it wrote anything. */
+export function abortedError(path: string, signal: AbortSignal): AtomicJsonError {
+  return new AtomicJsonError(
+    'ABORTED',
+    path,
+    `The operation on ${path} was aborted (its AbortSignal fired) before it wrote anything; the file is as it was.`,
+    { cause: signal.reason },
+  );
 }
 
 /** Wrap a system error from `fs` into an `IO` error (or return it unchanged if it is already ours). */

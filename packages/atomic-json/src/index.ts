@@ -2,7 +2,7 @@ export { AtomicJsonError, type AtomicJsonErrorCode, type AtomicJsonErrorDetails 
 export { readJson, writeJson, updateJson, withLock, type ReadOptions, type UpdateOptions } from './operations.js';
 export type { WriteOptions } from './queue.js';
 export type { LockOptions } from './lock.js';
-export { JsonFile, type JsonFileOptions } from './json-file.js';
+export { JsonFile, type JsonFileOptions, type StandardSchemaV1, type StandardSchemaResult } from './json-file.js';
 export { TEMP_SUFFIX, isTempFileName } from './write.js';
 export { lockPathOf } from './lock.js';
 export { fileMark, sameFileMark, type FileMark } from './file-mark.js';

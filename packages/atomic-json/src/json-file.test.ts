@@ -1,8 +1,8 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
-import { describe, expect, it } from 'vitest';
-import { AtomicJsonError, JsonFile, readJson, writeJson } from './index.js';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { AtomicJsonError, JsonFile, readJson, writeJson, type StandardSchemaV1 } from './index.js';
 
 const tempDir = useTempDir('aj-jsonfile-');
 
@@ -165,5 +165,35 @@ describe('JsonFile', () => {
     const err = await new JsonFile(file, { onCorrupt: 'quarantine' }).read().catch((e: unknown) => e);
     expect((err as AtomicJsonError).code).toBe('NOT_FOUND');
     expect((err as Error).message).toMatch(/settings\.json\.corrupt-\d+/);
+  });
+});
+
+describe('a Standard Schema as validator', () => {
+  /** A minimal Standard Schema v1 (what zod, valibot and arktype implement): a settings object with a default theme. */
+  const settingsSchema: StandardSchemaV1<unknown, { theme: string; size: number }> = {
+    '~standard': {
+      version: 1,
+      vendor: 'test',
+      validate: async (v) => {
+        const o = v as { theme?: unknown; size?: unknown } | null;
+        if (typeof o !== 'object' || o === null) return { issues: [{ message: 'expected an object' }] };
+        if (typeof o.size !== 'number') return { issues: [{ message: 'expected a number', path: [{ key: 'size' }] }] };
+        return { value: { theme: typeof o.theme === 'string' ? o.theme : 'dark', size: o.size } };
+      },
+    },
+  };
+
+  it('infers the document type, applies the output value, and rejects with INVALID naming the path', async () => {
+    const dir = await tempDir();
+    const file = new JsonFile(join(dir, 'settings.json'), { validate: settingsSchema });
+    expectTypeOf(file).toEqualTypeOf<JsonFile<{ theme: string; size: number }>>();
+    await file.write({ size: 3 } as { theme: string; size: number });
+    expect(await file.read()).toEqual({ theme: 'dark', size: 3 }); // the schema's default was written
+    const err = await file.write({ theme: 'x', size: 'big' } as never).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID', keyPath: '$.size' });
+    expect((err as Error).message).toContain('$.size: expected a number');
+    expect(await file.read()).toEqual({ theme: 'dark', size: 3 });
+    const updated = await file.update((s) => ({ ...s, size: s.size + 1 }));
+    expect(updated).toEqual({ theme: 'dark', size: 4 });
   });
 });

@@ -23,12 +23,15 @@ export interface JsonFileOptions<T> extends WriteOptions {
    */
   default?: T | (() => T);
   /**
-   * Check a value read or about to be written. Return `true`/`undefined` to accept, `false`
-   * or a string (the reason) to reject with `INVALID`, or throw. Runs on what `read()` returns
-   * (after `migrate`), on `write(value)`, and on `update`'s input and result.
+   * Check a value read or about to be written: a function, or a [Standard Schema](https://standardschema.dev)
+   * (zod, valibot, arktype... — the document type is then inferred from it). A function returns
+   * `true`/`undefined` to accept, `false` or a string (the reason) to reject with `INVALID`, or
+   * throws. A schema's issues become the `INVALID` message (with their paths), and its output value
+   * (defaults, transforms) is the document. Runs on what `read()` returns (after `migrate`), on
+   * `write(value)`, and on `update`'s input and result.
    * @default undefined (every JSON value is accepted)
    */
-  validate?: (value: unknown) => boolean | string | void;
+  validate?: ((value: unknown) => boolean | string | void) | StandardSchemaV1<unknown, T>;
   /**
    * Current schema version, stored in the document's `versionKey` field (documents must be
    * objects). Older documents are passed through `migrate` on read; newer ones are refused
@@ -51,6 +54,49 @@ export interface JsonFileOptions<T> extends WriteOptions {
    * @default 'throw'
    */
   onCorrupt?: 'throw' | 'quarantine';
+}
+
+/**
+ * The [Standard Schema](https://standardschema.dev) interface (v1) that zod, valibot, arktype and
+ * others implement, declared here so no schema library is a dependency.
+ *
+ * @example
+ * ```ts
+ * const positive: StandardSchemaV1<unknown, number> = {
+ *   '~standard': { version: 1, vendor: 'mine', validate: (v) => (typeof v === 'number' && v > 0 ? { value: v } : { issues: [{ message: 'not positive' }] }) },
+ * };
+ * ```
+ */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly '~standard': {
+    readonly version: 1;
+    readonly vendor: string;
+    readonly validate: (value: unknown) => StandardSchemaResult<Output> | Promise<StandardSchemaResult<Output>>;
+    readonly types?: { readonly input: Input; readonly output: Output } | undefined;
+  };
+}
+
+/** What a {@link StandardSchemaV1} validation returns: the output value, or issues. */
+export type StandardSchemaResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | {
+      readonly issues: ReadonlyArray<{
+        readonly message: string;
+        readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
+      }>;
+    };
+
+function isStandardSchema(v: unknown): v is StandardSchemaV1<unknown, unknown> {
+  return typeof v === 'object' && v !== null && '~standard' in v;
+}
+
+function issuePath(path: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined): string {
+  let out = '$';
+  for (const seg of path ?? []) {
+    const key = typeof seg === 'object' ? seg.key : seg;
+    out += typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
+  }
+  return out;
 }
 
 /**
@@ -93,8 +139,23 @@ export class JsonFile<T> {
     return parseJson(serialize(v, this.path, 0), this.path) as T;
   }
 
-  private check(value: unknown, when: string): T {
-    const verdict = this.options.validate?.(value);
+  private async check(value: unknown, when: string): Promise<T> {
+    const validate = this.options.validate;
+    if (isStandardSchema(validate)) {
+      const result = await validate['~standard'].validate(value);
+      if (result.issues) {
+        const shown = result.issues.slice(0, 5).map((i) => `${issuePath(i.path)}: ${i.message}`).join('; ');
+        throw new AtomicJsonError(
+          'INVALID',
+          this.path,
+          `Invalid document ${when} ${this.path}: ${shown}${result.issues.length > 5 ? ` (and ${result.issues.length - 5} more)` : ''}. ` +
+            `Nothing was written; fix the value (or the file) and retry.`,
+          { keyPath: issuePath(result.issues[0]?.path) },
+        );
+      }
+      return result.value as T;
+    }
+    const verdict = validate?.(value);
     if (verdict === false || typeof verdict === 'string') {
       throw new AtomicJsonError(
         'INVALID',
@@ -209,8 +270,8 @@ export class JsonFile<T> {
    * ```
    */
   async write(value: T): Promise<void> {
-    this.check(value, 'to write to');
-    await writeJson(this.path, value, writeOptionsOf(this.options));
+    const checked = await this.check(value, 'to write to');
+    await writeJson(this.path, checked, writeOptionsOf(this.options));
   }
 
   /**
@@ -228,7 +289,7 @@ export class JsonFile<T> {
       updateJson<T>(
         this.path,
         async (current) => {
-          const base = current === undefined ? this.defaultValue() : this.check(this.upgrade(current), 'read from');
+          const base = current === undefined ? this.defaultValue() : await this.check(this.upgrade(current), 'read from');
           if (base === undefined) {
             throw new AtomicJsonError('NOT_FOUND', this.path, `Cannot update ${this.path}: it does not exist and no default is configured.`);
           }

@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { AtomicJsonError, ioError } from './errors.js';
+import { abortedError, AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 
 /**
@@ -26,6 +26,12 @@ export interface LockOptions {
    * @default 10000
    */
   staleMs?: number;
+  /**
+   * Give up waiting for the lock when this signal fires: the operation rejects with `ABORTED`
+   * and nothing is written. Once the lock is held, the operation runs to its end.
+   * @default undefined
+   */
+  signal?: AbortSignal | undefined;
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -57,7 +63,17 @@ export function lockPathOf(file: string): string {
   return `${file}.lock`;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Sleep `ms`, cut short when `signal` fires. */
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((r) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      r();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 /** Locks this process holds through {@link acquireLock}, by file (a count: nested holders). */
 const heldHere = new Map<string, number>();
@@ -90,6 +106,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     release: async () => {},
   };
   for (;;) {
+    if (opts.signal?.aborted) throw abortedError(file, opts.signal);
     try {
       const release = await lockfile.lock(file, {
         realpath: false,
@@ -148,7 +165,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
         );
       }
       const wait = Math.min(delay * (0.5 + Math.random()), deadline - now);
-      await sleep(wait);
+      await sleep(wait, opts.signal);
       delay = Math.min(delay * 2, 32);
     }
   }

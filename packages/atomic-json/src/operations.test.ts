@@ -11,11 +11,17 @@ import { AtomicJsonError, lockPathOf, readJson, TEMP_SUFFIX, updateJson, withLoc
 const tempDir = useTempDir('aj-ops-');
 const text = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
 
-/** JSON has no negative zero: `-0` is written as `0` (as JSON.stringify does). */
+/**
+ * What a value reads back as: JSON has no negative zero (`-0` is written as `0`, as JSON.stringify
+ * does), and an integral number beyond 2^53 is written as its digits, which read back as a bigint
+ * of the same value (the lossless rule).
+ */
 const noNegativeZero = (v: unknown): unknown =>
   Object.is(v, -0)
     ? 0
-    : Array.isArray(v)
+    : typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 1e21
+      ? BigInt(v)
+      : Array.isArray(v)
       ? v.map(noNegativeZero)
       : v !== null && typeof v === 'object'
         ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, noNegativeZero(x)]))

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { resolve as resolvePath } from 'node:path';
-import { AtomicJsonError, ioError } from './errors.js';
+import { abortedError, AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
 import { acquireLock, DEFAULT_STALE_MS, DEFAULT_TIMEOUT_MS, type LockHandle, type LockOptions } from './lock.js';
 import { decodeText, parseJsonText } from './parse.js';
@@ -46,14 +46,27 @@ export interface WriteOptions {
    * @default the existing file's mode (kept on rewrite), else 0o644 less the umask
    */
   mode?: number;
+  /**
+   * Give up when this signal fires while the operation waits for its turn in this process or for
+   * the lock: it rejects with `ABORTED` and writes nothing. Once it writes, it completes. Calls
+   * with a signal are not coalesced or batched with others.
+   * @default undefined
+   */
+  signal?: AbortSignal | undefined;
 }
 
+type ResolvedLock = { timeoutMs: number; staleMs: number; signal?: AbortSignal | undefined };
+
+let signalIds = 0;
+const signalKeys = new WeakMap<AbortSignal, number>();
+
 export interface ResolvedWrite {
-  lock: false | Required<LockOptions>;
+  lock: false | ResolvedLock;
   fsync: boolean;
   spaces: number;
   mode: number | undefined;
   key: string;
+  signal?: AbortSignal | undefined;
 }
 
 export function resolveWriteOptions(opts: WriteOptions = {}): ResolvedWrite {
@@ -64,11 +77,19 @@ export function resolveWriteOptions(opts: WriteOptions = {}): ResolvedWrite {
           timeoutMs: (typeof opts.lock === 'object' ? opts.lock.timeoutMs : undefined) ?? DEFAULT_TIMEOUT_MS,
           staleMs: (typeof opts.lock === 'object' ? opts.lock.staleMs : undefined) ?? DEFAULT_STALE_MS,
         };
+  const signal = opts.signal ?? (typeof opts.lock === 'object' ? opts.lock.signal : undefined);
+  if (lock && signal) (lock as ResolvedLock).signal = signal;
   const fsync = opts.fsync ?? true;
   const spaces = opts.spaces ?? 2;
   const mode = opts.mode;
-  const key = `${lock ? `${lock.timeoutMs}/${lock.staleMs}` : 'nolock'}|${fsync}|${spaces}|${mode ?? ''}`;
-  return { lock, fsync, spaces, mode, key };
+  let key = `${lock ? `${lock.timeoutMs}/${lock.staleMs}` : 'nolock'}|${fsync}|${spaces}|${mode ?? ''}`;
+  if (signal) {
+    // Its own batch: an abort then concerns this call alone.
+    let id = signalKeys.get(signal);
+    if (id === undefined) signalKeys.set(signal, (id = ++signalIds));
+    key += `|signal${id}:${++signalIds}`;
+  }
+  return { lock, fsync, spaces, mode, key, signal };
 }
 
 interface Settle<T> {
@@ -85,7 +106,7 @@ type Op =
       defaultText: string | undefined;
       opts: ResolvedWrite;
     } & Settle<unknown>)
-  | ({ kind: 'exclusive'; fn: () => unknown; lock: Required<LockOptions> } & Settle<unknown>)
+  | ({ kind: 'exclusive'; fn: () => unknown; lock: ResolvedLock } & Settle<unknown>)
   | ({ kind: 'barrier' } & Settle<void>);
 
 interface PathQueue {
@@ -121,7 +142,32 @@ function runHolding<R>(path: string, lock: LockHandle | undefined, fn: () => R):
   return held.run(next, fn);
 }
 
-function enqueue(path: string, op: Op): void {
+/** Reject `op` with `ABORTED` when `signal` fires while it still waits in the queue. */
+function abortWhileQueued(path: string, op: Op, signal: AbortSignal | undefined): void {
+  if (!signal) return;
+  if (signal.aborted) {
+    op.reject(abortedError(path, signal));
+    return;
+  }
+  signal.addEventListener(
+    'abort',
+    () => {
+      const q = queues.get(path);
+      const i = q ? q.ops.indexOf(op) : -1;
+      if (i < 0) return; // already running: it checks the signal itself
+      q!.ops.splice(i, 1);
+      op.reject(abortedError(path, signal));
+    },
+    { once: true },
+  );
+}
+
+function enqueue(path: string, op: Op, signal?: AbortSignal): void {
+  if (signal?.aborted) {
+    op.reject(abortedError(path, signal));
+    return;
+  }
+  abortWhileQueued(path, op, signal);
   let q = queues.get(path);
   if (!q) {
     q = { ops: [], running: false };
@@ -250,6 +296,7 @@ async function applyUpdates(
     }
     if (op.kind !== 'update') continue;
     try {
+      if (op.opts.signal?.aborted) throw abortedError(path, op.opts.signal);
       const current = currentValue(path, text, op.hasDefault, op.defaultText);
       const result = await runHolding(path, lock, () => op.fn(current));
       text = serialize(result, path, spaces);
@@ -332,7 +379,7 @@ export function queueWrite(path: string, text: string, opts: ResolvedWrite): Pro
         reject(err);
         for (const a of also) a.reject(err);
       },
-    });
+    }, opts.signal);
   });
 }
 
@@ -345,18 +392,19 @@ export function queueUpdate(
   hasDefault: boolean,
 ): Promise<unknown> {
   return new Promise((resolve, reject) =>
-    enqueue(path, { kind: 'update', fn, opts, defaultText, hasDefault, resolve, reject }),
+    enqueue(path, { kind: 'update', fn, opts, defaultText, hasDefault, resolve, reject }, opts.signal),
   );
 }
 
 /** Queue a function to run alone, holding the lock. */
 export function queueExclusive<R>(path: string, fn: () => R | Promise<R>, lock: LockOptions = {}): Promise<R> {
-  const resolved = {
+  const resolved: ResolvedLock = {
     timeoutMs: lock.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     staleMs: lock.staleMs ?? DEFAULT_STALE_MS,
+    signal: lock.signal,
   };
   return new Promise<unknown>((resolve, reject) =>
-    enqueue(path, { kind: 'exclusive', fn, lock: resolved, resolve, reject }),
+    enqueue(path, { kind: 'exclusive', fn, lock: resolved, resolve, reject }, lock.signal),
   ) as Promise<R>;
 }
 
