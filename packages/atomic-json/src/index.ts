@@ -6,3 +6,4 @@ export { JsonFile, type JsonFileOptions } from './json-file.js';
 export { TEMP_SUFFIX, isTempFileName } from './write.js';
 export { lockPathOf } from './lock.js';
 export { fileMark, sameFileMark, type FileMark } from './file-mark.js';
+export { resolveDataRoot, expandHome, DATA_ROOT_ENV } from './data-root.js';
