@@ -1,16 +1,30 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { readJson, type LockOptions } from '@dawn/atomic-json';
 import { assertValidAgentId } from './agent-id.js';
 import { Debouncer, resolveAutosave, type AutosaveOptions, type ResolvedAutosave } from './autosave.js';
-import { resolveDataRoot, type DataRootOptions } from './data-root.js';
+import { resolveAgentLocation } from './data-root.js';
 import { AgentStateError, fromAtomicJson } from './errors.js';
 import { findNonJson } from './json-check.js';
 import { saveRecord, type KnownFile } from './persist.js';
-import { agentStatePath, parseRecord } from './record.js';
+import { AGENTS_DIR, parseRecord, STATE_FILE } from './record.js';
 import { registerShutdown, type ShutdownHookOptions } from './shutdown.js';
 import type { JsonObject, JsonValue } from './types.js';
 
 /** Options of a {@link BaseAgent}. */
-export interface BaseAgentOptions<S extends object = JsonObject> extends DataRootOptions {
+export interface BaseAgentOptions<S extends object = JsonObject> {
+  /**
+   * The data root: the node's directory holding `agents/`, `mesh/`... A leading `~` is expanded.
+   * @default env `PROJECT_DAWN_DATA_ROOT` (`~` expanded), else `~/.project-dawn`
+   */
+  dataRoot?: string;
+  /**
+   * The agent's own directory, holding its `state.json` (Python's `BaseAgent(data_dir=...)`).
+   * A leading `~` is expanded. When given, it wins over `dataRoot` for where the state lives.
+   * (Before 0.1 this was a synonym of `dataRoot`.)
+   * @default `<dataRoot>/agents/<agentId>`
+   */
+  dataDir?: string;
   /**
    * Human-readable name, stored as `name` in the state file.
    * @default the `name` found in the state file when one is loaded, else the agent id
@@ -65,8 +79,8 @@ export interface AgentStateSnapshot<S> {
 }
 
 /**
- * An agent whose state survives restarts: loaded from `<dataRoot>/agents/<agentId>/state.json`
- * on `initialize()`, written atomically on `saveState()` and `stop()`, in the Python
+ * An agent whose state survives restarts: loaded from `<dataDir>/state.json` (by default
+ * `<dataRoot>/agents/<agentId>/state.json`) on `initialize()`, written atomically on `saveState()` and `stop()`, in the Python
  * implementation's file format. Two live instances (in one or several processes) never
  * silently overwrite each other: a save whose file moved on since this instance loaded it
  * fails with `CONFLICT`.
@@ -98,9 +112,11 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /** The agent's id: its directory name under `<dataRoot>/agents/`. */
   readonly agentId: string;
-  /** The absolute data root this agent lives in. */
+  /** The absolute data root (`options.dataRoot`, else env, else `~/.project-dawn`). */
   readonly dataRoot: string;
-  /** Absolute path of the state file: `<dataRoot>/agents/<agentId>/state.json`. */
+  /** The agent's own absolute directory: `options.dataDir`, else `<dataRoot>/agents/<agentId>`. */
+  readonly dataDir: string;
+  /** Absolute path of the state file: `<dataDir>/state.json`. */
   readonly statePath: string;
   /** Whether the agent loads and saves its state (see {@link BaseAgentOptions.persistState}). */
   readonly persistState: boolean;
@@ -112,6 +128,7 @@ export class BaseAgent<S extends object = JsonObject> {
 
   #name: string;
   readonly #nameFixed: boolean;
+  readonly #explicitDir: boolean;
   readonly #fsync: boolean;
   readonly #lock: LockOptions | undefined;
   readonly #autosave: ResolvedAutosave | undefined;
@@ -145,8 +162,11 @@ export class BaseAgent<S extends object = JsonObject> {
       throw new AgentStateError('INVALID_OPTIONS', `Option name must be a string, got ${typeof opts.name}.`, { agentId });
     }
     this.agentId = agentId;
-    this.dataRoot = resolveDataRoot(opts);
-    this.statePath = agentStatePath(this.dataRoot, agentId);
+    const where = resolveAgentLocation(agentId, opts);
+    this.dataRoot = where.dataRoot;
+    this.dataDir = where.dataDir;
+    this.#explicitDir = where.explicitDir;
+    this.statePath = join(this.dataDir, STATE_FILE);
     this.persistState = opts.persistState ?? true;
     this.#name = opts.name ?? agentId;
     this.#nameFixed = opts.name !== undefined;
@@ -500,6 +520,7 @@ export class BaseAgent<S extends object = JsonObject> {
     } catch (err) {
       const e = fromAtomicJson(err, this.agentId);
       if (AgentStateError.is(e) && e.code === 'NOT_FOUND') {
+        await this.#refuseDataRootAsDataDir();
         this.#revision = undefined;
         this.#known = undefined;
         this.#savedSeq = this.#changeSeq;
@@ -539,6 +560,28 @@ export class BaseAgent<S extends object = JsonObject> {
     this.#initialized = true;
     this.#savedSeq = this.#changeSeq;
     if (migrated) this.markChanged();
+  }
+
+  /**
+   * `dataDir` was a synonym of `dataRoot` before 0.1. A program still passing its data root
+   * as `dataDir` would find no `<dataDir>/state.json`, start empty and later write a second
+   * state file: refuse that loudly when the old layout is right there.
+   */
+  async #refuseDataRootAsDataDir(): Promise<void> {
+    if (!this.#explicitDir) return;
+    const old = join(this.dataDir, AGENTS_DIR, this.agentId, STATE_FILE);
+    const found = await stat(old).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+    if (!found) return;
+    throw new AgentStateError(
+      'INVALID_OPTIONS',
+      `Agent ${JSON.stringify(this.agentId)} has no ${this.statePath}, but ${old} exists: dataDir looks like a data root. ` +
+        `Since @dawn/agent-state 0.1, dataDir is the agent's own directory (<dataRoot>/agents/<agentId>). ` +
+        `Pass { dataRoot: ${JSON.stringify(this.dataDir)} } instead. Nothing was read or written.`,
+      { agentId: this.agentId, path: old },
+    );
   }
 
   async #saveNow(force: boolean): Promise<void> {

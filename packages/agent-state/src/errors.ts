@@ -6,7 +6,7 @@ import { AtomicJsonError } from '@dawn/atomic-json';
  * | code | meaning |
  * | --- | --- |
  * | `INVALID_AGENT_ID` | the agent id cannot be a directory name (empty, `.`, `..`, `/`, `\`, NUL, too long) |
- * | `INVALID_OPTIONS` | an option has a wrong value (e.g. `dataRoot` and `dataDir` disagree, negative delay) |
+ * | `INVALID_OPTIONS` | an option has a wrong value (e.g. an empty `dataDir`, a data root passed as `dataDir`, a negative delay) |
  * | `NOT_SERIALIZABLE` | the state is not JSON (BigInt, function, cycle, symbol, NaN...); `keyPath` names the value |
  * | `CONFLICT` | the state file's revision moved since this instance loaded or last saved it |
  * | `PARSE` | the state file is not valid JSON (`line`, `column` set); it was left untouched |
