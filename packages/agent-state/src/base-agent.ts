@@ -1,12 +1,13 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readJson, type LockOptions } from '@dawn/atomic-json';
+import { fileMark, readJson, type LockOptions } from '@dawn/atomic-json';
 import { assertValidAgentId } from './agent-id.js';
 import { Debouncer, resolveAutosave, type AutosaveOptions, type ResolvedAutosave } from './autosave.js';
 import { resolveAgentLocation } from './data-root.js';
+import { recordDigest, valueDigest } from './digest.js';
 import { AgentStateError, fromAtomicJson } from './errors.js';
 import { findNonJson } from './json-check.js';
-import { saveRecord, type KnownFile } from './persist.js';
+import { saveRecord, settledMark, type KnownFile } from './persist.js';
 import { AGENTS_DIR, parseRecord, STATE_FILE } from './record.js';
 import { registerShutdown, type ShutdownHookOptions } from './shutdown.js';
 import type { JsonObject, JsonValue } from './types.js';
@@ -134,9 +135,13 @@ export class BaseAgent<S extends object = JsonObject> {
   readonly #autosave: ResolvedAutosave | undefined;
   #debouncer: Debouncer | undefined;
 
-  /** Revision this instance loaded or last saved; `undefined`: it expects no file. */
-  #revision: number | undefined;
+  /** The file as this instance loaded or last saved it; `undefined`: it expects no file. */
   #known: KnownFile | undefined;
+  readonly #initialState: unknown;
+  /** Consecutive failed autosaves, the code last reported, and the pending retry. */
+  #autosaveFailures = 0;
+  #reportedCode: string | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   #initializing: Promise<void> | undefined;
   #initialized = false;
   #running = false;
@@ -145,7 +150,7 @@ export class BaseAgent<S extends object = JsonObject> {
   #savedSeq = 0;
   #shutdownSeq = -1;
   #saveChain: Promise<unknown> = Promise.resolve();
-  #queuedSave: { force: boolean; promise: Promise<void> } | undefined;
+  #queuedSave: { force: boolean; ifChanged: boolean; promise: Promise<void> } | undefined;
 
   /**
    * @param agentId - a path segment: non-empty, at most 128 characters, not `.`/`..`, no `/`, `\` or NUL
@@ -185,6 +190,7 @@ export class BaseAgent<S extends object = JsonObject> {
       }
     }
     this.state = initial as S;
+    this.#initialState = initial;
   }
 
   /** Human-readable name (see {@link BaseAgentOptions.name}). */
@@ -198,7 +204,7 @@ export class BaseAgent<S extends object = JsonObject> {
    * has not seen a file.
    */
   get revision(): number | undefined {
-    return this.#revision;
+    return this.#known?.revision;
   }
 
   /** True between `start()` and `stop()`. */
@@ -234,7 +240,7 @@ export class BaseAgent<S extends object = JsonObject> {
   initialize(): Promise<void> {
     if (this.#initialized) return Promise.resolve();
     if (!this.#initializing) {
-      this.#initializing = this.#load().finally(() => {
+      this.#initializing = this.#load(false).finally(() => {
         this.#initializing = undefined;
       });
     }
@@ -253,10 +259,14 @@ export class BaseAgent<S extends object = JsonObject> {
    */
   async reload(): Promise<void> {
     this.#debouncer?.cancel();
+    this.#endBackoff();
     await this.#saveChain;
     if (this.#initializing) await this.#initializing.catch(() => {});
     this.#initialized = false;
-    await this.initialize();
+    this.#initializing = this.#load(true).finally(() => {
+      this.#initializing = undefined;
+    });
+    await this.#initializing;
   }
 
   /**
@@ -276,8 +286,11 @@ export class BaseAgent<S extends object = JsonObject> {
   }
 
   /**
-   * Stop the agent: cancels a pending autosave and saves the state (when `persistState`).
-   * Subclasses overriding it should call `await super.stop()` last.
+   * Stop the agent: cancels a pending autosave and saves the state (when `persistState`),
+   * unless it is unchanged: when the serialized state, name and `stateVersion` equal what
+   * this instance loaded or last saved, nothing is written (no new revision, no conflict
+   * check). An agent that has no state file yet writes it. Subclasses overriding it should
+   * call `await super.stop()` last.
    *
    * @throws {AgentStateError} as {@link BaseAgent.saveState}; the agent is stopped anyway.
    * @example
@@ -289,7 +302,8 @@ export class BaseAgent<S extends object = JsonObject> {
     this.#running = false;
     this.#stopped = true;
     this.#debouncer?.cancel();
-    await this.saveState();
+    this.#endBackoff();
+    await this.#enqueueSave(false, true);
   }
 
   /**
@@ -312,14 +326,22 @@ export class BaseAgent<S extends object = JsonObject> {
    * ```
    */
   saveState(opts: SaveStateOptions = {}): Promise<void> {
+    return this.#enqueueSave(opts.force === true, false);
+  }
+
+  /** Queue a save; `ifChanged`: write nothing when the state equals what is on disk as we know it. */
+  #enqueueSave(force: boolean, ifChanged: boolean): Promise<void> {
     if (!this.persistState) return Promise.resolve();
-    const force = opts.force === true;
     const queued = this.#queuedSave;
-    if (queued && queued.force === force) return queued.promise;
-    const job: { force: boolean; promise: Promise<void> } = { force, promise: Promise.resolve() };
+    if (queued && queued.force === force) {
+      // Not started yet: an unconditional save satisfies a conditional one too.
+      if (!ifChanged) queued.ifChanged = false;
+      return queued.promise;
+    }
+    const job: { force: boolean; ifChanged: boolean; promise: Promise<void> } = { force, ifChanged, promise: Promise.resolve() };
     const run = (): Promise<void> => {
       if (this.#queuedSave === job) this.#queuedSave = undefined;
-      return this.#saveNow(force);
+      return this.#saveNow(force, job.ifChanged);
     };
     job.promise = this.#saveChain.then(run, run);
     this.#queuedSave = job;
@@ -340,7 +362,7 @@ export class BaseAgent<S extends object = JsonObject> {
    */
   async flush(): Promise<void> {
     this.#debouncer?.cancel();
-    if (this.persistState && this.hasUnsavedChanges) await this.saveState();
+    if (this.persistState && this.hasUnsavedChanges) await this.#enqueueSave(false, true);
     else await this.#saveChain;
   }
 
@@ -508,21 +530,27 @@ export class BaseAgent<S extends object = JsonObject> {
     return v;
   }
 
-  async #load(): Promise<void> {
+  async #load(fromReload: boolean): Promise<void> {
     if (!this.persistState) {
       this.#initialized = true;
       return;
     }
     const version = this.#stateVersion();
     let raw: unknown;
+    let mark;
+    let markProves = false;
     try {
+      // The mark is taken before the read: a change after it shows in the mark or the content.
+      mark = await fileMark(this.statePath);
+      if (mark !== undefined) markProves = settledMark(mark);
       raw = await readJson(this.statePath);
     } catch (err) {
       const e = fromAtomicJson(err, this.agentId);
       if (AgentStateError.is(e) && e.code === 'NOT_FOUND') {
         await this.#refuseDataRootAsDataDir();
-        this.#revision = undefined;
         this.#known = undefined;
+        // reload() takes the file as it is: no file means a new agent's state.
+        if (fromReload) this.state = structuredClone(this.#initialState) as S;
         this.#savedSeq = this.#changeSeq;
         this.#initialized = true;
         return;
@@ -538,6 +566,9 @@ export class BaseAgent<S extends object = JsonObject> {
         { path: this.statePath, agentId: this.agentId },
       );
     }
+    // Digest before the state object is handed out (and mutated).
+    const stateDigest = valueDigest(rec.state);
+    const digest = stateDigest === undefined ? undefined : recordDigest(raw, stateDigest);
     let data = rec.state;
     const migrated = rec.stateVersion < version;
     if (migrated) {
@@ -555,8 +586,16 @@ export class BaseAgent<S extends object = JsonObject> {
     }
     this.deserializeState(data);
     if (!this.#nameFixed) this.#name = rec.name;
-    this.#revision = rec.revision;
-    this.#known = undefined;
+    this.#known = {
+      mark,
+      markProves,
+      digest,
+      revision: rec.revision,
+      extra: rec.extra,
+      stateDigest,
+      name: rec.name,
+      stateVersion: rec.stateVersion,
+    };
     this.#initialized = true;
     this.#savedSeq = this.#changeSeq;
     if (migrated) this.markChanged();
@@ -584,13 +623,26 @@ export class BaseAgent<S extends object = JsonObject> {
     );
   }
 
-  async #saveNow(force: boolean): Promise<void> {
+  async #saveNow(force: boolean, ifChanged: boolean): Promise<void> {
     const seq = this.#changeSeq;
     const data = this.serializeState();
-    // Until this instance has written the file, its directory may not exist: check here, so a
+    const known = this.#known;
+    const stateVersion = this.#stateVersion();
+    if (
+      ifChanged &&
+      known?.stateDigest !== undefined &&
+      known.name === this.#name &&
+      known.stateVersion === stateVersion &&
+      valueDigest(data) === known.stateDigest
+    ) {
+      this.#savedSeq = seq; // what the file holds already: no new revision
+      if (this.#autosaveFailures > 0) this.#endBackoff();
+      return;
+    }
+    // Until this instance has seen the file, its directory may not exist: check here, so a
     // bad state creates nothing at all. Afterwards the writer's own check (under the lock,
     // before any temp file exists) refuses it just as well, and one walk of a big state is saved.
-    const bad = this.#known === undefined ? findNonJson(data, '$.state') : undefined;
+    const bad = known === undefined ? findNonJson(data, '$.state') : undefined;
     if (bad) {
       throw new AgentStateError(
         'NOT_SERIALIZABLE',
@@ -604,31 +656,79 @@ export class BaseAgent<S extends object = JsonObject> {
       agentId: this.agentId,
       name: this.#name,
       state: data,
-      stateVersion: this.#stateVersion(),
-      expected: this.#revision,
-      known: this.#known,
+      stateVersion,
+      known,
       force,
       fsync: this.#fsync,
       lock: this.#lock,
     });
-    this.#revision = result.revision;
     this.#known = result.known;
     this.#savedSeq = seq;
+    if (this.#autosaveFailures > 0) {
+      this.#endBackoff();
+      if (this.hasUnsavedChanges) this.#scheduleAutosave();
+    }
   }
 
   #scheduleAutosave(): void {
     const auto = this.#autosave;
     if (!auto || !this.#initialized || this.#stopped) return;
+    if (this.#retryTimer !== undefined) return; // backing off: the retry saves the latest state
     this.#debouncer ??= new Debouncer(auto.delayMs, auto.maxDelayMs, () => this.#autosaveNow());
     this.#debouncer.poke();
   }
 
   #autosaveNow(): void {
     if (!this.hasUnsavedChanges || this.#stopped) return;
-    this.saveState().catch((err: unknown) => {
-      const onError = this.#autosave?.onError;
-      if (onError) onError(err);
-      else process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'DAWN_AGENT_AUTOSAVE' });
-    });
+    this.#enqueueSave(false, true).catch((err: unknown) => this.#autosaveFailed(err));
   }
+
+  /**
+   * A failed autosave: report it once per streak of failures (again only when the error code
+   * changes), and retry after a delay that doubles with each failure, up to
+   * `maxRetryDelayMs`, instead of on every change.
+   */
+  #autosaveFailed(err: unknown): void {
+    const auto = this.#autosave;
+    if (!auto || this.#stopped) return;
+    this.#autosaveFailures++;
+    const code = AgentStateError.is(err) ? err.code : 'UNKNOWN';
+    const retryMs = Math.min(Math.max(auto.delayMs, 1000) * 2 ** Math.min(this.#autosaveFailures - 1, 30), auto.maxRetryDelayMs);
+    if (this.#reportedCode !== code) {
+      this.#reportedCode = code;
+      if (auto.onError) auto.onError(err);
+      else process.emitWarning(autosaveWarning(this.agentId, err, auto.maxRetryDelayMs));
+    }
+    this.#debouncer?.cancel();
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#autosaveNow();
+    }, retryMs);
+    // A retry must not keep the process alive forever (a CONFLICT never heals by itself).
+    this.#retryTimer.unref();
+  }
+
+  #endBackoff(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#autosaveFailures = 0;
+    this.#reportedCode = undefined;
+  }
+}
+
+/** Code of the process warning emitted for a failed autosave when no `onError` is given. */
+export const AUTOSAVE_WARNING_CODE = 'DAWN_AGENT_AUTOSAVE';
+
+function autosaveWarning(agentId: string, err: unknown, maxRetryDelayMs: number): Error {
+  const code = AgentStateError.is(err) ? err.code : undefined;
+  const what = err instanceof Error ? err.message : String(err);
+  const warning = new Error(
+    `Autosave of agent ${JSON.stringify(agentId)} failed${code === undefined ? '' : ` (${code})`}: ${what} ` +
+      `The changes stay unsaved. Autosave retries with a growing delay (at most ${maxRetryDelayMs} ms) and reports again only ` +
+      `if the failure changes; saveState(), flush() and stop() try at once.`,
+    { cause: err },
+  );
+  warning.name = 'DawnAgentAutosaveWarning';
+  return Object.assign(warning, { code: AUTOSAVE_WARNING_CODE });
 }
