@@ -24,54 +24,61 @@ function encode(value: unknown, hash: Hash): void {
     }
   };
   const onStack = new Set<object>();
-  const visit = (v: unknown, omittable: boolean): boolean => {
+  /** As JSON.stringify: `toJSON(key)` once, then functions, symbols and undefined have no JSON. */
+  const resolve = (v: unknown, key: string): unknown => {
+    if (typeof v === 'object' && v !== null) {
+      const toJSON = (v as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === 'function') return (toJSON as (k: string) => unknown).call(v, key);
+    }
+    return v;
+  };
+  const omitted = (v: unknown): boolean => v === undefined || typeof v === 'function' || typeof v === 'symbol';
+  const visit = (v: unknown): void => {
     if (v === null) {
       put('z');
-      return true;
+      return;
     }
     switch (typeof v) {
       case 'boolean':
         put(v ? 't' : 'f');
-        return true;
+        return;
       case 'number':
         if (!Number.isFinite(v)) throw new Fail();
         put(`n${JSON.stringify(v)};`);
-        return true;
+        return;
       case 'bigint':
         put(`n${v.toString()};`);
-        return true;
+        return;
       case 'string':
         put(`s${v.length}:`);
         put(v);
-        return true;
+        return;
       case 'object':
         break;
       default:
-        if (omittable && (v === undefined || typeof v === 'function' || typeof v === 'symbol')) return false;
-        throw new Fail();
+        throw new Fail(); // not JSON where a value is required (root, array item)
     }
     const obj = v as object;
-    const toJSON = (obj as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return visit((toJSON as (k: string) => unknown).call(obj, ''), omittable);
     if (obj instanceof Map || obj instanceof Set || onStack.has(obj)) throw new Fail();
     onStack.add(obj);
     if (Array.isArray(obj)) {
       put(`a${obj.length}[`);
-      for (const item of obj) visit(item, false);
+      for (let i = 0; i < obj.length; i++) visit(resolve(obj[i], String(i)));
       put(']');
     } else {
       put('{');
       for (const key of Object.keys(obj)) {
+        const item = resolve((obj as Record<string, unknown>)[key], key);
+        if (omitted(item)) continue;
         put(`k${key.length}:`);
         put(key);
-        if (!visit((obj as Record<string, unknown>)[key], true)) put('-');
+        visit(item);
       }
       put('}');
     }
     onStack.delete(obj);
-    return true;
   };
-  visit(value, false);
+  visit(resolve(value, ''));
   hash.update(buf);
 }
 
