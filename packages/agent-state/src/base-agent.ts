@@ -81,10 +81,10 @@ export interface AgentStateSnapshot<S> {
 
 /**
  * An agent whose state survives restarts: loaded from `<dataDir>/state.json` (by default
- * `<dataRoot>/agents/<agentId>/state.json`) on `initialize()`, written atomically on `saveState()` and `stop()`, in the Python
- * implementation's file format. Two live instances (in one or several processes) never
- * silently overwrite each other: a save whose file moved on since this instance loaded it
- * fails with `CONFLICT`.
+ * `<dataRoot>/agents/<agentId>/state.json`) on `initialize()`, written atomically on
+ * `saveState()` and `stop()`, in the Python implementation's file format. It never silently
+ * overwrites another writer (another instance, another process, the Python implementation):
+ * a save whose file changed since this instance loaded or saved it fails with `CONFLICT`.
  *
  * Subclass it; override {@link BaseAgent.serializeState} / {@link BaseAgent.deserializeState}
  * to store something other than `this.state`, and `static stateVersion` +
@@ -249,7 +249,9 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /**
    * Read the state file again and replace the state with it, dropping unsaved changes; the
-   * way to recover from a `CONFLICT` by taking the other writer's state. Waits for saves in flight.
+   * way to recover from a `CONFLICT` by taking the other writer's state. When the file no
+   * longer exists, the state becomes a copy of `initialState` (a new agent's). Waits for saves
+   * in flight and ends an autosave back-off.
    *
    * @throws {AgentStateError} as {@link BaseAgent.initialize}.
    * @example
@@ -308,15 +310,16 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /**
    * Write the state now, atomically and durably (when `persistState`; otherwise a no-op).
-   * Under the state file's lock it checks that the file is still at the revision this instance
-   * loaded or last saved, then writes `agent_id`, `name`, `state` (from
+   * Under the state file's lock it checks that the file is still the one this instance loaded
+   * or last saved (same identity, or else same content; a file deleted or created since counts
+   * as changed), then writes `agent_id`, `name`, `state` (from
    * {@link BaseAgent.serializeState}), the unknown fields the file had, and the next
    * `revision`, `updated_at` and `state_version`. Saves of one instance run one at a time;
    * calls made while one is waiting share it. When the promise resolves, the state as it was
    * when the save started is durable.
    *
    * @throws {AgentStateError} `NOT_SERIALIZABLE` (with `keyPath`, before the disk is touched);
-   *   `CONFLICT` (another instance saved since; nothing written); `PARSE` / `INVALID_RECORD`
+   *   `CONFLICT` (another writer changed, created or deleted the file since; nothing written); `PARSE` / `INVALID_RECORD`
    *   (the file on disk is damaged; never overwritten, even with `force`); `LOCKED`,
    *   `LOCK_COMPROMISED`, `IO`. On any failure the previous file is intact.
    * @example
@@ -717,7 +720,18 @@ export class BaseAgent<S extends object = JsonObject> {
   }
 }
 
-/** Code of the process warning emitted for a failed autosave when no `onError` is given. */
+/**
+ * `code` of the process warning emitted for a failed autosave when no `autosave.onError` is
+ * given (its `name` is `DawnAgentAutosaveWarning`, its `cause` the error). Emitted once per
+ * run of failures.
+ *
+ * @example
+ * ```ts
+ * process.on('warning', (w) => {
+ *   if ((w as { code?: string }).code === AUTOSAVE_WARNING_CODE) alert(w.cause);
+ * });
+ * ```
+ */
 export const AUTOSAVE_WARNING_CODE = 'DAWN_AGENT_AUTOSAVE';
 
 function autosaveWarning(agentId: string, err: unknown, maxRetryDelayMs: number): Error {

@@ -1,4 +1,4 @@
-export { BaseAgent, type BaseAgentOptions, type SaveStateOptions, type AgentStateSnapshot } from './base-agent.js';
+export { BaseAgent, AUTOSAVE_WARNING_CODE, type BaseAgentOptions, type SaveStateOptions, type AgentStateSnapshot } from './base-agent.js';
 export type { AutosaveOptions } from './autosave.js';
 export type { ShutdownHookOptions } from './shutdown.js';
 export { AgentStateError, type AgentStateErrorCode, type AgentStateErrorDetails } from './errors.js';
