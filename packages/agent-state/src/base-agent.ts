@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileMark, readJson, type LockOptions } from '@dawn/atomic-json';
+import { fileMark, readJson, sameFileMark, type LockOptions } from '@dawn/atomic-json';
 import { assertValidAgentId } from './agent-id.js';
 import { Debouncer, resolveAutosave, type AutosaveOptions, type ResolvedAutosave } from './autosave.js';
 import { resolveAgentLocation } from './data-root.js';
@@ -631,13 +631,7 @@ export class BaseAgent<S extends object = JsonObject> {
     const data = this.serializeState();
     const known = this.#known;
     const stateVersion = this.#stateVersion();
-    if (
-      ifChanged &&
-      known?.stateDigest !== undefined &&
-      known.name === this.#name &&
-      known.stateVersion === stateVersion &&
-      valueDigest(data) === known.stateDigest
-    ) {
+    if (ifChanged && known !== undefined && known.name === this.#name && known.stateVersion === stateVersion && (await this.#unchanged(data, known))) {
       this.#savedSeq = seq; // what the file holds already: no new revision
       if (this.#autosaveFailures > 0) this.#endBackoff();
       return;
@@ -671,6 +665,26 @@ export class BaseAgent<S extends object = JsonObject> {
       this.#endBackoff();
       if (this.hasUnsavedChanges) this.#scheduleAutosave();
     }
+  }
+
+  /**
+   * Whether `data` is the state of the file as this instance loaded or last saved it, by
+   * content (and JSON, so that a bad state still fails loudly). After our own save the digest
+   * is not kept: the file is read back while its identity still proves it is ours.
+   */
+  async #unchanged(data: JsonValue, known: KnownFile): Promise<boolean> {
+    let saved = known.stateDigest;
+    if (saved === undefined) {
+      if (known.mark === undefined) return false;
+      try {
+        const now = await fileMark(this.statePath);
+        if (now === undefined || !sameFileMark(now, known.mark)) return false; // changed: let the save decide
+        saved = valueDigest(parseRecord(await readJson(this.statePath), this.statePath, this.agentId).state);
+      } catch {
+        return false; // the save reports what is wrong
+      }
+    }
+    return saved !== undefined && findNonJson(data, '$.state') === undefined && valueDigest(data) === saved;
   }
 
   #scheduleAutosave(): void {

@@ -25,13 +25,20 @@ describe('valueDigest', () => {
     expect(valueDigest(withProto)).not.toBe(valueDigest(JSON.parse('{"__proto__": {"x": 2}}')));
   });
 
-  it('has none for values that are not JSON or too deep to walk', () => {
+  it('follows JSON.stringify for what JSON cannot hold, with or without bigints', () => {
+    expect(valueDigest({ f: NaN, g: [undefined, () => 1] })).toBe(valueDigest({ f: null, g: [null, null] }));
+    expect(valueDigest({ f: NaN, g: [undefined], big: 1n })).toBe(valueDigest({ f: null, g: [null], big: 1 }));
+    expect(valueDigest({ s: 'é"\n', k: { 'a"b': true }, d: new Date(0), n: 1n })).toBe(
+      valueDigest({ s: 'é"\n', k: { 'a"b': true }, d: '1970-01-01T00:00:00.000Z', n: 1 }),
+    );
+  });
+
+  it('has none for cycles, undefined, or values too deep to walk', () => {
     const cyc: Record<string, unknown> = {};
     cyc.self = cyc;
     expect(valueDigest(cyc)).toBeUndefined();
-    expect(valueDigest({ f: NaN })).toBeUndefined();
-    expect(valueDigest([() => 1])).toBeUndefined();
-    expect(valueDigest(new Map())).toBeUndefined();
+    expect(valueDigest({ cyc, big: 1n })).toBeUndefined();
+    expect(valueDigest(undefined)).toBeUndefined();
     let deep: unknown = 1;
     for (let i = 0; i < 200_000; i++) deep = [deep];
     expect(valueDigest(deep)).toBeUndefined();

@@ -2,31 +2,24 @@
  * Content digests of JSON values, to tell whether a state file's content (or a state) is
  * the same as the one this instance loaded or saved, without keeping a copy of it.
  *
- * The digest is of the value as JSON sees it, not of the bytes: whitespace and number
- * spelling do not count (`1.0` and `1`, `5n` and `5` are equal; `-0` is `0`), key order does.
- * It follows the writer's rules (`toJSON()` honoured, `undefined` object properties
- * omitted), so a document digested before writing equals the same document read back.
- * `bigint` values count as the integers they are, whatever the parser's representation.
+ * The digest is the SHA-256 of the value's compact JSON text, so it is of the value as JSON
+ * sees it, not of the file's bytes: whitespace and number spelling do not count (`1.0` and
+ * `1`, `-0` and `0`), key order does. `bigint` values (which `JSON.stringify` refuses) are
+ * written as their digits, so `5n` and `5` are equal and integers beyond ±2^53 are exact
+ * whatever the parser's representation. `toJSON()` and the omission of `undefined` properties
+ * follow `JSON.stringify`, so a document digested before writing equals the same document
+ * read back.
  */
-import { createHash, type Hash } from 'node:crypto';
-
-const FLUSH_AT = 1 << 16;
+import { createHash } from 'node:crypto';
 
 class Fail extends Error {}
 
-function encode(value: unknown, hash: Hash): void {
-  let buf = '';
-  const put = (s: string): void => {
-    buf += s;
-    if (buf.length >= FLUSH_AT) {
-      hash.update(buf);
-      buf = '';
-    }
-  };
+/** `JSON.stringify(value)`, but with `bigint` written as its digits. */
+function stringifyWithBigInt(root: unknown): string {
+  const parts: string[] = [];
   const onStack = new Set<object>();
-  /** As JSON.stringify: `toJSON(key)` once, then functions, symbols and undefined have no JSON. */
   const resolve = (v: unknown, key: string): unknown => {
-    if (typeof v === 'object' && v !== null) {
+    if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
       const toJSON = (v as { toJSON?: unknown }).toJSON;
       if (typeof toJSON === 'function') return (toJSON as (k: string) => unknown).call(v, key);
     }
@@ -34,72 +27,84 @@ function encode(value: unknown, hash: Hash): void {
   };
   const omitted = (v: unknown): boolean => v === undefined || typeof v === 'function' || typeof v === 'symbol';
   const visit = (v: unknown): void => {
-    if (v === null) {
-      put('z');
-      return;
-    }
     switch (typeof v) {
-      case 'boolean':
-        put(v ? 't' : 'f');
+      case 'bigint':
+        parts.push(v.toString());
         return;
       case 'number':
-        if (!Number.isFinite(v)) throw new Fail();
-        put(`n${JSON.stringify(v)};`);
-        return;
-      case 'bigint':
-        put(`n${v.toString()};`);
+        parts.push(Number.isFinite(v) ? JSON.stringify(v) : 'null');
         return;
       case 'string':
-        put(`s${v.length}:`);
-        put(v);
+      case 'boolean':
+        parts.push(JSON.stringify(v));
         return;
       case 'object':
         break;
       default:
-        throw new Fail(); // not JSON where a value is required (root, array item)
+        parts.push('null'); // undefined, function or symbol where a value is required (array item)
+        return;
     }
-    const obj = v as object;
-    if (obj instanceof Map || obj instanceof Set || onStack.has(obj)) throw new Fail();
-    onStack.add(obj);
-    if (Array.isArray(obj)) {
-      put(`a${obj.length}[`);
-      for (let i = 0; i < obj.length; i++) visit(resolve(obj[i], String(i)));
-      put(']');
+    if (v === null) {
+      parts.push('null');
+      return;
+    }
+    if (v instanceof Number || v instanceof String || v instanceof Boolean) {
+      parts.push(JSON.stringify(v));
+      return;
+    }
+    if (onStack.has(v)) throw new Fail();
+    onStack.add(v);
+    if (Array.isArray(v)) {
+      parts.push('[');
+      for (let i = 0; i < v.length; i++) {
+        if (i > 0) parts.push(',');
+        visit(resolve(v[i], String(i)));
+      }
+      parts.push(']');
     } else {
-      put('{');
-      for (const key of Object.keys(obj)) {
-        const item = resolve((obj as Record<string, unknown>)[key], key);
+      parts.push('{');
+      let first = true;
+      for (const key of Object.keys(v)) {
+        const item = resolve((v as Record<string, unknown>)[key], key);
         if (omitted(item)) continue;
-        put(`k${key.length}:`);
-        put(key);
+        parts.push(first ? '' : ',', JSON.stringify(key), ':');
+        first = false;
         visit(item);
       }
-      put('}');
+      parts.push('}');
     }
-    onStack.delete(obj);
+    onStack.delete(v);
   };
-  visit(resolve(value, ''));
-  hash.update(buf);
+  const top = resolve(root, '');
+  if (omitted(top)) throw new Fail();
+  visit(top);
+  return parts.join('');
 }
 
 /**
- * Digest of a JSON value, or `undefined` when it has none (not JSON: a cycle, a function,
- * `NaN`..., or nested too deeply to walk). `undefined` never equals anything.
+ * Digest of a JSON value, or `undefined` when it has none (a cycle, `undefined`, or nested too
+ * deeply to walk). `undefined` never equals anything.
  */
 export function valueDigest(value: unknown): string | undefined {
-  const hash = createHash('sha256');
+  let text: string | undefined;
   try {
-    encode(value, hash);
+    try {
+      text = JSON.stringify(value); // native and fast; throws on bigint and cycles
+    } catch {
+      text = stringifyWithBigInt(value);
+    }
   } catch (err) {
-    if (err instanceof Fail || err instanceof RangeError) return undefined;
+    if (err instanceof Fail || err instanceof RangeError || err instanceof TypeError) return undefined;
     throw err;
   }
-  return hash.digest('base64');
+  if (text === undefined) return undefined;
+  return createHash('sha256').update(text).digest('base64');
 }
 
 /**
  * Digest of a whole state file document (its top-level fields in order), where `state`
- * counts by its own {@link valueDigest} (`stateDigest` when already known).
+ * counts by its own {@link valueDigest} (`stateDigest` when already known), so the state is
+ * walked once for both digests.
  */
 export function recordDigest(doc: unknown, stateDigest?: string): string | undefined {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return valueDigest(doc);

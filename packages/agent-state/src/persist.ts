@@ -21,13 +21,16 @@ export interface KnownFile {
   mark: FileMark | undefined;
   /** Whether an unchanged `mark` alone proves an unchanged file (see {@link settledMark}). */
   markProves: boolean;
-  /** {@link recordDigest} of the document; `undefined`: unknown (any other file is a change). */
+  /**
+   * {@link recordDigest} of the document; `undefined`: not kept (after our own save on a file
+   * system with inode numbers: then any other identity counts as a change).
+   */
   digest: string | undefined;
   /** Its revision (`0` for a file without one). */
   revision: number;
   /** Its unknown fields, kept on rewrite. */
   extra: JsonObject;
-  /** What the instance would write again for an unchanged state (see `BaseAgent.stop()`). */
+  /** {@link valueDigest} of its `state` (see `BaseAgent.stop()`); `undefined`: not kept, read it back. */
   stateDigest: string | undefined;
   name: string;
   stateVersion: number;
@@ -127,8 +130,13 @@ export async function saveRecord(input: SaveInput): Promise<SaveResult> {
           updatedAt,
           stateVersion: input.stateVersion,
         });
-        // writeJson serializes synchronously when called: digest the same moment's content.
-        const stateDigest = valueDigest(input.state);
+        // After this write, an unchanged identity proves the file is ours, and a changed one
+        // means another writer replaced or edited it: no digest is needed to decide, and a
+        // save costs no more than the write. Only where identities prove nothing (no file yet
+        // to tell, or a file system without inode numbers) is the content digested, at the
+        // moment writeJson serializes it (synchronously, when called).
+        const needDigest = current === undefined || current.ino === 0n;
+        const stateDigest = needDigest ? valueDigest(input.state) : undefined;
         const digest = stateDigest === undefined ? undefined : recordDigest(doc, stateDigest);
         await writeJson(path, doc, { fsync: input.fsync });
         const mark = await fileMark(path).catch(() => undefined);
