@@ -365,7 +365,7 @@ export class BaseAgent<S extends object = JsonObject> {
    */
   async flush(): Promise<void> {
     this.#debouncer?.cancel();
-    if (this.persistState && this.hasUnsavedChanges) await this.#enqueueSave(false, true);
+    if (this.persistState && this.hasUnsavedChanges) await this.saveState();
     else await this.#saveChain;
   }
 
@@ -697,7 +697,7 @@ export class BaseAgent<S extends object = JsonObject> {
 
   #autosaveNow(): void {
     if (!this.hasUnsavedChanges || this.#stopped) return;
-    this.#enqueueSave(false, true).catch((err: unknown) => this.#autosaveFailed(err));
+    this.saveState().catch((err: unknown) => this.#autosaveFailed(err));
   }
 
   /**
