@@ -319,8 +319,8 @@ export class BaseAgent<S extends object = JsonObject> {
    * when the save started is durable.
    *
    * @throws {AgentStateError} `NOT_SERIALIZABLE` (with `keyPath`, before the disk is touched);
-   *   `CONFLICT` (another writer changed, created or deleted the file since; nothing written); `PARSE` / `INVALID_RECORD`
-   *   (the file on disk is damaged; never overwritten, even with `force`); `LOCKED`,
+   *   `CONFLICT` (another writer changed, created or deleted the file since; nothing written);
+   *   `PARSE` / `INVALID_RECORD` (the file on disk is damaged; never overwritten, even with `force`); `LOCKED`,
    *   `LOCK_COMPROMISED`, `IO`. On any failure the previous file is intact.
    * @example
    * ```ts
@@ -631,7 +631,8 @@ export class BaseAgent<S extends object = JsonObject> {
     const data = this.serializeState();
     const known = this.#known;
     const stateVersion = this.#stateVersion();
-    if (ifChanged && known !== undefined && known.name === this.#name && known.stateVersion === stateVersion && (await this.#unchanged(data, known))) {
+    const same = ifChanged && known !== undefined && known.name === this.#name && known.stateVersion === stateVersion;
+    if (same && (await this.#unchanged(data, known))) {
       this.#savedSeq = seq; // what the file holds already: no new revision
       if (this.#autosaveFailures > 0) this.#endBackoff();
       return;
