@@ -18,17 +18,28 @@ export interface AutosaveOptions {
    */
   maxDelayMs?: number;
   /**
-   * Called with the error of a failed autosave (a `CONFLICT`, a full disk...). The changes stay
-   * unsaved; the next change or `flush()`/`stop()` tries again.
-   * @default emits a process warning (`process.emitWarning`)
+   * Called with the error of a failed autosave (a `CONFLICT`, a full disk...), once per run of
+   * failures: not again for further failures with the same error code, until a save succeeds.
+   * The changes stay unsaved; autosave retries with a growing delay (see `maxRetryDelayMs`),
+   * and `saveState()`/`flush()`/`stop()` try at once.
+   * @default emits a process warning with code `DAWN_AGENT_AUTOSAVE` (`process.emitWarning`),
+   *   the error as its `cause`
    */
   onError?: (error: unknown) => void;
+  /**
+   * After a failed autosave, changes no longer trigger saves: the next try waits
+   * `max(delayMs, 1000)` ms, doubling after each further failure, up to this. The retry timer
+   * does not keep the process alive.
+   * @default 60000
+   */
+  maxRetryDelayMs?: number;
 }
 
 export interface ResolvedAutosave {
   delayMs: number;
   maxDelayMs: number;
   onError: ((error: unknown) => void) | undefined;
+  maxRetryDelayMs: number;
 }
 
 /** Validate and complete autosave options; `undefined` when autosave is off. */
@@ -49,7 +60,11 @@ export function resolveAutosave(opt: boolean | AutosaveOptions | undefined): Res
   if (o.onError !== undefined && typeof o.onError !== 'function') {
     throw new AgentStateError('INVALID_OPTIONS', 'Option autosave.onError must be a function.');
   }
-  return { delayMs, maxDelayMs, onError: o.onError };
+  const maxRetryDelayMs = o.maxRetryDelayMs ?? 60_000;
+  if (typeof maxRetryDelayMs !== 'number' || !Number.isFinite(maxRetryDelayMs) || maxRetryDelayMs < 0) {
+    throw new AgentStateError('INVALID_OPTIONS', `Option autosave.maxRetryDelayMs must be a finite number >= 0, got ${String(maxRetryDelayMs)}.`);
+  }
+  return { delayMs, maxDelayMs, onError: o.onError, maxRetryDelayMs };
 }
 
 export class Debouncer {

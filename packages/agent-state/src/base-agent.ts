@@ -1,16 +1,31 @@
-import { readJson, type LockOptions } from '@dawn/atomic-json';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileMark, readJson, sameFileMark, type LockOptions } from '@dawn/atomic-json';
 import { assertValidAgentId } from './agent-id.js';
 import { Debouncer, resolveAutosave, type AutosaveOptions, type ResolvedAutosave } from './autosave.js';
-import { resolveDataRoot, type DataRootOptions } from './data-root.js';
+import { resolveAgentLocation } from './data-root.js';
+import { recordDigest, valueDigest } from './digest.js';
 import { AgentStateError, fromAtomicJson } from './errors.js';
 import { findNonJson } from './json-check.js';
-import { saveRecord, type KnownFile } from './persist.js';
-import { agentStatePath, parseRecord } from './record.js';
+import { saveRecord, settledMark, type KnownFile } from './persist.js';
+import { AGENTS_DIR, parseRecord, STATE_FILE } from './record.js';
 import { registerShutdown, type ShutdownHookOptions } from './shutdown.js';
 import type { JsonObject, JsonValue } from './types.js';
 
 /** Options of a {@link BaseAgent}. */
-export interface BaseAgentOptions<S extends object = JsonObject> extends DataRootOptions {
+export interface BaseAgentOptions<S extends object = JsonObject> {
+  /**
+   * The data root: the node's directory holding `agents/`, `mesh/`... A leading `~` is expanded.
+   * @default env `PROJECT_DAWN_DATA_ROOT` (`~` expanded), else `~/.project-dawn`
+   */
+  dataRoot?: string;
+  /**
+   * The agent's own directory, holding its `state.json` (Python's `BaseAgent(data_dir=...)`).
+   * A leading `~` is expanded. When given, it wins over `dataRoot` for where the state lives.
+   * (Before 0.1 this was a synonym of `dataRoot`.)
+   * @default `<dataRoot>/agents/<agentId>`
+   */
+  dataDir?: string;
   /**
    * Human-readable name, stored as `name` in the state file.
    * @default the `name` found in the state file when one is loaded, else the agent id
@@ -65,11 +80,11 @@ export interface AgentStateSnapshot<S> {
 }
 
 /**
- * An agent whose state survives restarts: loaded from `<dataRoot>/agents/<agentId>/state.json`
- * on `initialize()`, written atomically on `saveState()` and `stop()`, in the Python
- * implementation's file format. Two live instances (in one or several processes) never
- * silently overwrite each other: a save whose file moved on since this instance loaded it
- * fails with `CONFLICT`.
+ * An agent whose state survives restarts: loaded from `<dataDir>/state.json` (by default
+ * `<dataRoot>/agents/<agentId>/state.json`) on `initialize()`, written atomically on
+ * `saveState()` and `stop()`, in the Python implementation's file format. It never silently
+ * overwrites another writer (another instance, another process, the Python implementation):
+ * a save whose file changed since this instance loaded or saved it fails with `CONFLICT`.
  *
  * Subclass it; override {@link BaseAgent.serializeState} / {@link BaseAgent.deserializeState}
  * to store something other than `this.state`, and `static stateVersion` +
@@ -98,9 +113,11 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /** The agent's id: its directory name under `<dataRoot>/agents/`. */
   readonly agentId: string;
-  /** The absolute data root this agent lives in. */
+  /** The absolute data root (`options.dataRoot`, else env, else `~/.project-dawn`). */
   readonly dataRoot: string;
-  /** Absolute path of the state file: `<dataRoot>/agents/<agentId>/state.json`. */
+  /** The agent's own absolute directory: `options.dataDir`, else `<dataRoot>/agents/<agentId>`. */
+  readonly dataDir: string;
+  /** Absolute path of the state file: `<dataDir>/state.json`. */
   readonly statePath: string;
   /** Whether the agent loads and saves its state (see {@link BaseAgentOptions.persistState}). */
   readonly persistState: boolean;
@@ -112,14 +129,19 @@ export class BaseAgent<S extends object = JsonObject> {
 
   #name: string;
   readonly #nameFixed: boolean;
+  readonly #explicitDir: boolean;
   readonly #fsync: boolean;
   readonly #lock: LockOptions | undefined;
   readonly #autosave: ResolvedAutosave | undefined;
   #debouncer: Debouncer | undefined;
 
-  /** Revision this instance loaded or last saved; `undefined`: it expects no file. */
-  #revision: number | undefined;
+  /** The file as this instance loaded or last saved it; `undefined`: it expects no file. */
   #known: KnownFile | undefined;
+  readonly #initialState: unknown;
+  /** Consecutive failed autosaves, the code last reported, and the pending retry. */
+  #autosaveFailures = 0;
+  #reportedCode: string | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   #initializing: Promise<void> | undefined;
   #initialized = false;
   #running = false;
@@ -128,7 +150,7 @@ export class BaseAgent<S extends object = JsonObject> {
   #savedSeq = 0;
   #shutdownSeq = -1;
   #saveChain: Promise<unknown> = Promise.resolve();
-  #queuedSave: { force: boolean; promise: Promise<void> } | undefined;
+  #queuedSave: { force: boolean; ifChanged: boolean; promise: Promise<void> } | undefined;
 
   /**
    * @param agentId - a path segment: non-empty, at most 128 characters, not `.`/`..`, no `/`, `\` or NUL
@@ -145,8 +167,11 @@ export class BaseAgent<S extends object = JsonObject> {
       throw new AgentStateError('INVALID_OPTIONS', `Option name must be a string, got ${typeof opts.name}.`, { agentId });
     }
     this.agentId = agentId;
-    this.dataRoot = resolveDataRoot(opts);
-    this.statePath = agentStatePath(this.dataRoot, agentId);
+    const where = resolveAgentLocation(agentId, opts);
+    this.dataRoot = where.dataRoot;
+    this.dataDir = where.dataDir;
+    this.#explicitDir = where.explicitDir;
+    this.statePath = join(this.dataDir, STATE_FILE);
     this.persistState = opts.persistState ?? true;
     this.#name = opts.name ?? agentId;
     this.#nameFixed = opts.name !== undefined;
@@ -165,6 +190,7 @@ export class BaseAgent<S extends object = JsonObject> {
       }
     }
     this.state = initial as S;
+    this.#initialState = initial;
   }
 
   /** Human-readable name (see {@link BaseAgentOptions.name}). */
@@ -178,7 +204,7 @@ export class BaseAgent<S extends object = JsonObject> {
    * has not seen a file.
    */
   get revision(): number | undefined {
-    return this.#revision;
+    return this.#known?.revision;
   }
 
   /** True between `start()` and `stop()`. */
@@ -214,7 +240,7 @@ export class BaseAgent<S extends object = JsonObject> {
   initialize(): Promise<void> {
     if (this.#initialized) return Promise.resolve();
     if (!this.#initializing) {
-      this.#initializing = this.#load().finally(() => {
+      this.#initializing = this.#load(false).finally(() => {
         this.#initializing = undefined;
       });
     }
@@ -223,7 +249,9 @@ export class BaseAgent<S extends object = JsonObject> {
 
   /**
    * Read the state file again and replace the state with it, dropping unsaved changes; the
-   * way to recover from a `CONFLICT` by taking the other writer's state. Waits for saves in flight.
+   * way to recover from a `CONFLICT` by taking the other writer's state. When the file no
+   * longer exists, the state becomes a copy of `initialState` (a new agent's). Waits for saves
+   * in flight and ends an autosave back-off.
    *
    * @throws {AgentStateError} as {@link BaseAgent.initialize}.
    * @example
@@ -233,10 +261,14 @@ export class BaseAgent<S extends object = JsonObject> {
    */
   async reload(): Promise<void> {
     this.#debouncer?.cancel();
+    this.#endBackoff();
     await this.#saveChain;
     if (this.#initializing) await this.#initializing.catch(() => {});
     this.#initialized = false;
-    await this.initialize();
+    this.#initializing = this.#load(true).finally(() => {
+      this.#initializing = undefined;
+    });
+    await this.#initializing;
   }
 
   /**
@@ -256,8 +288,11 @@ export class BaseAgent<S extends object = JsonObject> {
   }
 
   /**
-   * Stop the agent: cancels a pending autosave and saves the state (when `persistState`).
-   * Subclasses overriding it should call `await super.stop()` last.
+   * Stop the agent: cancels a pending autosave and saves the state (when `persistState`),
+   * unless it is unchanged: when the serialized state, name and `stateVersion` equal what
+   * this instance loaded or last saved, nothing is written (no new revision, no conflict
+   * check). An agent that has no state file yet writes it. Subclasses overriding it should
+   * call `await super.stop()` last.
    *
    * @throws {AgentStateError} as {@link BaseAgent.saveState}; the agent is stopped anyway.
    * @example
@@ -269,21 +304,23 @@ export class BaseAgent<S extends object = JsonObject> {
     this.#running = false;
     this.#stopped = true;
     this.#debouncer?.cancel();
-    await this.saveState();
+    this.#endBackoff();
+    await this.#enqueueSave(false, true);
   }
 
   /**
    * Write the state now, atomically and durably (when `persistState`; otherwise a no-op).
-   * Under the state file's lock it checks that the file is still at the revision this instance
-   * loaded or last saved, then writes `agent_id`, `name`, `state` (from
+   * Under the state file's lock it checks that the file is still the one this instance loaded
+   * or last saved (same identity, or else same content; a file deleted or created since counts
+   * as changed), then writes `agent_id`, `name`, `state` (from
    * {@link BaseAgent.serializeState}), the unknown fields the file had, and the next
    * `revision`, `updated_at` and `state_version`. Saves of one instance run one at a time;
    * calls made while one is waiting share it. When the promise resolves, the state as it was
    * when the save started is durable.
    *
    * @throws {AgentStateError} `NOT_SERIALIZABLE` (with `keyPath`, before the disk is touched);
-   *   `CONFLICT` (another instance saved since; nothing written); `PARSE` / `INVALID_RECORD`
-   *   (the file on disk is damaged; never overwritten, even with `force`); `LOCKED`,
+   *   `CONFLICT` (another writer changed, created or deleted the file since; nothing written);
+   *   `PARSE` / `INVALID_RECORD` (the file on disk is damaged; never overwritten, even with `force`); `LOCKED`,
    *   `LOCK_COMPROMISED`, `IO`. On any failure the previous file is intact.
    * @example
    * ```ts
@@ -292,14 +329,22 @@ export class BaseAgent<S extends object = JsonObject> {
    * ```
    */
   saveState(opts: SaveStateOptions = {}): Promise<void> {
+    return this.#enqueueSave(opts.force === true, false);
+  }
+
+  /** Queue a save; `ifChanged`: write nothing when the state equals what is on disk as we know it. */
+  #enqueueSave(force: boolean, ifChanged: boolean): Promise<void> {
     if (!this.persistState) return Promise.resolve();
-    const force = opts.force === true;
     const queued = this.#queuedSave;
-    if (queued && queued.force === force) return queued.promise;
-    const job: { force: boolean; promise: Promise<void> } = { force, promise: Promise.resolve() };
+    if (queued && queued.force === force) {
+      // Not started yet: an unconditional save satisfies a conditional one too.
+      if (!ifChanged) queued.ifChanged = false;
+      return queued.promise;
+    }
+    const job: { force: boolean; ifChanged: boolean; promise: Promise<void> } = { force, ifChanged, promise: Promise.resolve() };
     const run = (): Promise<void> => {
       if (this.#queuedSave === job) this.#queuedSave = undefined;
-      return this.#saveNow(force);
+      return this.#saveNow(force, job.ifChanged);
     };
     job.promise = this.#saveChain.then(run, run);
     this.#queuedSave = job;
@@ -488,20 +533,27 @@ export class BaseAgent<S extends object = JsonObject> {
     return v;
   }
 
-  async #load(): Promise<void> {
+  async #load(fromReload: boolean): Promise<void> {
     if (!this.persistState) {
       this.#initialized = true;
       return;
     }
     const version = this.#stateVersion();
     let raw: unknown;
+    let mark;
+    let markProves = false;
     try {
+      // The mark is taken before the read: a change after it shows in the mark or the content.
+      mark = await fileMark(this.statePath);
+      if (mark !== undefined) markProves = settledMark(mark);
       raw = await readJson(this.statePath);
     } catch (err) {
       const e = fromAtomicJson(err, this.agentId);
       if (AgentStateError.is(e) && e.code === 'NOT_FOUND') {
-        this.#revision = undefined;
+        await this.#refuseDataRootAsDataDir();
         this.#known = undefined;
+        // reload() takes the file as it is: no file means a new agent's state.
+        if (fromReload) this.state = structuredClone(this.#initialState) as S;
         this.#savedSeq = this.#changeSeq;
         this.#initialized = true;
         return;
@@ -517,6 +569,9 @@ export class BaseAgent<S extends object = JsonObject> {
         { path: this.statePath, agentId: this.agentId },
       );
     }
+    // Digest before the state object is handed out (and mutated).
+    const stateDigest = valueDigest(rec.state);
+    const digest = stateDigest === undefined ? undefined : recordDigest(raw, stateDigest);
     let data = rec.state;
     const migrated = rec.stateVersion < version;
     if (migrated) {
@@ -534,20 +589,58 @@ export class BaseAgent<S extends object = JsonObject> {
     }
     this.deserializeState(data);
     if (!this.#nameFixed) this.#name = rec.name;
-    this.#revision = rec.revision;
-    this.#known = undefined;
+    this.#known = {
+      mark,
+      markProves,
+      digest,
+      revision: rec.revision,
+      extra: rec.extra,
+      stateDigest,
+      name: rec.name,
+      stateVersion: rec.stateVersion,
+    };
     this.#initialized = true;
     this.#savedSeq = this.#changeSeq;
     if (migrated) this.markChanged();
   }
 
-  async #saveNow(force: boolean): Promise<void> {
+  /**
+   * `dataDir` was a synonym of `dataRoot` before 0.1. A program still passing its data root
+   * as `dataDir` would find no `<dataDir>/state.json`, start empty and later write a second
+   * state file: refuse that loudly when the old layout is right there.
+   */
+  async #refuseDataRootAsDataDir(): Promise<void> {
+    if (!this.#explicitDir) return;
+    const old = join(this.dataDir, AGENTS_DIR, this.agentId, STATE_FILE);
+    const found = await stat(old).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+    if (!found) return;
+    throw new AgentStateError(
+      'INVALID_OPTIONS',
+      `Agent ${JSON.stringify(this.agentId)} has no ${this.statePath}, but ${old} exists: dataDir looks like a data root. ` +
+        `Since @dawn/agent-state 0.1, dataDir is the agent's own directory (<dataRoot>/agents/<agentId>). ` +
+        `Pass { dataRoot: ${JSON.stringify(this.dataDir)} } instead. Nothing was read or written.`,
+      { agentId: this.agentId, path: old },
+    );
+  }
+
+  async #saveNow(force: boolean, ifChanged: boolean): Promise<void> {
     const seq = this.#changeSeq;
     const data = this.serializeState();
-    // Until this instance has written the file, its directory may not exist: check here, so a
+    const known = this.#known;
+    const stateVersion = this.#stateVersion();
+    const same = ifChanged && known !== undefined && known.name === this.#name && known.stateVersion === stateVersion;
+    if (same && (await this.#unchanged(data, known))) {
+      this.#savedSeq = seq; // what the file holds already: no new revision
+      if (this.#autosaveFailures > 0) this.#endBackoff();
+      return;
+    }
+    // Until this instance has seen the file, its directory may not exist: check here, so a
     // bad state creates nothing at all. Afterwards the writer's own check (under the lock,
     // before any temp file exists) refuses it just as well, and one walk of a big state is saved.
-    const bad = this.#known === undefined ? findNonJson(data, '$.state') : undefined;
+    const bad = known === undefined ? findNonJson(data, '$.state') : undefined;
     if (bad) {
       throw new AgentStateError(
         'NOT_SERIALIZABLE',
@@ -561,31 +654,110 @@ export class BaseAgent<S extends object = JsonObject> {
       agentId: this.agentId,
       name: this.#name,
       state: data,
-      stateVersion: this.#stateVersion(),
-      expected: this.#revision,
-      known: this.#known,
+      stateVersion,
+      known,
       force,
       fsync: this.#fsync,
       lock: this.#lock,
     });
-    this.#revision = result.revision;
     this.#known = result.known;
     this.#savedSeq = seq;
+    if (this.#autosaveFailures > 0) {
+      this.#endBackoff();
+      if (this.hasUnsavedChanges) this.#scheduleAutosave();
+    }
+  }
+
+  /**
+   * Whether `data` is the state of the file as this instance loaded or last saved it, by
+   * content (and JSON, so that a bad state still fails loudly). After our own save the digest
+   * is not kept: the file is read back while its identity still proves it is ours.
+   */
+  async #unchanged(data: JsonValue, known: KnownFile): Promise<boolean> {
+    let saved = known.stateDigest;
+    if (saved === undefined) {
+      if (known.mark === undefined) return false;
+      try {
+        const now = await fileMark(this.statePath);
+        if (now === undefined || !sameFileMark(now, known.mark)) return false; // changed: let the save decide
+        saved = valueDigest(parseRecord(await readJson(this.statePath), this.statePath, this.agentId).state);
+      } catch {
+        return false; // the save reports what is wrong
+      }
+    }
+    return saved !== undefined && findNonJson(data, '$.state') === undefined && valueDigest(data) === saved;
   }
 
   #scheduleAutosave(): void {
     const auto = this.#autosave;
     if (!auto || !this.#initialized || this.#stopped) return;
+    if (this.#retryTimer !== undefined) return; // backing off: the retry saves the latest state
     this.#debouncer ??= new Debouncer(auto.delayMs, auto.maxDelayMs, () => this.#autosaveNow());
     this.#debouncer.poke();
   }
 
   #autosaveNow(): void {
     if (!this.hasUnsavedChanges || this.#stopped) return;
-    this.saveState().catch((err: unknown) => {
-      const onError = this.#autosave?.onError;
-      if (onError) onError(err);
-      else process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'DAWN_AGENT_AUTOSAVE' });
-    });
+    this.saveState().catch((err: unknown) => this.#autosaveFailed(err));
   }
+
+  /**
+   * A failed autosave: report it once per streak of failures (again only when the error code
+   * changes), and retry after a delay that doubles with each failure, up to
+   * `maxRetryDelayMs`, instead of on every change.
+   */
+  #autosaveFailed(err: unknown): void {
+    const auto = this.#autosave;
+    if (!auto || this.#stopped) return;
+    this.#autosaveFailures++;
+    const code = AgentStateError.is(err) ? err.code : 'UNKNOWN';
+    const retryMs = Math.min(Math.max(auto.delayMs, 1000) * 2 ** Math.min(this.#autosaveFailures - 1, 30), auto.maxRetryDelayMs);
+    if (this.#reportedCode !== code) {
+      this.#reportedCode = code;
+      if (auto.onError) auto.onError(err);
+      else process.emitWarning(autosaveWarning(this.agentId, err, auto.maxRetryDelayMs));
+    }
+    this.#debouncer?.cancel();
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#autosaveNow();
+    }, retryMs);
+    // A retry must not keep the process alive forever (a CONFLICT never heals by itself).
+    this.#retryTimer.unref();
+  }
+
+  #endBackoff(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#autosaveFailures = 0;
+    this.#reportedCode = undefined;
+  }
+}
+
+/**
+ * `code` of the process warning emitted for a failed autosave when no `autosave.onError` is
+ * given (its `name` is `DawnAgentAutosaveWarning`, its `cause` the error). Emitted once per
+ * run of failures.
+ *
+ * @example
+ * ```ts
+ * process.on('warning', (w) => {
+ *   if ((w as { code?: string }).code === AUTOSAVE_WARNING_CODE) alert(w.cause);
+ * });
+ * ```
+ */
+export const AUTOSAVE_WARNING_CODE = 'DAWN_AGENT_AUTOSAVE';
+
+function autosaveWarning(agentId: string, err: unknown, maxRetryDelayMs: number): Error {
+  const code = AgentStateError.is(err) ? err.code : undefined;
+  const what = err instanceof Error ? err.message : String(err);
+  const warning = new Error(
+    `Autosave of agent ${JSON.stringify(agentId)} failed${code === undefined ? '' : ` (${code})`}: ${what} ` +
+      `The changes stay unsaved. Autosave retries with a growing delay (at most ${maxRetryDelayMs} ms) and reports again only ` +
+      `if the failure changes; saveState(), flush() and stop() try at once.`,
+    { cause: err },
+  );
+  warning.name = 'DawnAgentAutosaveWarning';
+  return Object.assign(warning, { code: AUTOSAVE_WARNING_CODE });
 }

@@ -1,52 +1,75 @@
-import { homedir } from 'node:os';
+/**
+ * Where an agent's files live. The data-root rule itself has one home, `@dawn/atomic-json`'s
+ * `resolveDataRoot`; this adds the agent's own directory, `<dataRoot>/agents/<agentId>`, which
+ * `dataDir` replaces (the Python `BaseAgent(data_dir=...)`).
+ */
 import { join, resolve } from 'node:path';
+import { expandHome, resolveDataRoot } from '@dawn/atomic-json';
+import { assertValidAgentId } from './agent-id.js';
 import { AgentStateError } from './errors.js';
+import { AGENTS_DIR } from './record.js';
 
-/** Environment variable naming the data root when no option does. */
-export const DATA_ROOT_ENV = 'PROJECT_DAWN_DATA_ROOT';
-
-/** Where the data root is chosen from: `dataRoot` and `dataDir` are synonyms (`dataDir` is the Python name). */
+/** How the store API (`listAgentIds`, `readAgentRecord`) is told the data root. */
 export interface DataRootOptions {
   /**
    * The data root directory. A leading `~` is expanded.
    * @default env `PROJECT_DAWN_DATA_ROOT`, else `~/.project-dawn`
    */
   dataRoot?: string;
-  /** Same as {@link DataRootOptions.dataRoot} (the Python implementation's name). */
-  dataDir?: string;
 }
 
-function expandHome(p: string): string {
-  if (p === '~') return homedir();
-  if (p.startsWith('~/') || p.startsWith('~\\')) return join(homedir(), p.slice(2));
-  return p;
+function checkDir(key: string, v: unknown, agentId: string | undefined): void {
+  if (v !== undefined && (typeof v !== 'string' || v === '')) {
+    throw new AgentStateError('INVALID_OPTIONS', `Option ${key} must be a non-empty directory path, got ${JSON.stringify(v) ?? typeof v}.`, {
+      ...(agentId === undefined ? {} : { agentId }),
+    });
+  }
 }
 
 /**
- * The absolute data root: `opts.dataRoot` / `opts.dataDir`, else env
- * `PROJECT_DAWN_DATA_ROOT` (a leading `~` expanded), else `~/.project-dawn`. Reads no file.
- *
- * @throws {AgentStateError} `INVALID_OPTIONS` when `dataRoot` and `dataDir` are both given and differ,
- *   or one is not a non-empty string.
- * @example
- * ```ts
- * resolveDataRoot();                          // ~/.project-dawn, unless PROJECT_DAWN_DATA_ROOT is set
- * resolveDataRoot({ dataRoot: '/srv/dawn' }); // /srv/dawn
- * ```
+ * The data root of the store API: a path, or `{ dataRoot }`, else the environment / default.
+ * @throws {AgentStateError} `INVALID_OPTIONS` for a non-string or empty root, or a `dataDir`
+ *   option (an agent's own directory since 0.1, never a data root).
  */
-export function resolveDataRoot(opts: DataRootOptions = {}, env: NodeJS.ProcessEnv = process.env): string {
-  for (const key of ['dataRoot', 'dataDir'] as const) {
-    const v = opts[key];
-    if (v !== undefined && (typeof v !== 'string' || v === '')) {
-      throw new AgentStateError('INVALID_OPTIONS', `Option ${key} must be a non-empty directory path, got ${JSON.stringify(v)}.`);
+export function storeDataRoot(dataRoot: string | DataRootOptions | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (typeof dataRoot === 'object' && dataRoot !== null) {
+    if ('dataDir' in dataRoot && (dataRoot as { dataDir?: unknown }).dataDir !== undefined) {
+      throw new AgentStateError(
+        'INVALID_OPTIONS',
+        `The store API takes the data root: pass { dataRoot } (or the path itself). dataDir names one agent's own directory ` +
+          `(<dataRoot>/agents/<agentId>) since @dawn/agent-state 0.1, so it cannot select a data root.`,
+      );
     }
+    checkDir('dataRoot', dataRoot.dataRoot, undefined);
+    return resolveDataRoot(dataRoot.dataRoot, env);
   }
-  if (opts.dataRoot !== undefined && opts.dataDir !== undefined && resolve(expandHome(opts.dataRoot)) !== resolve(expandHome(opts.dataDir))) {
-    throw new AgentStateError(
-      'INVALID_OPTIONS',
-      `Options dataRoot (${opts.dataRoot}) and dataDir (${opts.dataDir}) disagree; they are synonyms: pass only one.`,
-    );
-  }
-  const chosen = opts.dataRoot ?? opts.dataDir ?? (env[DATA_ROOT_ENV] || undefined);
-  return resolve(expandHome(chosen ?? join(homedir(), '.project-dawn')));
+  checkDir('dataRoot', dataRoot, undefined);
+  return resolveDataRoot(dataRoot, env);
+}
+
+/** Where one agent's files are. */
+export interface AgentLocation {
+  /** The absolute data root. */
+  dataRoot: string;
+  /** The agent's own directory: `dataDir`, else `<dataRoot>/agents/<agentId>`. */
+  dataDir: string;
+  /** Whether `dataDir` was given explicitly. */
+  explicitDir: boolean;
+}
+
+/**
+ * Resolve an agent's data root and own directory from its options.
+ * @throws {AgentStateError} `INVALID_AGENT_ID`; `INVALID_OPTIONS` for a non-string or empty directory.
+ */
+export function resolveAgentLocation(
+  agentId: string,
+  opts: { dataRoot?: string; dataDir?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): AgentLocation {
+  assertValidAgentId(agentId);
+  checkDir('dataRoot', opts.dataRoot, agentId);
+  checkDir('dataDir', opts.dataDir, agentId);
+  const dataRoot = resolveDataRoot(opts.dataRoot, env);
+  if (opts.dataDir !== undefined) return { dataRoot, dataDir: resolve(expandHome(opts.dataDir)), explicitDir: true };
+  return { dataRoot, dataDir: join(dataRoot, AGENTS_DIR, agentId), explicitDir: false };
 }

@@ -6,9 +6,9 @@ import { AtomicJsonError } from '@dawn/atomic-json';
  * | code | meaning |
  * | --- | --- |
  * | `INVALID_AGENT_ID` | the agent id cannot be a directory name (empty, `.`, `..`, `/`, `\`, NUL, too long) |
- * | `INVALID_OPTIONS` | an option has a wrong value (e.g. `dataRoot` and `dataDir` disagree, negative delay) |
+ * | `INVALID_OPTIONS` | an option has a wrong value (e.g. an empty `dataDir`, a data root passed as `dataDir`, a negative delay) |
  * | `NOT_SERIALIZABLE` | the state is not JSON (BigInt, function, cycle, symbol, NaN...); `keyPath` names the value |
- * | `CONFLICT` | the state file's revision moved since this instance loaded or last saved it |
+ * | `CONFLICT` | the state file changed (content or existence) since this instance loaded or last saved it |
  * | `PARSE` | the state file is not valid JSON (`line`, `column` set); it was left untouched |
  * | `INVALID_RECORD` | the state file is JSON but not an agent record (wrong `agent_id`, bad `revision`...) |
  * | `NEWER_VERSION` | the file's `state_version` is newer than the agent class's `stateVersion` |
@@ -48,8 +48,8 @@ export interface AgentStateErrorDetails {
   column?: number;
   /** `CONFLICT`: the revision this instance expected on disk (`null`: it expected no file). */
   expectedRevision?: number | null;
-  /** `CONFLICT`: the revision found on disk. */
-  actualRevision?: number;
+  /** `CONFLICT`: the revision found on disk (`null`: the file was deleted). */
+  actualRevision?: number | null;
 }
 
 const BRAND = Symbol.for('@dawn/agent-state.AgentStateError');
@@ -86,8 +86,8 @@ export class AgentStateError extends Error {
   readonly column?: number;
   /** `CONFLICT`: the revision this instance expected (`null`: no file). */
   readonly expectedRevision?: number | null;
-  /** `CONFLICT`: the revision found on disk. */
-  readonly actualRevision?: number;
+  /** `CONFLICT`: the revision found on disk (`null`: the file was deleted). */
+  readonly actualRevision?: number | null;
   /** @internal */
   readonly [BRAND] = true;
 

@@ -10,7 +10,7 @@ describe('store API', () => {
   it('lists the agents of the Python data root and reads their records without an agent', async () => {
     const root = await copyFixture('data', join(await tempDir(), 'data'));
     expect(await listAgentIds(root)).toEqual(['coordinator', 'first_agent']);
-    expect(await listAgentIds({ dataDir: root })).toEqual(['coordinator', 'first_agent']);
+    expect(await listAgentIds({ dataRoot: root })).toEqual(['coordinator', 'first_agent']);
     const rec = await readAgentRecord(root, 'coordinator');
     expect(rec).toEqual({
       agentId: 'coordinator',

@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { readJson } from '@dawn/atomic-json';
 import { isValidAgentId } from './agent-id.js';
 import { AgentStateError, fromAtomicJson } from './errors.js';
-import { resolveDataRoot, type DataRootOptions } from './data-root.js';
+import { storeDataRoot, type DataRootOptions } from './data-root.js';
 import { AGENTS_DIR, agentStatePath, parseRecord, STATE_FILE, type AgentRecord } from './record.js';
 
 function rootOf(dataRoot: string | DataRootOptions | undefined): string {
-  return resolveDataRoot(typeof dataRoot === 'string' ? { dataRoot } : (dataRoot ?? {}));
+  return storeDataRoot(dataRoot);
 }
 
 /**
@@ -20,9 +20,10 @@ function rootOf(dataRoot: string | DataRootOptions | undefined): string {
  * valid agent ids are skipped. A data root without an `agents` directory has no agents.
  * Reads directory entries only, never a state file.
  *
- * @param dataRoot - the data root, or `{ dataRoot }` / `{ dataDir }`
+ * @param dataRoot - the data root, or `{ dataRoot }` (resolved by `@dawn/atomic-json`'s `resolveDataRoot`)
  * @default dataRoot: env `PROJECT_DAWN_DATA_ROOT`, else `~/.project-dawn`
- * @throws {AgentStateError} `IO` when the agents directory cannot be read (other than not existing).
+ * @throws {AgentStateError} `IO` when the agents directory cannot be read (other than not existing);
+ *   `INVALID_OPTIONS` for an empty root or a `{ dataDir }` (an agent's directory, not a data root).
  * @example
  * ```ts
  * const ids = await listAgentIds('/srv/dawn'); // ['coordinator', 'first_agent']
@@ -59,8 +60,8 @@ export async function listAgentIds(dataRoot?: string | DataRootOptions): Promise
  * replace it atomically, so it is never torn), parsed and checked; nothing is migrated or
  * written.
  *
- * @param dataRoot - the data root, or `{ dataRoot }` / `{ dataDir }` (`undefined`: env, then `~/.project-dawn`)
- * @throws {AgentStateError} `INVALID_AGENT_ID`; `NOT_FOUND` when the agent has no state file;
+ * @param dataRoot - the data root, or `{ dataRoot }` (`undefined`: env, then `~/.project-dawn`)
+ * @throws {AgentStateError} `INVALID_AGENT_ID`; `INVALID_OPTIONS` as {@link listAgentIds}; `NOT_FOUND` when the agent has no state file;
  *   `PARSE` (with `line`/`column`) when it is not JSON; `INVALID_RECORD` when it is not an agent
  *   record; `IO`.
  * @example

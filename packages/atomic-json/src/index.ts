@@ -9,3 +9,4 @@ export { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 export { parseJson, type JsonValue, type JsonObject } from './parse.js';
 export { stringifyJson, findNonJson } from './serialize.js';
 export { readJsonSync, writeJsonSync, updateJsonSync } from './sync.js';
+export { resolveDataRoot, expandHome, DATA_ROOT_ENV } from './data-root.js';
