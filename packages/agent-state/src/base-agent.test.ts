@@ -182,7 +182,7 @@ describe('unserializable state', () => {
     return { nested: o } as unknown as JsonObject;
   };
   const CASES: [string, () => unknown, string][] = [
-    ['BigInt', () => ({ big: 10n }), '$.state.big'],
+    ['Set', () => ({ tags: new Set(['a']) }), '$.state.tags'],
     ['function', () => ({ handlers: { onTick: () => 1 } }), '$.state.handlers.onTick'],
     ['cycle', cyclic, '$.state.nested.self'],
     ['symbol', () => ({ list: [1, Symbol('s')] }), '$.state.list[1]'],
@@ -221,7 +221,7 @@ describe('unserializable state', () => {
 
   it('creates nothing at all for a new agent with a bad state', async () => {
     const root = join(await tempDir(), 'root');
-    const agent = new BaseAgent('fresh', { dataRoot: root, initialState: { when: 1n } as unknown as JsonObject });
+    const agent = new BaseAgent('fresh', { dataRoot: root, initialState: { when: Number.NaN } as unknown as JsonObject });
     await agent.initialize();
     expect((await rejection(agent.stop())).code).toBe('NOT_SERIALIZABLE');
     expect(existsSync(root)).toBe(false);
@@ -336,5 +336,59 @@ describe('conflicts between instances', () => {
     const err = await rejection(new BaseAgent('coordinator', { dataRoot: root }).stop());
     expect([err.code, err.expectedRevision]).toEqual(['CONFLICT', null]);
     expect((await readAgentRecord(root, 'coordinator')).state).toMatchObject({ round: 12 });
+  });
+});
+
+describe('values round-trip exactly (integers beyond 2^53, __proto__ keys)', () => {
+  it('a Python state with 2**63 values and a __proto__ key keeps them exactly through load, change and save', async () => {
+    const root = await pythonRoot();
+    const path = join(root, 'agents', 'coordinator', 'state.json');
+    const doc = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const text = (await readFile(path, 'utf8'))
+      .replace('"state": {', '"state": {\n    "ns": 9223372036854775808,\n    "ids": [-18446744073709551616, 9007199254740993],\n    "__proto__": {\n      "polluted": true\n    },')
+      .replace(/\n}\s*$/, ',\n  "extra_ns": 1732530000123456789\n}\n');
+    expect(doc.agent_id).toBe('coordinator');
+    await writeFile(path, text);
+    const agent = new BaseAgent('coordinator', { dataRoot: root });
+    await agent.initialize();
+    const state = agent.state as Record<string, unknown>;
+    expect(state.ns).toBe(9223372036854775808n);
+    expect(state.ids).toEqual([-18446744073709551616n, 9007199254740993n]);
+    expect(Object.hasOwn(state, '__proto__')).toBe(true);
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+    (agent.state as Record<string, unknown>).touched = true;
+    await agent.stop();
+    const after = await readFile(path, 'utf8');
+    expect(after).toContain('"ns": 9223372036854775808');
+    expect(after).toContain('-18446744073709551616');
+    expect(after).toContain('9007199254740993');
+    expect(after).toContain('"extra_ns": 1732530000123456789');
+    expect(after).toContain('"__proto__": {\n      "polluted": true\n    }');
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+  });
+});
+
+describe('deep and huge states end in coded errors', () => {
+  const D = 100_000;
+  it('a state file nested 100,000 deep loads; saving it is NOT_SERIALIZABLE (not CONFLICT), the file untouched', async () => {
+    const root = join(await tempDir(), 'root');
+    const path = join(root, 'agents', 'a', 'state.json');
+    await mkdir(join(root, 'agents', 'a'), { recursive: true });
+    const text = `{"agent_id": "a", "name": "a", "state": {"deep": ${'['.repeat(D)}${']'.repeat(D)}}}`;
+    await writeFile(path, text);
+    const agent = new BaseAgent('a', { dataRoot: root });
+    await agent.initialize();
+    (agent.state as Record<string, unknown>).x = 1;
+    expect((await rejection(agent.saveState())).code).toBe('NOT_SERIALIZABLE');
+    expect(await readFile(path, 'utf8')).toBe(text);
+  });
+
+  it('a corrupt state file nested 100,000 deep is PARSE with line and column', async () => {
+    const root = join(await tempDir(), 'root');
+    await mkdir(join(root, 'agents', 'a'), { recursive: true });
+    await writeFile(join(root, 'agents', 'a', 'state.json'), `{"agent_id": "a", "state": ${'['.repeat(D)}}`);
+    const err = await rejection(new BaseAgent('a', { dataRoot: root }).initialize());
+    expect(err.code).toBe('PARSE');
+    expect(err.message).toContain('line 1');
   });
 });

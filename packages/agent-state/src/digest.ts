@@ -10,76 +10,8 @@
  * follow `JSON.stringify`, so a document digested before writing equals the same document
  * read back.
  */
+import { stringifyJson } from '@dawn/atomic-json';
 import { createHash } from 'node:crypto';
-
-class Fail extends Error {}
-
-/** `JSON.stringify(value)`, but with `bigint` written as its digits. */
-function stringifyWithBigInt(root: unknown): string {
-  const parts: string[] = [];
-  const onStack = new Set<object>();
-  const resolve = (v: unknown, key: string): unknown => {
-    if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
-      const toJSON = (v as { toJSON?: unknown }).toJSON;
-      if (typeof toJSON === 'function') return (toJSON as (k: string) => unknown).call(v, key);
-    }
-    return v;
-  };
-  const omitted = (v: unknown): boolean => v === undefined || typeof v === 'function' || typeof v === 'symbol';
-  const visit = (v: unknown): void => {
-    switch (typeof v) {
-      case 'bigint':
-        parts.push(v.toString());
-        return;
-      case 'number':
-        parts.push(Number.isFinite(v) ? JSON.stringify(v) : 'null');
-        return;
-      case 'string':
-      case 'boolean':
-        parts.push(JSON.stringify(v));
-        return;
-      case 'object':
-        break;
-      default:
-        parts.push('null'); // undefined, function or symbol where a value is required (array item)
-        return;
-    }
-    if (v === null) {
-      parts.push('null');
-      return;
-    }
-    if (v instanceof Number || v instanceof String || v instanceof Boolean) {
-      parts.push(JSON.stringify(v));
-      return;
-    }
-    if (onStack.has(v)) throw new Fail();
-    onStack.add(v);
-    if (Array.isArray(v)) {
-      parts.push('[');
-      for (let i = 0; i < v.length; i++) {
-        if (i > 0) parts.push(',');
-        visit(resolve(v[i], String(i)));
-      }
-      parts.push(']');
-    } else {
-      parts.push('{');
-      let first = true;
-      for (const key of Object.keys(v)) {
-        const item = resolve((v as Record<string, unknown>)[key], key);
-        if (omitted(item)) continue;
-        parts.push(first ? '' : ',', JSON.stringify(key), ':');
-        first = false;
-        visit(item);
-      }
-      parts.push('}');
-    }
-    onStack.delete(v);
-  };
-  const top = resolve(root, '');
-  if (omitted(top)) throw new Fail();
-  visit(top);
-  return parts.join('');
-}
 
 /**
  * Digest of a JSON value, or `undefined` when it has none (a cycle, `undefined`, or nested too
@@ -88,14 +20,13 @@ function stringifyWithBigInt(root: unknown): string {
 export function valueDigest(value: unknown): string | undefined {
   let text: string | undefined;
   try {
+    text = JSON.stringify(value); // native and fast; throws on bigint, cycles and deep nesting
+  } catch {
     try {
-      text = JSON.stringify(value); // native and fast; throws on bigint and cycles
+      text = stringifyJson(value, { spaces: 0 }); // bigint as its digits (atomic-json's lossless writer)
     } catch {
-      text = stringifyWithBigInt(value);
+      return undefined; // a cycle, a non-JSON value, or too deep: no digest
     }
-  } catch (err) {
-    if (err instanceof Fail || err instanceof RangeError || err instanceof TypeError) return undefined;
-    throw err;
   }
   if (text === undefined) return undefined;
   return createHash('sha256').update(text).digest('base64');

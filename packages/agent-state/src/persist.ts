@@ -9,7 +9,7 @@
  * of its saves look alike (revision 0) — the content tells them apart. An unchanged identity
  * needs no read, so a save usually costs about one atomic write.
  */
-import { fileMark, readJson, sameFileMark, withLock, writeJson, type FileMark, type LockOptions } from '@dawn/atomic-json';
+import { fileMark, readJson, sameFileMark, stringifyJson, withLock, writeJson, type FileMark, type LockOptions } from '@dawn/atomic-json';
 import { recordDigest, valueDigest } from './digest.js';
 import { AgentStateError, fromAtomicJson } from './errors.js';
 import { buildRecordDocument, parseRecord } from './record.js';
@@ -115,7 +115,12 @@ export async function saveRecord(input: SaveInput): Promise<SaveResult> {
           const raw = await readJson(path);
           const rec = parseRecord(raw, path, agentId); // a damaged file is never overwritten, not even by force
           const same = known?.digest !== undefined && recordDigest(raw) === known.digest;
-          if (!same && !input.force) throw conflict(input, { kind: known === undefined ? 'appeared' : 'changed', revision: rec.revision });
+          if (!same && !input.force) {
+            // A state too deep or too large to write has no digest either: say what really stops
+            // the save (NOT_SERIALIZABLE), not a conflict the digests could not rule out.
+            if (valueDigest(input.state) === undefined) stringifyJson(input.state, { spaces: 0, filePath: path });
+            throw conflict(input, { kind: known === undefined ? 'appeared' : 'changed', revision: rec.revision });
+          }
           onDisk = same ? known : rec;
         }
         const revision = Math.max(onDisk?.revision ?? 0, known?.revision ?? 0) + 1;

@@ -1,5 +1,8 @@
-/** A JSON primitive. */
-export type JsonPrimitive = string | number | boolean | null;
+/**
+ * A JSON primitive. Integers beyond ±(2^53 − 1) — which Python writes — are `bigint`, read and
+ * written back digit for digit (see `@dawn/atomic-json`).
+ */
+export type JsonPrimitive = string | number | bigint | boolean | null;
 
 /** Any JSON value. */
 export type JsonValue = JsonPrimitive | JsonValue[] | JsonObject;

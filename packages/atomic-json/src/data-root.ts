@@ -54,7 +54,7 @@ export function expandHome(path: string): string {
  * resolveDataRoot(undefined, { PROJECT_DAWN_DATA_ROOT: '~/dawn' }); // '/home/me/dawn'
  * ```
  */
-export function resolveDataRoot(dataRoot?: string, env: NodeJS.ProcessEnv = process.env): string {
+export function resolveDataRoot(dataRoot?: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
   if (dataRoot !== undefined && typeof dataRoot !== 'string') {
     throw Object.assign(new TypeError(`The data root must be a directory path (a string), got ${typeof dataRoot}.`), {
       code: 'ERR_INVALID_ARG_TYPE',
