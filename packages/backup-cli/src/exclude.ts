@@ -3,19 +3,25 @@ import picomatch from 'picomatch';
 import { BackupError } from './errors.js';
 
 /**
- * Patterns excluded from every backup, whatever the options: lock directories (`<file>.lock`,
- * made by proper-lockfile for atomic-json) and atomic-json temp files (`*.ajtmp`). Restoring
- * either would be wrong: a restored lock looks held, a temp file is a half-written value.
+ * Patterns excluded from every backup, whatever the options: none. What every backup leaves
+ * out is recognised exactly, not by pattern (a pattern such as `*.lock` also caught `Cargo.lock`
+ * and agents whose id ends in `.lock`, and a restore then deleted them):
+ *
+ * - atomic-json's temp files: names for which `isTempFileName()` of `@dawn/atomic-json` is true
+ *   (not directories);
+ * - atomic-json's lock directories: an **empty** directory named `<name>.lock` (what
+ *   proper-lockfile makes with `mkdir` and removes with `rmdir`; see `walkTree`'s `skipLockDirs`).
+ *
+ * Kept (empty) for compatibility.
  */
-export const ALWAYS_EXCLUDES: readonly string[] = Object.freeze(['*.lock', '*.ajtmp']);
+export const ALWAYS_EXCLUDES: readonly string[] = Object.freeze([]);
 
 /**
- * The default excludes of `backup` (the Python tool's list plus atomic-json's files):
- * `*.log`, `*.tmp`, `__pycache__`, `*.pyc`, `*.lock`, `*.ajtmp`.
- * Turn the first four off with `defaultExcludes: false` (`--no-default-excludes`);
- * {@link ALWAYS_EXCLUDES} stay.
+ * The default excludes of `backup` (the Python tool's list): `*.log`, `*.tmp`, `__pycache__`,
+ * `*.pyc`. Turn them off with `defaultExcludes: false` (`--no-default-excludes`); atomic-json's
+ * lock directories and temp files are left out either way (see {@link ALWAYS_EXCLUDES}).
  */
-export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tmp', '__pycache__', '*.pyc', ...ALWAYS_EXCLUDES]);
+export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tmp', '__pycache__', '*.pyc']);
 
 /**
  * Decides whether a path (relative to the source, `/`-separated) is excluded.
@@ -68,7 +74,7 @@ function compile(pattern: string): CompiledPattern {
  * - a trailing `/` restricts the pattern to directories (`cache/`);
  * - an excluded directory is skipped with everything below it.
  *
- * Atomic-json temp files ({@link isTempFileName}) are always excluded.
+ * Atomic-json temp files ({@link isTempFileName}; files, not directories) are always excluded.
  *
  * @throws {BackupError} `INVALID_OPTION` for an empty or malformed pattern.
  * @example
