@@ -127,9 +127,10 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
 }
 
 /** Compare one hashed file with its manifest entry. */
-export function checkFile(m: { path: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
-  if (got.size !== m.size) return { path: m.path, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
-  if (got.sha256 !== m.sha256) return { path: m.path, kind: 'modified', detail: 'sha256 differs from the manifest' };
+export function checkFile(m: { path: string; path_b64?: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
+  const at = m.path_b64 !== undefined ? { path: m.path, path_b64: m.path_b64 } : { path: m.path };
+  if (got.size !== m.size) return { ...at, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
+  if (got.sha256 !== m.sha256) return { ...at, kind: 'modified', detail: 'sha256 differs from the manifest' };
   return undefined;
 }
 
