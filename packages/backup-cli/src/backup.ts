@@ -171,7 +171,7 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
   }
   try {
     opts.onProgress?.({ phase: 'scan', files: 0, totalFiles: 0, bytes: 0 });
-    const walked = await walkTree(realSource, { exclude: (rel, isDir) => rel === skipRel || excluded(rel, isDir), skipLockDirs: true });
+    const walked = await walkTree(realSource, { exclude: (rel, isDir, exact) => rel === skipRel || excluded(rel, isDir, exact), skipLockDirs: true });
     const skipped = [...walked.skipped];
     const entries = walked.entries;
     const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);

@@ -26,8 +26,10 @@ export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tm
 /**
  * Decides whether a path (relative to the source, `/`-separated) is excluded.
  * `isDir` tells whether the entry is a directory (an excluded directory is skipped whole).
+ * `exact` is false when the entry's own name is not valid UTF-8 and `relPath` ends in its
+ * readable text (patterns still match that text; an atomic-json temp file name never does).
  */
-export type ExcludeMatcher = (relPath: string, isDir: boolean) => boolean;
+export type ExcludeMatcher = (relPath: string, isDir: boolean, exact?: boolean) => boolean;
 
 interface CompiledPattern {
   test: (s: string) => boolean;
@@ -86,10 +88,10 @@ function compile(pattern: string): CompiledPattern {
  */
 export function createExcludeMatcher(patterns: readonly string[]): ExcludeMatcher {
   const compiled = patterns.map(compile);
-  return (relPath, isDir) => {
+  return (relPath, isDir, exact = true) => {
     const slash = relPath.lastIndexOf('/');
     const name = slash < 0 ? relPath : relPath.slice(slash + 1);
-    if (!isDir && isTempFileName(name)) return true;
+    if (!isDir && exact && isTempFileName(name)) return true;
     for (const c of compiled) {
       if (c.dirOnly && !isDir) continue;
       if (c.test(c.basename ? name : relPath)) return true;

@@ -159,7 +159,8 @@ export function unsafePathReason(path: unknown, opts: { nameEscape?: boolean } =
   }
   if (typeof path !== 'string' || path === '') return 'empty or not a string';
   if (path.includes('\0')) return 'contains a NUL character';
-  if (path.startsWith('/') || path.startsWith('\\') || /^[A-Za-z]:/.test(path)) return 'is absolute';
+  if (path.startsWith('/')) return 'is absolute';
+  // On POSIX `\\` and `:` are ordinary name characters (`\\x`, `C:notes` are valid names a backup holds).
   if (process.platform === 'win32' && (path.includes('\\') || path.includes(':'))) return 'contains \\ or :';
   const parts = path.split('/');
   for (const part of parts) {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { ioError } from './errors.js';
@@ -30,8 +31,11 @@ export function skippedEntry(rel: Rel, reason: string): SkippedEntry {
 }
 
 export interface WalkOptions {
-  /** Excluded entries (and whole excluded directories) are left out silently. `rel` is the readable text. */
-  exclude?: (rel: string, isDir: boolean) => boolean;
+  /**
+   * Excluded entries (and whole excluded directories) are left out silently. `rel` is the
+   * readable text; `exact` is false when the entry's own name is not valid UTF-8 (its text shows U+FFFD).
+   */
+  exclude?: (rel: string, isDir: boolean, exact: boolean) => boolean;
   /**
    * Leave out atomic-json's lock directories, recognised exactly as proper-lockfile makes them:
    * an **empty** directory named `<name>.lock` (it is made by `mkdir` and removed by `rmdir`, so
@@ -123,7 +127,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
           throw ioError(relText(joinRel(root, child) as Rel), 'stat', err);
         }
       }
-      if (exclude(childText, kind === 'dir')) continue;
+      if (exclude(childText, kind === 'dir', typeof d.name === 'string' || isUtf8(d.name))) continue;
       if (kind !== 'dir' && kind !== 'file' && kind !== 'symlink') {
         skipped.push(skippedEntry(child, 'not a regular file, directory or symlink'));
         continue;
