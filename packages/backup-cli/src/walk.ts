@@ -3,7 +3,7 @@ import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
-import { baseText, childRel, compareRel, joinRel, relKey, relText, type Rel } from './relpath.js';
+import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
 
 /**
  * One entry of a walked tree. `rel` is relative to the root, `/`-separated: a string, or the
@@ -172,6 +172,12 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
   });
 
   const kept = lockDirs.size === 0 ? entries : entries.filter((e) => !lockDirs.has(relKey(e.rel)));
-  kept.sort((a, b) => compareRel(a.rel, b.rel));
-  return { entries: kept, skipped, rootMode };
+  if (kept.every((e) => typeof e.rel === 'string')) {
+    kept.sort((a, b) => compareRel(a.rel, b.rel));
+    return { entries: kept, skipped, rootMode };
+  }
+  // Some names are bytes: order everything by bytes (one consistent order, parents first).
+  const keyed = kept.map((e) => ({ e, b: relBytes(e.rel) }));
+  keyed.sort((x, y) => Buffer.compare(x.b, y.b));
+  return { entries: keyed.map((k) => k.e), skipped, rootMode };
 }
