@@ -281,3 +281,37 @@ describe('C: symlinks and special files on the backup side', () => {
     }
   });
 });
+
+describe('C: special files where a backup holds files (reading side)', () => {
+  it.each([
+    ['a FIFO', (p: string) => execFileSync('mkfifo', [p])],
+    ['a symlink to /dev/zero', (p: string) => fs.symlinkSync('/dev/zero', p)],
+    ['a symlink to a FIFO outside', (p: string) => fs.symlinkSync(join(p, '../../../../outside/fifo'), p)],
+  ])('a backup file replaced by %s: verify and restore refuse (exit 3) without blocking, the target is untouched', async (_, replace) => {
+    const root = await tempDir();
+    const { outside } = await outsideDir(root);
+    execFileSync('mkfifo', [join(outside, 'fifo')]);
+    const outsideBefore = snapshotBytes(outside);
+    const src = join(root, 'src');
+    await mkdir(join(src, 'mesh'), { recursive: true });
+    await writeFile(join(src, 'mesh/peer_registry.json'), '{"version": 1, "peers": []}\n');
+    await writeFile(join(src, 'b.json'), '{}\n');
+    const backups = join(root, 'backups');
+    expect((await cliBounded(['backup', '--source', src, '--backup-dir', backups, '--name', 'x'])).code).toBe(0);
+    const file = join(backups, 'x/mesh/peer_registry.json');
+    fs.rmSync(file);
+    replace(file);
+    const v = await cliBounded(['verify', 'x', '--backup-dir', backups, '--json']);
+    expect(v.code).toBe(3);
+    expect(json(v).problems).toEqual([expect.objectContaining({ path: 'mesh/peer_registry.json', kind: 'type' })]);
+    const live = join(root, 'live');
+    await mkdir(live);
+    await writeFile(join(live, 'live.json'), '{}\n');
+    const before = snapshotBytes(live);
+    const r = await cliBounded(['restore', 'x', '--backup-dir', backups, '--target', live]);
+    expect(r.code).toBe(3);
+    expect(snapshotBytes(live)).toEqual(before);
+    expect(fs.readdirSync(root).sort()).toEqual(['backups', 'live', 'outside', 'src']);
+    expect(snapshotBytes(outside)).toEqual(outsideBefore);
+  });
+});
