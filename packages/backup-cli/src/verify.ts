@@ -79,6 +79,9 @@ export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
   return out;
 }
 
+/** The `path` / `pathB64` of a problem about a path. */
+const problemAt = (rel: Rel): { path: string; pathB64?: string } => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
+
 /** Where a (checked) manifest entry lies inside the backup's tree. */
 export function storedPathOf(root: string, m: ManifestEntry, nameEscape: boolean): string | Buffer {
   return joinRel(root, storedRel(entryRel(m)!, nameEscape));
@@ -107,7 +110,7 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
     const rel = entryRel(m)!;
     listed.add(relKey(rel));
     const kind = actual.get(relKey(rel))?.kind;
-    const at = manifestPathFields(rel);
+    const at = problemAt(rel);
     if (kind === undefined) problems.push({ ...at, kind: 'missing', detail: `${m.type} is missing from the backup` });
     else if (kind !== m.type) problems.push({ ...at, kind: 'type', detail: `recorded as ${m.type}, found ${kind === 'special' ? 'a special file' : `a ${kind}`}` });
     else if (m.type === 'symlink') {
@@ -121,14 +124,14 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
     }
   }
   for (const [key, { rel, kind }] of actual) {
-    if (!listed.has(key)) problems.push({ ...manifestPathFields(rel), kind: 'extra', detail: `${kind === 'special' ? 'special file' : kind} not in the manifest` });
+    if (!listed.has(key)) problems.push({ ...problemAt(rel), kind: 'extra', detail: `${kind === 'special' ? 'special file' : kind} not in the manifest` });
   }
   return problems;
 }
 
 /** Compare one hashed file with its manifest entry. */
 export function checkFile(m: { path: string; path_b64?: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
-  const at = m.path_b64 !== undefined ? { path: m.path, path_b64: m.path_b64 } : { path: m.path };
+  const at = m.path_b64 !== undefined ? { path: m.path, pathB64: m.path_b64 } : { path: m.path };
   if (got.size !== m.size) return { ...at, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
   if (got.sha256 !== m.sha256) return { ...at, kind: 'modified', detail: 'sha256 differs from the manifest' };
   return undefined;
@@ -171,7 +174,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
   }
   const manifest = meta.manifest;
   const problems = await compareTree(path, manifest, nameEscape);
-  const broken = new Set(problems.map((p) => (p.path_b64 !== undefined ? `\0${p.path_b64}` : p.path))); // relKey
+  const broken = new Set(problems.map((p) => (p.pathB64 !== undefined ? `\0${p.pathB64}` : p.path))); // relKey
   const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(relKey(entryRel(m)!)));
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   const workers: CopyWorker[] = [];

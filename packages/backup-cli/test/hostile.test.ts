@@ -142,7 +142,7 @@ describe('B9: names are bytes', () => {
     const v = await cli(['verify', 'bytes', '--backup-dir', backups, '--json']);
     expect(v.code).toBe(3);
     expect(json(v).problems).toEqual([
-      expect.objectContaining({ kind: 'modified', path: 'd\uFFFDd/\uFFFD', path_b64: Buffer.from([0x64, 0xfe, 0x64, 0x2f, 0x80]).toString('base64') }),
+      expect.objectContaining({ kind: 'modified', path: 'd\uFFFDd/\uFFFD', pathB64: Buffer.from([0x64, 0xfe, 0x64, 0x2f, 0x80]).toString('base64') }),
     ]);
   });
 });
@@ -313,5 +313,30 @@ describe('C: special files where a backup holds files (reading side)', () => {
     expect(snapshotBytes(live)).toEqual(before);
     expect(fs.readdirSync(root).sort()).toEqual(['backups', 'live', 'outside', 'src']);
     expect(snapshotBytes(outside)).toEqual(outsideBefore);
+  });
+});
+
+describe('older backups (no name_escape, no path_b64) read as before', () => {
+  it('a backup stored without escaping verifies and restores its `.backup_metadata.json~` entry', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, '.backup_metadata.json~'), 'editor backup of something\n');
+    await writeFile(join(src, 'a.json'), '{}\n');
+    const backups = join(root, 'backups');
+    expect((await cli(['backup', '--source', src, '--backup-dir', backups, '--name', 'old'])).code).toBe(0);
+    // Make it look like a backup of the previous version: names stored as they are, no name_escape.
+    const metaFile = join(backups, 'old/.backup_metadata.json');
+    const meta = JSON.parse(await readFile(metaFile, 'utf8'));
+    expect(meta.name_escape).toBe(1);
+    delete meta.name_escape;
+    fs.renameSync(join(backups, 'old/.backup_metadata.json~~'), join(backups, 'old/.backup_metadata.json~'));
+    fs.chmodSync(metaFile, 0o600);
+    await writeFile(metaFile, JSON.stringify(meta));
+    expect((await cli(['verify', 'old', '--backup-dir', backups])).code).toBe(0);
+    const live = join(root, 'live');
+    const r = await cli(['restore', 'old', '--backup-dir', backups, '--target', live]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(snapshotBytes(live)).toEqual(snapshotBytes(src));
   });
 });
