@@ -1,4 +1,3 @@
-import { writeJson } from '@dawn/atomic-json';
 import { mkdirSync } from 'node:fs';
 import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -8,7 +7,7 @@ import { makeDurable, plannedDurability } from './durability.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
-import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool } from './fsutil.js';
+import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool, writeNewFile } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
@@ -16,7 +15,8 @@ import { defaultBackupDir, defaultBackupName, expandHome, isoLocal, METADATA_FIL
 import type { ProgressListener } from './progress.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
-import { walkTree, type SkippedEntry } from './walk.js';
+import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relText, storedRel, type Rel } from './relpath.js';
+import { skippedEntry, walkTree, type SkippedEntry } from './walk.js';
 
 /** Options of {@link createBackup}. */
 export interface CreateBackupOptions {
@@ -171,17 +171,20 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
   }
   try {
     opts.onProgress?.({ phase: 'scan', files: 0, totalFiles: 0, bytes: 0 });
-    const walked = await walkTree(realSource, { exclude: (rel, isDir) => rel === skipRel || excluded(rel, isDir) });
+    const walked = await walkTree(realSource, { exclude: (rel, isDir, exact) => rel === skipRel || excluded(rel, isDir, exact), skipLockDirs: true });
     const skipped = [...walked.skipped];
     const entries = walked.entries;
     const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);
+    // Where each entry goes inside the backup: its own path, but for the reserved top-level
+    // names (`.backup_metadata.json`...), stored with one more `~` (metadata `name_escape: 1`).
+    const stored = (rel: Rel): Rel => storedRel(rel, true);
 
     // Directories: created 0700 inside the backup (their real modes are in the manifest).
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.kind !== 'dir') continue;
-      mkdirSync(join(partial, e.rel), { mode: 0o700 }); // sync: no thread-pool hop per directory
-      manifest[i] = { path: e.rel, type: 'dir', mode: modeToString(e.mode ?? 0o755) };
+      mkdirSync(joinRel(partial, stored(e.rel)), { mode: 0o700 }); // sync: no thread-pool hop per directory; fails on anything existing
+      manifest[i] = { ...manifestPathFields(e.rel), type: 'dir', mode: modeToString(e.mode ?? 0o755) };
     }
 
     const fileIdx: number[] = [];
@@ -204,19 +207,19 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
         const e = entries[i]!;
         try {
           const c = await worker.copy({
-            src: join(realSource, e.rel),
-            dst: join(partial, e.rel),
+            src: joinRel(realSource, e.rel),
+            dst: joinRel(partial, stored(e.rel)),
             // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
             modeFor: (m) => (m & 0o777) | 0o400,
           });
-          manifest[i] = { path: e.rel, type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
+          manifest[i] = { ...manifestPathFields(e.rel), type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
           doneBytes += c.size;
         } catch (err) {
           const code = errCode(err);
-          if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
+          if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
           else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
-          else if (err instanceof NotRegularFileError) skipped.push({ rel: e.rel, reason: 'no longer a regular file' });
-          else throw ioError(join(realSource, e.rel), 'copy', err);
+          else if (err instanceof NotRegularFileError) skipped.push(skippedEntry(e.rel, 'no longer a regular file'));
+          else throw ioError(join(realSource, relText(e.rel)), 'copy', err);
         }
         doneFiles++;
         opts.onProgress?.({ phase: 'copy', files: doneFiles, totalFiles, bytes: doneBytes });
@@ -229,18 +232,19 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     // Symlinks: recorded and recreated as links, never followed.
     for (const i of [...linkIdx, ...lateLinks]) {
       const e = entries[i]!;
-      let target: string;
+      let target: string | Buffer;
       try {
-        target = await readlink(join(realSource, e.rel));
+        // Targets are bytes too: kept exactly.
+        target = relFromBytes(await readlink(joinRel(realSource, e.rel), { encoding: 'buffer' }));
       } catch (err) {
         const code = errCode(err);
-        if (code === 'ENOENT') skipped.push({ rel: e.rel, reason: 'vanished during the backup' });
-        else if (code === 'EINVAL') skipped.push({ rel: e.rel, reason: 'changed type during the backup' });
-        else throw ioError(join(realSource, e.rel), 'read the symlink', err);
+        if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
+        else if (code === 'EINVAL') skipped.push(skippedEntry(e.rel, 'changed type during the backup'));
+        else throw ioError(join(realSource, relText(e.rel)), 'read the symlink', err);
         continue;
       }
-      await symlink(target, join(partial, e.rel));
-      manifest[i] = { path: e.rel, type: 'symlink', target };
+      await symlink(target, joinRel(partial, stored(e.rel))); // fails on anything existing
+      manifest[i] = { ...manifestPathFields(e.rel), type: 'symlink', ...manifestTargetFields(target) };
     }
 
     const finalManifest = manifest.filter((m): m is ManifestEntry => m !== undefined);
@@ -263,8 +267,8 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     const durability = await makeDurable(
       planned,
       partial,
-      finalManifest.filter((m) => m.type === 'file').map((m) => m.path),
-      finalManifest.filter((m) => m.type === 'dir').map((m) => m.path),
+      entries.filter((_, i) => manifest[i]?.type === 'file').map((e) => stored(e.rel)),
+      entries.filter((e) => e.kind === 'dir').map((e) => stored(e.rel)),
       concurrency,
     );
     const meta: BackupMetadata = {
@@ -286,9 +290,13 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
       root_mode: modeToString(walked.rootMode),
       durability,
       summary,
+      name_escape: 1,
       manifest: finalManifest,
     };
-    await writeJson(join(partial, METADATA_FILE), meta, { lock: false, fsync, mode: 0o600 });
+    // Created exclusively (never through a symlink, never over anything): the partial dir is
+    // ours and fresh, and no source entry is stored under this name (name_escape).
+    await writeNewFile(join(partial, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`, 0o600, fsync);
+    if (fsync) await fsyncDir(partial);
 
 
     // --- commit: one rename -----------------------------------------------------------------
@@ -306,7 +314,7 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
     }
     if (fsync) await fsyncDir(backupDir);
 
-    for (const s of skipped) warnings.push(`skipped ${s.rel}: ${s.reason}`);
+    for (const s of skipped) warnings.push(`skipped ${s.rel}${s.relB64 !== undefined ? ` (name bytes, base64: ${s.relB64})` : ''}: ${s.reason}`);
     const info = await infoFromMetadata(name, finalPath, meta);
     return { ...info, warnings, skipped, cleanedLeftovers, durationMs: Math.round(performance.now() - t0) };
   } catch (err) {

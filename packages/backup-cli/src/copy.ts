@@ -41,9 +41,10 @@ export interface CopiedFile {
 }
 
 export interface CopyJob {
-  src: string;
+  /** The file to read (a `Buffer` for a path that is not valid UTF-8). */
+  src: string | Buffer;
   /** Create the copy here (must not exist; never follows a symlink). Omit to only hash. */
-  dst?: string;
+  dst?: string | Buffer;
   /** Mode of the copy, from the source's mode. Default: the source's bits. */
   modeFor?: (srcMode: number) => number;
   /** Times of the copy (Unix seconds). Default: the source's. */
@@ -94,7 +95,7 @@ export class CopyWorker {
         job.dst === undefined && job.expectedSize !== undefined
           ? { size: job.expectedSize, mode: 0, atimeMs: 0, mtimeMs: 0, isFile: () => true }
           : fs.fstatSync(sfd);
-      if (!st.isFile()) throw new NotRegularFileError(`${job.src} is not a regular file`);
+      if (!st.isFile()) throw new NotRegularFileError(`${String(job.src)} is not a regular file`);
       const small = st.size <= SMALL_FILE;
       const srcMode = st.mode & 0o7777;
       const mode = job.modeFor ? job.modeFor(srcMode) : srcMode;
@@ -128,7 +129,7 @@ export class CopyWorker {
           let off = 0;
           while (off < n) {
             const w = small ? fs.writeSync(dfd, buf, off, n - off) : await fdWrite(dfd, buf, off, n - off);
-            if (w <= 0) throw Object.assign(new Error(`write to ${job.dst} made no progress`), { code: 'EIO' });
+            if (w <= 0) throw Object.assign(new Error(`write to ${String(job.dst)} made no progress`), { code: 'EIO' });
             off += w;
           }
         }

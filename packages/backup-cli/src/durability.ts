@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { join } from 'node:path';
 import { fdClose, fdFsync, fdOpen, fsyncDir, runPool } from './fsutil.js';
+import { joinRel, type Rel } from './relpath.js';
 
 /**
  * How a finished tree (a backup, or a restored tree) is made durable before the rename that
@@ -34,9 +34,9 @@ export function syncFileSystem(path: string): Promise<boolean> {
 }
 
 /** fsync every file (reopened read-only, never following a link) and directory of a tree, deepest directories first. */
-export async function fsyncTree(root: string, files: readonly string[], dirs: readonly string[], concurrency: number): Promise<void> {
+export async function fsyncTree(root: string, files: readonly Rel[], dirs: readonly Rel[], concurrency: number): Promise<void> {
   await runPool(files, concurrency, async (rel) => {
-    const fd = await fdOpen(join(root, rel), constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    const fd = await fdOpen(joinRel(root, rel), constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
     try {
       await fdFsync(fd);
     } finally {
@@ -44,7 +44,7 @@ export async function fsyncTree(root: string, files: readonly string[], dirs: re
     }
   });
   const deepestFirst = [...dirs].sort((a, b) => b.length - a.length);
-  await runPool(deepestFirst, concurrency, (rel) => fsyncDir(join(root, rel)));
+  await runPool(deepestFirst, concurrency, (rel) => fsyncDir(joinRel(root, rel)));
   await fsyncDir(root);
 }
 
@@ -55,8 +55,8 @@ export async function fsyncTree(root: string, files: readonly string[], dirs: re
 export async function makeDurable(
   planned: Durability,
   root: string,
-  files: readonly string[],
-  dirs: readonly string[],
+  files: readonly Rel[],
+  dirs: readonly Rel[],
   concurrency: number,
 ): Promise<Durability> {
   if (planned === 'none') return 'none';

@@ -32,6 +32,8 @@ export type BackupErrorCode =
 export interface VerifyProblem {
   /** Path relative to the backup root, `/`-separated. */
   path: string;
+  /** Base64 of the exact path bytes, present only when they are not valid UTF-8 (names are bytes). */
+  pathB64?: string;
   /**
    * - `missing`: in the manifest, not in the backup
    * - `extra`: in the backup, not in the manifest

@@ -47,16 +47,22 @@ describe('createExcludeMatcher', () => {
     expect(() => createExcludeMatcher(['/'])).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
   });
 
-  it('the default list excludes what the Python tool did plus locks and temp files', () => {
+  it('the default list excludes what the Python tool did, and no pattern catches *.lock or *.ajtmp names', () => {
     const m = createExcludeMatcher(DEFAULT_EXCLUDES);
     expect(m('logs/dawn.log', false)).toBe(true);
     expect(m('x.tmp', false)).toBe(true);
     expect(m('tools/__pycache__', true)).toBe(true);
     expect(m('a.pyc', false)).toBe(true);
-    expect(m('mesh/peer_registry.json.lock', true)).toBe(true);
-    expect(m('mesh/x.ajtmp', false)).toBe(true);
     expect(m('mesh/peer_registry.json', false)).toBe(false);
     expect(m('agents/first_agent/state.json', false)).toBe(false);
+    // Exact recognition, not patterns: lock dirs are found by the walk (empty `<x>.lock` dirs),
+    // temp files by atomic-json's isTempFileName.
+    expect(m('Cargo.lock', false)).toBe(false);
+    expect(m('agents/foo.lock', true)).toBe(false);
+    expect(m('mesh/peer_registry.json.lock', true)).toBe(false);
+    expect(m('notes.ajtmp', false)).toBe(false);
+    expect(m('mesh/.0123456789ab-0123456789abcdef.ajtmp', false)).toBe(true);
+    expect(m('mesh/.0123456789ab-0123456789abcdef.ajtmp', true)).toBe(false); // a directory is not a temp file
   });
 });
 
@@ -64,7 +70,8 @@ describe('effectiveExcludes', () => {
   it('adds user patterns to the defaults, without duplicates', () => {
     expect(effectiveExcludes(['*.bak', '*.log'])).toEqual([...DEFAULT_EXCLUDES, '*.bak']);
   });
-  it('keeps lock dirs and temp files excluded without the defaults', () => {
-    expect(effectiveExcludes(['*.bak'], false)).toEqual([...ALWAYS_EXCLUDES, '*.bak']);
+  it('without the defaults only the user patterns remain (lock dirs and temp files are recognised, not matched)', () => {
+    expect(ALWAYS_EXCLUDES).toEqual([]);
+    expect(effectiveExcludes(['*.bak'], false)).toEqual(['*.bak']);
   });
 });

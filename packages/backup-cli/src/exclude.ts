@@ -3,25 +3,33 @@ import picomatch from 'picomatch';
 import { BackupError } from './errors.js';
 
 /**
- * Patterns excluded from every backup, whatever the options: lock directories (`<file>.lock`,
- * made by proper-lockfile for atomic-json) and atomic-json temp files (`*.ajtmp`). Restoring
- * either would be wrong: a restored lock looks held, a temp file is a half-written value.
+ * Patterns excluded from every backup, whatever the options: none. What every backup leaves
+ * out is recognised exactly, not by pattern (a pattern such as `*.lock` also caught `Cargo.lock`
+ * and agents whose id ends in `.lock`, and a restore then deleted them):
+ *
+ * - atomic-json's temp files: names for which `isTempFileName()` of `@dawn/atomic-json` is true
+ *   (not directories);
+ * - atomic-json's lock directories: an **empty** directory named `<name>.lock` (what
+ *   proper-lockfile makes with `mkdir` and removes with `rmdir`; see `walkTree`'s `skipLockDirs`).
+ *
+ * Kept (empty) for compatibility.
  */
-export const ALWAYS_EXCLUDES: readonly string[] = Object.freeze(['*.lock', '*.ajtmp']);
+export const ALWAYS_EXCLUDES: readonly string[] = Object.freeze([]);
 
 /**
- * The default excludes of `backup` (the Python tool's list plus atomic-json's files):
- * `*.log`, `*.tmp`, `__pycache__`, `*.pyc`, `*.lock`, `*.ajtmp`.
- * Turn the first four off with `defaultExcludes: false` (`--no-default-excludes`);
- * {@link ALWAYS_EXCLUDES} stay.
+ * The default excludes of `backup` (the Python tool's list): `*.log`, `*.tmp`, `__pycache__`,
+ * `*.pyc`. Turn them off with `defaultExcludes: false` (`--no-default-excludes`); atomic-json's
+ * lock directories and temp files are left out either way (see {@link ALWAYS_EXCLUDES}).
  */
-export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tmp', '__pycache__', '*.pyc', ...ALWAYS_EXCLUDES]);
+export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['*.log', '*.tmp', '__pycache__', '*.pyc']);
 
 /**
  * Decides whether a path (relative to the source, `/`-separated) is excluded.
  * `isDir` tells whether the entry is a directory (an excluded directory is skipped whole).
+ * `exact` is false when the entry's own name is not valid UTF-8 and `relPath` ends in its
+ * readable text (patterns still match that text; an atomic-json temp file name never does).
  */
-export type ExcludeMatcher = (relPath: string, isDir: boolean) => boolean;
+export type ExcludeMatcher = (relPath: string, isDir: boolean, exact?: boolean) => boolean;
 
 interface CompiledPattern {
   test: (s: string) => boolean;
@@ -68,7 +76,7 @@ function compile(pattern: string): CompiledPattern {
  * - a trailing `/` restricts the pattern to directories (`cache/`);
  * - an excluded directory is skipped with everything below it.
  *
- * Atomic-json temp files ({@link isTempFileName}) are always excluded.
+ * Atomic-json temp files ({@link isTempFileName}; files, not directories) are always excluded.
  *
  * @throws {BackupError} `INVALID_OPTION` for an empty or malformed pattern.
  * @example
@@ -80,10 +88,10 @@ function compile(pattern: string): CompiledPattern {
  */
 export function createExcludeMatcher(patterns: readonly string[]): ExcludeMatcher {
   const compiled = patterns.map(compile);
-  return (relPath, isDir) => {
+  return (relPath, isDir, exact = true) => {
     const slash = relPath.lastIndexOf('/');
     const name = slash < 0 ? relPath : relPath.slice(slash + 1);
-    if (!isDir && isTempFileName(name)) return true;
+    if (!isDir && exact && isTempFileName(name)) return true;
     for (const c of compiled) {
       if (c.dirOnly && !isDir) continue;
       if (c.test(c.basename ? name : relPath)) return true;

@@ -11,7 +11,7 @@ export const fdWrite = (fd: number, buf: Buffer, off: number, len: number): Prom
   new Promise((res, rej) => fs.write(fd, buf, off, len, null, (e, n) => (e ? rej(e) : res(n))));
 export const fdFsync = (fd: number): Promise<void> => new Promise((res, rej) => fs.fsync(fd, (e) => (e ? rej(e) : res())));
 export const fdClose = (fd: number): Promise<void> => new Promise((res, rej) => fs.close(fd, (e) => (e ? rej(e) : res())));
-export const fdOpen = (path: string, flags: number, mode?: number): Promise<number> =>
+export const fdOpen = (path: string | Buffer, flags: number, mode?: number): Promise<number> =>
   new Promise((res, rej) => fs.open(path, flags, mode, (e, fd) => (e ? rej(e) : res(fd))));
 
 /** errno code of an error, or '' */
@@ -30,7 +30,7 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
 const DIR_FSYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EBADF', 'EPERM']);
 
 /** fsync a directory so the names created or renamed in it survive a power loss (no-op on Windows). */
-export async function fsyncDir(dir: string): Promise<void> {
+export async function fsyncDir(dir: string | Buffer): Promise<void> {
   if (process.platform === 'win32') return;
   const fd = await fdOpen(dir, constants.O_RDONLY | (constants.O_DIRECTORY ?? 0));
   try {
@@ -62,6 +62,27 @@ export async function runPool<T>(items: readonly T[], limit: number, fn: (item: 
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   if (failed) throw failed.err;
+}
+
+/**
+ * Create a new file holding `data`, never through a symlink and never over anything that
+ * exists (`O_CREAT | O_EXCL | O_NOFOLLOW`), optionally fsynced.
+ * @throws errno errors; `EEXIST` when anything (a symlink included) has the name.
+ */
+export async function writeNewFile(path: string | Buffer, data: string | Buffer, mode: number, fsync: boolean): Promise<void> {
+  const fd = await fdOpen(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), mode);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) {
+      const n = await fdWrite(fd, buf, off, buf.length - off);
+      if (n <= 0) throw Object.assign(new Error(`write to ${String(path)} made no progress`), { code: 'EIO' });
+      off += n;
+    }
+    if (fsync) await fdFsync(fd);
+  } finally {
+    await fdClose(fd).catch(() => {});
+  }
 }
 
 /** 8 random hex characters. */

@@ -11,8 +11,8 @@ import { Worker } from 'node:worker_threads';
 /** A job for a worker: copy (or only hash) from an open fd. */
 export interface PoolJob {
   sfd: number;
-  /** Create the copy here (O_EXCL | O_NOFOLLOW); omit to only hash. */
-  dst?: string;
+  /** Create the copy here (O_EXCL | O_NOFOLLOW); omit to only hash. A `Buffer` arrives in the worker as a Uint8Array. */
+  dst?: string | Buffer;
   mode: number;
   /** Unix seconds; set on the copy. */
   atime: number;
@@ -43,7 +43,7 @@ function workerMain(): void {
     const { id, job } = msg;
     let dfd: number | undefined;
     try {
-      if (job.dst !== undefined) dfd = fs.openSync(job.dst, C.O_WRONLY | C.O_CREAT | C.O_EXCL | (C.O_NOFOLLOW ?? 0), job.mode);
+      if (job.dst !== undefined) dfd = fs.openSync(typeof job.dst === 'string' ? job.dst : Buffer.from(job.dst), C.O_WRONLY | C.O_CREAT | C.O_EXCL | (C.O_NOFOLLOW ?? 0), job.mode);
       const hash = createHash('sha256');
       let total = 0;
       for (;;) {
@@ -54,7 +54,7 @@ function workerMain(): void {
           let off = 0;
           while (off < n) {
             const w = fs.writeSync(dfd, buf, off, n - off);
-            if (w <= 0) throw Object.assign(new Error(`write to ${job.dst} made no progress`), { code: 'EIO' });
+            if (w <= 0) throw Object.assign(new Error(`write to ${String(job.dst)} made no progress`), { code: 'EIO' });
             off += w;
           }
         }

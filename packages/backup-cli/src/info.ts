@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { FORMAT_NAME, createdAtOf, type BackupMetadata, type SummaryRecord } from './metadata.js';
 import { METADATA_FILE } from './paths.js';
 import { readSummary } from './summary.js';
+import { joinRel } from './relpath.js';
 import { walkTree } from './walk.js';
 
 /** What a backup's summary says about the data root it was made of. */
@@ -80,7 +81,7 @@ export async function infoFromMetadata(name: string, path: string, meta: BackupM
       for (const e of walked.entries) {
         if (e.kind !== 'file') continue;
         files++;
-        bytes += (await lstat(join(path, e.rel))).size;
+        bytes += (await lstat(joinRel(path, e.rel))).size;
       }
       fileCount = files;
       totalBytes = bytes;

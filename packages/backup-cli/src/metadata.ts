@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { BackupError, type VerifyProblem } from './errors.js';
 import { parseMode } from './fsutil.js';
 import { METADATA_FILE, parseIsoLocal } from './paths.js';
+import { entryRel, entryTarget, parentRel, relKey, relText, storedRel, type Rel } from './relpath.js';
 
 /** Version of the metadata format this package writes (Python backups have none: 0). */
 export const FORMAT_VERSION = 1;
@@ -21,9 +22,19 @@ export const TOOL_VERSION: string = (() => {
   }
 })();
 
-/** A regular file in the manifest. */
-export interface ManifestFile {
+/**
+ * Fields of every manifest entry. `path` is relative to the backup root, `/`-separated, as
+ * readable text. Names are bytes: when the path is not valid UTF-8, `path` shows the invalid
+ * bytes as U+FFFD and `path_b64` holds the exact bytes (base64); restore and verify use those.
+ */
+export interface ManifestPath {
   path: string;
+  /** Base64 of the exact path bytes; present only when they are not valid UTF-8. */
+  path_b64?: string;
+}
+
+/** A regular file in the manifest. */
+export interface ManifestFile extends ManifestPath {
   type: 'file';
   size: number;
   /** Octal permission bits, e.g. `"0644"`. */
@@ -33,18 +44,18 @@ export interface ManifestFile {
   mtime?: number;
 }
 /** A directory in the manifest (recorded so empty directories and their modes round-trip). */
-export interface ManifestDir {
-  path: string;
+export interface ManifestDir extends ManifestPath {
   type: 'dir';
   mode: string;
 }
 /** A symbolic link in the manifest: restored as a link with the same target, never followed. */
-export interface ManifestSymlink {
-  path: string;
+export interface ManifestSymlink extends ManifestPath {
   type: 'symlink';
   target: string;
+  /** Base64 of the exact target bytes; present only when they are not valid UTF-8. */
+  target_b64?: string;
 }
-/** One entry of a backup's manifest; `path` is relative to the backup root, `/`-separated. */
+/** One entry of a backup's manifest; `path` is relative to the source root, `/`-separated. */
 export type ManifestEntry = ManifestFile | ManifestDir | ManifestSymlink;
 
 /** The summary of the data root recorded at backup time (read through the other Dawn packages). */
@@ -84,6 +95,13 @@ export interface BackupMetadata {
   /** How files were made durable before the rename: `"syncfs"`, `"fsync"` or `"none"`. */
   durability?: string;
   summary?: SummaryRecord;
+  /**
+   * `1`: in the backup's tree, a top-level name `.backup_metadata.json`, `.backup_metadata.json~`,
+   * ... of the source is stored with one more `~` (so a source file of that name is backed up
+   * and restored, never confused with this file). Absent in older and Python backups: names are
+   * stored as they are.
+   */
+  name_escape?: number;
   manifest?: ManifestEntry[];
   [key: string]: unknown;
 }
@@ -129,11 +147,20 @@ export function createdAtOf(meta: BackupMetadata, fallback: number): number {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** Whether a backup stores reserved top-level names escaped (see {@link BackupMetadata.name_escape}). */
+export const nameEscapeOf = (meta: BackupMetadata): boolean => meta.name_escape === 1;
+
 /** Why a manifest path is unsafe, or `undefined` when it is a plain relative path. */
-export function unsafePathReason(path: unknown): string | undefined {
+export function unsafePathReason(path: unknown, opts: { nameEscape?: boolean } = {}): string | undefined {
+  if (Buffer.isBuffer(path)) {
+    // Structure only (segments are split at the byte 0x2f): latin1 maps each byte to one char.
+    if (path.length === 0) return 'empty';
+    return unsafePathReason(path.toString('latin1'), opts);
+  }
   if (typeof path !== 'string' || path === '') return 'empty or not a string';
   if (path.includes('\0')) return 'contains a NUL character';
-  if (path.startsWith('/') || path.startsWith('\\') || /^[A-Za-z]:/.test(path)) return 'is absolute';
+  if (path.startsWith('/')) return 'is absolute';
+  // On POSIX `\\` and `:` are ordinary name characters (`\\x`, `C:notes` are valid names a backup holds).
   if (process.platform === 'win32' && (path.includes('\\') || path.includes(':'))) return 'contains \\ or :';
   const parts = path.split('/');
   for (const part of parts) {
@@ -141,20 +168,22 @@ export function unsafePathReason(path: unknown): string | undefined {
     if (part === '.') return 'has a "." segment';
     if (part === '..') return 'has a ".." segment (would leave the target)';
   }
-  if (path === METADATA_FILE) return `is the reserved ${METADATA_FILE}`;
+  if (storedRel(path, opts.nameEscape ?? false) === METADATA_FILE) return `is the reserved ${METADATA_FILE}`;
   return undefined;
 }
 
 /**
- * Check every manifest entry: safe relative path, no duplicates, known type with well-formed
- * fields, and every parent recorded as a directory (so nothing is ever written below a
- * symlink). Returns the problems found (empty when the manifest is sound). `checksums: false`
- * accepts file entries without a sha256 (a manifest built from a Python backup's tree).
+ * Check every manifest entry: safe relative path (the bytes of `path_b64` when present), no
+ * duplicates, known type with well-formed fields, and every parent recorded as a directory (so
+ * nothing is ever written below a symlink). Returns the problems found (empty when the manifest
+ * is sound). `checksums: false` accepts file entries without a sha256 (a manifest built from a
+ * Python backup's tree); `nameEscape` is the backup's {@link nameEscapeOf}.
  */
-export function checkManifest(manifest: readonly unknown[], opts: { checksums?: boolean } = {}): VerifyProblem[] {
+export function checkManifest(manifest: readonly unknown[], opts: { checksums?: boolean; nameEscape?: boolean } = {}): VerifyProblem[] {
   const needSha = opts.checksums ?? true;
+  const nameEscape = opts.nameEscape ?? false;
   const problems: VerifyProblem[] = [];
-  const kinds = new Map<string, string>();
+  const kinds = new Map<string, { rel: Rel; type: string }>();
   for (const raw of manifest) {
     const e = raw as Partial<ManifestEntry> | null;
     const path = typeof e === 'object' && e !== null && typeof e.path === 'string' ? e.path : String((e as { path?: unknown } | null)?.path);
@@ -162,12 +191,22 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
       problems.push({ path, kind: 'unsafe', detail: 'manifest entry is not an object' });
       continue;
     }
-    const why = unsafePathReason(e.path);
-    if (why) {
-      problems.push({ path, kind: 'unsafe', detail: `manifest path ${JSON.stringify(e.path)} ${why}` });
+    if (typeof e.path !== 'string') {
+      problems.push({ path, kind: 'unsafe', detail: 'manifest path is not a string' });
       continue;
     }
-    if (kinds.has(path)) {
+    const rel = entryRel(e as ManifestPath);
+    if (rel === undefined) {
+      problems.push({ path, kind: 'unsafe', detail: 'manifest entry has a malformed path_b64' });
+      continue;
+    }
+    const why = unsafePathReason(rel, { nameEscape });
+    if (why) {
+      problems.push({ path, kind: 'unsafe', detail: `manifest path ${JSON.stringify(relText(rel))} ${why}` });
+      continue;
+    }
+    const key = relKey(rel);
+    if (kinds.has(key)) {
       problems.push({ path, kind: 'unsafe', detail: 'listed twice in the manifest' });
       continue;
     }
@@ -179,29 +218,32 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
     } else if (e.type === 'dir') {
       if (parseMode((e as Partial<ManifestDir>).mode) === undefined) problems.push({ path, kind: 'unsafe', detail: 'directory entry without a valid mode' });
     } else if (e.type === 'symlink') {
-      const t = (e as Partial<ManifestSymlink>).target;
-      if (typeof t !== 'string' || t === '' || t.includes('\0')) problems.push({ path, kind: 'unsafe', detail: 'symlink entry without a valid target' });
+      const l = e as Partial<ManifestSymlink>;
+      const t = typeof l.target === 'string' ? entryTarget(l as ManifestSymlink) : undefined;
+      if (t === undefined || t.length === 0 || (typeof t === 'string' ? t.includes('\0') : t.includes(0))) {
+        problems.push({ path, kind: 'unsafe', detail: 'symlink entry without a valid target' });
+      }
     } else {
       problems.push({ path, kind: 'unsafe', detail: `unknown entry type ${JSON.stringify(e.type)}` });
       continue;
     }
-    kinds.set(path, e.type);
+    kinds.set(key, { rel, type: e.type });
   }
-  for (const [path] of kinds) {
-    const slash = path.lastIndexOf('/');
-    if (slash < 0) continue;
-    const parent = path.slice(0, slash);
-    const parentKind = kinds.get(parent);
+  for (const { rel } of kinds.values()) {
+    const parent = parentRel(rel);
+    if (parent === undefined) continue;
+    const parentKind = kinds.get(relKey(parent))?.type;
     if (parentKind !== 'dir') {
+      const p = relText(parent);
       problems.push({
-        path,
+        path: relText(rel),
         kind: 'unsafe',
         detail:
           parentKind === 'symlink'
-            ? `lies below the symlink ${parent} (writing it would follow the link)`
+            ? `lies below the symlink ${p} (writing it would follow the link)`
             : parentKind === undefined
-              ? `its directory ${parent} is not in the manifest`
-              : `its parent ${parent} is not a directory`,
+              ? `its directory ${p} is not in the manifest`
+              : `its parent ${p} is not a directory`,
       });
     }
   }

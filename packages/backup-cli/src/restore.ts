@@ -8,11 +8,12 @@ import { CopyWorker, DEFAULT_CONCURRENCY } from './copy.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } from './fsutil.js';
 import { cleanBackupDirLeftovers } from './leftovers.js';
-import { checkManifest, type ManifestEntry, type ManifestFile } from './metadata.js';
+import { checkManifest, nameEscapeOf, type ManifestEntry, type ManifestFile } from './metadata.js';
 import { expandHome, preRestoreName, resolveDataRoot } from './paths.js';
 import type { ProgressListener } from './progress.js';
 import { recoverInterruptedRestores, restoreTempPaths } from './recover.js';
-import { checkFile, compareTree, manifestFromTree, openBackup, readProblem } from './verify.js';
+import { entryRel, entryTarget, joinRel } from './relpath.js';
+import { checkFile, compareTree, manifestFromTree, openBackup, readProblem, storedPathOf } from './verify.js';
 
 /** Options of {@link restoreBackup}. */
 export interface RestoreOptions {
@@ -80,8 +81,10 @@ function isInside(child: string, parent: string): boolean {
  *
  * Killed at any moment the target holds the old data or the complete restored data; in the
  * instant between the two renames it is absent and the next `restore` or `backup` of it
- * completes the swap (see {@link recoverInterruptedRestores}). `.backup_metadata.json` is
- * never copied into the target. Python backups (no manifest) restore after a warning.
+ * completes the swap (see {@link recoverInterruptedRestores}). The backup's own
+ * `.backup_metadata.json` is never copied into the target (a source entry of that name is,
+ * from where the backup stored it). Names are restored as the exact bytes recorded.
+ * Python backups (no manifest) restore after a warning.
  *
  * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
  *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `IO`.
@@ -104,8 +107,9 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   // --- 1. the manifest, and the backup's tree against it ----------------------------------
   let manifest: ManifestEntry[];
   const verified = Array.isArray(meta.manifest);
+  const nameEscape = nameEscapeOf(meta);
   if (verified) {
-    const unsafe = checkManifest(meta.manifest!);
+    const unsafe = checkManifest(meta.manifest!, { nameEscape });
     if (unsafe.length > 0) {
       throw new BackupError(
         'UNSAFE_PATH',
@@ -114,7 +118,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       );
     }
     manifest = meta.manifest!;
-    const problems = await compareTree(backupPath, manifest);
+    const problems = await compareTree(backupPath, manifest, nameEscape);
     if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
   } else {
     warn(`Backup "${opts.name}" was made by the Python implementation and carries no checksums: it cannot be verified; restoring it as it is.`);
@@ -181,7 +185,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   try {
     await mkdir(newDir, { mode: 0o700 });
     const dirs = manifest.filter((m) => m.type === 'dir');
-    for (const d of dirs) mkdirSync(join(newDir, d.path), { mode: 0o700 }); // sync: no thread-pool hop per directory
+    // Exact names (bytes); every create fails on anything existing (mkdir, O_EXCL | O_NOFOLLOW, symlink).
+    for (const d of dirs) mkdirSync(joinRel(newDir, entryRel(d)!), { mode: 0o700 }); // sync: no thread-pool hop per directory
     const fileEntries = manifest.filter((m): m is ManifestFile => m.type === 'file');
     const problems: VerifyProblem[] = [];
     const workers: CopyWorker[] = [];
@@ -193,8 +198,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
         const mode = parseMode(m.mode)!;
         try {
           const got = await worker.copy({
-            src: join(backupPath, m.path),
-            dst: join(newDir, m.path),
+            src: storedPathOf(backupPath, m, nameEscape),
+            dst: joinRel(newDir, entryRel(m)!),
             modeFor: () => mode,
             ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
           });
@@ -214,10 +219,10 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     }
     if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
     // Symlinks last: no write ever goes through one.
-    for (const m of manifest) if (m.type === 'symlink') await symlink(m.target, join(newDir, m.path));
+    for (const m of manifest) if (m.type === 'symlink') await symlink(entryTarget(m)!, joinRel(newDir, entryRel(m)!));
     // Directory modes deepest first (a read-only directory is only made so once filled).
     for (const d of [...dirs].reverse()) {
-      await chmod(join(newDir, d.path), parseMode(d.mode)!);
+      await chmod(joinRel(newDir, entryRel(d)!), parseMode(d.mode)!);
     }
     const rootMode = parseMode(meta.root_mode) ?? (tst ? (await stat(target)).mode & 0o7777 : 0o700);
     await chmod(newDir, rootMode | 0o700);
@@ -225,8 +230,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     await makeDurable(
       planned,
       newDir,
-      fileEntries.map((m) => m.path),
-      dirs.map((d) => d.path),
+      fileEntries.map((m) => entryRel(m)!),
+      dirs.map((d) => entryRel(d)!),
       concurrency,
     );
   } catch (err) {

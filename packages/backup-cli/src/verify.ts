@@ -4,9 +4,10 @@ import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, type VerifyProblem } from './errors.js';
 import { errCode, modeToString, runPool } from './fsutil.js';
-import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
+import { checkManifest, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { METADATA_FILE, resolveBackupDir, validateBackupName } from './paths.js';
 import type { ProgressListener } from './progress.js';
+import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, unstoredRel, type Rel } from './relpath.js';
 import { walkTree } from './walk.js';
 
 /** Options of {@link verifyBackup}. */
@@ -66,47 +67,73 @@ export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
   const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
   const out: ManifestEntry[] = [];
   for (const e of walked.entries) {
-    if (e.kind === 'dir') out.push({ path: e.rel, type: 'dir', mode: modeToString(e.mode ?? 0o755) });
-    else if (e.kind === 'symlink') out.push({ path: e.rel, type: 'symlink', target: await readlink(join(root, e.rel)) });
-    else {
-      const st = await lstat(join(root, e.rel));
-      out.push({ path: e.rel, type: 'file', size: st.size, mode: modeToString(st.mode), sha256: '' });
+    const p = manifestPathFields(e.rel);
+    if (e.kind === 'dir') out.push({ ...p, type: 'dir', mode: modeToString(e.mode ?? 0o755) });
+    else if (e.kind === 'symlink') {
+      out.push({ ...p, type: 'symlink', ...manifestTargetFields(relFromBytes(await readlink(joinRel(root, e.rel), { encoding: 'buffer' }))) });
+    } else {
+      const st = await lstat(joinRel(root, e.rel));
+      out.push({ ...p, type: 'file', size: st.size, mode: modeToString(st.mode), sha256: '' });
     }
   }
   return out;
 }
 
+/** The `path` / `pathB64` of a problem about a path. */
+const problemAt = (rel: Rel): { path: string; pathB64?: string } => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
+
+/** Where a (checked) manifest entry lies inside the backup's tree. */
+export function storedPathOf(root: string, m: ManifestEntry, nameEscape: boolean): string | Buffer {
+  return joinRel(root, storedRel(entryRel(m)!, nameEscape));
+}
+
 /**
- * Compare a backup's tree with its manifest by names and types only (no hashing):
- * missing, extra, type changed, symlink target changed.
+ * Compare a backup's tree with its (checked) manifest by names and types only (no hashing):
+ * missing, extra, type changed, symlink target changed. Names are compared as bytes;
+ * `nameEscape` is the backup's `name_escape` (see {@link nameEscapeOf}).
  */
-export async function compareTree(root: string, manifest: readonly ManifestEntry[]): Promise<VerifyProblem[]> {
+export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape = false): Promise<VerifyProblem[]> {
   const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
-  const actual = new Map<string, string>();
-  for (const e of walked.entries) actual.set(e.rel, e.kind);
-  for (const s of walked.skipped) actual.set(s.rel, 'special');
+  // Keyed by the source path each stored entry stands for.
+  const actual = new Map<string, { rel: Rel; kind: string }>();
+  for (const e of walked.entries) {
+    const rel = unstoredRel(e.rel, nameEscape);
+    actual.set(relKey(rel), { rel, kind: e.kind });
+  }
+  for (const s of walked.skipped) {
+    const rel = unstoredRel(s.relB64 !== undefined ? relFromBytes(Buffer.from(s.relB64, 'base64')) : s.rel, nameEscape);
+    actual.set(relKey(rel), { rel, kind: 'special' });
+  }
   const problems: VerifyProblem[] = [];
   const listed = new Set<string>();
   for (const m of manifest) {
-    listed.add(m.path);
-    const kind = actual.get(m.path);
-    if (kind === undefined) problems.push({ path: m.path, kind: 'missing', detail: `${m.type} is missing from the backup` });
-    else if (kind !== m.type) problems.push({ path: m.path, kind: 'type', detail: `recorded as ${m.type}, found ${kind === 'special' ? 'a special file' : `a ${kind}`}` });
+    const rel = entryRel(m)!;
+    listed.add(relKey(rel));
+    const kind = actual.get(relKey(rel))?.kind;
+    const at = problemAt(rel);
+    if (kind === undefined) problems.push({ ...at, kind: 'missing', detail: `${m.type} is missing from the backup` });
+    else if (kind !== m.type) problems.push({ ...at, kind: 'type', detail: `recorded as ${m.type}, found ${kind === 'special' ? 'a special file' : `a ${kind}`}` });
     else if (m.type === 'symlink') {
-      const target = await readlink(join(root, m.path)).catch(() => undefined);
-      if (target !== m.target) problems.push({ path: m.path, kind: 'link', detail: `points to ${JSON.stringify(target)}, recorded ${JSON.stringify(m.target)}` });
+      const raw = await readlink(storedPathOf(root, m, nameEscape), { encoding: 'buffer' }).catch(() => undefined);
+      const recorded = entryTarget(m);
+      const same = raw !== undefined && recorded !== undefined && raw.equals(typeof recorded === 'string' ? Buffer.from(recorded, 'utf8') : recorded);
+      if (!same) {
+        const target = raw === undefined ? undefined : relText(relFromBytes(raw));
+        problems.push({ ...at, kind: 'link', detail: `points to ${JSON.stringify(target)}, recorded ${JSON.stringify(m.target)}` });
+      }
     }
   }
-  for (const [rel, kind] of actual) {
-    if (!listed.has(rel)) problems.push({ path: rel, kind: 'extra', detail: `${kind === 'special' ? 'special file' : kind} not in the manifest` });
+  for (const [key, { rel, kind }] of actual) {
+    if (!listed.has(key)) problems.push({ ...problemAt(rel), kind: 'extra', detail: `${kind === 'special' ? 'special file' : kind} not in the manifest` });
   }
   return problems;
 }
 
 /** Compare one hashed file with its manifest entry. */
-export function checkFile(m: { path: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
-  if (got.size !== m.size) return { path: m.path, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
-  if (got.sha256 !== m.sha256) return { path: m.path, kind: 'modified', detail: 'sha256 differs from the manifest' };
+export function checkFile(m: { path: string; path_b64?: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
+  const at = m.path_b64 !== undefined ? { path: m.path, pathB64: m.path_b64 } : { path: m.path };
+  if (got.size !== m.size) return { ...at, kind: 'modified', detail: `size is ${got.size} bytes, recorded ${m.size}` };
+  if (got.sha256 !== m.sha256) return { ...at, kind: 'modified', detail: 'sha256 differs from the manifest' };
   return undefined;
 }
 
@@ -137,7 +164,8 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     result.ok = false;
     return result;
   }
-  const unsafe = checkManifest(meta.manifest);
+  const nameEscape = nameEscapeOf(meta);
+  const unsafe = checkManifest(meta.manifest, { nameEscape });
   if (unsafe.length > 0) {
     result.status = 'damaged';
     result.ok = false;
@@ -145,9 +173,9 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     return result;
   }
   const manifest = meta.manifest;
-  const problems = await compareTree(path, manifest);
-  const broken = new Set(problems.map((p) => p.path));
-  const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(m.path));
+  const problems = await compareTree(path, manifest, nameEscape);
+  const broken = new Set(problems.map((p) => (p.pathB64 !== undefined ? `\0${p.pathB64}` : p.path))); // relKey
+  const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(relKey(entryRel(m)!)));
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   const workers: CopyWorker[] = [];
   opts.onProgress?.({ phase: 'verify', files: 0, totalFiles: files.length, bytes: 0 });
@@ -156,7 +184,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     await runPool(files, concurrency, async (m, lane) => {
       const worker = (workers[lane] ??= new CopyWorker(false, pool));
       try {
-        const got = await worker.copy({ src: join(path, m.path), expectedSize: m.size });
+        const got = await worker.copy({ src: storedPathOf(path, m, nameEscape), expectedSize: m.size });
         const p = checkFile(m, got);
         if (p) problems.push(p);
         result.bytes += got.size;

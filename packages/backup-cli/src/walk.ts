@@ -1,12 +1,16 @@
+import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
+import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
 
-/** One entry of a walked tree. `rel` is relative to the root, `/`-separated. */
+/**
+ * One entry of a walked tree. `rel` is relative to the root, `/`-separated: a string, or the
+ * raw bytes when the path is not valid UTF-8 (names are bytes; see `relpath.ts`).
+ */
 export interface TreeEntry {
-  rel: string;
+  rel: Rel;
   kind: 'dir' | 'file' | 'symlink';
   /** Permission bits (directories only; files get theirs when copied). */
   mode?: number;
@@ -14,19 +18,38 @@ export interface TreeEntry {
 
 /** Something the walk left out, and why. */
 export interface SkippedEntry {
+  /** Path relative to the root (readable text; see `relB64` for names that are not UTF-8). */
   rel: string;
+  /** Base64 of the exact path bytes, present only when the path is not valid UTF-8. */
+  relB64?: string;
   reason: string;
 }
 
+/** A {@link SkippedEntry} for a path. */
+export function skippedEntry(rel: Rel, reason: string): SkippedEntry {
+  return typeof rel === 'string' ? { rel, reason } : { rel: relText(rel), relB64: rel.toString('base64'), reason };
+}
+
 export interface WalkOptions {
-  /** Excluded entries (and whole excluded directories) are left out silently. */
-  exclude?: (rel: string, isDir: boolean) => boolean;
+  /**
+   * Excluded entries (and whole excluded directories) are left out silently. `rel` is the
+   * readable text; `exact` is false when the entry's own name is not valid UTF-8 (its text shows U+FFFD).
+   */
+  exclude?: (rel: string, isDir: boolean, exact: boolean) => boolean;
+  /**
+   * Leave out atomic-json's lock directories, recognised exactly as proper-lockfile makes them:
+   * an **empty** directory named `<name>.lock` (it is made by `mkdir` and removed by `rmdir`, so
+   * it never holds anything). A `.lock` directory with entries, and any file named `*.lock`,
+   * is data. A lock directory that vanishes during the walk (released) is left out silently.
+   * @default false
+   */
+  skipLockDirs?: boolean;
   /** How many directories are read at once. @default 8 */
   concurrency?: number;
 }
 
 export interface WalkResult {
-  /** Sorted by path, so every directory comes before what it holds. */
+  /** Sorted by path bytes, so every directory comes before what it holds. */
   entries: TreeEntry[];
   /** Special files (sockets, FIFOs, devices) and entries that vanished during the walk. */
   skipped: SkippedEntry[];
@@ -34,7 +57,7 @@ export interface WalkResult {
   rootMode: number;
 }
 
-function kindOf(d: Dirent): TreeEntry['kind'] | 'other' | 'unknown' {
+function kindOf(d: Dirent<string | Buffer>): TreeEntry['kind'] | 'other' | 'unknown' {
   if (d.isDirectory()) return 'dir';
   if (d.isFile()) return 'file';
   if (d.isSymbolicLink()) return 'symlink';
@@ -42,56 +65,78 @@ function kindOf(d: Dirent): TreeEntry['kind'] | 'other' | 'unknown' {
   return 'unknown';
 }
 
+/** `<name>.lock` with a non-empty `<name>`: the shape of a proper-lockfile lock directory's name. */
+export const isLockDirName = (name: string): boolean => name.length > 5 && name.endsWith('.lock');
+
+/**
+ * Read a directory's entries with their exact names: as strings (fast path) unless a name is
+ * not valid UTF-8 (Node shows it with U+FFFD), then again as bytes.
+ */
+async function readEntries(abs: string | Buffer): Promise<Dirent<string | Buffer>[]> {
+  const dirents = await readdir(abs, { withFileTypes: true });
+  if (!dirents.some((d) => d.name.includes('\uFFFD'))) return dirents;
+  return readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+}
+
 /**
  * Walk a directory tree without following symlinks, reading directories with
  * `readdir({ withFileTypes: true })` (one `lstat` per directory for its mode, none per file).
- * Errors other than an entry vanishing mid-walk are thrown (nothing is left out silently).
+ * Names that are not valid UTF-8 are kept exactly (as bytes). Errors other than an entry
+ * vanishing mid-walk are thrown (nothing is left out silently).
  */
 export async function walkTree(root: string, opts: WalkOptions = {}): Promise<WalkResult> {
   const entries: TreeEntry[] = [];
   const skipped: SkippedEntry[] = [];
   const exclude = opts.exclude ?? (() => false);
   const rootMode = (await lstat(root)).mode & 0o7777;
-  const queue: string[] = [''];
+  const queue: Rel[] = [''];
+  const lockDirs = new Set<string>(); // relKey of empty lock directories
   let active = 0;
   let failure: { err: unknown } | undefined;
 
-  const readOne = async (rel: string) => {
-    const abs = rel === '' ? root : join(root, rel);
-    let dirents: Dirent[];
+  const readOne = async (rel: Rel) => {
+    const abs = joinRel(root, rel);
+    const lockShaped = opts.skipLockDirs === true && rel !== '' && isLockDirName(baseText(rel));
+    let dirents: Dirent<string | Buffer>[];
     try {
-      dirents = await readdir(abs, { withFileTypes: true });
+      dirents = await readEntries(abs);
     } catch (err) {
       if (rel !== '' && (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR')) {
-        skipped.push({ rel, reason: 'vanished during the backup' });
+        if (lockShaped) lockDirs.add(relKey(rel));
+        else skipped.push(skippedEntry(rel, 'vanished during the backup'));
         return;
       }
-      throw ioError(abs, 'read the directory', err);
+      throw ioError(relText(abs as Rel), 'read the directory', err);
+    }
+    if (lockShaped && dirents.length === 0) {
+      lockDirs.add(relKey(rel));
+      return;
     }
     for (const d of dirents) {
-      const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
+      const child = childRel(rel, d.name);
+      const childText = relText(child);
       let kind: TreeEntry['kind'] | 'other' | 'unknown' = kindOf(d);
       let mode: number | undefined;
       if (kind === 'unknown' || kind === 'dir') {
         try {
-          const st = await lstat(join(abs, d.name));
+          const st = await lstat(joinRel(root, child));
           mode = st.mode & 0o7777;
           kind = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
         } catch (err) {
           if (errCode(err) === 'ENOENT') continue;
-          throw ioError(join(abs, d.name), 'stat', err);
+          throw ioError(relText(joinRel(root, child) as Rel), 'stat', err);
         }
       }
-      if (exclude(childRel, kind === 'dir')) continue;
+      if (exclude(childText, kind === 'dir', typeof d.name === 'string' || isUtf8(d.name))) continue;
       if (kind !== 'dir' && kind !== 'file' && kind !== 'symlink') {
-        skipped.push({ rel: childRel, reason: 'not a regular file, directory or symlink' });
+        skipped.push(skippedEntry(child, 'not a regular file, directory or symlink'));
         continue;
       }
       if (kind === 'dir') {
-        entries.push({ rel: childRel, kind, mode: mode! });
-        queue.push(childRel);
+        entries.push({ rel: child, kind, mode: mode! });
+        queue.push(child);
       } else {
-        entries.push({ rel: childRel, kind });
+        entries.push({ rel: child, kind });
       }
     }
   };
@@ -126,6 +171,13 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
     pump();
   });
 
-  entries.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-  return { entries, skipped, rootMode };
+  const kept = lockDirs.size === 0 ? entries : entries.filter((e) => !lockDirs.has(relKey(e.rel)));
+  if (kept.every((e) => typeof e.rel === 'string')) {
+    kept.sort((a, b) => compareRel(a.rel, b.rel));
+    return { entries: kept, skipped, rootMode };
+  }
+  // Some names are bytes: order everything by bytes (one consistent order, parents first).
+  const keyed = kept.map((e) => ({ e, b: relBytes(e.rel) }));
+  keyed.sort((x, y) => Buffer.compare(x.b, y.b));
+  return { entries: keyed.map((k) => k.e), skipped, rootMode };
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -110,3 +111,49 @@ export async function makeManyFiles(root: string, count: number, tag: string): P
     await Promise.all(jobs);
   }
 }
+
+/** Path bytes as readable, unambiguous text: printable ASCII as is (`\` doubled), other bytes as `\xNN`. */
+export function showBytes(b: Buffer): string {
+  let s = '';
+  for (const c of b) s += c === 0x5c ? '\\\\' : c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+  return s;
+}
+
+const SEP = Buffer.from('/');
+
+/**
+ * What a tree holds, with names as bytes (see {@link showBytes}): path -> `dir 0755` |
+ * `file 0644 <sha256>` | `link <target bytes>` | `special`. `skip(relBytes, stats, entries)`
+ * leaves an entry (and what it holds) out; `entries` lists a directory's names.
+ */
+export function snapshotBytes(
+  root: string,
+  skip: (rel: Buffer, st: import('node:fs').Stats, names: Buffer[] | undefined) => boolean = () => false,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: Buffer) => {
+    const abs = rel.length === 0 ? Buffer.from(root) : Buffer.concat([Buffer.from(root), SEP, rel]);
+    const names = (fs.readdirSync(abs, { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare);
+    for (const n of names) {
+      const r = rel.length === 0 ? n : Buffer.concat([rel, SEP, n]);
+      const p = Buffer.concat([abs, SEP, n]);
+      const st = fs.lstatSync(p);
+      const kids = st.isDirectory() ? (fs.readdirSync(p, { encoding: 'buffer' }) as Buffer[]) : undefined;
+      if (skip(r, st, kids)) continue;
+      const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+      const key = showBytes(r);
+      if (st.isSymbolicLink()) out[key] = `link ${showBytes(fs.readlinkSync(p, { encoding: 'buffer' }))}`;
+      else if (st.isDirectory()) {
+        out[key] = `dir ${mode}`;
+        walk(r);
+      } else if (st.isFile()) out[key] = `file ${mode} ${createHash('sha256').update(fs.readFileSync(p)).digest('hex')}`;
+      else out[key] = 'special';
+    }
+  };
+  walk(Buffer.alloc(0));
+  return out;
+}
+
+/** `root/relBytes` as a Buffer path. */
+export const bpath = (root: string, ...parts: (string | Buffer)[]): Buffer =>
+  Buffer.concat([Buffer.from(root), ...parts.flatMap((p) => [SEP, typeof p === 'string' ? Buffer.from(p) : p])]);
