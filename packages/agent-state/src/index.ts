@@ -1,6 +1,6 @@
 export { BaseAgent, AUTOSAVE_WARNING_CODE, type BaseAgentOptions, type SaveStateOptions, type AgentStateSnapshot } from './base-agent.js';
 export type { AutosaveOptions } from './autosave.js';
-export type { ShutdownHookOptions } from './shutdown.js';
+export type { ShutdownHookOptions, SignalName } from './shutdown.js';
 export { AgentStateError, type AgentStateErrorCode, type AgentStateErrorDetails } from './errors.js';
 export { isValidAgentId, assertValidAgentId, MAX_AGENT_ID_LENGTH, MAX_AGENT_ID_BYTES } from './agent-id.js';
 export type { DataRootOptions } from './data-root.js';

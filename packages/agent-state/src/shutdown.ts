@@ -4,13 +4,19 @@
  * ended it. Nothing is installed until an agent asks.
  */
 
+/**
+ * A signal name such as `'SIGINT'` or `'SIGTERM'` (Node's `NodeJS.Signals`, declared here so the
+ * public types need no `@types/node`).
+ */
+export type SignalName = `SIG${string}`;
+
 /** Options of `BaseAgent.installShutdownHooks()`. */
 export interface ShutdownHookOptions {
   /**
    * Signals on which the agent is stopped (its state saved) before the process exits.
    * @default ['SIGINT', 'SIGTERM']
    */
-  signals?: NodeJS.Signals[];
+  signals?: SignalName[];
   /**
    * Also save on `beforeExit` (the event loop ran dry, the process is about to end normally).
    * @default true
@@ -26,7 +32,7 @@ export interface ShutdownParticipant {
   readonly label: string;
 }
 
-type Event = NodeJS.Signals | 'beforeExit';
+type Event = SignalName | 'beforeExit';
 
 const members = new Map<ShutdownParticipant, Set<Event>>();
 const listeners = new Map<Event, (...args: unknown[]) => void>();
@@ -56,7 +62,7 @@ function removeListener(event: Event): void {
   listeners.delete(event);
 }
 
-function onSignal(signal: NodeJS.Signals): void {
+function onSignal(signal: SignalName): void {
   if (running.has(signal)) {
     // The same signal again while saving: the user insists; stop waiting.
     for (const ev of [...listeners.keys()]) removeListener(ev);
