@@ -9,7 +9,9 @@ import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeTempDir, repoRoot } from '@dawn/test-utils';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { extractExamples, forbiddenPaths, readmes, type Example } from './readme-blocks.js';
 
 const run = promisify(execFile);
 const PACKAGES = ['atomic-json', 'peer-registry', 'agent-state', 'backup-cli'];
@@ -17,6 +19,8 @@ const PNPM = ['-y', 'pnpm@10.34.8'];
 
 let tmp: string;
 let app: string;
+/** A second install with no `@types/node` at all: the consumer's types must not need it. */
+let bare: string;
 const report: Record<string, unknown> = {};
 
 async function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
@@ -37,19 +41,21 @@ beforeAll(async () => {
   report.packedBytes = sizes;
 
   app = join(tmp, 'app');
-  await mkdir(app);
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'stranger-app', private: true, type: 'module' }, null, 2));
+  bare = join(tmp, 'bare');
   const started = Date.now();
-  await sh(
-    'npm',
-    ['install', '--no-audit', '--no-fund', '--loglevel=error', ...files.map((f) => join(tarballs, f)), '@types/node@^20.19.0'],
-    app,
-  );
-  report.installMs = Date.now() - started;
-  for (const f of ['consumer.ts', 'tsconfig.json', 'use.mjs']) {
-    await copyFile(join(repoRoot, 'e2e', 'consumer', f), join(app, f));
+  // zod: a real Standard Schema library, for the README example of JsonFile's validate.
+  for (const [dir, extra] of [[app, ['@types/node@^20.19.0', 'zod@^3.25.0']], [bare, []]] as const) {
+    await mkdir(dir);
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'stranger-app', private: true, type: 'module' }, null, 2));
+    await sh('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', ...files.map((f) => join(tarballs, f)), ...extra], dir);
   }
+  report.installMs = Date.now() - started;
+  for (const f of ['consumer.ts', 'use.mjs']) await copyFile(join(repoRoot, 'e2e', 'consumer', f), join(app, f));
+  await copyFile(join(repoRoot, 'e2e', 'consumer', 'consumer.ts'), join(bare, 'consumer.ts'));
+  await copyFile(join(repoRoot, 'e2e', 'consumer', 'tsconfig.json'), join(bare, 'tsconfig.json'));
 });
+
+const tsc = () => join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 
 afterAll(async () => {
   console.log(`e2e install report: ${JSON.stringify(report)}`);
@@ -74,9 +80,9 @@ describe('installed from packed tarballs into a project outside the workspace', 
     expect(out.backupExports).toEqual(expect.arrayContaining(['createBackup', 'listBackups', 'verifyBackup', 'restoreBackup', 'pruneBackups']));
   });
 
-  it('type-checks a strict TypeScript consumer against the shipped declarations', async () => {
-    const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-    const result = await sh('node', [tsc, '-p', 'tsconfig.json'], app).catch((e) => e);
+  it('type-checks a strict TypeScript consumer against the shipped declarations, with no @types/node installed', async () => {
+    await expect(stat(join(bare, 'node_modules', '@types', 'node'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const result = await sh('node', [tsc(), '-p', 'tsconfig.json'], bare).catch((e) => e);
     expect(`${result.stdout ?? ''}${result.stderr ?? ''}`).toBe('');
   });
 
@@ -98,5 +104,87 @@ describe('installed from packed tarballs into a project outside the workspace', 
     await writeFile(join(root, 'mesh', 'peer_registry.json'), '{"version": 1, "peers": []}');
     await sh('npx', ['dawn-backup', 'restore', 'e2e', '--backup-dir', backups, '--target', root, '--overwrite'], app, env);
     expect(await readFile(join(root, 'mesh', 'peer_registry.json'), 'utf8')).toBe(before);
+  });
+});
+
+describe('every TypeScript/JavaScript block of every README is a tested example', () => {
+  const examples: Example[] = readmes(repoRoot, PACKAGES).flatMap((f) => extractExamples(repoRoot, f));
+  const checked = examples.filter((e) => e.mode !== 'fragment');
+
+  it('the READMEs have examples, few of them fragments', () => {
+    expect(checked.length).toBeGreaterThan(10);
+    report.readmeExamples = {
+      run: examples.filter((e) => e.mode === 'run').length,
+      typecheckOnly: examples.filter((e) => e.mode === 'typecheck-only').length,
+      fragments: examples.filter((e) => e.mode === 'fragment').map((e) => `${e.readme}:${e.line}`),
+    };
+  });
+
+  it('they type-check (strict) against the packed packages', async () => {
+    const dir = join(app, 'examples');
+    await mkdir(dir, { recursive: true });
+    const names: string[] = [];
+    for (const e of checked) {
+      if (e.lang !== 'ts' && e.lang !== 'typescript') continue;
+      names.push(`${e.id}.mts`);
+      await writeFile(join(dir, `${e.id}.mts`), `${e.code}\nexport {};\n`);
+    }
+    await writeFile(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          noUncheckedIndexedAccess: true,
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          types: ['node'],
+          noEmit: true,
+          skipLibCheck: true,
+          noUnusedLocals: false,
+        },
+        files: names,
+      }),
+    );
+    const result = await sh('node', [tsc(), '-p', 'tsconfig.json', '--pretty', 'false'], dir).catch((e) => e);
+    // Name each failing example by its README and line.
+    const out = `${result.stdout ?? ''}${result.stderr ?? ''}`.replace(/([\w-]+)-L(\d+)\.mts\((\d+),/g, (_m, pkg: string, line: string, at: string) => {
+      const readme = pkg === 'root' ? 'README.md' : `packages/${pkg}/README.md`;
+      return `${readme}:${Number(line) + Number(at)} (`;
+    });
+    expect(out).toBe('');
+  });
+
+  it('the runnable ones run, each in a fresh directory, and touch no absolute path outside it', async () => {
+    const failures: string[] = [];
+    for (const e of checked.filter((x) => x.mode === 'run')) {
+      const where = `${e.readme}:${e.line}`;
+      const bad = forbiddenPaths(e.code);
+      if (bad.length > 0) {
+        failures.push(`${where}: uses absolute paths ${bad.join(', ')}; use relative paths (examples run in a temp dir) or mark it <!-- example: typecheck-only -->`);
+        continue;
+      }
+      const js = e.lang === 'ts' || e.lang === 'typescript'
+        ? ts.transpileModule(e.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText
+        : e.code;
+      const file = join(app, 'examples', `${e.id}.mjs`);
+      await mkdir(join(app, 'examples'), { recursive: true });
+      await writeFile(file, js);
+      const cwd = await makeTempDir('dawn-example-');
+      try {
+        await mkdir(join(cwd, 'home'));
+        await run('node', [file], {
+          cwd,
+          timeout: 60_000,
+          env: { ...process.env, HOME: join(cwd, 'home'), PROJECT_DAWN_DATA_ROOT: join(cwd, 'data'), DAWN_BACKUP_DIR: '', NO_COLOR: '1' },
+        });
+      } catch (err) {
+        const e2 = err as { stderr?: string; code?: unknown; signal?: unknown };
+        failures.push(`${where}: exited ${String(e2.code ?? e2.signal)}: ${(e2.stderr ?? String(err)).trim().split('\n').slice(0, 6).join(' | ')}`);
+      } finally {
+        await rm(cwd, { recursive: true, force: true });
+      }
+    }
+    expect(failures).toEqual([]);
   });
 });
