@@ -1,7 +1,9 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { chmod, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import { ioError } from './errors.js';
-import { errCode, isPidAlive, randomTag, removeTree } from './fsutil.js';
+import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree, runPool } from './fsutil.js';
+import { formatStamp } from './paths.js';
 
 /**
  * Temporary directories, named so a later run can tell whose they are:
@@ -40,4 +42,131 @@ export async function cleanBackupDirLeftovers(backupDir: string): Promise<string
     removed.push(n);
   }
   return removed;
+}
+
+/** Mount points (Linux `/proc/self/mountinfo`), or `undefined` where that cannot be read. */
+async function mountPoints(): Promise<Set<string> | undefined> {
+  let text: string;
+  try {
+    text = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) out.add(field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+/**
+ * Remove a directory tree as far as possible, never crossing into another file system (a
+ * mount point inside it is left mounted, with its contents) and never following a symlink.
+ * Returns what could not be removed (each path with the reason); empty when all is gone.
+ *
+ * @example
+ * ```ts
+ * const left = await removeTreeReporting('/srv/.dawn-restore-...old');
+ * if (left.length > 0) console.warn(`left: ${left.join(', ')}`);
+ * ```
+ */
+export async function removeTreeReporting(root: string): Promise<string[]> {
+  const rootSt = await lstatOrUndefined(root);
+  if (!rootSt) return [];
+  const mounts = await mountPoints();
+  const prefix = root.endsWith(sep) ? root : root + sep;
+  const hasMountsInside = mounts === undefined || [...mounts].some((m) => m === root || m.startsWith(prefix));
+  if (!hasMountsInside) {
+    try {
+      await removeTree(root);
+      return [];
+    } catch {
+      // fall through: remove what can be removed and say what is left
+    }
+  }
+  const left: string[] = [];
+  const why = (err: unknown) => errCode(err) || (err as Error).message;
+  const isMount = (p: string, st: Stats, parentDev: number) => st.dev !== parentDev || mounts?.has(p) === true;
+  const rmDir = async (dir: string, dev: number): Promise<boolean> => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      await chmod(dir, 0o700).catch(() => {});
+      try {
+        names = await readdir(dir);
+      } catch {
+        left.push(`${dir} (${why(err)})`);
+        return false;
+      }
+    }
+    let complete = true;
+    await runPool(names, 16, async (n) => {
+      const p = join(dir, n);
+      const st = await lstatOrUndefined(p).catch(() => undefined);
+      if (!st) return;
+      if (st.isDirectory()) {
+        if (isMount(p, st, dev)) {
+          left.push(`${p} (a mount point)`);
+          complete = false;
+        } else if (!(await rmDir(p, dev))) complete = false;
+        return;
+      }
+      try {
+        await unlink(p);
+      } catch (err) {
+        if (errCode(err) === 'ENOENT') return;
+        await chmod(dir, 0o700).catch(() => {});
+        try {
+          await unlink(p);
+        } catch {
+          left.push(`${p} (${why(err)})`);
+          complete = false;
+        }
+      }
+    });
+    if (!complete) return false;
+    try {
+      await rmdir(dir);
+      return true;
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return true;
+      left.push(`${dir} (${errCode(err) === 'EBUSY' ? 'a mount point' : why(err)})`);
+      return false;
+    }
+  };
+  if (rootSt.isDirectory()) {
+    if (mounts?.has(root)) return [`${root} (a mount point)`];
+    await rmDir(root, rootSt.dev);
+  } else {
+    try {
+      await unlink(root);
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') left.push(`${root} (${why(err)})`);
+    }
+  }
+  return left;
+}
+
+/**
+ * Give the previous data of a restore that could not be fully removed a visible name that no
+ * later run mistakes for an interrupted restore: `<target>.restore-leftover-YYYYMMDD_HHMMSS`
+ * beside the target. Returns the new path (or `dir` itself when even the rename fails).
+ */
+export async function parkLeftover(dir: string, target: string, now: Date = new Date()): Promise<string> {
+  const base = `${target}.restore-leftover-${formatStamp(now)}`;
+  for (let i = 1; i < 100; i++) {
+    const to = i === 1 ? base : `${base}_${i}`;
+    if (await lstatOrUndefined(to)) continue;
+    try {
+      await rename(dir, to);
+      await fsyncDir(dirname(to)).catch(() => {});
+      return to;
+    } catch (err) {
+      if (errCode(err) === 'EEXIST' || errCode(err) === 'ENOTEMPTY') continue;
+      return dir;
+    }
+  }
+  return dir;
 }
