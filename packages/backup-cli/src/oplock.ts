@@ -87,8 +87,8 @@ function ownerIsGone(o: LockOwner): boolean {
 
 function busy(lockPath: string, what: string, o: LockOwner | undefined): BackupError {
   const who = o
-    ? `another dawn-backup ${o.op} (pid ${o.pid}${o.hostname !== hostname() ? ` on host ${o.hostname}` : ''}, since ${o.since})`
-    : 'another dawn-backup (starting up)';
+    ? `Another dawn-backup ${o.op} (pid ${o.pid}${o.hostname !== hostname() ? ` on host ${o.hostname}` : ''}, since ${o.since})`
+    : 'Another dawn-backup (starting up)';
   return new BackupError(
     'BUSY',
     `${who} is working on ${what}; nothing was done. Retry when it has finished. ` +

@@ -80,12 +80,23 @@ export interface RestoreResult {
  * 1. the manifest is checked (no absolute path, no `..`, nothing below a symlink) and the
  *    backup's tree compared with it — a damaged backup is refused (`VERIFY_FAILED`) before
  *    anything is written;
- * 2. the restored tree is built beside the target, in `.dawn-restore-<id>-<pid>-<tag>.new`,
+ * 2. the target is judged by its real path (every symlink on the way resolved): it may not be
+ *    the backup dir, lie inside it or contain it (`TARGET_INVALID`). The data root's operation
+ *    lock is taken (`BUSY` when another backup/restore of it runs). Unless `force`, a
+ *    non-empty target must be the backup's recorded source (`SOURCE_MISMATCH`) and hold no
+ *    fresh atomic-json lock of a running node (`TARGET_IN_USE`);
+ * 3. the restored tree is built beside the target, in `.dawn-restore-<id>-<pid>-<tag>.new`,
  *    every file hashed as it is copied and compared with the manifest (a mismatch refuses
  *    the restore; the target is untouched); files are created with `O_EXCL | O_NOFOLLOW` in
- *    fresh directories, symlinks recreated last as links, modes and mtimes restored, fsynced;
- * 3. unless `overwrite`, the current target is saved as a normal backup `pre_restore_...`;
- * 4. swap by renames: target → `.old`, `.new` → target, then `.old` is removed.
+ *    fresh directories, symlinks recreated last as links, modes and mtimes restored. Run as
+ *    root, every entry gets the owner it had in the target (new ones: the target's owner).
+ *    What the backup's own excludes left out (logs...) is hard-linked in from the target.
+ *    A full disk here is `NO_SPACE` (the backup is fine), never `VERIFY_FAILED`;
+ * 4. unless `overwrite`, the current target is saved as a normal backup `pre_restore_...`;
+ * 5. swap by renames: target → `.old`, `.new` → target; then `.old` is removed. What cannot
+ *    be removed (a mount point, an immutable file) is renamed to
+ *    `<target>.restore-leftover-YYYYMMDD_HHMMSS` and reported in `leftover` and a warning:
+ *    the restore itself succeeded.
  *
  * Killed at any moment the target holds the old data or the complete restored data; in the
  * instant between the two renames it is absent and the next `restore` or `backup` of it
@@ -93,7 +104,8 @@ export interface RestoreResult {
  * never copied into the target. Python backups (no manifest) restore after a warning.
  *
  * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
- *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `IO`.
+ *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `SOURCE_MISMATCH`,
+ *   `TARGET_IN_USE`, `BUSY`, `NO_SPACE`, `IO`.
  * @example
  * ```ts
  * const r = await restoreBackup({ name: 'dawn_backup_20261125_101500', target: '/srv/dawn' });
