@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { chmod, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { ioError } from './errors.js';
 import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree, runPool } from './fsutil.js';
@@ -21,7 +21,11 @@ const BACKUP_TEMP = /^\.(.+)\.(partial|deleting)-(\d+)-([0-9a-f]{8})$/;
 export const partialDirName = (name: string): string => `.${name}.partial-${process.pid}-${randomTag()}`;
 export const deletingDirName = (name: string): string => `.${name}.deleting-${process.pid}-${randomTag()}`;
 
-/** Remove the temporary directories of dead processes from a backup dir. Returns the names removed. */
+/**
+ * Remove the temporary directories of dead processes from a backup dir. Returns the names
+ * removed; one that cannot be fully removed is left (never crossing a mount point) and does
+ * not fail the call.
+ */
 export async function cleanBackupDirLeftovers(backupDir: string): Promise<string[]> {
   let names: string[];
   try {
@@ -34,12 +38,9 @@ export async function cleanBackupDirLeftovers(backupDir: string): Promise<string
   for (const n of names) {
     const m = BACKUP_TEMP.exec(n);
     if (!m || isPidAlive(Number(m[3]))) continue;
-    try {
-      await removeTree(join(backupDir, n));
-    } catch (err) {
-      throw ioError(join(backupDir, n), 'remove the leftover of an interrupted run', err);
-    }
-    removed.push(n);
+    // What cannot be removed (an immutable file, a mount point) stays for a human and is tried
+    // again next time; it never blocks the run (hidden, so never listed as a backup).
+    if ((await removeTreeReporting(join(backupDir, n))).length === 0) removed.push(n);
   }
   return removed;
 }
@@ -87,28 +88,35 @@ export async function removeTreeReporting(root: string): Promise<string[]> {
   }
   const left: string[] = [];
   const why = (err: unknown) => errCode(err) || (err as Error).message;
-  const isMount = (p: string, st: Stats, parentDev: number) => st.dev !== parentDev || mounts?.has(p) === true;
-  const rmDir = async (dir: string, dev: number): Promise<boolean> => {
-    let names: string[];
+  // Buffer paths throughout: names are bytes (a name that is not UTF-8 is removed like any other).
+  const at = (dir: Buffer, name: Buffer) => Buffer.concat([dir, Buffer.from(sep), name]);
+  const show = (p: Buffer) => p.toString();
+  const isMount = (p: Buffer, st: Stats, parentDev: number) => st.dev !== parentDev || mounts?.has(show(p)) === true;
+  const rmDir = async (dir: Buffer, dev: number): Promise<boolean> => {
+    let names: Buffer[];
     try {
-      names = await readdir(dir);
+      names = await readdir(dir, { encoding: 'buffer' });
     } catch (err) {
       await chmod(dir, 0o700).catch(() => {});
       try {
-        names = await readdir(dir);
+        names = await readdir(dir, { encoding: 'buffer' });
       } catch {
-        left.push(`${dir} (${why(err)})`);
+        left.push(`${show(dir)} (${why(err)})`);
         return false;
       }
     }
     let complete = true;
     await runPool(names, 16, async (n) => {
-      const p = join(dir, n);
-      const st = await lstatOrUndefined(p).catch(() => undefined);
-      if (!st) return;
+      const p = at(dir, n);
+      let st: Stats;
+      try {
+        st = await lstat(p);
+      } catch {
+        return;
+      }
       if (st.isDirectory()) {
         if (isMount(p, st, dev)) {
-          left.push(`${p} (a mount point)`);
+          left.push(`${show(p)} (a mount point)`);
           complete = false;
         } else if (!(await rmDir(p, dev))) complete = false;
         return;
@@ -121,7 +129,7 @@ export async function removeTreeReporting(root: string): Promise<string[]> {
         try {
           await unlink(p);
         } catch {
-          left.push(`${p} (${why(err)})`);
+          left.push(`${show(p)} (${why(err)})`);
           complete = false;
         }
       }
@@ -132,13 +140,13 @@ export async function removeTreeReporting(root: string): Promise<string[]> {
       return true;
     } catch (err) {
       if (errCode(err) === 'ENOENT') return true;
-      left.push(`${dir} (${errCode(err) === 'EBUSY' ? 'a mount point' : why(err)})`);
+      left.push(`${show(dir)} (${errCode(err) === 'EBUSY' ? 'a mount point' : why(err)})`);
       return false;
     }
   };
   if (rootSt.isDirectory()) {
     if (mounts?.has(root)) return [`${root} (a mount point)`];
-    await rmDir(root, rootSt.dev);
+    await rmDir(Buffer.from(root), rootSt.dev);
   } else {
     try {
       await unlink(root);

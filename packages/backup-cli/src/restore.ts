@@ -238,24 +238,44 @@ function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): 
   return (rel, isDir) => !always(rel, isDir) && excluded(rel, isDir);
 }
 
+/** Join Buffer path parts with `/` (names are bytes: a name that is not UTF-8 is kept exactly). */
+const bjoin = (...parts: (string | Buffer)[]): Buffer =>
+  Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [Buffer.from(p)] : [Buffer.from('/'), Buffer.from(p)])));
+
+async function lstatMaybe(p: Buffer): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/** An entry of the previous target: its name bytes (path parts) and its text for matching and messages. */
+interface PickedEntry {
+  parts: Buffer[];
+  rel: string;
+}
+
 /** Entries of `root` the matcher selects (a selected directory whole), never following symlinks. */
-async function collect(root: string, match: ExcludeMatcher): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    let entries: Dirent[];
+async function collect(root: string, match: ExcludeMatcher): Promise<PickedEntry[]> {
+  const out: PickedEntry[] = [];
+  const walk = async (parts: Buffer[]): Promise<void> => {
+    let entries: Dirent<Buffer>[];
     try {
-      entries = await readdir(rel ? join(root, rel) : root, { withFileTypes: true });
+      entries = await readdir(bjoin(root, ...parts), { withFileTypes: true, encoding: 'buffer' });
     } catch {
       return;
     }
     for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (!rel && e.name === METADATA_FILE) continue;
-      if (match(r, e.isDirectory())) out.push(r);
-      else if (e.isDirectory()) await walk(r);
+      const p = [...parts, e.name];
+      const rel = p.map((b) => b.toString()).join('/');
+      if (parts.length === 0 && rel === METADATA_FILE) continue;
+      if (match(rel, e.isDirectory())) out.push({ parts: p, rel });
+      else if (e.isDirectory()) await walk(p);
     }
   };
-  await walk('');
+  await walk([]);
   return out;
 }
 
@@ -268,17 +288,17 @@ interface Owner {
  * Put `src` (a file, directory or symlink of the previous target) at `dst` in the restored tree
  * without copying data: files are hard-linked (same inode: content, mode, owner, times kept;
  * copied when the file system refuses links), directories recreated, symlinks recreated.
- * Returns entries that could not be kept (special files).
+ * Special files (FIFOs, sockets, devices) are not kept: pushed to `skipped`.
  */
-async function linkInto(src: string, dst: string, skipped: string[]): Promise<void> {
+async function linkInto(src: Buffer, dst: Buffer, skipped: Buffer[]): Promise<void> {
   const st = await lstat(src);
   if (st.isDirectory()) {
     await mkdir(dst, { mode: 0o700 });
-    for (const n of await readdir(src)) await linkInto(join(src, n), join(dst, n), skipped);
+    for (const n of await readdir(src, { encoding: 'buffer' })) await linkInto(bjoin(src, n), bjoin(dst, n), skipped);
     if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
     await chmod(dst, st.mode & 0o7777);
   } else if (st.isSymbolicLink()) {
-    await symlink(await readlink(src), dst);
+    await symlink(await readlink(src, { encoding: 'buffer' }), dst);
     if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
   } else if (st.isFile()) {
     try {
@@ -301,31 +321,29 @@ async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | un
   const kept: string[] = [];
   const removed: string[] = [];
   const picks = await collect(c.target, deliberatelyExcluded(c.meta, c.warn));
-  const madeDirs: { path: string; mode: number }[] = [];
-  for (const rel of picks) {
-    const parts = rel.split('/');
+  const madeDirs: { path: Buffer; mode: number }[] = [];
+  for (const { parts, rel } of picks) {
     let ok = true;
     for (let i = 1; i < parts.length && ok; i++) {
-      const sub = parts.slice(0, i).join('/');
-      const here = join(newDir, sub);
-      const st = await lstatOrUndefined(here);
+      const here = bjoin(newDir, ...parts.slice(0, i));
+      const st = await lstatMaybe(here);
       if (st?.isDirectory()) continue;
       if (st) {
         ok = false; // the restored tree has a file or symlink there: never write through it
         break;
       }
-      const old = await lstat(join(c.target, sub));
+      const old = await lstat(bjoin(c.target, ...parts.slice(0, i)));
       await mkdir(here, { mode: 0o700 });
       if (owner) await lchown(here, old.uid, old.gid);
       madeDirs.push({ path: here, mode: old.mode & 0o7777 });
     }
-    if (!ok || (await lstatOrUndefined(join(newDir, rel)))) {
+    if (!ok || (await lstatMaybe(bjoin(newDir, ...parts)))) {
       removed.push(rel);
       continue;
     }
-    const special: string[] = [];
-    await linkInto(join(c.target, rel), join(newDir, rel), special);
-    for (const s of special) removed.push(relative(c.target, s));
+    const special: Buffer[] = [];
+    await linkInto(bjoin(c.target, ...parts), bjoin(newDir, ...parts), special);
+    for (const s of special) removed.push(relative(c.target, s.toString()));
     kept.push(rel);
   }
   for (const d of madeDirs.reverse()) await chmod(d.path, d.mode);

@@ -174,6 +174,8 @@ describe('B18 restore says what it is about to destroy', () => {
     await rm(join(data, 'out'));
     await mkdir(join(data, 'out'));
     await writeFile(join(data, 'out/x.log'), 'cannot be kept: the backup has a file "out"');
+    const weird = Buffer.concat([Buffer.from(`${data}/logs/`), Buffer.from([0xff, 0x2e]), Buffer.from('log')]); // not UTF-8
+    await writeFile(weird, 'bytes');
     const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', data, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const res = json(r);
@@ -182,6 +184,7 @@ describe('B18 restore says what it is about to destroy', () => {
     expect(await readFile(join(data, 'logs/dawn.log'), 'utf8')).toBe('log line\nmore lines after the backup\n');
     expect(await readFile(join(data, 'logs/new.log'), 'utf8')).toBe('new log');
     expect(await readFile(join(data, 'cache/deep/blob'), 'utf8')).toBe('cached');
+    expect(await readFile(weird, 'utf8')).toBe('bytes');
     expect(await readFile(join(data, 'out'), 'utf8')).toBe('a file in the backup');
     expect(JSON.parse(await readFile(join(data, 'mesh/peer_registry.json'), 'utf8'))).toEqual({ version: 1, peers: [] });
     // lock dirs and temp files are never carried over
@@ -314,12 +317,13 @@ describe.skipIf(!isRoot)('as root: ownership, mount points, full disks', () => {
     let parked: string | undefined;
     try {
       await writeFile(join(mnt, 'on-the-mount'), 'x');
+      await writeFile(Buffer.concat([Buffer.from(`${data}/tools/`), Buffer.from([0xfe])]), 'a name that is not UTF-8 is removed too');
       const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', data, '--json']);
       expect(r.code, r.stderr).toBe(0);
       const res = json(r);
       expect(res.leftover.path).toMatch(/data\.restore-leftover-\d{8}_\d{6}$/);
       parked = res.leftover.path as string;
-      expect(res.leftover.left.join(' ')).toMatch(/mnt \(a mount point\)/);
+      expect(res.leftover.left).toEqual([`${join(parked, 'mnt')} (a mount point)`]);
       expect(res.warnings.join('\n')).toMatch(/restored, but .*could not be fully removed/);
       expect(await readFile(join(parked, 'mnt/on-the-mount'), 'utf8')).toBe('x'); // the mount was never emptied
       expect(await readFile(join(data, 'keys/node.key'), 'utf8')).toBe('secret-key-material\n');
@@ -371,6 +375,21 @@ describe.skipIf(!isRoot)('as root: ownership, mount points, full disks', () => {
       expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', data])).code).toBe(0);
     } finally {
       umount(parked ? join(root, parked, 'mnt') : join(old, 'mnt'));
+    }
+  });
+
+  it('B14: a partial backup of a dead run that cannot be removed never blocks backup or prune', async () => {
+    const { backups, data } = await setup();
+    const partial = join(backups, `.x.partial-${await deadPid()}-0123abcd`);
+    await mkdir(join(partial, 'mnt'), { recursive: true });
+    await mountTmpfs(join(partial, 'mnt'), '1m');
+    try {
+      await writeFile(join(partial, 'mnt/f'), 'on the mount');
+      expect((await cli(['backup', '--source', data, '--backup-dir', backups])).code).toBe(0);
+      expect((await cli(['prune', '--keep-last', '5', '--backup-dir', backups])).code).toBe(0);
+      expect(await readFile(join(partial, 'mnt/f'), 'utf8')).toBe('on the mount');
+    } finally {
+      umount(join(partial, 'mnt'));
     }
   });
 
