@@ -23,7 +23,9 @@ import { realPathOf } from './paths.js';
  * operator sees who holds it). A lock whose owner is gone (same host, and the pid is dead or
  * the machine rebooted since) is taken over; a lock of another host is never guessed stale.
  * Within one process the lock is re-entrant along one async call chain (restore's own
- * `pre_restore_*` backup), and exclusive between independent calls.
+ * `pre_restore_*` backup), and exclusive between independent calls. A backup whose data root
+ * sits in a directory it cannot write (read-only media, a root-owned parent) runs without
+ * the lock: a restore by the same user could not swap that root anyway.
  */
 
 /** Who holds a lock (the content of the lock file). */
@@ -167,6 +169,9 @@ async function acquire(lockPath: string, what: string, op: string): Promise<() =
     } catch (err) {
       // No parent directory: nothing exists to protect yet; the operation reports the missing path.
       if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return async () => {};
+      // A backup of a root whose parent this user cannot write (read-only media, a root-owned
+      // parent) runs unlocked: no restore by this user can swap that root either.
+      if (op === 'backup' && ['EACCES', 'EPERM', 'EROFS'].includes(errCode(err))) return async () => {};
       throw ioError(lockPath, 'create the lock file', err);
     }
     // Held, or left by a dead process?

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { copyDir, useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
+import { BackupError, createBackup, restoreBackup } from '../src/index.js';
 import { cli, json, makeRichTree, snapshot, STACK } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-safety-');
@@ -236,6 +237,24 @@ describe('B15 one operation per data root at a time', () => {
     expect(errorOf(r).code).toBe('BUSY');
   });
 
+  it('in one process, independent calls exclude each other too (BUSY), and the lock is gone afterwards', async () => {
+    const { root, data, backups } = await setup();
+    const results = await Promise.allSettled([
+      createBackup({ source: data, backupDir: backups, name: 'p1', fsync: false }),
+      createBackup({ source: data, backupDir: backups, name: 'p2', fsync: false }),
+      restoreBackup({ name: 'b', backupDir: backups, target: data, fsync: false }),
+    ]);
+    let busy = 0;
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        expect(BackupError.is(r.reason) && r.reason.code, String(r.reason)).toBe('BUSY');
+        busy++;
+      }
+    }
+    expect(busy).toBeGreaterThan(0); // the first takes the lock before the others get to it
+    expect((await readdir(root)).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+
   it('concurrent pairs (backup/restore, restore/restore, prune/prune): each succeeds or is BUSY, and every pre_restore_ backup is complete', async () => {
     const root = await tempDir();
     const data = join(root, 'data');
@@ -390,6 +409,21 @@ describe.skipIf(!isRoot)('as root: ownership, mount points, full disks', () => {
       expect(await readFile(join(partial, 'mnt/f'), 'utf8')).toBe('on the mount');
     } finally {
       umount(join(partial, 'mnt'));
+    }
+  });
+
+  it('backup of a data root on read-only media works (no lock can be made there)', async () => {
+    const root = await tempDir();
+    const mnt = join(root, 'ro');
+    await mountTmpfs(mnt, '8m');
+    try {
+      await makeRichTree(join(mnt, 'data'));
+      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      const r = await cli(['backup', '--source', join(mnt, 'data'), '--backup-dir', join(root, 'bk'), '--name', 'x']);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await cli(['verify', 'x', '--backup-dir', join(root, 'bk')])).code).toBe(0);
+    } finally {
+      umount(mnt);
     }
   });
 
