@@ -230,7 +230,12 @@ async function withLockFile<T>(lockPath: string, what: string, op: string, fn: (
  * ```
  */
 export async function withDataRootLock<T>(root: string, op: string, fn: () => Promise<T>): Promise<T> {
-  const real = await realPathOf(root);
+  let real: string;
+  try {
+    real = await realPathOf(root);
+  } catch (err) {
+    throw ioError(root, 'resolve the real path of', err);
+  }
   return withLockFile(dataRootLockPath(real), `the data root ${real}`, op, fn);
 }
 
@@ -240,6 +245,11 @@ export async function withDataRootLock<T>(root: string, op: string, fn: () => Pr
  * @throws {BackupError} `BUSY` when another prune of the same backup dir runs.
  */
 export async function withPruneLock<T>(backupDir: string, fn: () => Promise<T>): Promise<T> {
-  const real = await realPathOf(backupDir);
+  let real: string;
+  try {
+    real = await realPathOf(backupDir);
+  } catch (err) {
+    throw ioError(backupDir, 'resolve the real path of', err);
+  }
   return withLockFile(pruneLockPath(real), `the backup dir ${real}`, 'prune', fn);
 }

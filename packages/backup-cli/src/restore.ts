@@ -144,11 +144,21 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
 
   // --- the target, by its real path --------------------------------------------------------
   const given = opts.target !== undefined ? resolve(expandHome(opts.target)) : resolveDataRoot();
-  const givenSt = await lstatOrUndefined(given);
+  let givenSt: Stats | undefined;
   // A symlink target: restore into the directory it points to (the link stays). Every symlink
   // on the way is resolved, so containment is judged on what is really replaced.
-  const target = givenSt?.isSymbolicLink() ? await realPathOf(resolve(dirname(given), await readlink(given))) : await realPathOf(given);
-  const vsBackups = await relatePaths(target, backupDir);
+  let target: string;
+  let vsBackups: Awaited<ReturnType<typeof relatePaths>>;
+  try {
+    givenSt = await lstatOrUndefined(given);
+    target = givenSt?.isSymbolicLink() ? await realPathOf(resolve(dirname(given), await readlink(given))) : await realPathOf(given);
+    vsBackups = await relatePaths(target, backupDir);
+  } catch (err) {
+    throw new BackupError('TARGET_INVALID', `Cannot resolve the real path of the target ${given}: ${(err as Error).message}. Fix the path (a symlink loop?) or pick another --target.`, {
+      path: given,
+      cause: err,
+    });
+  }
   if (vsBackups.relation === 'same' || vsBackups.relation === 'inside') {
     throw new BackupError(
       'TARGET_INVALID',

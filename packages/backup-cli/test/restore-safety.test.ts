@@ -62,6 +62,7 @@ describe('B12 containment by real paths', () => {
     await symlink(backups, join(root, 'to-backups'));
     await symlink(join(root, 'to-backups'), join(root, 'elsewhere/deeper/to-to-backups'));
     await symlink(join(root, 'elsewhere'), join(root, 'to-elsewhere'));
+    await symlink('loop', join(root, 'loop'));
     const before = await snapshot(backups);
     const targets = [
       backups,
@@ -72,6 +73,7 @@ describe('B12 containment by real paths', () => {
       join(root, 'to-backups/fresh/t'), // symlinked grandparent, not existing yet
       join(root, 'to-elsewhere/deeper/to-to-backups/b'), // a chain of links
       root, // contains the backup dir
+      join(root, 'loop/x'), // cannot be resolved
     ];
     for (const t of targets) {
       const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', t, '--json', '--force', '--overwrite']);
