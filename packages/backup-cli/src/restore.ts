@@ -385,6 +385,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
     throw new BackupError('TARGET_INVALID', `The target ${target} exists and is not a directory. Move it away or pick another --target.`, { path: target });
   }
 
+  if (tst && tst.dev !== (await lstat(parent)).dev) throw mountedTarget(target); // checked again at the swap (bind mounts)
+
   // --- what is about to be replaced ----------------------------------------------------------
   const nonEmpty = tst !== undefined && (await readdir(target)).length > 0;
   if (nonEmpty && !opts.force) {
@@ -530,7 +532,12 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
 
     // --- 4. swap ------------------------------------------------------------------------------
     if (exists) {
-      await rename(target, oldDir);
+      try {
+        await rename(target, oldDir);
+      } catch (err) {
+        if (errCode(err) === 'EBUSY') throw mountedTarget(target, err);
+        throw err;
+      }
       try {
         await rename(newDir, target);
       } catch (err) {
@@ -554,6 +561,15 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
   await cleanBackupDirLeftovers(backupDir).catch(() => {});
   return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, warnings };
+}
+
+function mountedTarget(target: string, cause?: unknown): BackupError {
+  return new BackupError(
+    'TARGET_INVALID',
+    `The target ${target} is a mount point (or otherwise in use by the system), so it cannot be swapped: nothing was changed in it. ` +
+      'Make the data root a directory inside the mounted file system, or restore elsewhere with --target and copy.',
+    { path: target, ...(cause !== undefined ? { cause } : {}) },
+  );
 }
 
 function damaged(name: string, path: string, problems: VerifyProblem[]): BackupError {

@@ -358,6 +358,25 @@ describe.skipIf(!isRoot)('as root: ownership, mount points, full disks', () => {
     }
   });
 
+  it('a target that is itself a mount point is refused (TARGET_INVALID), its data intact, no litter', async () => {
+    const { root, data, backups } = await setup();
+    const mnt = join(root, 'mounted');
+    await mountTmpfs(mnt, '1m');
+    try {
+      await writeFile(join(mnt, 'state.json'), '{"mounted": true}');
+      const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', mnt, '--json', '--force']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(errorOf(r).code).toBe('TARGET_INVALID');
+      expect(errorOf(r).message).toMatch(/mount point/);
+      expect(await readdir(mnt)).toEqual(['state.json']);
+      expect((await readdir(root)).filter((n) => n.startsWith('.'))).toEqual([]);
+      expect(await readdir(backups)).toEqual(['b']); // refused before anything was made
+      void data;
+    } finally {
+      umount(mnt);
+    }
+  });
+
   it('B14: an immutable file in the old tree: success with the leftover named (skipped where chattr is unsupported)', async () => {
     const { root, data, backups } = await setup();
     const file = join(data, 'tools/run.sh');
