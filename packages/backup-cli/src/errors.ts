@@ -12,7 +12,7 @@
  * | `BACKUP_INVALID` | the backup's `.backup_metadata.json` is missing, unreadable or malformed | 3 |
  * | `VERIFY_FAILED` | a file of the backup is missing, extra, or its checksum differs | 3 |
  * | `UNSAFE_PATH` | the manifest names a path outside the backup (absolute, `..`, below a symlink) | 3 |
- * | `TARGET_INVALID` | the restore target cannot be used (a file, contains the backup dir or lies inside it, leftovers need attention) | 1 |
+ * | `TARGET_INVALID` | the restore target cannot be used (a file, a mount point, contains the backup dir or lies inside it, leftovers need attention) | 1 |
  * | `SOURCE_MISMATCH` | the backup was made of another directory than the (non-empty) restore target; `--force` restores anyway | 1 |
  * | `TARGET_IN_USE` | a Dawn node holds fresh atomic-json locks in the restore target; stop it, or `--force` | 1 |
  * | `BUSY` | another dawn-backup operation works on the same data root (or prunes the same backup dir); retry later | 1 |
