@@ -13,6 +13,7 @@ import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { defaultBackupDir, defaultBackupName, expandHome, isoLocal, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
 import type { ProgressListener } from './progress.js';
+import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
 import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relText, storedRel, type Rel } from './relpath.js';
@@ -98,6 +99,14 @@ const posix = (p: string): string => (sep === '/' ? p : p.split(sep).join('/'));
  * ```
  */
 export async function createBackup(opts: CreateBackupOptions = {}): Promise<BackupResult> {
+  // One operation per data root at a time (re-entrant for restore's own pre_restore_ backup);
+  // usage errors first, so they never touch the disk.
+  if (opts.name !== undefined) validateBackupName(opts.name);
+  createExcludeMatcher(effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true));
+  return withDataRootLock(opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot(), 'backup', () => createBackupLocked(opts));
+}
+
+async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResult> {
   const t0 = performance.now();
   const started = opts.now ?? new Date();
   const fsync = opts.fsync ?? true;

@@ -243,6 +243,7 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
     ...(backupDir !== undefined ? { backupDir } : {}),
     ...(target !== undefined ? { target } : {}),
     overwrite: ctx.flags.overwrite,
+    force: ctx.flags.force,
     fsync: ctx.flags.fsync,
     onProgress: progress.update,
     onWarning: (m) => {
@@ -302,6 +303,7 @@ interface Flags {
   json: boolean;
   quiet: boolean;
   overwrite: boolean;
+  force: boolean;
   dryRun: boolean;
   verify: boolean;
   files: boolean;
@@ -359,6 +361,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .command('restore <name>', 'Verify a backup, save the current target as pre_restore_..., then swap the restored tree in (`restore list` lists backups)')
     .option('--target <dir>', 'Directory to restore into (default: the data root)')
     .option('--overwrite', 'Replace the target without saving it as a pre_restore_ backup first')
+    .option('--force', 'Restore even into a target holding data of another source, or fresh locks of a running node')
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)
     .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
@@ -425,6 +428,7 @@ export async function main(
       json: has('--json'),
       quiet: has('--quiet'),
       overwrite: has('--overwrite'),
+      force: has('--force'),
       dryRun: has('--dry-run'),
       verify: has('--verify'),
       files: has('--files'),

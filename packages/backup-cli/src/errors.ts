@@ -12,8 +12,12 @@
  * | `BACKUP_INVALID` | the backup's `.backup_metadata.json` is missing, unreadable or malformed | 3 |
  * | `VERIFY_FAILED` | a file of the backup is missing, extra, or its checksum differs | 3 |
  * | `UNSAFE_PATH` | the manifest names a path outside the backup (absolute, `..`, below a symlink) | 3 |
- * | `TARGET_INVALID` | the restore target cannot be used (a file, contains the backup dir, leftovers need attention) | 1 |
- * | `IO` | the file system failed (permissions, disk full...); `cause` holds the system error | 1 |
+ * | `TARGET_INVALID` | the restore target cannot be used (a file, a mount point, contains the backup dir or lies inside it, leftovers need attention) | 1 |
+ * | `SOURCE_MISMATCH` | the backup was made of another directory than the (non-empty) restore target; `--force` restores anyway | 1 |
+ * | `TARGET_IN_USE` | a Dawn node holds fresh atomic-json locks in the restore target; stop it, or `--force` | 1 |
+ * | `BUSY` | another dawn-backup operation works on the same data root (or prunes the same backup dir); retry later | 1 |
+ * | `NO_SPACE` | the disk (or quota) is full; nothing was changed; `cause` holds the system error | 1 |
+ * | `IO` | the file system failed (permissions, read-only...); `cause` holds the system error | 1 |
  */
 export type BackupErrorCode =
   | 'USAGE'
@@ -26,6 +30,10 @@ export type BackupErrorCode =
   | 'VERIFY_FAILED'
   | 'UNSAFE_PATH'
   | 'TARGET_INVALID'
+  | 'SOURCE_MISMATCH'
+  | 'TARGET_IN_USE'
+  | 'BUSY'
+  | 'NO_SPACE'
   | 'IO';
 
 /** One finding of a verification: what is wrong with which path of a backup. */
@@ -122,8 +130,14 @@ export function exitCodeOf(err: unknown): 1 | 2 | 3 {
   }
 }
 
-/** Wrap a system error into an `IO` error with the path, and a hint of what to do. */
-export function ioError(path: string, action: string, err: unknown): BackupError {
+/** errno codes that mean "the disk or the quota is full". */
+export const NO_SPACE_ERRNO: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Wrap a system error into an `IO` error (`NO_SPACE` for `ENOSPC`/`EDQUOT`) with the path, and
+ * a hint of what to do. `extra` is appended to the message (e.g. what was left untouched).
+ */
+export function ioError(path: string, action: string, err: unknown, extra?: string): BackupError {
   if (BackupError.is(err)) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const hint =
@@ -137,5 +151,8 @@ export function ioError(path: string, action: string, err: unknown): BackupError
             ? 'The paths are on different file systems.'
             : 'Retry; if it persists, check the disk and the path.';
   const what = err instanceof Error ? err.message : String(err);
-  return new BackupError('IO', `Cannot ${action} ${path}: ${what}. ${hint}`, { cause: err, path });
+  return new BackupError(code !== undefined && NO_SPACE_ERRNO.has(code) ? 'NO_SPACE' : 'IO', `Cannot ${action} ${path}: ${what}. ${hint}${extra ? ` ${extra}` : ''}`, {
+    cause: err,
+    path,
+  });
 }

@@ -1,7 +1,9 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { chmod, lstat, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import { ioError } from './errors.js';
-import { errCode, isPidAlive, randomTag, removeTree } from './fsutil.js';
+import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree, runPool } from './fsutil.js';
+import { formatStamp } from './paths.js';
 
 /**
  * Temporary directories, named so a later run can tell whose they are:
@@ -19,7 +21,11 @@ const BACKUP_TEMP = /^\.(.+)\.(partial|deleting)-(\d+)-([0-9a-f]{8})$/;
 export const partialDirName = (name: string): string => `.${name}.partial-${process.pid}-${randomTag()}`;
 export const deletingDirName = (name: string): string => `.${name}.deleting-${process.pid}-${randomTag()}`;
 
-/** Remove the temporary directories of dead processes from a backup dir. Returns the names removed. */
+/**
+ * Remove the temporary directories of dead processes from a backup dir. Returns the names
+ * removed; one that cannot be fully removed is left (never crossing a mount point) and does
+ * not fail the call.
+ */
 export async function cleanBackupDirLeftovers(backupDir: string): Promise<string[]> {
   let names: string[];
   try {
@@ -32,12 +38,143 @@ export async function cleanBackupDirLeftovers(backupDir: string): Promise<string
   for (const n of names) {
     const m = BACKUP_TEMP.exec(n);
     if (!m || isPidAlive(Number(m[3]))) continue;
-    try {
-      await removeTree(join(backupDir, n));
-    } catch (err) {
-      throw ioError(join(backupDir, n), 'remove the leftover of an interrupted run', err);
-    }
-    removed.push(n);
+    // What cannot be removed (an immutable file, a mount point) stays for a human and is tried
+    // again next time; it never blocks the run (hidden, so never listed as a backup).
+    if ((await removeTreeReporting(join(backupDir, n))).length === 0) removed.push(n);
   }
   return removed;
+}
+
+/** Mount points (Linux `/proc/self/mountinfo`), or `undefined` where that cannot be read. */
+async function mountPoints(): Promise<Set<string> | undefined> {
+  let text: string;
+  try {
+    text = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) out.add(field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+/**
+ * Remove a directory tree as far as possible, never crossing into another file system (a
+ * mount point inside it is left mounted, with its contents) and never following a symlink.
+ * Returns what could not be removed (each path with the reason); empty when all is gone.
+ *
+ * @example
+ * ```ts
+ * const left = await removeTreeReporting('/srv/.dawn-restore-...old');
+ * if (left.length > 0) console.warn(`left: ${left.join(', ')}`);
+ * ```
+ */
+export async function removeTreeReporting(root: string): Promise<string[]> {
+  const rootSt = await lstatOrUndefined(root);
+  if (!rootSt) return [];
+  const mounts = await mountPoints();
+  const prefix = root.endsWith(sep) ? root : root + sep;
+  const hasMountsInside = mounts === undefined || [...mounts].some((m) => m === root || m.startsWith(prefix));
+  if (!hasMountsInside) {
+    try {
+      await removeTree(root);
+      return [];
+    } catch {
+      // fall through: remove what can be removed and say what is left
+    }
+  }
+  const left: string[] = [];
+  const why = (err: unknown) => errCode(err) || (err as Error).message;
+  // Buffer paths throughout: names are bytes (a name that is not UTF-8 is removed like any other).
+  const at = (dir: Buffer, name: Buffer) => Buffer.concat([dir, Buffer.from(sep), name]);
+  const show = (p: Buffer) => p.toString();
+  const isMount = (p: Buffer, st: Stats, parentDev: number) => st.dev !== parentDev || mounts?.has(show(p)) === true;
+  const rmDir = async (dir: Buffer, dev: number): Promise<boolean> => {
+    let names: Buffer[];
+    try {
+      names = await readdir(dir, { encoding: 'buffer' });
+    } catch (err) {
+      await chmod(dir, 0o700).catch(() => {});
+      try {
+        names = await readdir(dir, { encoding: 'buffer' });
+      } catch {
+        left.push(`${show(dir)} (${why(err)})`);
+        return false;
+      }
+    }
+    let complete = true;
+    await runPool(names, 16, async (n) => {
+      const p = at(dir, n);
+      let st: Stats;
+      try {
+        st = await lstat(p);
+      } catch {
+        return;
+      }
+      if (st.isDirectory()) {
+        if (isMount(p, st, dev)) {
+          left.push(`${show(p)} (a mount point)`);
+          complete = false;
+        } else if (!(await rmDir(p, dev))) complete = false;
+        return;
+      }
+      try {
+        await unlink(p);
+      } catch (err) {
+        if (errCode(err) === 'ENOENT') return;
+        await chmod(dir, 0o700).catch(() => {});
+        try {
+          await unlink(p);
+        } catch {
+          left.push(`${show(p)} (${why(err)})`);
+          complete = false;
+        }
+      }
+    });
+    if (!complete) return false;
+    try {
+      await rmdir(dir);
+      return true;
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return true;
+      left.push(`${show(dir)} (${errCode(err) === 'EBUSY' ? 'a mount point' : why(err)})`);
+      return false;
+    }
+  };
+  if (rootSt.isDirectory()) {
+    if (mounts?.has(root)) return [`${root} (a mount point)`];
+    await rmDir(Buffer.from(root), rootSt.dev);
+  } else {
+    try {
+      await unlink(root);
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') left.push(`${root} (${why(err)})`);
+    }
+  }
+  return left;
+}
+
+/**
+ * Give the previous data of a restore that could not be fully removed a visible name that no
+ * later run mistakes for an interrupted restore: `<target>.restore-leftover-YYYYMMDD_HHMMSS`
+ * beside the target. Returns the new path (or `dir` itself when even the rename fails).
+ */
+export async function parkLeftover(dir: string, target: string, now: Date = new Date()): Promise<string> {
+  const base = `${target}.restore-leftover-${formatStamp(now)}`;
+  for (let i = 1; i < 100; i++) {
+    const to = i === 1 ? base : `${base}_${i}`;
+    if (await lstatOrUndefined(to)) continue;
+    try {
+      await rename(dir, to);
+      await fsyncDir(dirname(to)).catch(() => {});
+      return to;
+    } catch (err) {
+      if (errCode(err) === 'EEXIST' || errCode(err) === 'ENOTEMPTY') continue;
+      return dir;
+    }
+  }
+  return dir;
 }

@@ -1,8 +1,13 @@
+import { mkdir, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import {
   defaultBackupDir,
+  isPathInside,
+  realPathOf,
+  relatePaths,
   defaultBackupName,
   isoLocal,
   parseIsoLocal,
@@ -44,5 +49,40 @@ describe('resolveDataRoot / defaultBackupDir', () => {
   });
   it('backups live beside the data root', () => {
     expect(defaultBackupDir('/home/dawn/.project-dawn')).toBe('/home/dawn/backups');
+  });
+});
+
+describe('realPathOf / relatePaths: containment by real paths', () => {
+  const tempDir = useTempDir('dawn-paths-');
+
+  it('resolves the deepest existing ancestor and re-appends the rest', async () => {
+    const root = await tempDir();
+    await mkdir(join(root, 'real/backups'), { recursive: true });
+    await symlink(join(root, 'real'), join(root, 'link'));
+    expect(await realPathOf(join(root, 'link/backups/not/yet'))).toBe(join(root, 'real/backups/not/yet'));
+    expect(await realPathOf(join(root, 'link'))).toBe(join(root, 'real'));
+    expect(await realPathOf(join(root, 'missing/../real'))).toBe(join(root, 'real'));
+  });
+
+  it('classifies same / inside / contains / apart, through symlinked parents and grandparents', async () => {
+    const root = await tempDir();
+    await mkdir(join(root, 'bk/sub'), { recursive: true });
+    await mkdir(join(root, 'other'), { recursive: true });
+    await symlink(join(root, 'bk'), join(root, 'to-bk'));
+    await symlink(join(root, 'bk/sub'), join(root, 'other/to-sub'));
+    await symlink(join(root, 'other'), join(root, 'to-other'));
+    const bk = join(root, 'bk');
+    expect((await relatePaths(join(root, 'to-bk'), bk)).relation).toBe('same');
+    expect((await relatePaths(join(root, 'to-bk/t'), bk)).relation).toBe('inside');
+    expect((await relatePaths(join(root, 'to-other/to-sub/new/t'), bk)).relation).toBe('inside'); // grandparent link
+    expect((await relatePaths(root, join(root, 'to-bk'))).relation).toBe('contains');
+    expect((await relatePaths(join(root, 'other'), bk)).relation).toBe('apart');
+    expect((await relatePaths(join(root, 'bk-sibling'), bk)).relation).toBe('apart'); // a name prefix is not containment
+  });
+
+  it('isPathInside is not fooled by names starting with ".."', () => {
+    expect(isPathInside('/a/..b', '/a')).toBe(true);
+    expect(isPathInside('/b', '/a')).toBe(false);
+    expect(isPathInside('/a', '/a')).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
+import { realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { BackupError } from './errors.js';
 
 /** The file each backup holds at its root, describing it (the Python implementation's name): `.backup_metadata.json`. */
@@ -142,4 +143,58 @@ export function validateBackupName(name: string): void {
 export function resolveBackupDir(backupDir?: string, env: NodeJS.ProcessEnv = process.env): string {
   if (backupDir !== undefined && backupDir !== '') return resolve(expandHome(backupDir));
   return defaultBackupDir(resolveDataRoot(undefined, env));
+}
+
+/**
+ * The real path of `p` even when it does not exist (yet): the real path (`realpath`) of its
+ * deepest existing ancestor, with the rest of the path appended. Every symlink that exists on
+ * the way is resolved, so `/a/link-to-backups/x` becomes `/srv/backups/x`. A dangling symlink
+ * is kept as a name (the part below it cannot be resolved).
+ *
+ * @throws errno errors of `realpath` other than `ENOENT`/`ENOTDIR`.
+ * @example
+ * ```ts
+ * await realPathOf('/home/dawn/link/not-yet'); // '/srv/real/not-yet' when link -> /srv/real
+ * ```
+ */
+export async function realPathOf(p: string): Promise<string> {
+  let head = resolve(p);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      const real = await realpath(head);
+      return rest.length === 0 ? real : join(real, ...rest.reverse());
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      const up = dirname(head);
+      if (up === head) return resolve(p);
+      rest.push(basename(head));
+      head = up;
+    }
+  }
+}
+
+/** `child` is `parent` or inside it, comparing the paths as given (pass real paths, see {@link realPathOf}). */
+export function isPathInside(child: string, parent: string): boolean {
+  const rel = relative(parent, child);
+  return rel === '' || (rel !== '..' && !rel.startsWith('../') && !rel.startsWith('..\\') && !isAbsolute(rel));
+}
+
+/** Where two directories stand to each other: `same`, `inside` (a in b), `contains` (b in a), or `apart`. */
+export type PathRelation = 'same' | 'inside' | 'contains' | 'apart';
+
+/**
+ * How `a` relates to `b`, by real paths (every symlink on the way resolved, see
+ * {@link realPathOf}): the one containment check of backup and restore.
+ *
+ * @example
+ * ```ts
+ * await relatePaths('/srv/link-to-backups/t', '/srv/backups'); // 'inside'
+ * ```
+ */
+export async function relatePaths(a: string, b: string): Promise<{ relation: PathRelation; realA: string; realB: string }> {
+  const [realA, realB] = await Promise.all([realPathOf(a), realPathOf(b)]);
+  const relation: PathRelation = realA === realB ? 'same' : isPathInside(realA, realB) ? 'inside' : isPathInside(realB, realA) ? 'contains' : 'apart';
+  return { relation, realA, realB };
 }

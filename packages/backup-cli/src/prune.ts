@@ -4,6 +4,8 @@ import { BackupError, ioError } from './errors.js';
 import { fsyncDir, removeTree } from './fsutil.js';
 import { cleanBackupDirLeftovers, deletingDirName } from './leftovers.js';
 import { listBackups } from './list.js';
+import { withPruneLock } from './oplock.js';
+import { resolveBackupDir } from './paths.js';
 
 /** How many backups to keep. At least one field must be given. */
 export interface RetentionPolicy {
@@ -139,6 +141,11 @@ export interface PruneResult {
  * ```
  */
 export async function pruneBackups(opts: PruneOptions): Promise<PruneResult> {
+  // One prune per backup dir at a time (BUSY otherwise).
+  return withPruneLock(resolveBackupDir(opts.backupDir), () => pruneBackupsLocked(opts));
+}
+
+async function pruneBackupsLocked(opts: PruneOptions): Promise<PruneResult> {
   const policy: RetentionPolicy = {};
   if (opts.keepLast !== undefined) policy.keepLast = opts.keepLast;
   if (opts.keepDaily !== undefined) policy.keepDaily = opts.keepDaily;

@@ -3,6 +3,7 @@ import { readdir, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from './errors.js';
 import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree } from './fsutil.js';
+import { parkLeftover, removeTreeReporting } from './leftovers.js';
 
 /** What {@link recoverInterruptedRestores} did. */
 export interface RecoveryReport {
@@ -31,6 +32,10 @@ export function restoreTempPaths(target: string): { newDir: string; oldDir: stri
  * | `.old`, no `.new`, no target | (not produced by a restore; defensive) | move `.old` back |
  * | `.old`, target present | killed while removing the previous data | remove `.old` |
  * | `.old` + `.new` + target | something recreated the target meanwhile | nothing; warn |
+ *
+ * Previous data that cannot be fully removed (a mount point, an immutable file) is renamed to
+ * `<target>.restore-leftover-YYYYMMDD_HHMMSS` and reported as an action: it never blocks a
+ * later run.
  *
  * Temp dirs of live processes are left alone. Called by `restore` (on its target) and by
  * `backup` (on its source) before they start.
@@ -79,15 +84,14 @@ async function recoverOne(g: { newDir?: string; oldDir?: string }, target: strin
   if (g.oldDir && g.newDir && !targetExists) {
     await rename(g.newDir, target);
     await fsyncDir(parent);
-    await removeTree(g.oldDir);
     report.actions.push(`completed an interrupted restore into ${target} (the previous data had been saved before the swap)`);
+    await removeOld(g.oldDir, target, report);
   } else if (g.oldDir && !g.newDir && !targetExists) {
     await rename(g.oldDir, target);
     await fsyncDir(parent);
     report.actions.push(`moved the previous data back into ${target}`);
   } else if (g.oldDir && !g.newDir) {
-    await removeTree(g.oldDir);
-    report.actions.push(`removed the previous data left by a completed restore of ${target}: ${g.oldDir}`);
+    if ((await removeOld(g.oldDir, target, report)) === null) report.actions.push(`removed the previous data left by a completed restore of ${target}: ${g.oldDir}`);
   } else if (g.oldDir && g.newDir) {
     report.warnings.push(
       `Found ${g.oldDir} (previous data) and ${g.newDir} (restored data) of an interrupted restore, but ${target} exists again; ` +
@@ -97,4 +101,20 @@ async function recoverOne(g: { newDir?: string; oldDir?: string }, target: strin
     await removeTree(g.newDir);
     report.actions.push(`removed an unfinished restored tree: ${g.newDir}`);
   }
+}
+
+/**
+ * Remove the previous data of a completed restore; what cannot be removed is renamed to a
+ * visible leftover name (see {@link parkLeftover}) and reported in `report.actions`.
+ * Returns `null` when all was removed, else where the rest is and what it holds.
+ */
+export async function removeOld(oldDir: string, target: string, report: RecoveryReport): Promise<{ path: string; left: string[] } | null> {
+  const left = await removeTreeReporting(oldDir);
+  if (left.length === 0) return null;
+  const parked = await parkLeftover(oldDir, target);
+  report.actions.push(
+    `the previous data of ${target} could not be fully removed (left: ${left.slice(0, 5).join(', ')}${left.length > 5 ? `, and ${left.length - 5} more` : ''}); ` +
+      `it is in ${parked}: check it (unmount, chattr -i) and remove it by hand`,
+  );
+  return { path: parked, left: left.map((l) => (parked === oldDir ? l : l.replace(oldDir, parked))) };
 }

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { constants, mkdirSync, type Dirent, type Stats } from 'node:fs';
+import { chmod, copyFile, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, utimes } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
 import { HashPool } from './hash-pool.js';
 import { makeDurable, plannedDurability } from './durability.js';
@@ -8,10 +8,14 @@ import { CopyWorker, DEFAULT_CONCURRENCY } from './copy.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } from './fsutil.js';
 import { cleanBackupDirLeftovers } from './leftovers.js';
-import { checkManifest, nameEscapeOf, type ManifestEntry, type ManifestFile } from './metadata.js';
-import { expandHome, preRestoreName, resolveDataRoot } from './paths.js';
+import { isTempFileName } from '@dawn/atomic-json';
+import { createExcludeMatcher, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
+import { isLockDirName } from './walk.js';
+import { checkManifest, nameEscapeOf, type BackupMetadata, type ManifestEntry, type ManifestFile } from './metadata.js';
+import { withDataRootLock } from './oplock.js';
+import { expandHome, METADATA_FILE, preRestoreName, realPathOf, relatePaths, resolveDataRoot } from './paths.js';
 import type { ProgressListener } from './progress.js';
-import { recoverInterruptedRestores, restoreTempPaths } from './recover.js';
+import { recoverInterruptedRestores, removeOld, restoreTempPaths, type RecoveryReport } from './recover.js';
 import { entryRel, entryTarget, joinRel } from './relpath.js';
 import { checkFile, compareTree, manifestFromTree, openBackup, readProblem, storedPathOf } from './verify.js';
 
@@ -40,6 +44,12 @@ export interface RestoreOptions {
   onWarning?: (message: string) => void;
   /** The moment used to name the safety backup. @default now */
   now?: Date;
+  /**
+   * Restore even when the target holds data of another source than the backup's
+   * (`SOURCE_MISMATCH`) or a running node's fresh locks (`TARGET_IN_USE`).
+   * @default false
+   */
+  force?: boolean;
 }
 
 /** What {@link restoreBackup} did. */
@@ -57,13 +67,14 @@ export interface RestoreResult {
   verified: boolean;
   /** Name of the backup of the previous target (`pre_restore_...`), `null` with `overwrite` or when there was no target. */
   preRestoreBackup: string | null;
+  /** Entries of the previous target the backup deliberately excluded (logs...), kept in place (relative paths). */
+  kept: string[];
+  /**
+   * Set when the restore succeeded but the previous data could not be fully removed (a mount
+   * point, an immutable file): where it now is and what is left. Remove it by hand.
+   */
+  leftover: { path: string; left: string[] } | null;
   warnings: string[];
-}
-
-/** `child` is `parent` or inside it. */
-function isInside(child: string, parent: string): boolean {
-  const rel = relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
 /**
@@ -72,12 +83,23 @@ function isInside(child: string, parent: string): boolean {
  * 1. the manifest is checked (no absolute path, no `..`, nothing below a symlink) and the
  *    backup's tree compared with it — a damaged backup is refused (`VERIFY_FAILED`) before
  *    anything is written;
- * 2. the restored tree is built beside the target, in `.dawn-restore-<id>-<pid>-<tag>.new`,
+ * 2. the target is judged by its real path (every symlink on the way resolved): it may not be
+ *    the backup dir, lie inside it or contain it (`TARGET_INVALID`). The data root's operation
+ *    lock is taken (`BUSY` when another backup/restore of it runs). Unless `force`, a
+ *    non-empty target must be the backup's recorded source (`SOURCE_MISMATCH`) and hold no
+ *    fresh atomic-json lock of a running node (`TARGET_IN_USE`);
+ * 3. the restored tree is built beside the target, in `.dawn-restore-<id>-<pid>-<tag>.new`,
  *    every file hashed as it is copied and compared with the manifest (a mismatch refuses
  *    the restore; the target is untouched); files are created with `O_EXCL | O_NOFOLLOW` in
- *    fresh directories, symlinks recreated last as links, modes and mtimes restored, fsynced;
- * 3. unless `overwrite`, the current target is saved as a normal backup `pre_restore_...`;
- * 4. swap by renames: target → `.old`, `.new` → target, then `.old` is removed.
+ *    fresh directories, symlinks recreated last as links, modes and mtimes restored. Run as
+ *    root, every entry gets the owner it had in the target (new ones: the target's owner).
+ *    What the backup's own excludes left out (logs...) is hard-linked in from the target.
+ *    A full disk here is `NO_SPACE` (the backup is fine), never `VERIFY_FAILED`;
+ * 4. unless `overwrite`, the current target is saved as a normal backup `pre_restore_...`;
+ * 5. swap by renames: target → `.old`, `.new` → target; then `.old` is removed. What cannot
+ *    be removed (a mount point, an immutable file) is renamed to
+ *    `<target>.restore-leftover-YYYYMMDD_HHMMSS` and reported in `leftover` and a warning:
+ *    the restore itself succeeded.
  *
  * Killed at any moment the target holds the old data or the complete restored data; in the
  * instant between the two renames it is absent and the next `restore` or `backup` of it
@@ -87,7 +109,8 @@ function isInside(child: string, parent: string): boolean {
  * Python backups (no manifest) restore after a warning.
  *
  * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
- *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `IO`.
+ *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `SOURCE_MISMATCH`,
+ *   `TARGET_IN_USE`, `BUSY`, `NO_SPACE`, `IO`.
  * @example
  * ```ts
  * const r = await restoreBackup({ name: 'dawn_backup_20261125_101500', target: '/srv/dawn' });
@@ -100,8 +123,6 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const fsync = opts.fsync ?? true;
-  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   const { path: backupPath, backupDir, meta } = await openBackup(opts);
 
   // --- 1. the manifest, and the backup's tree against it ----------------------------------
@@ -127,48 +148,37 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     if (unsafe.length > 0) throw damaged(opts.name, backupPath, unsafe);
   }
 
-  // --- the target --------------------------------------------------------------------------
-  let target = opts.target !== undefined ? resolve(expandHome(opts.target)) : resolveDataRoot();
-  const recover = async (t: string) => {
-    const recovery = await recoverInterruptedRestores(t);
-    for (const a of recovery.actions) warn(`recovered: ${a}`);
-    if (recovery.warnings.length > 0) {
-      for (const w of recovery.warnings) warn(w);
-      throw new BackupError('TARGET_INVALID', `Leftovers of an interrupted restore need attention next to ${t}: ${recovery.warnings.join(' ')}`, { path: t });
-    }
-  };
-  // First finish or undo a killed restore of this target (it may be absent for an instant of the swap).
-  await recover(target);
-  const st = await lstatOrUndefined(target);
-  if (st?.isSymbolicLink()) {
-    // Restore into the directory the link points to; the link stays.
-    try {
-      target = await realpath(target);
-    } catch (err) {
-      throw new BackupError('TARGET_INVALID', `The target ${target} is a dangling symlink. Fix or remove the link, or pick another --target.`, {
-        path: target,
-        cause: err,
-      });
-    }
+  // --- the target, by its real path --------------------------------------------------------
+  const given = opts.target !== undefined ? resolve(expandHome(opts.target)) : resolveDataRoot();
+  let givenSt: Stats | undefined;
+  // A symlink target: restore into the directory it points to (the link stays). Every symlink
+  // on the way is resolved, so containment is judged on what is really replaced.
+  let target: string;
+  let vsBackups: Awaited<ReturnType<typeof relatePaths>>;
+  try {
+    givenSt = await lstatOrUndefined(given);
+    target = givenSt?.isSymbolicLink() ? await realPathOf(resolve(dirname(given), await readlink(given))) : await realPathOf(given);
+    vsBackups = await relatePaths(target, backupDir);
+  } catch (err) {
+    throw new BackupError('TARGET_INVALID', `Cannot resolve the real path of the target ${given}: ${(err as Error).message}. Fix the path (a symlink loop?) or pick another --target.`, {
+      path: given,
+      cause: err,
+    });
   }
-  if (st?.isSymbolicLink()) await recover(target);
-  const tst = await lstatOrUndefined(target);
-  if (tst && !tst.isDirectory()) {
-    throw new BackupError('TARGET_INVALID', `The target ${target} exists and is not a directory. Move it away or pick another --target.`, { path: target });
+  if (vsBackups.relation === 'same' || vsBackups.relation === 'inside') {
+    throw new BackupError(
+      'TARGET_INVALID',
+      `The target ${given} is ${vsBackups.relation === 'same' ? 'the backup dir' : 'inside the backup dir'} ${backupDir}` +
+        `${target !== given ? ` (it resolves to ${target})` : ''}: restoring there would replace backups. Pick a target outside it.`,
+      { path: given },
+    );
   }
-  const realBackupDir = await realpath(backupDir);
-  if (tst) {
-    const realTarget = await realpath(target);
-    if (isInside(realBackupDir, realTarget)) {
-      throw new BackupError(
-        'TARGET_INVALID',
-        `The backup dir ${backupDir} is inside the target ${target}: replacing the target would take the backups with it. Keep backups outside the data root (--backup-dir).`,
-        { path: target },
-      );
-    }
-  }
-  if (isInside(target, backupPath) || isInside(target, realBackupDir)) {
-    throw new BackupError('TARGET_INVALID', `The target ${target} is inside the backup dir ${backupDir}. Pick a target outside it.`, { path: target });
+  if (vsBackups.relation === 'contains') {
+    throw new BackupError(
+      'TARGET_INVALID',
+      `The backup dir ${backupDir} is inside the target ${given}${target !== given ? ` (${target})` : ''}: replacing the target would take the backups with it. Keep backups outside the data root (--backup-dir).`,
+      { path: given },
+    );
   }
   const parent = dirname(target);
   try {
@@ -176,12 +186,256 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   } catch (err) {
     throw ioError(parent, 'create the parent directory of the target', err);
   }
+  return withDataRootLock(target, 'restore', () =>
+    restoreLocked({ opts, warn, warnings, backupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent }),
+  );
+}
+
+interface RestoreContext {
+  opts: RestoreOptions;
+  warn: (m: string) => void;
+  warnings: string[];
+  backupPath: string;
+  backupDir: string;
+  meta: BackupMetadata;
+  manifest: ManifestEntry[];
+  verified: boolean;
+  given: string;
+  givenIsLink: boolean;
+  target: string;
+  parent: string;
+}
+
+/** A lock directory of atomic-json younger than this belongs to a running node (atomic-json's default `staleMs`). */
+const LIVE_LOCK_MS = 10_000;
+
+/** Fresh atomic-json lock directories (`<file>.lock`) at the top, in `mesh/` and in `agents/<id>/` of a data root. */
+async function liveLocks(root: string): Promise<string[]> {
+  const dirs = ['', 'mesh'];
+  try {
+    for (const e of await readdir(join(root, 'agents'), { withFileTypes: true })) if (e.isDirectory()) dirs.push(`agents/${e.name}`);
+  } catch {
+    // no agents
+  }
+  const out: string[] = [];
+  const now = Date.now();
+  for (const d of dirs) {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(join(root, d), { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory() || !e.name.endsWith('.lock')) continue;
+      const rel = d ? `${d}/${e.name}` : e.name;
+      const st = await lstatOrUndefined(join(root, rel)).catch(() => undefined);
+      if (st && now - st.mtimeMs < LIVE_LOCK_MS) out.push(rel);
+    }
+  }
+  return out;
+}
+
+/**
+ * The matcher of what the backup deliberately left out (its own excludes), never atomic-json's
+ * lock directories or temp files (older backups recorded them as `*.lock` / `*.ajtmp` patterns).
+ */
+function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): ExcludeMatcher {
+  const patterns = Array.isArray(meta.excludes) ? meta.excludes.filter((p): p is string => typeof p === 'string') : [...DEFAULT_EXCLUDES];
+  const usable: string[] = [];
+  for (const p of patterns) {
+    try {
+      createExcludeMatcher([p]);
+      usable.push(p);
+    } catch {
+      warn(`ignoring the unusable exclude pattern ${JSON.stringify(p)} recorded in the backup`);
+    }
+  }
+  const excluded = createExcludeMatcher(usable);
+  return (rel, isDir, exact) => {
+    const name = rel.slice(rel.lastIndexOf('/') + 1);
+    if (isDir ? isLockDirName(name) : isTempFileName(name)) return false;
+    return excluded(rel, isDir, exact);
+  };
+}
+
+/** Join Buffer path parts with `/` (names are bytes: a name that is not UTF-8 is kept exactly). */
+const bjoin = (...parts: (string | Buffer)[]): Buffer =>
+  Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [Buffer.from(p)] : [Buffer.from('/'), Buffer.from(p)])));
+
+async function lstatMaybe(p: Buffer): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/** An entry of the previous target: its name bytes (path parts) and its text for matching and messages. */
+interface PickedEntry {
+  parts: Buffer[];
+  rel: string;
+}
+
+/** Entries of `root` the matcher selects (a selected directory whole), never following symlinks. */
+async function collect(root: string, match: ExcludeMatcher): Promise<PickedEntry[]> {
+  const out: PickedEntry[] = [];
+  const walk = async (parts: Buffer[]): Promise<void> => {
+    let entries: Dirent<Buffer>[];
+    try {
+      entries = await readdir(bjoin(root, ...parts), { withFileTypes: true, encoding: 'buffer' });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = [...parts, e.name];
+      const rel = p.map((b) => b.toString()).join('/');
+      if (parts.length === 0 && rel === METADATA_FILE) continue;
+      if (match(rel, e.isDirectory())) out.push({ parts: p, rel });
+      else if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk([]);
+  return out;
+}
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Put `src` (a file, directory or symlink of the previous target) at `dst` in the restored tree
+ * without copying data: files are hard-linked (same inode: content, mode, owner, times kept;
+ * copied when the file system refuses links), directories recreated, symlinks recreated.
+ * Special files (FIFOs, sockets, devices) are not kept: pushed to `skipped`.
+ */
+async function linkInto(src: Buffer, dst: Buffer, skipped: Buffer[]): Promise<void> {
+  const st = await lstat(src);
+  if (st.isDirectory()) {
+    await mkdir(dst, { mode: 0o700 });
+    for (const n of await readdir(src, { encoding: 'buffer' })) await linkInto(bjoin(src, n), bjoin(dst, n), skipped);
+    if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
+    await chmod(dst, st.mode & 0o7777);
+  } else if (st.isSymbolicLink()) {
+    await symlink(await readlink(src, { encoding: 'buffer' }), dst);
+    if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
+  } else if (st.isFile()) {
+    try {
+      await link(src, dst);
+    } catch (err) {
+      if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errCode(err))) throw err;
+      await copyFile(src, dst, constants.COPYFILE_EXCL);
+      if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
+      await chmod(dst, st.mode & 0o7777);
+      await utimes(dst, st.atime, st.mtime);
+    }
+  } else skipped.push(src);
+}
+
+/**
+ * Keep what the backup deliberately left out (logs...) of the previous target: linked into the
+ * restored tree before the swap. Returns what was kept and what could not be.
+ */
+async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | undefined): Promise<{ kept: string[]; removed: string[] }> {
+  const kept: string[] = [];
+  const removed: string[] = [];
+  const picks = await collect(c.target, deliberatelyExcluded(c.meta, c.warn));
+  const madeDirs: { path: Buffer; mode: number }[] = [];
+  for (const { parts, rel } of picks) {
+    let ok = true;
+    for (let i = 1; i < parts.length && ok; i++) {
+      const here = bjoin(newDir, ...parts.slice(0, i));
+      const st = await lstatMaybe(here);
+      if (st?.isDirectory()) continue;
+      if (st) {
+        ok = false; // the restored tree has a file or symlink there: never write through it
+        break;
+      }
+      const old = await lstat(bjoin(c.target, ...parts.slice(0, i)));
+      await mkdir(here, { mode: 0o700 });
+      if (owner) await lchown(here, old.uid, old.gid);
+      madeDirs.push({ path: here, mode: old.mode & 0o7777 });
+    }
+    if (!ok || (await lstatMaybe(bjoin(newDir, ...parts)))) {
+      removed.push(rel);
+      continue;
+    }
+    const special: Buffer[] = [];
+    await linkInto(bjoin(c.target, ...parts), bjoin(newDir, ...parts), special);
+    for (const s of special) removed.push(relative(c.target, s.toString()));
+    kept.push(rel);
+  }
+  for (const d of madeDirs.reverse()) await chmod(d.path, d.mode);
+  return { kept, removed };
+}
+
+const sameKind = (st: Stats, type: ManifestEntry['type']): boolean =>
+  type === 'dir' ? st.isDirectory() : type === 'file' ? st.isFile() : st.isSymbolicLink();
+
+/** errno codes that say the destination (the disk being written) failed, not the backup being read. */
+const WRITE_SIDE = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOMEM', 'EEXIST']);
+
+async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
+  const { opts, warn, warnings, backupPath, backupDir, meta, manifest, verified, target, parent } = c;
+  const nameEscape = nameEscapeOf(meta);
+  const fsync = opts.fsync ?? true;
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
+  // First finish or undo a killed restore of this target (it may be absent for an instant of the swap).
+  const recovery = await recoverInterruptedRestores(target);
+  for (const a of recovery.actions) warn(`recovered: ${a}`);
+  if (recovery.warnings.length > 0) {
+    for (const w of recovery.warnings) warn(w);
+    throw new BackupError('TARGET_INVALID', `Leftovers of an interrupted restore need attention next to ${target}: ${recovery.warnings.join(' ')}`, { path: target });
+  }
+  const tst = await lstatOrUndefined(target);
+  if (!tst && c.givenIsLink) {
+    throw new BackupError('TARGET_INVALID', `The target ${c.given} is a dangling symlink (to ${target}). Fix or remove the link, or pick another --target.`, { path: c.given });
+  }
+  if (tst && !tst.isDirectory()) {
+    throw new BackupError('TARGET_INVALID', `The target ${target} exists and is not a directory. Move it away or pick another --target.`, { path: target });
+  }
+
+  if (tst && tst.dev !== (await lstat(parent)).dev) throw mountedTarget(target); // checked again at the swap (bind mounts)
+
+  // --- what is about to be replaced ----------------------------------------------------------
+  const nonEmpty = tst !== undefined && (await readdir(target)).length > 0;
+  if (nonEmpty && !opts.force) {
+    const recorded = typeof meta.source_dir === 'string' && meta.source_dir !== '' ? meta.source_dir : undefined;
+    const realRecorded = recorded !== undefined ? await realPathOf(recorded) : undefined;
+    if (realRecorded !== target) {
+      throw new BackupError(
+        'SOURCE_MISMATCH',
+        `Backup "${opts.name}" was made of ${recorded ?? 'an unknown directory'}, not of the target ${target}, which holds data: ` +
+          'restoring would replace that data with another directory\'s. Nothing was changed. Pick the right backup or --target, ' +
+          'or pass --force to replace it anyway (it is saved as a pre_restore_ backup first unless --overwrite).',
+        { path: target },
+      );
+    }
+    const live = await liveLocks(target);
+    if (live.length > 0) {
+      throw new BackupError(
+        'TARGET_IN_USE',
+        `A Dawn node seems to be running on ${target}: it holds ${live.length} fresh lock(s) (${live.slice(0, 3).join(', ')}${live.length > 3 ? ', ...' : ''}). ` +
+          'Nothing was changed. Stop the node and retry, or pass --force if no node uses this directory.',
+        { path: target },
+      );
+    }
+  }
 
   // --- 2. build the restored tree beside the target ---------------------------------------
   const { newDir, oldDir } = restoreTempPaths(target);
   const planned = plannedDurability(fsync);
+  const asRoot = process.getuid?.() === 0;
+  let owner: Owner | undefined;
+  if (asRoot) {
+    const ref = tst ?? (await lstat(parent));
+    owner = { uid: ref.uid, gid: ref.gid };
+  }
   let files = 0;
   let bytes = 0;
+  let kept: { kept: string[]; removed: string[] } = { kept: [], removed: [] };
   try {
     await mkdir(newDir, { mode: 0o700 });
     const dirs = manifest.filter((m) => m.type === 'dir');
@@ -207,7 +461,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
           if (p) problems.push(p);
           bytes += got.size;
         } catch (err) {
-          if (errCode(err) === 'EEXIST') throw err;
+          // A full disk is not a damaged backup: only read errors count against the backup.
+          if (WRITE_SIDE.has(errCode(err))) throw err;
           problems.push(readProblem(m.path, err));
         }
         files++;
@@ -220,11 +475,32 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
     // Symlinks last: no write ever goes through one.
     for (const m of manifest) if (m.type === 'symlink') await symlink(entryTarget(m)!, joinRel(newDir, entryRel(m)!));
+    // Run as root: every entry gets the owner it had in the target, new ones the target's owner.
+    if (owner) {
+      for (const m of manifest) {
+        const prev = tst ? await lstat(joinRel(target, entryRel(m)!)).catch(() => undefined) : undefined;
+        const o = prev && sameKind(prev, m.type) ? prev : owner;
+        await lchown(joinRel(newDir, entryRel(m)!), o.uid, o.gid);
+        const mode = m.type === 'file' ? parseMode(m.mode)! : 0;
+        if (mode & 0o6000) await chmod(joinRel(newDir, entryRel(m)!), mode); // chown clears setuid/setgid
+      }
+      await lchown(newDir, owner.uid, owner.gid);
+    }
+    // What the backup deliberately left out (logs...) stays: linked in from the current target.
+    if (tst) {
+      kept = await keepExcluded(c, newDir, owner);
+      if (kept.kept.length > 0) {
+        warn(`kept ${kept.kept.length} entr${kept.kept.length === 1 ? 'y' : 'ies'} the backup excludes from the current target: ${kept.kept.slice(0, 5).join(', ')}${kept.kept.length > 5 ? ', ...' : ''}`);
+      }
+      if (kept.removed.length > 0) {
+        warn(`removed ${kept.removed.length} entr${kept.removed.length === 1 ? 'y' : 'ies'} the backup excludes, which could not be kept (the restored tree has something else there, or not a file): ${kept.removed.join(', ')}`);
+      }
+    }
     // Directory modes deepest first (a read-only directory is only made so once filled).
     for (const d of [...dirs].reverse()) {
       await chmod(joinRel(newDir, entryRel(d)!), parseMode(d.mode)!);
     }
-    const rootMode = parseMode(meta.root_mode) ?? (tst ? (await stat(target)).mode & 0o7777 : 0o700);
+    const rootMode = parseMode(meta.root_mode) ?? (tst ? tst.mode & 0o7777 : 0o700);
     await chmod(newDir, rootMode | 0o700);
     if (planned !== 'none') opts.onProgress?.({ phase: 'sync', files, totalFiles: fileEntries.length, bytes });
     await makeDurable(
@@ -237,11 +513,12 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   } catch (err) {
     await removeTree(newDir).catch(() => {});
     if (BackupError.is(err)) throw err;
-    throw ioError(newDir, 'build the restored tree in', err);
+    throw ioError(newDir, 'build the restored tree in', err, `Nothing was changed in ${target}, and the backup itself is fine: retry once the problem is solved.`);
   }
 
   // --- 3. save the current target -----------------------------------------------------------
   let preRestoreBackup: string | null = null;
+  let leftover: RestoreResult['leftover'] = null;
   try {
     const exists = (await lstatOrUndefined(target)) !== undefined;
     if (exists && !opts.overwrite) {
@@ -249,14 +526,31 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       let name = preRestoreName(now);
       for (let i = 2; await lstatOrUndefined(join(backupDir, name)); i++) name = `${preRestoreName(now)}_${i}`;
       // Everything but lock dirs and temp files: "never lose the current data" includes logs.
-      const saved = await createBackup({ source: target, backupDir, name, defaultExcludes: false, fsync, concurrency, now });
+      // (The data-root lock is held: createBackup re-enters it.)
+      let saved;
+      try {
+        saved = await createBackup({ source: target, backupDir, name, defaultExcludes: false, fsync, concurrency, now });
+      } catch (err) {
+        if (BackupError.is(err) && (err.code === 'IO' || err.code === 'NO_SPACE')) {
+          throw new BackupError(err.code, `Could not save the current target as backup ${name}, so nothing was changed in ${target}: ${err.message}`, {
+            cause: err,
+            ...(err.path !== undefined ? { path: err.path } : {}),
+          });
+        }
+        throw err;
+      }
       preRestoreBackup = saved.name;
       for (const w of saved.warnings) warn(`while saving the current target: ${w}`);
     }
 
     // --- 4. swap ------------------------------------------------------------------------------
     if (exists) {
-      await rename(target, oldDir);
+      try {
+        await rename(target, oldDir);
+      } catch (err) {
+        if (errCode(err) === 'EBUSY') throw mountedTarget(target, err);
+        throw err;
+      }
       try {
         await rename(newDir, target);
       } catch (err) {
@@ -264,7 +558,6 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
         throw err;
       }
       await fsyncDir(parent);
-      await removeTree(oldDir);
     } else {
       await rename(newDir, target);
       await fsyncDir(parent);
@@ -272,10 +565,24 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   } catch (err) {
     await removeTree(newDir).catch(() => {});
     if (BackupError.is(err)) throw err;
-    throw ioError(target, 'replace', err);
+    throw ioError(target, 'replace', err, `Nothing was changed in ${target}; the backup itself is fine.`);
   }
+  // The restore is done. The previous data is removed as far as possible; what cannot be
+  // (a mount point, an immutable file) is set aside under a visible name and reported.
+  const report: RecoveryReport = { actions: [], warnings: [] };
+  leftover = await removeOld(oldDir, target, report).catch((err: unknown) => ({ path: oldDir, left: [`${oldDir} (${(err as Error).message})`] }));
+  if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
   await cleanBackupDirLeftovers(backupDir).catch(() => {});
-  return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, warnings };
+  return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, warnings };
+}
+
+function mountedTarget(target: string, cause?: unknown): BackupError {
+  return new BackupError(
+    'TARGET_INVALID',
+    `The target ${target} is a mount point (or otherwise in use by the system), so it cannot be swapped: nothing was changed in it. ` +
+      'Make the data root a directory inside the mounted file system, or restore elsewhere with --target and copy.',
+    { path: target, ...(cause !== undefined ? { cause } : {}) },
+  );
 }
 
 function damaged(name: string, path: string, problems: VerifyProblem[]): BackupError {

@@ -61,7 +61,7 @@ describe('a damaged backup: verify exits 3, restore refuses, the target is untou
     }
 
     const before = await snapshot(target);
-    const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', target]);
+    const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', target, '--force']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/failed verification/);
     expect(r.stderr).not.toMatch(STACK);
@@ -84,7 +84,7 @@ describe('a damaged backup: verify exits 3, restore refuses, the target is untou
     const v = await cli(['verify', 'b', '--backup-dir', backups, '--json']);
     expect(v.code).toBe(3);
     expect(JSON.parse(v.stderr).error.code).toBe('BACKUP_INVALID');
-    expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', target])).code).toBe(3);
+    expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', target, '--force'])).code).toBe(3);
     expect(await snapshot(target)).toEqual(before);
     const l = json(await cli(['list', '--backup-dir', backups, '--json']));
     expect(l.backups).toEqual([]);

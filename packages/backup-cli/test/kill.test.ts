@@ -80,7 +80,7 @@ describe('SIGKILL at random moments', () => {
     for (let k = 0; k < KILLS; k++) {
       const delay = Math.round(Math.random() * full * 1.3);
       delays.push(delay);
-      const args = ['restore', k % 2 === 0 ? 'B' : 'A', '--backup-dir', backups, '--target', target, ...(k % 4 === 3 ? ['--overwrite'] : [])];
+      const args = ['restore', k % 2 === 0 ? 'B' : 'A', '--backup-dir', backups, '--target', target, '--force', ...(k % 4 === 3 ? ['--overwrite'] : [])];
       await runAndKill(args, delay);
       const present = (await readdir(root)).includes('target');
       if (!present) {
@@ -94,7 +94,7 @@ describe('SIGKILL at random moments', () => {
       expect([snapA, snapB], `after a kill at ${delay} ms (delays ${delays})`).toContainEqual(state);
     }
     // a complete run recovers whatever was left and ends with the new data
-    const last = await cli(['restore', 'B', '--backup-dir', backups, '--target', target]);
+    const last = await cli(['restore', 'B', '--backup-dir', backups, '--target', target, '--force']);
     expect(last.code, last.stderr).toBe(0);
     expect(await snapshot(target)).toEqual(snapB);
     expect((await readdir(root)).filter((n) => n.startsWith('.'))).toEqual([]);

@@ -97,7 +97,7 @@ describe('round trip through the binary', () => {
     await copyFixture('data', target);
     const before = await snapshot(target);
 
-    const r = await cli(['restore', 'one', '--backup-dir', backups, '--target', target, '--json']);
+    const r = await cli(['restore', 'one', '--backup-dir', backups, '--target', target, '--json', '--force']);
     expect(r.code, r.stderr).toBe(0);
     const saved = json(r).preRestoreBackup;
     expect(saved).toMatch(/^pre_restore_\d{8}_\d{6}$/);
