@@ -230,7 +230,10 @@ async function liveLocks(root: string): Promise<string[]> {
       if (!e.isDirectory() || !e.name.endsWith('.lock')) continue;
       const rel = d ? `${d}/${e.name}` : e.name;
       const st = await lstatOrUndefined(join(root, rel)).catch(() => undefined);
-      if (st && now - st.mtimeMs < LIVE_LOCK_MS) out.push(rel);
+      if (!st || now - st.mtimeMs >= LIVE_LOCK_MS) continue;
+      // proper-lockfile's lock is an empty directory: a directory with content is data (`Cargo.lock/`).
+      const inside = await readdir(join(root, rel)).catch(() => ['?']);
+      if (inside.length === 0) out.push(rel);
     }
   }
   return out;

@@ -62,7 +62,7 @@ describe('B8: never write through a symlink', () => {
     await symlink(precious, join(live, '.backup_metadata.json'));
     await symlink(precious, join(live, 'x/.backup_metadata.json'));
     const liveBefore = snapshotBytes(live);
-    const r = await cli(['restore', 'one', '--backup-dir', backups, '--target', live, '--json']);
+    const r = await cli(['restore', 'one', '--backup-dir', backups, '--target', live, '--force', '--json']); // another source's backup: --force;
     expect(r.code, r.stderr).toBe(0);
     unchanged();
     expect(snapshotBytes(live)).toEqual(snapshotBytes(src));
@@ -131,9 +131,14 @@ describe('B9: names are bytes', () => {
 
     // Restore over a different live tree: exactly the source's bytes and contents.
     const live = await copyFixture('data', join(root, 'live'));
-    const r = await cli(['restore', 'bytes', '--backup-dir', backups, '--target', live, '--json']);
+    const r = await cli(['restore', 'bytes', '--backup-dir', backups, '--target', live, '--force', '--json']); // another source's backup: --force
     expect(r.code, r.stderr).toBe(0);
-    expect(snapshotBytes(live)).toEqual(expected);
+    // Exactly the source's bytes, plus what the backup's own excludes left out of the live tree (kept in place).
+    const restored = snapshotBytes(live);
+    const kept = Object.keys(restored).filter((k) => k === 'logs' || k.startsWith('logs/'));
+    expect(kept.sort()).toEqual(['logs', 'logs/dawn.log']);
+    for (const k of kept) delete restored[k];
+    expect(restored).toEqual(expected);
 
     // Damage to a file with such a name is found and named exactly.
     fs.chmodSync(bpath(backups, 'bytes', dir), 0o700);
@@ -212,7 +217,7 @@ describe('B11: every backup that reports success can be restored', () => {
     await writeFile(join(live, '.backup_metadata.json'), 'the live one\n');
     await writeFile(join(live, 'live.json'), '{}\n');
     const liveBefore = snapshotBytes(live);
-    const r = await cli(['restore', 'meta', '--backup-dir', backups, '--target', live, '--json']);
+    const r = await cli(['restore', 'meta', '--backup-dir', backups, '--target', live, '--force', '--json']); // another source's backup: --force;
     expect(r.code, r.stderr).toBe(0);
     expect(snapshotBytes(live)).toEqual(snapshotBytes(src));
     const pre = json(r).preRestoreBackup as string;

@@ -146,7 +146,7 @@ describe('property: arbitrary trees round-trip through backup and restore', () =
           expect(v.problems).toEqual([]);
           expect(v.ok).toBe(true);
 
-          const r = await restoreBackup({ name: 'p', backupDir, target: live, fsync: false });
+          const r = await restoreBackup({ name: 'p', backupDir, target: live, fsync: false, force: true }); // another source's backup
           expect(snapshotBytes(live)).toEqual(expectedSrc);
           expect(r.preRestoreBackup).not.toBeNull();
           expect((await verifyBackup({ name: r.preRestoreBackup!, backupDir })).ok).toBe(true);

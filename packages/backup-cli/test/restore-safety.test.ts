@@ -157,6 +157,11 @@ describe('B18 restore says what it is about to destroy', () => {
     await utimes(join(data, 'mesh/peer_registry.json.lock'), new Date(), new Date());
     expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', data])).code).toBe(1);
     expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', data, '--force'])).code).toBe(0);
+    // A fresh directory named like a lock but holding data is data, not a lock (proper-lockfile's are empty).
+    await rm(join(data, 'mesh/peer_registry.json.lock'), { recursive: true, force: true });
+    await mkdir(join(data, 'agents/worker.lock'), { recursive: true });
+    await writeFile(join(data, 'agents/worker.lock/state.json'), '{}\n');
+    expect((await cli(['restore', 'b', '--backup-dir', backups, '--target', data])).code).toBe(0);
   });
 
   it('keeps what the backup deliberately excluded (logs, --exclude dirs) in the restored target', async () => {
