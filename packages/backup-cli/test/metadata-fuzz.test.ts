@@ -306,7 +306,7 @@ describe('a metadata file or registry that is not a regular file: nothing hangs,
   }
 
   const KINDS: [string, (meta: string, root: string) => Promise<void>][] = [
-    ['a FIFO', async (meta) => execFileSync('mkfifo', [meta])],
+    ['a FIFO', async (meta) => void execFileSync('mkfifo', [meta])],
     ['a symlink to a FIFO', async (meta, root) => {
       execFileSync('mkfifo', [join(root, 'fifo')]);
       await symlink(join(root, 'fifo'), meta);
@@ -318,7 +318,7 @@ describe('a metadata file or registry that is not a regular file: nothing hangs,
     }],
     ['a directory', async (meta) => mkdir(meta)],
     ['missing', async () => {}],
-    ...(isRoot ? ([['a character device', async (meta: string) => execFileSync('mknod', [meta, 'c', '1', '5'])]] as [string, (m: string) => Promise<void>][]) : []),
+    ...(isRoot ? ([['a character device', async (meta: string) => void execFileSync('mknod', [meta, 'c', '1', '5'])]] as [string, (m: string) => Promise<void>][]) : []),
   ];
 
   it.each(KINDS)('metadata file is %s: list, show, verify, prune --dry-run end at once (real processes)', async (_, make) => {
@@ -345,7 +345,7 @@ describe('a metadata file or registry that is not a regular file: nothing hangs,
   });
 
   it.each([
-    ['a FIFO', async (reg: string) => execFileSync('mkfifo', [reg])],
+    ['a FIFO', async (reg: string) => void execFileSync('mkfifo', [reg])],
     ['a symlink to a FIFO', async (reg: string, root: string) => {
       execFileSync('mkfifo', [join(root, 'fifo')]);
       await symlink(join(root, 'fifo'), reg);
