@@ -22,8 +22,7 @@ export interface RetentionPolicy {
    */
   keepPreRestore?: number;
   /**
-   * ...and every `pre_restore_*` backup made in the last D days (by its recorded time or the
-   * time it appeared on disk, whichever is later).
+   * ...and every `pre_restore_*` backup made in the last D days (by its recorded time).
    * @default 7
    */
   keepPreRestoreDays?: number;
@@ -166,7 +165,7 @@ export function planPrune(backups: readonly PruneCandidate[], policy: RetentionP
     if (ds[0]!.preRestore) {
       ds.slice(0, policy.keepPreRestore ?? DEFAULT_KEEP_PRE_RESTORE).forEach((d) => keep(d, 'pre-restore'));
       const since = now - (policy.keepPreRestoreDays ?? DEFAULT_KEEP_PRE_RESTORE_DAYS) * 86_400;
-      for (const x of group) if (Math.max(x.d.createdAt, x.appearedAt ?? -Infinity) >= since) keep(x.d, 'recent');
+      for (const d of ds) if (d.createdAt >= since) keep(d, 'recent');
       continue;
     }
     ds.slice(0, policy.keepLast ?? 0).forEach((d) => keep(d, 'last'));
