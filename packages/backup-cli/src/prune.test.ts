@@ -116,8 +116,17 @@ describe('retention per source (B16)', () => {
     ];
     const plan = planPrune(skewed, { keepLast: 1 }, NOW);
     expect(kept(plan)).toEqual(['A', 'B']);
-    expect(plan.find((d) => d.name === 'A')!.reasons).toEqual(['newest', 'future', 'last']);
-    expect(plan.find((d) => d.name === 'B')!.reasons).toEqual(['latest-on-disk']);
+    expect(plan.find((d) => d.name === 'A')!.reasons).toEqual(['future']);
+    expect(plan.find((d) => d.name === 'B')!.reasons).toEqual(['newest', 'latest-on-disk', 'last']);
+
+    // The system clock itself ran ahead: A's directory ctime is in the future too.
+    const local = planPrune(
+      skewed.map((c) => (c.name === 'A' ? { ...c, appearedAt: NOW + DAY } : c)),
+      { keepLast: 1, keepDaily: 1 },
+      NOW,
+    );
+    expect(kept(local)).toEqual(['A', 'B']);
+    expect(local.find((d) => d.name === 'B')!.reasons).toEqual(['newest', 'latest-on-disk', 'last', 'daily']);
 
     // The skew is over (A's recorded time has passed), but B still appeared on disk after A.
     const later = planPrune(

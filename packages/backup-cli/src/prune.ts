@@ -55,10 +55,10 @@ export interface PruneCandidate {
 
 /**
  * Why a backup is kept:
- * - `newest`: the newest of its source by recorded time (always kept);
- * - `latest-on-disk`: the last of its source to appear in the backup dir (always kept);
  * - `future`: its recorded time (or its appearance on disk) lies in the future: a clock ran
- *   ahead, so its place in time is unknown (always kept);
+ *   ahead, so its place in time is unknown (always kept, and not ranked with the others);
+ * - `newest`: of the others, the newest of its source by recorded time (always kept);
+ * - `latest-on-disk`: of the others, the last of its source to appear in the backup dir (always kept);
  * - `last`, `daily`, `weekly`: the rules of {@link RetentionPolicy};
  * - `pre-restore`, `recent`: the `pre_restore_*` policy (the N newest, the last D days).
  */
@@ -124,9 +124,9 @@ const byNewest = (a: PruneDecision, b: PruneDecision) => b.createdAt - a.created
  * Decide which backups a retention policy keeps (pure; the core of {@link pruneBackups}).
  *
  * The backups are split by source (and `pre_restore_*` apart from the others); each group is
- * ordered by recorded time and gets the policy on its own. In every group the newest backup,
- * the one that appeared on disk last, and any dated in the future (compared with `now`) are
- * always kept. A backup kept by several rules lists every reason. Result: newest first.
+ * ordered by recorded time and gets the policy on its own. In every group, backups dated in the
+ * future (recorded time or `appearedAt` after `now`) are kept and left out of the ranking; of
+ * the others, the newest and the one that appeared on disk last are always kept. A backup kept by several rules lists every reason. Result: newest first.
  *
  * @param now Unix seconds. @default the current time
  * @throws {BackupError} `INVALID_OPTION` for an empty or malformed policy.
@@ -152,16 +152,24 @@ export function planPrune(backups: readonly PruneCandidate[], policy: RetentionP
   };
   const out: PruneDecision[] = [];
   for (const group of groups.values()) {
-    group.sort((a, b) => byNewest(a.d, b.d));
-    const ds = group.map((x) => x.d);
-    out.push(...ds);
+    out.push(...group.map((x) => x.d));
+    // A backup dated in the future (by its recorded time or its ctime) was made while a clock
+    // ran ahead: its place in time is unknown. It is kept, and takes no one's place: the rules
+    // below rank only the others, so the backup made after it is still the newest.
+    const ranked = group.filter((x) => {
+      const ahead = x.d.createdAt > now || (x.appearedAt ?? -Infinity) > now;
+      if (ahead) keep(x.d, 'future');
+      return !ahead;
+    });
+    if (ranked.length === 0) continue;
+    ranked.sort((a, b) => byNewest(a.d, b.d));
+    const ds = ranked.map((x) => x.d);
     keep(ds[0]!, 'newest');
     let latest: { d: PruneDecision; appearedAt: number } | undefined;
-    for (const x of group) {
+    for (const x of ranked) {
       if (x.appearedAt !== undefined && (latest === undefined || x.appearedAt > latest.appearedAt)) latest = { d: x.d, appearedAt: x.appearedAt };
     }
     if (latest) keep(latest.d, 'latest-on-disk');
-    for (const x of group) if (x.d.createdAt > now || (x.appearedAt ?? -Infinity) > now) keep(x.d, 'future');
     if (ds[0]!.preRestore) {
       ds.slice(0, policy.keepPreRestore ?? DEFAULT_KEEP_PRE_RESTORE).forEach((d) => keep(d, 'pre-restore'));
       const since = now - (policy.keepPreRestoreDays ?? DEFAULT_KEEP_PRE_RESTORE_DAYS) * 86_400;
