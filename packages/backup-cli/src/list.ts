@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError } from './errors.js';
-import { errCode } from './fsutil.js';
+import { errCode, modeToString, parseMode } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { resolveBackupDir } from './paths.js';
@@ -170,9 +170,11 @@ export async function showBackup(opts: ShowOptions): Promise<BackupDetails> {
 
 /** A checked manifest entry with only the fields this package knows (unknown ones are never printed). */
 function knownFields(e: ManifestEntry): ManifestEntry {
-  if (e.type === 'dir') return { path: e.path, type: 'dir', mode: e.mode };
+  // checkManifest accepts a mode as an octal string or a number: always show the string.
+  const mode = (m: unknown) => (typeof m === 'string' ? m : modeToString(parseMode(m) ?? 0));
+  if (e.type === 'dir') return { path: e.path, type: 'dir', mode: mode(e.mode) };
   if (e.type === 'symlink') return { path: e.path, type: 'symlink', target: e.target };
-  const f: ManifestEntry = { path: e.path, type: 'file', size: e.size, mode: e.mode, sha256: e.sha256 };
+  const f: ManifestEntry = { path: e.path, type: 'file', size: e.size, mode: mode(e.mode), sha256: e.sha256 };
   if (typeof e.mtime === 'number' && Number.isFinite(e.mtime)) f.mtime = e.mtime;
   return f;
 }

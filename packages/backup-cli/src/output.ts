@@ -137,7 +137,8 @@ export function formatTime(seconds: number): string {
 }
 
 /** Left-aligned columns separated by two spaces. */
-export function table(rows: string[][], style?: Style): string {
+export function table(cells: readonly (readonly unknown[])[], style?: Style): string {
+  const rows = cells.map((r) => r.map(String)); // a stray number or null never breaks the output
   const widths: number[] = [];
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, [...c].length)));
   return rows

@@ -269,6 +269,7 @@ describe('malformed metadata of one backup (fuzzed): list, show, verify, prune -
       toText({ ...base, manifest: [{ ...base.manifest[0], extra: 'DEEP_ARRAY' }, ...base.manifest.slice(1)] }),
       toText({ ...base, created_at: 'INFINITY' }),
       toText({ ...base, hostname: 'HUGE_STRING' }),
+      toText({ ...base, manifest: base.manifest.map((e: any) => ({ ...e, mode: 0 })) }), // numeric modes are accepted
       '[]',
       '"a string"',
       '42',
