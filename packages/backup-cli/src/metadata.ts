@@ -165,10 +165,12 @@ export async function readRegularFile(file: string, what: { name: string; maxByt
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A value in a message: short, and never recursive (a value nested 100,000 deep is "a list"). */
 const describe = (v: unknown): string => {
+  if (v === undefined) return 'undefined';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
+  if (typeof v === 'string') return v.length > 80 ? `${JSON.stringify(v.slice(0, 60))}… (${v.length} characters)` : JSON.stringify(v);
   if (typeof v === 'number') return String(v);
   return typeof v === 'object' ? 'an object' : typeof v;
 };
@@ -316,14 +318,14 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
   const kinds = new Map<string, string>();
   for (const raw of manifest) {
     const e = raw as Partial<ManifestEntry> | null;
-    const path = typeof e === 'object' && e !== null && typeof e.path === 'string' ? e.path : String((e as { path?: unknown } | null)?.path);
+    const path = typeof e === 'object' && e !== null && typeof e.path === 'string' ? e.path : describe((e as { path?: unknown } | null)?.path);
     if (typeof e !== 'object' || e === null) {
       problems.push({ path, kind: 'unsafe', detail: 'manifest entry is not an object' });
       continue;
     }
     const why = unsafePathReason(e.path);
     if (why) {
-      problems.push({ path, kind: 'unsafe', detail: `manifest path ${JSON.stringify(e.path)} ${why}` });
+      problems.push({ path, kind: 'unsafe', detail: `manifest path ${describe(e.path)} ${why}` });
       continue;
     }
     if (kinds.has(path)) {
@@ -341,7 +343,7 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
       const t = (e as Partial<ManifestSymlink>).target;
       if (typeof t !== 'string' || t === '' || t.includes('\0')) problems.push({ path, kind: 'unsafe', detail: 'symlink entry without a valid target' });
     } else {
-      problems.push({ path, kind: 'unsafe', detail: `unknown entry type ${JSON.stringify(e.type)}` });
+      problems.push({ path, kind: 'unsafe', detail: `unknown entry type ${describe(e.type)}` });
       continue;
     }
     kinds.set(path, e.type);

@@ -270,6 +270,8 @@ describe('malformed metadata of one backup (fuzzed): list, show, verify, prune -
       toText({ ...base, created_at: 'INFINITY' }),
       toText({ ...base, hostname: 'HUGE_STRING' }),
       toText({ ...base, manifest: base.manifest.map((e: any) => ({ ...e, mode: 0 })) }), // numeric modes are accepted
+      toText({ ...base, manifest: [{ ...base.manifest[0], path: 'DEEP_ARRAY' }, ...base.manifest.slice(1)] }),
+      toText({ ...base, manifest: [{ ...base.manifest[0], type: 'DEEP_OBJECT' }, ...base.manifest.slice(1)] }),
       '[]',
       '"a string"',
       '42',
