@@ -126,7 +126,21 @@ async function cmdList(ctx: Ctx): Promise<number> {
     status = new Map();
     const progress = bar(ctx);
     try {
-      for (const b of result.backups) status.set(b.name, await verifyBackup({ name: b.name, backupDir: result.backupDir, onProgress: progress.update }));
+      for (const b of result.backups) {
+        // One backup that cannot be verified (it vanished, a file cannot be read...) is damaged; the others are still verified.
+        const v = await verifyBackup({ name: b.name, backupDir: result.backupDir, onProgress: progress.update }).catch(
+          (err: unknown): VerifyResult => ({
+            name: b.name,
+            path: b.path,
+            status: 'damaged',
+            ok: false,
+            files: 0,
+            bytes: 0,
+            problems: [{ path: '.', kind: 'unreadable', detail: err instanceof Error ? err.message : String(err) }],
+          }),
+        );
+        status.set(b.name, v);
+      }
     } finally {
       progress.done();
     }
