@@ -231,6 +231,13 @@ describe('malformed metadata of one backup (fuzzed): list, show, verify, prune -
         for (const n of good) expect(lh.stdout).toContain(n);
         if (!badIsValid) expect(lh.stdout).toMatch(/DAMAGED[\s\S]*bad: /);
 
+        const lv = await run(['list', '--verify', '--json', '--backup-dir', backups]);
+        noInternalError(lv);
+        expect([0, 3]).toContain(lv.code);
+        if (!badIsValid) expect(lv.code).toBe(3); // README: list --verify exits 3 when a backup's metadata is damaged
+        const verified = JSON.parse(lv.stdout).backups.filter((b: any) => b.name !== 'bad');
+        expect(verified.map((b: any) => b.verification.status)).toEqual(['ok', 'ok', 'unverifiable']);
+
         for (const args of [['show', 'bad', '--files'], ['show', 'bad', '--files', '--json'], ['verify', 'bad'], ['verify', 'bad', '--json']]) {
           const r = await run([...args, '--backup-dir', backups]);
           noInternalError(r);
