@@ -401,9 +401,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
 
   cli
     .command('prune', 'Remove old backups by retention rules, per source (never the newest of a source, never a damaged one)')
-    .option('--keep-last <n>', 'Keep the N newest backups')
-    .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups')
-    .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups')
+    .option('--keep-last <n>', 'Keep the N newest backups of each source')
+    .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups (per source)')
+    .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups (per source)')
     .option('--keep-pre-restore <n>', 'Keep the N newest pre_restore_* backups of each source (default 5)')
     .option('--keep-pre-restore-days <n>', 'Also keep every pre_restore_* backup of the last N days (default 7)')
     .option('--dry-run', 'Show what would be removed, remove nothing')
