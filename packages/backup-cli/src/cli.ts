@@ -6,7 +6,7 @@ import { DEFAULT_EXCLUDES } from './exclude.js';
 import type { BackupInfo } from './info.js';
 import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
-import { colorEnabled, formatBytes, formatTime, makeStyle, ProgressBar, table, type CliIO, type Style } from './output.js';
+import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, type CliIO, type GuardedStream, type Style } from './output.js';
 import { pruneBackups } from './prune.js';
 import { restoreBackup } from './restore.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -126,20 +126,41 @@ async function cmdList(ctx: Ctx): Promise<number> {
     status = new Map();
     const progress = bar(ctx);
     try {
-      for (const b of result.backups) status.set(b.name, await verifyBackup({ name: b.name, backupDir: result.backupDir, onProgress: progress.update }));
+      for (const b of result.backups) {
+        // One backup that cannot be verified (it vanished, a file cannot be read...) is damaged; the others are still verified.
+        const v = await verifyBackup({ name: b.name, backupDir: result.backupDir, onProgress: progress.update }).catch(
+          (err: unknown): VerifyResult => ({
+            name: b.name,
+            path: b.path,
+            status: 'damaged',
+            ok: false,
+            files: 0,
+            bytes: 0,
+            problems: [{ path: '.', kind: 'unreadable', detail: err instanceof Error ? err.message : String(err) }],
+          }),
+        );
+        status.set(b.name, v);
+      }
     } finally {
       progress.done();
     }
   }
-  const damaged = status ? [...status.values()].some((v) => v.status === 'damaged') : false;
+  // With --verify, a backup whose metadata is unusable counts as damaged too.
+  const damaged = status ? [...status.values()].some((v) => v.status === 'damaged') || result.damaged.length > 0 : false;
   if (ctx.json) {
     printJson(ctx, status ? { ...result, backups: result.backups.map((b) => ({ ...b, verification: status!.get(b.name) })) } : result);
     return damaged ? 3 : 0;
   }
-  for (const i of result.ignored) warn(ctx, `not a usable backup: ${i.name}: ${i.reason}`);
+  const damagedLines = () => {
+    if (result.damaged.length === 0) return;
+    println(ctx, '');
+    println(ctx, `${ctx.out.red('DAMAGED')} (not usable; never removed by prune; fix or remove them by hand):`);
+    for (const d of result.damaged) println(ctx, `  ${d.name}: ${d.reason}`);
+  };
   if (result.backups.length === 0) {
-    println(ctx, `No backups in ${result.backupDir}.`);
-    return 0;
+    println(ctx, `No usable backups in ${result.backupDir}.`);
+    damagedLines();
+    return damaged ? 3 : 0;
   }
   const header = ['NAME', 'CREATED', 'FILES', 'SIZE', 'PEERS', 'AGENTS', 'CHECKSUMS', ...(status ? ['STATUS'] : []), 'SOURCE'];
   const rows = result.backups.map((b) => {
@@ -158,6 +179,7 @@ async function cmdList(ctx: Ctx): Promise<number> {
   });
   println(ctx, `Backups in ${result.backupDir}, newest first:`);
   println(ctx, table([header, ...rows], ctx.out));
+  damagedLines();
   return damaged ? 3 : 0;
 }
 
@@ -269,6 +291,8 @@ async function cmdPrune(ctx: Ctx): Promise<number> {
   const keepLast = count(ctx.raw, 'keepLast', '--keep-last');
   const keepDaily = count(ctx.raw, 'keepDaily', '--keep-daily');
   const keepWeekly = count(ctx.raw, 'keepWeekly', '--keep-weekly');
+  const keepPreRestore = count(ctx.raw, 'keepPreRestore', '--keep-pre-restore');
+  const keepPreRestoreDays = count(ctx.raw, 'keepPreRestoreDays', '--keep-pre-restore-days');
   if (keepLast === undefined && keepDaily === undefined && keepWeekly === undefined) {
     throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
   }
@@ -278,6 +302,8 @@ async function cmdPrune(ctx: Ctx): Promise<number> {
     ...(keepLast !== undefined ? { keepLast } : {}),
     ...(keepDaily !== undefined ? { keepDaily } : {}),
     ...(keepWeekly !== undefined ? { keepWeekly } : {}),
+    ...(keepPreRestore !== undefined ? { keepPreRestore } : {}),
+    ...(keepPreRestoreDays !== undefined ? { keepPreRestoreDays } : {}),
     dryRun: ctx.flags.dryRun,
   });
   if (ctx.json) {
@@ -286,11 +312,19 @@ async function cmdPrune(ctx: Ctx): Promise<number> {
   }
   if (ctx.quiet) return 0;
   const rows = [
-    ['', 'NAME', 'CREATED', 'REASON'],
-    ...r.kept.map((d) => [ctx.out.green('keep'), d.name, formatTime(d.createdAt), d.reasons.join(', ')]),
-    ...r.removed.map((d) => [ctx.out.red(r.dryRun ? 'would remove' : 'removed'), d.name, formatTime(d.createdAt), '']),
+    ['', 'NAME', 'CREATED', 'REASON', 'SOURCE'],
+    ...[...r.kept, ...r.removed]
+      .sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? 1 : -1))
+      .map((d) => [
+        d.keep ? ctx.out.green('keep') : ctx.out.red(r.dryRun ? 'would remove' : 'removed'),
+        d.name,
+        formatTime(d.createdAt),
+        d.reasons.join(', '),
+        `${d.source}${d.preRestore ? ' (pre_restore)' : ''}`,
+      ]),
+    ...r.damaged.map((d) => [ctx.out.yellow('skip'), d.name, '?', 'damaged: never removed (see `list`)', '?']),
   ];
-  if (r.kept.length + r.removed.length === 0) println(ctx, `No backups in ${r.backupDir}.`);
+  if (r.kept.length + r.removed.length + r.damaged.length === 0) println(ctx, `No backups in ${r.backupDir}.`);
   else println(ctx, table(rows, ctx.out));
   if (r.dryRun) println(ctx, ctx.out.dim(`Dry run: nothing was removed (${r.removed.length} backup(s) would be).`));
   else println(ctx, `${r.removed.length} backup(s) removed, ${r.kept.length} kept.`);
@@ -369,10 +403,12 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .action(run((name) => cmdRestore(ctx, name!)));
 
   cli
-    .command('prune', 'Remove old backups by retention rules (never the newest)')
-    .option('--keep-last <n>', 'Keep the N newest backups')
-    .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups')
-    .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups')
+    .command('prune', 'Remove old backups by retention rules, per source (never the newest of a source, never a damaged one)')
+    .option('--keep-last <n>', 'Keep the N newest backups of each source')
+    .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups (per source)')
+    .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups (per source)')
+    .option('--keep-pre-restore <n>', 'Keep the N newest pre_restore_* backups of each source (default 5)')
+    .option('--keep-pre-restore-days <n>', 'Also keep every pre_restore_* backup of the last N days (default 7)')
     .option('--dry-run', 'Show what would be removed, remove nothing')
     .example(`  ${BIN} prune --keep-last 7 --dry-run`)
     .example(`  ${BIN} prune --keep-last 3 --keep-daily 7 --keep-weekly 4`)
@@ -411,8 +447,21 @@ function errorJson(err: unknown, exitCode: number, usage?: string): unknown {
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
-  io: CliIO = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  io: CliIO = { stdout: guardStream(process.stdout), stderr: guardStream(process.stderr), env: process.env },
 ): Promise<number> {
+  const code = await run(argv, io);
+  // A reader that went away (`| head`) ends the output quietly; any other failure to write the
+  // output (a full disk behind a redirect) is a failure of the command.
+  const guarded = (s: unknown): s is GuardedStream => typeof (s as GuardedStream).flush === 'function';
+  if (guarded(io.stdout)) await io.stdout.flush();
+  if (guarded(io.stdout) && io.stdout.failure && code === 0) {
+    io.stderr.write(`error: cannot write the output: ${io.stdout.failure.message}\n`);
+    return 1;
+  }
+  return code;
+}
+
+async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const raw = scanArgv(argv);
   const beforeDashes = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   const has = (flag: string) => beforeDashes.includes(flag);

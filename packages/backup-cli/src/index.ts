@@ -1,10 +1,12 @@
 export { createBackup, type CreateBackupOptions, type BackupResult } from './backup.js';
-export { listBackups, showBackup, type ListOptions, type ListResult, type ShowOptions, type BackupDetails } from './list.js';
+export { listBackups, showBackup, type ListOptions, type ListResult, type DamagedBackup, type ShowOptions, type BackupDetails } from './list.js';
 export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
 export { restoreBackup, type RestoreOptions, type RestoreResult } from './restore.js';
 export {
   pruneBackups,
   planPrune,
+  DEFAULT_KEEP_PRE_RESTORE,
+  DEFAULT_KEEP_PRE_RESTORE_DAYS,
   type PruneOptions,
   type PruneResult,
   type RetentionPolicy,

@@ -62,8 +62,11 @@ async function summaryReadNow(path: string): Promise<BackupSummary | null> {
   return s;
 }
 
-/** Build the {@link BackupInfo} of a backup from its metadata (walking Python backups for their counts). */
-export async function infoFromMetadata(name: string, path: string, meta: BackupMetadata): Promise<BackupInfo> {
+/**
+ * Build the {@link BackupInfo} of a backup from its (validated) metadata. Python backups carry
+ * no counts nor summary: they are walked and read now, unless `light` (then `null`).
+ */
+export async function infoFromMetadata(name: string, path: string, meta: BackupMetadata, opts: { light?: boolean } = {}): Promise<BackupInfo> {
   const python = meta.format !== FORMAT_NAME || !Array.isArray(meta.manifest);
   let fallbackTime = 0;
   try {
@@ -73,7 +76,7 @@ export async function infoFromMetadata(name: string, path: string, meta: BackupM
   }
   let fileCount = typeof meta.file_count === 'number' ? meta.file_count : null;
   let totalBytes = typeof meta.total_bytes === 'number' ? meta.total_bytes : null;
-  if (python && (fileCount === null || totalBytes === null)) {
+  if (python && !opts.light && (fileCount === null || totalBytes === null)) {
     try {
       const walked = await walkTree(path, { exclude: (rel) => rel === METADATA_FILE });
       let files = 0;
@@ -103,6 +106,6 @@ export async function infoFromMetadata(name: string, path: string, meta: BackupM
     fileCount,
     totalBytes,
     excludes: Array.isArray(meta.excludes) ? meta.excludes.map(String) : null,
-    summary: summaryFromRecord(meta.summary) ?? (await summaryReadNow(path)),
+    summary: summaryFromRecord(meta.summary) ?? (opts.light ? null : await summaryReadNow(path)),
   };
 }

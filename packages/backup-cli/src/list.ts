@@ -1,9 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError } from './errors.js';
-import { errCode } from './fsutil.js';
+import { errCode, modeToString, parseMode } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
-import { readMetadata, type ManifestEntry } from './metadata.js';
+import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { resolveBackupDir } from './paths.js';
 import { openBackup } from './verify.js';
 
@@ -13,53 +13,114 @@ export interface ListOptions {
   backupDir?: string;
 }
 
+/** A directory of the backup dir that is not a usable backup, and why. */
+export interface DamagedBackup {
+  name: string;
+  /** Absolute path of the directory. */
+  path: string;
+  /** `BACKUP_INVALID` (no, unreadable or malformed metadata, unsafe manifest), `IO`, or `INTERNAL` (a bug). */
+  code: string;
+  /** What is wrong, and what to do. */
+  reason: string;
+}
+
 /** What {@link listBackups} found. */
 export interface ListResult {
   backupDir: string;
-  /** Complete backups, newest first. */
+  /** Usable backups, newest first. */
   backups: BackupInfo[];
-  /** Directories that are not usable backups (no or damaged metadata), with the reason. */
-  ignored: { name: string; reason: string }[];
+  /**
+   * Directories that look like backups but cannot be used (no metadata, metadata that is not a
+   * regular file, not JSON, a field of the wrong type, an unsafe manifest...), by name. `prune`
+   * never removes them; `list --verify` exits 3 when there is one.
+   */
+  damaged: DamagedBackup[];
+}
+
+/** One entry of the backup dir, read: a usable backup or a damaged one. */
+export type ScannedBackup = { ok: true; info: BackupInfo; meta: BackupMetadata } | { ok: false; damaged: DamagedBackup };
+
+/** Check a backup's manifest entries (structure only); `BACKUP_INVALID` with the problems when unsafe. */
+export function assertSoundManifest(name: string, path: string, meta: BackupMetadata): void {
+  if (!Array.isArray(meta.manifest)) return;
+  const problems = checkManifest(meta.manifest);
+  if (problems.length === 0) return;
+  const first = problems[0]!;
+  throw new BackupError(
+    'BACKUP_INVALID',
+    `Backup "${name}" has an unsafe or malformed manifest (${problems.length} problem(s), first: ${first.path}: ${first.detail}). Do not restore it; restore from another backup.`,
+    { path, problems },
+  );
+}
+
+/** Read one backup; whatever goes wrong, it becomes a {@link DamagedBackup}, never an exception. */
+async function scanOne(name: string, path: string, light: boolean): Promise<ScannedBackup> {
+  try {
+    const meta = await readMetadata(path, name);
+    assertSoundManifest(name, path, meta);
+    return { ok: true, info: await infoFromMetadata(name, path, meta, { light }), meta };
+  } catch (err) {
+    if (BackupError.is(err)) return { ok: false, damaged: { name, path, code: err.code, reason: err.message } };
+    const what = err instanceof Error ? err.message : String(err);
+    return { ok: false, damaged: { name, path, code: 'INTERNAL', reason: `Backup "${name}" could not be read (unexpected error: ${what}).` } };
+  }
 }
 
 /**
- * List the backups of a backup dir, newest first. Temporary directories (names starting with
- * `.`: unfinished backups, restores in progress) are never listed; directories without valid
- * metadata are reported in `ignored`. A missing backup dir lists nothing.
+ * Read every backup of a backup dir, each on its own: one that cannot be read is reported, never
+ * thrown. `light` skips what only `list` needs (walking Python backups, reading their summary).
  *
- * @throws {BackupError} `IO` when the backup dir cannot be read.
- * @example
- * ```ts
- * const { backups } = await listBackups({ backupDir: '/srv/backups' });
- * for (const b of backups) console.log(b.name, new Date(b.createdAt * 1000), b.checksums);
- * ```
+ * @throws {BackupError} `IO` when the backup dir itself cannot be read.
  */
-export async function listBackups(opts: ListOptions = {}): Promise<ListResult> {
-  const backupDir = resolveBackupDir(opts.backupDir);
-  const result: ListResult = { backupDir, backups: [], ignored: [] };
-  let entries;
+export async function scanBackupDir(backupDirOpt: string | undefined, opts: { light?: boolean } = {}): Promise<{ backupDir: string; scanned: ScannedBackup[] }> {
+  const backupDir = resolveBackupDir(backupDirOpt);
+  let names: string[];
   try {
-    entries = await readdir(backupDir, { withFileTypes: true });
+    names = await readdir(backupDir);
   } catch (err) {
-    if (errCode(err) === 'ENOENT') return result;
+    if (errCode(err) === 'ENOENT') return { backupDir, scanned: [] };
     throw new BackupError('IO', `Cannot read the backup dir ${backupDir}: ${(err as Error).message}. Check the path and its permissions.`, {
       path: backupDir,
       cause: err,
     });
   }
-  for (const e of entries) {
-    if (e.name.startsWith('.') || !e.isDirectory()) continue;
-    const path = join(backupDir, e.name);
-    try {
-      const meta = await readMetadata(path, e.name);
-      result.backups.push(await infoFromMetadata(e.name, path, meta));
-    } catch (err) {
-      if (!BackupError.is(err)) throw err;
-      result.ignored.push({ name: e.name, reason: err.message });
-    }
+  const scanned: ScannedBackup[] = [];
+  for (const name of names.sort()) {
+    if (name.startsWith('.')) continue; // temporary directories of running or killed operations
+    const path = join(backupDir, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (!st?.isDirectory()) continue; // files, symlinks: not backups (a link is never followed)
+    scanned.push(await scanOne(name, path, opts.light ?? false));
   }
-  result.backups.sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
-  result.ignored.sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { backupDir, scanned };
+}
+
+/** Newest first; equal times by name, descending. */
+export const newestFirst = (a: { createdAt: number; name: string }, b: { createdAt: number; name: string }): number =>
+  b.createdAt - a.createdAt || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+
+/**
+ * List the backups of a backup dir, newest first. Temporary directories (names starting with
+ * `.`: unfinished backups, restores in progress) are never listed. A directory whose metadata
+ * cannot be used is reported in `damaged` with the reason, and never stops the listing of the
+ * others. A missing backup dir lists nothing.
+ *
+ * @throws {BackupError} `IO` when the backup dir cannot be read.
+ * @example
+ * ```ts
+ * const { backups, damaged } = await listBackups({ backupDir: '/srv/backups' });
+ * for (const b of backups) console.log(b.name, new Date(b.createdAt * 1000), b.checksums);
+ * for (const d of damaged) console.warn(d.name, d.reason);
+ * ```
+ */
+export async function listBackups(opts: ListOptions = {}): Promise<ListResult> {
+  const { backupDir, scanned } = await scanBackupDir(opts.backupDir);
+  const result: ListResult = { backupDir, backups: [], damaged: [] };
+  for (const s of scanned) {
+    if (s.ok) result.backups.push(s.info);
+    else result.damaged.push(s.damaged);
+  }
+  result.backups.sort(newestFirst);
   return result;
 }
 
@@ -85,7 +146,8 @@ export interface BackupDetails extends BackupInfo {
 /**
  * A backup's metadata and summary (peers, agents, files, bytes, checksums or not).
  *
- * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`.
+ * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID` (unusable metadata, or
+ *   an unsafe or malformed manifest: `problems` lists them), `IO`.
  * @example
  * ```ts
  * const d = await showBackup({ name: 'dawn_backup_20261125_101500' });
@@ -94,6 +156,7 @@ export interface BackupDetails extends BackupInfo {
  */
 export async function showBackup(opts: ShowOptions): Promise<BackupDetails> {
   const { path, meta } = await openBackup(opts);
+  assertSoundManifest(opts.name, path, meta);
   const info = await infoFromMetadata(opts.name, path, meta);
   const details: BackupDetails = {
     ...info,
@@ -101,6 +164,17 @@ export async function showBackup(opts: ShowOptions): Promise<BackupDetails> {
     symlinkCount: typeof meta.symlink_count === 'number' ? meta.symlink_count : null,
     durability: typeof meta.durability === 'string' ? meta.durability : null,
   };
-  if (opts.manifest && Array.isArray(meta.manifest)) details.manifest = meta.manifest;
+  if (opts.manifest && Array.isArray(meta.manifest)) details.manifest = meta.manifest.map(knownFields);
   return details;
+}
+
+/** A checked manifest entry with only the fields this package knows (unknown ones are never printed). */
+function knownFields(e: ManifestEntry): ManifestEntry {
+  // checkManifest accepts a mode as an octal string or a number: always show the string.
+  const mode = (m: unknown) => (typeof m === 'string' ? m : modeToString(parseMode(m) ?? 0));
+  if (e.type === 'dir') return { path: e.path, type: 'dir', mode: mode(e.mode) };
+  if (e.type === 'symlink') return { path: e.path, type: 'symlink', target: e.target };
+  const f: ManifestEntry = { path: e.path, type: 'file', size: e.size, mode: mode(e.mode), sha256: e.sha256 };
+  if (typeof e.mtime === 'number' && Number.isFinite(e.mtime)) f.mtime = e.mtime;
+  return f;
 }

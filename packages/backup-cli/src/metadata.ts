@@ -1,8 +1,9 @@
-import { AtomicJsonError, readJson } from '@dawn/atomic-json';
-import { readFileSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { constants, readFileSync, type Stats } from 'node:fs';
+import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BackupError, type VerifyProblem } from './errors.js';
-import { parseMode } from './fsutil.js';
+import { BackupError, ioError, type VerifyProblem } from './errors.js';
+import { errCode, parseMode } from './fsutil.js';
 import { METADATA_FILE, parseIsoLocal } from './paths.js';
 import { entryRel, entryTarget, parentRel, relKey, relText, storedRel, type Rel } from './relpath.js';
 
@@ -106,33 +107,193 @@ export interface BackupMetadata {
   [key: string]: unknown;
 }
 
-/** Read a backup's metadata. */
+/** Largest `.backup_metadata.json` read (bytes): the longest string a JS engine can hold, at most 512 MiB. */
+export const MAX_METADATA_BYTES = Math.min(bufferConstants.MAX_STRING_LENGTH, 512 * 1024 * 1024);
+
+/** Longest accepted text of a short metadata field (`format`, `tool`, `hostname`...). */
+const MAX_SHORT_TEXT = 1024;
+/** Longest accepted path or pattern in the metadata. */
+const MAX_PATH_TEXT = 65_536;
+/** Valid `Date` range, in Unix seconds. */
+const MAX_SECONDS = 8.64e12;
+
+const invalid = (name: string, file: string, why: string, cause?: unknown) =>
+  new BackupError('BACKUP_INVALID', `Backup "${name}": ${file} ${why}. The backup was left untouched; restore from another backup, or fix or remove it by hand.`, {
+    path: file,
+    ...(cause !== undefined ? { cause } : {}),
+  });
+
+function kindOf(st: Stats): string {
+  if (st.isSymbolicLink()) return 'a symlink';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/**
+ * Read a file that must be a regular file, without ever blocking or following a link:
+ * `lstat` first, then `open(O_RDONLY | O_NONBLOCK | O_NOFOLLOW)` and `fstat` of what was
+ * opened (a FIFO or device swapped in between is refused, never read). Returns `undefined`
+ * when the file does not exist; throws `BACKUP_INVALID` for anything that is not a regular file
+ * or is larger than `maxBytes`, `IO` when it cannot be read.
+ */
+export async function readRegularFile(file: string, what: { name: string; maxBytes: number }): Promise<Buffer | undefined> {
+  let st: Stats;
+  try {
+    st = await lstat(file);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
+    throw ioError(file, 'read', err);
+  }
+  if (!st.isFile()) throw invalid(what.name, file, `is ${kindOf(st)}, not a regular file (it is never opened)`);
+  let fh: FileHandle;
+  try {
+    fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return undefined;
+    if (errCode(err) === 'ELOOP') throw invalid(what.name, file, 'is a symlink, not a regular file (it is never followed)', err);
+    throw ioError(file, 'read', err);
+  }
+  try {
+    const fst = await fh.stat();
+    if (!fst.isFile()) throw invalid(what.name, file, `is ${kindOf(fst)}, not a regular file`);
+    const tooBig = () => invalid(what.name, file, `is larger than ${what.maxBytes} bytes, too large to be metadata`);
+    if (fst.size > what.maxBytes) throw tooBig();
+    // Read to the end (the file may have changed size since fstat), never beyond the limit.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const want = Math.min(Math.max(fst.size - total, 64 * 1024), what.maxBytes + 1 - total);
+      if (want <= 0) throw tooBig();
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, null);
+      if (bytesRead === 0) break;
+      chunks.push(bytesRead === want ? buf : buf.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return Buffer.concat(chunks, total);
+  } catch (err) {
+    if (BackupError.is(err)) throw err;
+    throw ioError(file, 'read', err);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A value in a message: short, and never recursive (a value nested 100,000 deep is "a list"). */
+const describe = (v: unknown): string => {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return v.length > 80 ? `${JSON.stringify(v.slice(0, 60))}… (${v.length} characters)` : JSON.stringify(v);
+  if (typeof v === 'number') return String(v);
+  return typeof v === 'object' ? 'an object' : typeof v;
+};
+
+/**
+ * Check every field this package reads from a backup's metadata, one by one (the one place
+ * where metadata is validated). Returns the problems found, as `field: what is wrong` texts;
+ * empty when the metadata can be used. Unknown fields are never looked at. Manifest entries
+ * are checked separately by {@link checkManifest}.
+ */
+export function metadataProblems(raw: unknown): string[] {
+  if (!isPlainObject(raw)) return [`the document is ${describe(raw)}, not a JSON object`];
+  const problems: string[] = [];
+  const text = (field: string, max: number, opts: { required?: boolean; path?: boolean } = {}) => {
+    const v = raw[field];
+    if (v === undefined) {
+      if (opts.required) problems.push(`${field}: missing`);
+      return;
+    }
+    if (typeof v !== 'string') problems.push(`${field}: expected a string, got ${describe(v)}`);
+    else if (v.length > max) problems.push(`${field}: longer than ${max} characters`);
+    else if (opts.path && (v === '' || v.includes('\0'))) problems.push(`${field}: not a usable path`);
+  };
+  const count = (field: string) => {
+    const v = raw[field];
+    if (v !== undefined && !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) problems.push(`${field}: expected a whole number ≥ 0, got ${describe(v)}`);
+  };
+  const textList = (where: string, v: unknown) => {
+    if (!Array.isArray(v)) return problems.push(`${where}: expected a list of strings, got ${describe(v)}`);
+    const bad = v.findIndex((x) => typeof x !== 'string' || x.length > MAX_PATH_TEXT);
+    if (bad >= 0) problems.push(`${where}[${bad}]: expected a string, got ${describe(v[bad])}`);
+    return undefined;
+  };
+
+  text('backup_name', MAX_PATH_TEXT, { required: true });
+  text('timestamp', MAX_SHORT_TEXT, { required: true });
+  text('source_dir', MAX_PATH_TEXT, { required: true, path: true });
+  text('backup_dir', MAX_PATH_TEXT, { required: true, path: true });
+  for (const f of ['format', 'tool', 'tool_version', 'hostname', 'durability', 'root_mode']) text(f, MAX_SHORT_TEXT);
+  if (typeof raw.root_mode === 'string' && parseMode(raw.root_mode) === undefined) problems.push(`root_mode: not an octal mode, got ${describe(raw.root_mode)}`);
+  const fv = raw.format_version;
+  if (fv !== undefined) {
+    if (!(typeof fv === 'number' && Number.isSafeInteger(fv) && fv >= 0)) problems.push(`format_version: expected a whole number ≥ 0, got ${describe(fv)}`);
+    else if (fv > FORMAT_VERSION) problems.push(`format_version: ${fv} is newer than this tool reads (${FORMAT_VERSION}); upgrade @dawn/backup-cli`);
+  }
+  const ca = raw.created_at;
+  if (ca !== undefined && !(typeof ca === 'number' && Number.isFinite(ca) && Math.abs(ca) <= MAX_SECONDS)) {
+    problems.push(`created_at: expected Unix seconds, got ${describe(ca)}`);
+  }
+  if (
+    typeof raw.timestamp === 'string' &&
+    raw.timestamp.length <= MAX_SHORT_TEXT &&
+    typeof ca !== 'number' &&
+    parseIsoLocal(raw.timestamp) === undefined
+  ) {
+    problems.push(`timestamp: ${describe(raw.timestamp)} is not an ISO time, and there is no created_at`);
+  }
+  for (const f of ['file_count', 'dir_count', 'symlink_count', 'total_bytes']) count(f);
+  if (raw.excludes !== undefined) textList('excludes', raw.excludes);
+  const s = raw.summary;
+  if (s !== undefined) {
+    if (!isPlainObject(s)) problems.push(`summary: expected an object, got ${describe(s)}`);
+    else {
+      const pc = s.peer_count;
+      if (pc !== undefined && pc !== null && !(typeof pc === 'number' && Number.isSafeInteger(pc) && pc >= 0)) {
+        problems.push(`summary.peer_count: expected a whole number ≥ 0 or null, got ${describe(pc)}`);
+      }
+      if (s.agent_ids !== undefined && s.agent_ids !== null) textList('summary.agent_ids', s.agent_ids);
+      if (s.notes !== undefined) textList('summary.notes', s.notes);
+    }
+  }
+  if (raw.manifest !== undefined && !Array.isArray(raw.manifest)) problems.push(`manifest: expected a list, got ${describe(raw.manifest)}`);
+  if (raw.format === FORMAT_NAME && !Array.isArray(raw.manifest)) problems.push(`manifest: missing, though format is "${FORMAT_NAME}" (its checksums are gone)`);
+  return problems;
+}
+
+/**
+ * Read and validate a backup's metadata (see {@link metadataProblems}). Never blocks and never
+ * follows a link: the file must be a regular file ({@link readRegularFile}).
+ *
+ * @throws {BackupError} `BACKUP_INVALID` (missing, not a regular file, too large, not JSON, a
+ *   field of the wrong type...: the message names every problem), `IO`.
+ */
 export async function readMetadata(backupPath: string, name: string): Promise<BackupMetadata> {
   const file = join(backupPath, METADATA_FILE);
+  const bytes = await readRegularFile(file, { name, maxBytes: MAX_METADATA_BYTES });
+  if (bytes === undefined) {
+    throw new BackupError(
+      'BACKUP_INVALID',
+      `Backup "${name}" has no ${METADATA_FILE} (${file}): it is incomplete or not a backup. Remove it or restore from another backup.`,
+      { path: file },
+    );
+  }
   let raw: unknown;
   try {
-    raw = await readJson(file);
+    raw = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    if (AtomicJsonError.is(err) && err.code === 'NOT_FOUND') {
-      throw new BackupError(
-        'BACKUP_INVALID',
-        `Backup "${name}" has no ${METADATA_FILE} (${file}): it is incomplete or not a backup. Remove it or restore from another backup.`,
-        { path: file, cause: err },
-      );
-    }
-    if (AtomicJsonError.is(err) && err.code === 'PARSE') {
-      throw new BackupError('BACKUP_INVALID', `Backup "${name}" has a damaged ${METADATA_FILE}: ${err.message}`, { path: file, cause: err });
-    }
-    throw new BackupError('IO', `Cannot read ${file}: ${(err as Error).message}`, { path: file, cause: err });
+    throw invalid(name, file, `is not valid JSON (${err instanceof Error ? err.message : String(err)})`, err);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new BackupError('BACKUP_INVALID', `Backup "${name}": ${file} is not a JSON object. Restore from another backup.`, { path: file });
+  const problems = metadataProblems(raw);
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 5).join('; ') + (problems.length > 5 ? `; and ${problems.length - 5} more` : '');
+    throw invalid(name, file, `is malformed: ${shown}`);
   }
-  const meta = raw as BackupMetadata;
-  if (meta.manifest !== undefined && !Array.isArray(meta.manifest)) {
-    throw new BackupError('BACKUP_INVALID', `Backup "${name}": the manifest in ${file} is not a list. Restore from another backup.`, { path: file });
-  }
-  return meta;
+  return raw as BackupMetadata;
 }
 
 /** Unix seconds of a backup: `created_at`, else the parsed `timestamp`, else `fallback`. */
@@ -186,7 +347,7 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
   const kinds = new Map<string, { rel: Rel; type: string }>();
   for (const raw of manifest) {
     const e = raw as Partial<ManifestEntry> | null;
-    const path = typeof e === 'object' && e !== null && typeof e.path === 'string' ? e.path : String((e as { path?: unknown } | null)?.path);
+    const path = typeof e === 'object' && e !== null && typeof e.path === 'string' ? e.path : describe((e as { path?: unknown } | null)?.path);
     if (typeof e !== 'object' || e === null) {
       problems.push({ path, kind: 'unsafe', detail: 'manifest entry is not an object' });
       continue;
@@ -224,7 +385,7 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
         problems.push({ path, kind: 'unsafe', detail: 'symlink entry without a valid target' });
       }
     } else {
-      problems.push({ path, kind: 'unsafe', detail: `unknown entry type ${JSON.stringify(e.type)}` });
+      problems.push({ path, kind: 'unsafe', detail: `unknown entry type ${describe(e.type)}` });
       continue;
     }
     kinds.set(key, { rel, type: e.type });

@@ -1,5 +1,45 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { colorEnabled, formatBytes, makeStyle, ProgressBar } from './output.js';
+import { colorEnabled, formatBytes, guardStream, makeStyle, ProgressBar } from './output.js';
+
+/** A stream whose writes fail with `code` after `okWrites` successful ones (the fault layer). */
+function failingStream(code: string, okWrites: number): Writable & { text: string } {
+  let n = 0;
+  const s = new Writable({
+    write(chunk, _enc, cb) {
+      if (n++ < okWrites) {
+        s.text += String(chunk);
+        cb();
+      } else cb(Object.assign(new Error(`write ${code}`), { code }));
+    },
+  }) as Writable & { text: string };
+  s.text = '';
+  return s;
+}
+
+describe('guardStream (every command writes through it)', () => {
+  it('a reader that went away (EPIPE) ends the output quietly: no throw, no error event, later writes dropped', async () => {
+    const raw = failingStream('EPIPE', 1);
+    const out = guardStream(raw);
+    out.write('first\n');
+    out.write('second\n');
+    await out.flush();
+    out.write('third\n');
+    await out.flush();
+    expect(raw.text).toBe('first\n');
+    expect(out.closed).toBe(true);
+    expect(out.failure).toBeUndefined();
+    expect(guardStream(raw)).toBe(out); // one guard (one listener) per stream
+  });
+
+  it('any other write failure (a full disk behind a redirect) is kept for the caller to report', async () => {
+    const out = guardStream(failingStream('ENOSPC', 0));
+    out.write('x\n');
+    await out.flush();
+    expect(out.closed).toBe(true);
+    expect((out.failure as NodeJS.ErrnoException | undefined)?.code).toBe('ENOSPC');
+  });
+});
 
 describe('output', () => {
   it('colors only on a TTY and never with NO_COLOR', () => {

@@ -7,6 +7,84 @@ export interface OutStream {
   columns?: number;
 }
 
+/** A process stream guarded by {@link guardStream}. */
+export interface GuardedStream extends OutStream {
+  /** True once the reader went away (or writing failed): later writes are dropped. */
+  readonly closed: boolean;
+  /** The write error other than a closed reader (e.g. `ENOSPC` of a redirect to a full disk). */
+  readonly failure: Error | undefined;
+  /** Resolves once everything written so far has been handed to the system (or dropped). */
+  flush(): Promise<void>;
+}
+
+const READER_GONE = new Set(['EPIPE', 'ECONNRESET', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END']);
+
+/**
+ * Guard stdout or stderr of the process: when the reader goes away (`dawn-backup show x --files
+ * | head -1`: `EPIPE`), the output ends quietly — no `'error'` event ever crashes the process,
+ * no stack trace, and every later write is dropped while the command finishes as it would
+ * (same exit code). Any other write error (a full disk behind a redirect) is kept in `failure`
+ * for the caller to report. The one place where every command's output goes through.
+ *
+ * @example
+ * ```ts
+ * const stdout = guardStream(process.stdout);
+ * stdout.write('hello\n');
+ * await stdout.flush();
+ * ```
+ */
+export function guardStream(stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }): GuardedStream {
+  const known = guards.get(stream);
+  if (known) return known;
+  let closed = false;
+  let failure: Error | undefined;
+  const onError = (err: NodeJS.ErrnoException) => {
+    closed = true;
+    if (!READER_GONE.has(err.code ?? '')) failure ??= err;
+  };
+  stream.on('error', onError);
+  const guarded: GuardedStream = {
+    get closed() {
+      return closed;
+    },
+    get failure() {
+      return failure;
+    },
+    get isTTY() {
+      return stream.isTTY;
+    },
+    get columns() {
+      return stream.columns;
+    },
+    write(text: string) {
+      if (closed) return false;
+      try {
+        return stream.write(text, (err) => {
+          if (err) onError(err);
+        });
+      } catch (err) {
+        onError(err as NodeJS.ErrnoException);
+        return false;
+      }
+    },
+    flush() {
+      if (closed) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        try {
+          stream.write('', () => resolve());
+        } catch {
+          resolve();
+        }
+      });
+    },
+  };
+  guards.set(stream, guarded);
+  return guarded;
+}
+
+/** One guard per stream (one `'error'` listener, however often `main` runs in a process). */
+const guards = new WeakMap<object, GuardedStream>();
+
 /** Where the CLI reads its environment and writes its output. */
 export interface CliIO {
   stdout: OutStream;
@@ -59,7 +137,8 @@ export function formatTime(seconds: number): string {
 }
 
 /** Left-aligned columns separated by two spaces. */
-export function table(rows: string[][], style?: Style): string {
+export function table(cells: readonly (readonly unknown[])[], style?: Style): string {
+  const rows = cells.map((r) => r.map(String)); // a stray number or null never breaks the output
   const widths: number[] = [];
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, [...c].length)));
   return rows

@@ -1,3 +1,7 @@
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errCode } from './fsutil.js';
 import type { SummaryRecord } from './metadata.js';
 
 /**
@@ -9,6 +13,11 @@ import type { SummaryRecord } from './metadata.js';
  * exactly what the backup holds. Reading it never fails a backup: whatever cannot be read is
  * `null`, with a note saying why. The two packages are imported lazily, so even a broken or
  * missing install of one of them only degrades the summary, never the backup.
+ *
+ * Reading it never blocks: the registry is only handed to `@dawn/peer-registry` when
+ * `mesh/` is a real directory and `mesh/peer_registry.json` a regular file (checked with
+ * `lstat`, then opened with `O_NONBLOCK | O_NOFOLLOW` and checked again with `fstat`); a
+ * symlink, FIFO, device or socket there gives `peer_count: null` with a note.
  */
 export async function readSummary(dataRoot: string): Promise<SummaryRecord> {
   const notes: string[] = [];
@@ -18,8 +27,43 @@ export async function readSummary(dataRoot: string): Promise<SummaryRecord> {
 
 const msg = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** Why the registry of `dataRoot` must not be opened, or `undefined` when it is safe to read (or absent). */
+async function registryRefusal(dataRoot: string): Promise<string | undefined> {
+  const kind = (st: { isSymbolicLink(): boolean; isFIFO(): boolean; isDirectory(): boolean }) =>
+    st.isSymbolicLink() ? 'a symlink' : st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : 'a special file';
+  const mesh = join(dataRoot, 'mesh');
+  const file = join(mesh, 'peer_registry.json');
+  try {
+    const m = await lstat(mesh);
+    if (!m.isDirectory()) return `${mesh} is ${kind(m)}, not a directory (not followed)`;
+    const f = await lstat(file);
+    if (!f.isFile()) return `${file} is ${kind(f)}, not a regular file (never opened)`;
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return undefined;
+    return `cannot inspect ${file}: ${msg(err)}`;
+  }
+  // Between lstat and the registry's own open, a FIFO could be swapped in: open without
+  // blocking, check what was opened.
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
+    if (!(await fh.stat()).isFile()) return `${file} is not a regular file (never read)`;
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return undefined;
+    return errCode(err) === 'ELOOP' ? `${file} is a symlink (not followed)` : `cannot open ${file}: ${msg(err)}`;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+  return undefined;
+}
+
 async function peerCountOf(dataRoot: string, notes: string[]): Promise<number | null> {
   try {
+    const refusal = await registryRefusal(dataRoot);
+    if (refusal !== undefined) {
+      notes.push(`peer count not read: ${refusal}`);
+      return null;
+    }
     const { PeerRegistry } = await import('@dawn/peer-registry');
     const registry = await PeerRegistry.open({ dataRoot, onCorrupt: 'throw' });
     try {

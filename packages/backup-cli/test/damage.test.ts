@@ -88,7 +88,7 @@ describe('a damaged backup: verify exits 3, restore refuses, the target is untou
     expect(await snapshot(target)).toEqual(before);
     const l = json(await cli(['list', '--backup-dir', backups, '--json']));
     expect(l.backups).toEqual([]);
-    expect(l.ignored.map((i: any) => i.name)).toEqual(['b']);
+    expect(l.damaged.map((i: any) => i.name)).toEqual(['b']);
   });
 });
 

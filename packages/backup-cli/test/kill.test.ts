@@ -39,7 +39,7 @@ describe('SIGKILL at random moments', () => {
       const r = await runAndKill([...base, '--name', `k${k}`], delay);
       const listed = json(await cli(['list', '--backup-dir', backups, '--json']));
       const names = listed.backups.map((b: any) => b.name).sort();
-      expect(listed.ignored, `delays ${delays}`).toEqual([]);
+      expect(listed.damaged, `delays ${delays}`).toEqual([]);
       // every directory that looks like a backup is a complete one
       const visible = (await readdir(backups)).filter((n) => !n.startsWith('.')).sort();
       expect(visible, `delays ${delays}`).toEqual(names);
@@ -101,7 +101,7 @@ describe('SIGKILL at random moments', () => {
     expect((await readdir(backups)).filter((n) => n.startsWith('.'))).toEqual([]);
     // every pre_restore backup that was completed is a whole, verifiable backup
     const listed = json(await cli(['list', '--backup-dir', backups, '--json']));
-    expect(listed.ignored).toEqual([]);
+    expect(listed.damaged).toEqual([]);
     void windows;
   }, 240_000);
 });
