@@ -172,9 +172,13 @@ export async function showBackup(opts: ShowOptions): Promise<BackupDetails> {
 function knownFields(e: ManifestEntry): ManifestEntry {
   // checkManifest accepts a mode as an octal string or a number: always show the string.
   const mode = (m: unknown) => (typeof m === 'string' ? m : modeToString(parseMode(m) ?? 0));
-  if (e.type === 'dir') return { path: e.path, type: 'dir', mode: mode(e.mode) };
-  if (e.type === 'symlink') return { path: e.path, type: 'symlink', target: e.target };
-  const f: ManifestEntry = { path: e.path, type: 'file', size: e.size, mode: mode(e.mode), sha256: e.sha256 };
+  // A name that is not UTF-8 keeps its exact bytes (checked by checkManifest).
+  const bytes = typeof e.path_b64 === 'string' ? { path_b64: e.path_b64 } : {};
+  if (e.type === 'dir') return { path: e.path, ...bytes, type: 'dir', mode: mode(e.mode) };
+  if (e.type === 'symlink') {
+    return { path: e.path, ...bytes, type: 'symlink', target: e.target, ...(typeof e.target_b64 === 'string' ? { target_b64: e.target_b64 } : {}) };
+  }
+  const f: ManifestEntry = { path: e.path, ...bytes, type: 'file', size: e.size, mode: mode(e.mode), sha256: e.sha256 };
   if (typeof e.mtime === 'number' && Number.isFinite(e.mtime)) f.mtime = e.mtime;
   return f;
 }
