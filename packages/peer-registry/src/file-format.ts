@@ -3,7 +3,7 @@
  * its current contents (under the lock, inside one `updateJson`).
  */
 import { PeerRegistryError } from './errors.js';
-import { MAX_JSON_DEPTH, setOwn, tooDeep } from './json.js';
+import { joinPath, MAX_JSON_DEPTH, setOwn, tooDeep } from './json.js';
 import { peerFromRecord, type Peer, type PeerRecord } from './peer.js';
 
 /** The file format version this program writes and understands. */
@@ -86,10 +86,12 @@ export function checkDoc(value: unknown, path: string): RegistryDoc {
  * `CORRUPT` naming where, before anything is built or written.
  */
 export function checkDepth(doc: RegistryDoc, path: string): void {
-  // $ (1) > peers (2) > record (3) > a field's value (its own depth).
-  const where = tooDeep(doc, '$', MAX_JSON_DEPTH + 3);
-  if (where === undefined) return;
-  throw corrupt(path, where, `values are nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back`);
+  // Records are bounded when their peers are built (peerFromRecord); here the other top-level fields.
+  for (const k of Object.keys(doc)) {
+    if (k === 'peers' || k === 'version') continue;
+    const where = tooDeep(doc[k], joinPath('$', k));
+    if (where !== undefined) throw corrupt(path, where, `values are nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back`);
+  }
 }
 
 /** Build the peers of a checked document. Later duplicates of a node id win (as in Python). */

@@ -46,11 +46,13 @@ export function getOwn(obj: object, key: string): unknown {
 const EXPONENT_FORM = 1e21;
 
 /**
- * The value as it reads back from the file: an integral `number` beyond ±(2^53 − 1) is written
- * as its digits and read back as a `bigint`; a `bigint` inside the safe range reads back as a `number`.
+ * The value as it reads back from the file: an integral `number` beyond ±(2^53 − 1) becomes the
+ * `bigint` of its exact value (written digit for digit, read back as that `bigint`); a `bigint` inside the safe range reads back as a `number`.
  */
 function normalizeNumber(v: number | bigint): number | bigint {
   if (typeof v === 'bigint') return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
+  // Its exact value as a bigint, written digit for digit. (Written as a number, JSON.stringify's shortest
+  // digits, 2 ** 60 would read back as 1152921504606847000n, not 1152921504606846976n.)
   return Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < EXPONENT_FORM ? BigInt(v) : v;
 }
 

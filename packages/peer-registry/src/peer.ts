@@ -1,5 +1,5 @@
 import { invalid } from './errors.js';
-import { cloneJson, copyJson, getOwn, jsonEqual, setOwn, type JsonObject, type JsonValue } from './json.js';
+import { cloneJson, copyJson, getOwn, jsonEqual, MAX_JSON_DEPTH, setOwn, tooDeep, type JsonObject, type JsonValue } from './json.js';
 import { nowSeconds } from './time.js';
 import {
   checkAddress,
@@ -705,7 +705,23 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
       setOwn((extra ??= {}), k, adopt ? (v as JsonValue) : cloneJson(v, k));
     }
   }
+  if (adopt) {
+    // Adopted values were not copied (nor checked) by cloneJson: bound their depth here.
+    checkAdoptedDepth(f.metadata, 'metadata');
+    if (f.tools.length > 0) checkAdoptedDepth(f.tools, 'tools');
+    if (f.resources.length > 0) checkAdoptedDepth(f.resources, 'resources');
+    if (f.prompts.length > 0) checkAdoptedDepth(f.prompts, 'prompts');
+    if (extra !== undefined) for (const k of Object.keys(extra)) checkAdoptedDepth(extra[k]!, k);
+  }
   return trustedPeer(f, extra ?? (adopt ? NO_EXTRA : undefined), legacy);
+}
+
+function checkAdoptedDepth(v: JsonValue, key: string): void {
+  if (v === null || typeof v !== 'object') return;
+  const where = tooDeep(v, key);
+  if (where !== undefined) {
+    throw invalid('INVALID_FIELD', where, `Invalid record field ${key}: it is nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back.`);
+  }
 }
 
 /** Shared by the registry's peers that have no unknown field (most): one object less per peer. */
