@@ -718,6 +718,20 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
 
 function checkAdoptedDepth(v: JsonValue, key: string): void {
   if (v === null || typeof v !== 'object') return;
+  // Flat values (the common case: `{}`, `{"region": "eu"}`) need no walk.
+  let flat = true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length && flat; i++) flat = v[i] === null || typeof v[i] !== 'object';
+  } else {
+    for (const k in v) {
+      const x = v[k];
+      if (x !== null && typeof x === 'object') {
+        flat = false;
+        break;
+      }
+    }
+  }
+  if (flat) return;
   const where = tooDeep(v, key);
   if (where !== undefined) {
     throw invalid('INVALID_FIELD', where, `Invalid record field ${key}: it is nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back.`);
