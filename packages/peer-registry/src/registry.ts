@@ -264,7 +264,9 @@ export class PeerRegistry {
    *
    * @throws {PeerRegistryError} `INVALID_OPTION`; `CORRUPT` (with `line`/`column` or `keyPath`)
    *   when the file is not valid JSON or not a registry — it is left untouched unless
-   *   `onCorrupt: 'quarantine'`; `UNSUPPORTED_VERSION`; `LOCKED`/`IO`.
+   *   `onCorrupt: 'quarantine'` (also for values nested deeper than `MAX_JSON_DEPTH`, and bytes that
+   *   are not UTF-8); `UNSUPPORTED_VERSION`; `LOCKED`/`IO` (`IO` at once when the path is a FIFO,
+   *   device or directory, also behind a symlink). Integers beyond 2^53 are read as `bigint`.
    * @example
    * ```ts
    * const registry = await PeerRegistry.open();                       // $PROJECT_DAWN_DATA_ROOT or ~/.project-dawn
@@ -582,7 +584,7 @@ export class PeerRegistry {
   /**
    * Resolve once every mutation issued before the call is durable.
    * @throws {PeerRegistryError} the first write failure since the last `flush()` (`LOCKED`, `IO`,
-   *   `CORRUPT`), so that failures of mutations nobody awaited are not lost.
+   *   `CORRUPT`, `NOT_SERIALIZABLE`), so that failures of mutations nobody awaited are not lost.
    * @example
    * ```ts
    * for (const p of discovered) void registry.addPeer(p); // one write for all of them
@@ -647,7 +649,7 @@ export class PeerRegistry {
    *   written); `true` once the change is durable.
    * @throws {PeerRegistryError} (rejects, before anything is changed or written) `INVALID_NODE_ID`,
    *   `INVALID_ADDRESS`, `INVALID_HEALTH_SCORE`, `INVALID_TIMESTAMP`, `INVALID_FIELD`, `CLOSED`;
-   *   after: `LOCKED`, `IO`, `CORRUPT` when the write failed.
+   *   after: `LOCKED`, `IO`, `CORRUPT`, `NOT_SERIALIZABLE` when the write failed.
    * @example
    * ```ts
    * await registry.addPeer({ nodeId: 'c0ff', address: '/ip4/127.0.0.1/tcp/9000', agents: ['coordinator'] });
@@ -717,7 +719,7 @@ export class PeerRegistry {
    * (the write happens either way, so the file holds the values you set).
    * @returns the registry's peer once the change is durable.
    * @throws {PeerRegistryError} `NOT_FOUND`, the validation codes of {@link PeerRegistry.addPeer}
-   *   (before anything changes), `CLOSED`; `LOCKED`/`IO`/`CORRUPT` when the write failed.
+   *   (before anything changes), `CLOSED`; `LOCKED`/`IO`/`CORRUPT`/`NOT_SERIALIZABLE` when the write failed.
    * @example
    * ```ts
    * await registry.updatePeer('c0ff', { connected: true, metadata: { region: 'eu-west' } });
