@@ -143,6 +143,29 @@ print("ok")
     expect(out.trim()).toBe('ok');
   });
 
+  it('big integers written by another process meanwhile are kept by our next write, without spurious events', async () => {
+    const root = await tempDir();
+    const reg = await PeerRegistry.open({ dataRoot: root });
+    await reg.addPeer({ nodeId: 'mine', address: 'ws://10.0.0.1:8000' });
+    const events: string[] = [];
+    reg.on('peer:added', (p, i) => events.push(`added ${p.nodeId} ${i.origin}`));
+    reg.on('peer:updated', (p, i) => events.push(`updated ${p.nodeId} ${i.origin}`));
+    // Another writer (Python) replaces the file: our next write must re-read it, losslessly.
+    const doc = parseJson(await readFile(fileOf(root))) as { peers: Record<string, unknown>[] };
+    const theirs = parseJson(pythonRecord('theirs').replace('"metadata": {}', '"metadata": {"ns": 1732530000123456789, "c": [18446744073709551615]}')) as Record<string, unknown>;
+    theirs.connection_attempts = TWO63;
+    await writeFile(fileOf(root), stringifyJson({ ...doc, peers: [...doc.peers, theirs], epoch_ns: -TWO63 }));
+    await reg.recordConnectionSuccess('mine');
+    await reg.recordConnectionSuccess('mine');
+    expect(events).toEqual(['updated mine local', 'added theirs file', 'updated mine local']);
+    await reg.close();
+    const text = await readFile(fileOf(root), 'utf8');
+    for (const digits of ['"ns": 1732530000123456789', '18446744073709551615', '"connection_attempts": 9223372036854775808', '"epoch_ns": -9223372036854775808']) {
+      expect(text).toContain(digits);
+    }
+    expect(reg.getPeer('theirs')!.metadata).toEqual({ ns: 1732530000123456789n, c: [18446744073709551615n] });
+  });
+
   it('counts beyond 2^53 with bigint arithmetic, in memory and in the file', async () => {
     const root = await tempDir();
     await writeRegistry(
