@@ -58,7 +58,7 @@ export function checkDoc(value: unknown, path: string): RegistryDoc {
   }
   if (version !== undefined) {
     if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
-      throw corrupt(path, '$.version', `expected the integer ${FORMAT_VERSION}, found ${JSON.stringify(version)}`);
+      throw corrupt(path, '$.version', `expected the integer ${FORMAT_VERSION}, found ${typeof version === 'bigint' ? String(version) : JSON.stringify(version)}`);
     }
     if (version > FORMAT_VERSION) {
       throw new PeerRegistryError(

@@ -211,12 +211,26 @@ print("ok")
     expect(increment(TWO63)).toBe(TWO63 + 1n);
   });
 
-  it('a registry version beyond 2^53 is UNSUPPORTED_VERSION, untouched', async () => {
+  it('a registry version beyond 2^53 is UNSUPPORTED_VERSION (below -2^53: CORRUPT), untouched', async () => {
     const root = await tempDir();
     const file = await writeRegistry(root, '{"version": 9223372036854775808, "peers": []}');
     const e = await rejection(PeerRegistry.open({ dataRoot: root }));
     expect(e.code).toBe('UNSUPPORTED_VERSION');
     expect(await readFile(file, 'utf8')).toBe('{"version": 9223372036854775808, "peers": []}');
+    await writeFile(file, '{"version": -9223372036854775808, "peers": []}');
+    const e2 = await rejection(PeerRegistry.open({ dataRoot: root }));
+    expect(e2.code).toBe('CORRUPT');
+    expect(e2.message).toContain('-9223372036854775808');
+  });
+
+  it('a big integer where a timestamp or health belongs is CORRUPT with its key path, never rounded', async () => {
+    const root = await tempDir();
+    const text = `{"version": 1, "peers": [${pythonRecord('p').replace('"last_seen": 1795652496.8748157', '"last_seen": 1795652496874815700000')}]}`;
+    const file = await writeRegistry(root, text);
+    const e = await rejection(PeerRegistry.open({ dataRoot: root }));
+    expect(e.code).toBe('CORRUPT');
+    expect(e.keyPath).toBe('$.peers[0].last_seen');
+    expect(await readFile(file, 'utf8')).toBe(text);
   });
 });
 

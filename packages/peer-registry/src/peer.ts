@@ -442,7 +442,7 @@ export class Peer {
    * the Python order, then `tools`, `resources`, `prompts`, then the unknown fields kept from the file.
    * @example
    * ```ts
-   * JSON.stringify(peer.toDict(), null, 2);
+   * stringifyJson(peer.toDict()); // from @dawn/atomic-json: bigints written digit for digit (JSON.stringify throws on them)
    * ```
    */
   toDict(): PeerRecord {

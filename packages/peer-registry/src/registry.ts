@@ -152,8 +152,8 @@ function fileError(err: unknown, path: string, action: string): unknown {
     case 'PARSE':
       return new PeerRegistryError(
         'CORRUPT',
-        `Cannot ${action} the peer registry ${path}: it is not valid JSON (line ${err.line ?? '?'}, column ${err.column ?? '?'}; ${err.message}) ` +
-          `Fix it, restore it from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
+        `Cannot ${action} the peer registry: ${err.message} ` +
+          `Or restore it from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
         { path, cause: err, ...(err.line !== undefined ? { line: err.line } : {}), ...(err.column !== undefined ? { column: err.column } : {}) },
       );
     case 'NOT_SERIALIZABLE':
@@ -731,7 +731,7 @@ export class PeerRegistry {
       const fields = normalizeFields(patch as unknown as Record<string, unknown>, 'patch');
       const peer = this.#peers.get(nodeId);
       if (peer === undefined) {
-        throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${JSON.stringify(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
+        throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${typeof nodeId === 'string' ? JSON.stringify(nodeId) : String(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
           field: 'nodeId',
         });
       }
