@@ -10,10 +10,11 @@
  * | `INVALID_FIELD` | another field has the wrong type, or is unknown (see `field`) |
  * | `INVALID_OPTION` | an option of {@link PeerRegistry.open} is invalid |
  * | `NOT_FOUND` | `updatePeer` named a peer this registry does not know |
- * | `CORRUPT` | the registry file is not valid JSON or not a registry; it was left untouched |
+ * | `CORRUPT` | the registry file is not valid JSON, not UTF-8, not a registry, or nested deeper than can be written back; it was left untouched |
+ * | `NOT_SERIALIZABLE` | a write failed because the registry does not fit in one JSON text (too large for a string, or nested too deeply); the file was left untouched |
  * | `UNSUPPORTED_VERSION` | the registry file has a `version` newer than this program understands |
  * | `LOCKED` | another process held the registry's lock too long, or the lock was lost |
- * | `IO` | the file system failed (permissions, disk full...) |
+ * | `IO` | the file system failed (permissions, disk full...), or the registry path is not a regular file (a FIFO, device or directory, also behind a symlink) |
  * | `CLOSED` | a mutation was issued after `close()` |
  */
 export type PeerRegistryErrorCode =
@@ -25,6 +26,7 @@ export type PeerRegistryErrorCode =
   | 'INVALID_OPTION'
   | 'NOT_FOUND'
   | 'CORRUPT'
+  | 'NOT_SERIALIZABLE'
   | 'UNSUPPORTED_VERSION'
   | 'LOCKED'
   | 'IO'

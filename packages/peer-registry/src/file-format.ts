@@ -3,6 +3,7 @@
  * its current contents (under the lock, inside one `updateJson`).
  */
 import { PeerRegistryError } from './errors.js';
+import { joinPath, MAX_JSON_DEPTH, setOwn, tooDeep } from './json.js';
 import { peerFromRecord, type Peer, type PeerRecord } from './peer.js';
 
 /** The file format version this program writes and understands. */
@@ -30,7 +31,7 @@ export type Op =
 function corrupt(path: string, keyPath: string, what: string, cause?: unknown): PeerRegistryError {
   return new PeerRegistryError(
     'CORRUPT',
-    `${path} is not a valid peer registry: at ${keyPath}, ${what}. The file was left untouched; fix it, restore it ` +
+    `${path} is not a valid peer registry: at ${keyPath.length > 160 ? `${keyPath.slice(0, 160)}…` : keyPath}, ${what}. The file was left untouched; fix it, restore it ` +
       `from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
     { path, keyPath, cause },
   );
@@ -47,9 +48,17 @@ export function checkDoc(value: unknown, path: string): RegistryDoc {
   }
   const doc = value as Record<string, unknown>;
   const version = doc.version;
+  if (typeof version === 'bigint' && version > FORMAT_VERSION) {
+    throw new PeerRegistryError(
+      'UNSUPPORTED_VERSION',
+      `${path} has format version ${version}, newer than the ${FORMAT_VERSION} this program understands. ` +
+        `It was left untouched; upgrade @dawn/peer-registry to use it.`,
+      { path, keyPath: '$.version' },
+    );
+  }
   if (version !== undefined) {
     if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
-      throw corrupt(path, '$.version', `expected the integer ${FORMAT_VERSION}, found ${JSON.stringify(version)}`);
+      throw corrupt(path, '$.version', `expected the integer ${FORMAT_VERSION}, found ${typeof version === 'bigint' ? String(version) : JSON.stringify(version)}`);
     }
     if (version > FORMAT_VERSION) {
       throw new PeerRegistryError(
@@ -65,11 +74,24 @@ export function checkDoc(value: unknown, path: string): RegistryDoc {
   if (version === undefined) {
     // Normalise: version first, as the Python implementation writes it.
     const out: RegistryDoc = { version: FORMAT_VERSION, peers };
-    for (const k of Object.keys(doc)) if (k !== 'version' && k !== 'peers') out[k] = doc[k];
+    for (const k of Object.keys(doc)) if (k !== 'version' && k !== 'peers') setOwn(out, k, doc[k]);
     return out;
   }
   doc.peers = peers;
   return doc as RegistryDoc;
+}
+
+/**
+ * Refuse a document nested deeper than this program can write back (see `MAX_JSON_DEPTH`):
+ * `CORRUPT` naming where, before anything is built or written.
+ */
+export function checkDepth(doc: RegistryDoc, path: string): void {
+  // Records are bounded when their peers are built (peerFromRecord); here the other top-level fields.
+  for (const k of Object.keys(doc)) {
+    if (k === 'peers' || k === 'version') continue;
+    const where = tooDeep(doc[k], joinPath('$', k));
+    if (where !== undefined) throw corrupt(path, where, `values are nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back`);
+  }
 }
 
 /** Build the peers of a checked document. Later duplicates of a node id win (as in Python). */
@@ -150,7 +172,7 @@ export function applyOps(current: unknown, ops: readonly Op[], path: string, max
         const rec = recs[i]!;
         const src = op.record as Record<string, unknown>;
         const keys = op.keys ?? Object.keys(src);
-        for (const k of keys) if (k in src && k !== 'node_id') rec[k] = src[k];
+        for (const k of keys) if (Object.prototype.hasOwnProperty.call(src, k) && k !== 'node_id') setOwn(rec, k, src[k]);
         break;
       }
       case 'touch':

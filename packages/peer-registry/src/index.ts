@@ -1,5 +1,5 @@
 export { PeerRegistryError, type PeerRegistryErrorCode, type PeerRegistryErrorDetails } from './errors.js';
-export { Peer, type PeerInit, type PeerPatch, type PeerRecord } from './peer.js';
+export { Peer, type Count, type PeerInit, type PeerPatch, type PeerRecord } from './peer.js';
 export {
   PeerRegistry,
   type PeerRegistryOptions,
@@ -21,4 +21,4 @@ export {
 } from './data-root.js';
 export { FORMAT_VERSION } from './file-format.js';
 export { MAX_NODE_ID_LENGTH, MAX_ADDRESS_LENGTH } from './validate.js';
-export type { JsonValue, JsonObject } from './json.js';
+export { MAX_JSON_DEPTH, type JsonValue, type JsonObject } from './json.js';

@@ -1,5 +1,5 @@
 import { invalid } from './errors.js';
-import { cloneJson, jsonEqual, type JsonObject, type JsonValue } from './json.js';
+import { cloneJson, copyJson, getOwn, jsonEqual, MAX_JSON_DEPTH, setOwn, tooDeep, type JsonObject, type JsonValue } from './json.js';
 import { nowSeconds } from './time.js';
 import {
   checkAddress,
@@ -45,12 +45,27 @@ export interface PeerInit {
   metadata?: Readonly<Record<string, unknown>>;
   /** Finite number in [0, 1]. @default 1 */
   healthScore?: number;
+  /** Non-negative integer (a `bigint` beyond 2^53 − 1, see {@link Count}). @default 0 */
+  connectionAttempts?: Count;
   /** @default 0 */
-  connectionAttempts?: number;
+  successfulConnections?: Count;
   /** @default 0 */
-  successfulConnections?: number;
-  /** @default 0 */
-  failedConnections?: number;
+  failedConnections?: Count;
+}
+
+/**
+ * A counter (`connectionAttempts`, `successfulConnections`, `failedConnections`, the `*_count`
+ * fields): a `number` while it is a safe integer, a `bigint` beyond ±(2^53 − 1) — as read from
+ * a file written by Python (`2**63`), or when an increment leaves the safe range. Counting on a
+ * `bigint` uses `bigint` arithmetic, so no count is ever rounded. A `bigint` inside the safe range
+ * that you pass in is stored as a `number`.
+ */
+export type Count = number | bigint;
+
+/** `c + 1`, exactly: a `bigint` once beyond the safe integer range. */
+export function increment(c: Count): Count {
+  if (typeof c === 'bigint') return c + 1n;
+  return c < Number.MAX_SAFE_INTEGER ? c + 1 : BigInt(c) + 1n;
 }
 
 /** The fields {@link PeerRegistry.updatePeer} may change: every field of {@link PeerInit} but `nodeId`. */
@@ -69,13 +84,13 @@ export interface PeerRecord {
   last_seen: number;
   first_seen: number;
   agents: string[];
-  tools_count: number;
-  resources_count: number;
-  prompts_count: number;
+  tools_count: Count;
+  resources_count: Count;
+  prompts_count: Count;
   health_score: number;
-  connection_attempts: number;
-  successful_connections: number;
-  failed_connections: number;
+  connection_attempts: Count;
+  successful_connections: Count;
+  failed_connections: Count;
   metadata: JsonObject;
   tools?: JsonValue[];
   resources?: JsonValue[];
@@ -130,17 +145,9 @@ export const KNOWN_RECORD_KEYS: ReadonlySet<string> = new Set([
 
 /** Counts read from a record that had a `*_count` but no list (files written by Python). */
 interface LegacyCounts {
-  tools?: number;
-  resources?: number;
-  prompts?: number;
-}
-
-function copyJson<T extends JsonValue>(v: T): T {
-  if (v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) return v.map(copyJson) as T;
-  const out: JsonObject = {};
-  for (const k of Object.keys(v)) out[k] = copyJson((v as JsonObject)[k]!);
-  return out as T;
+  tools?: Count;
+  resources?: Count;
+  prompts?: Count;
 }
 
 function jsonArray(v: unknown, field: string): JsonValue[] {
@@ -216,16 +223,13 @@ export function normalizeFields(src: Readonly<Record<string, unknown>>, what: 'i
         out.healthScore = v;
         break;
       case 'connectionAttempts':
-        checkCount(v, 'connectionAttempts');
-        out.connectionAttempts = v;
+        out.connectionAttempts = checkCount(v, 'connectionAttempts');
         break;
       case 'successfulConnections':
-        checkCount(v, 'successfulConnections');
-        out.successfulConnections = v;
+        out.successfulConnections = checkCount(v, 'successfulConnections');
         break;
       case 'failedConnections':
-        checkCount(v, 'failedConnections');
-        out.failedConnections = v;
+        out.failedConnections = checkCount(v, 'failedConnections');
         break;
     }
   }
@@ -253,9 +257,9 @@ export interface PeerFields {
   prompts: JsonValue[];
   metadata: JsonObject;
   healthScore: number;
-  connectionAttempts: number;
-  successfulConnections: number;
-  failedConnections: number;
+  connectionAttempts: Count;
+  successfulConnections: Count;
+  failedConnections: Count;
 }
 
 /** Copy every data field of `src` into `dst` (keeps `dst`'s identity). Set in `Peer`'s static block. */
@@ -325,12 +329,12 @@ export class Peer {
   metadata: JsonObject;
   /** Health in [0, 1]. */
   healthScore: number;
-  /** Number of connection attempts. */
-  connectionAttempts: number;
-  /** Number of successful connections. */
-  successfulConnections: number;
-  /** Number of failed connections. */
-  failedConnections: number;
+  /** Number of connection attempts (a `bigint` beyond 2^53 − 1, see {@link Count}). */
+  connectionAttempts: Count;
+  /** Number of successful connections (see {@link Count}). */
+  successfulConnections: Count;
+  /** Number of failed connections (see {@link Count}). */
+  failedConnections: Count;
   /** Fields of the record this version does not know (written by a newer program); kept on rewrite. */
   extra: JsonObject;
   #legacy: LegacyCounts | undefined;
@@ -369,17 +373,17 @@ export class Peer {
   }
 
   /** Number of tools (what `tools_count` in the file says). */
-  get toolsCount(): number {
+  get toolsCount(): Count {
     return this.tools.length > 0 ? this.tools.length : (this.#legacy?.tools ?? 0);
   }
 
   /** Number of resources (what `resources_count` in the file says). */
-  get resourcesCount(): number {
+  get resourcesCount(): Count {
     return this.resources.length > 0 ? this.resources.length : (this.#legacy?.resources ?? 0);
   }
 
   /** Number of prompts (what `prompts_count` in the file says). */
-  get promptsCount(): number {
+  get promptsCount(): Count {
     return this.prompts.length > 0 ? this.prompts.length : (this.#legacy?.prompts ?? 0);
   }
 
@@ -414,23 +418,23 @@ export class Peer {
    * @param now Unix seconds. @default the current time
    */
   recordConnectionSuccess(now: number = nowSeconds()): void {
-    this.connectionAttempts += 1;
-    this.successfulConnections += 1;
+    this.connectionAttempts = increment(this.connectionAttempts);
+    this.successfulConnections = increment(this.successfulConnections);
     this.healthScore = Math.min(1, this.healthScore + 0.1);
     this.lastSeen = now;
   }
 
   /** Count a failed connection: attempts +1, failures +1, health -0.2 (at least 0). */
   recordConnectionFailure(): void {
-    this.connectionAttempts += 1;
-    this.failedConnections += 1;
+    this.connectionAttempts = increment(this.connectionAttempts);
+    this.failedConnections = increment(this.failedConnections);
     this.healthScore = Math.max(0, this.healthScore - 0.2);
   }
 
   /** Successful connections / attempts; 1 when there was no attempt yet. */
   getConnectionSuccessRate(): number {
     if (this.connectionAttempts === 0) return 1;
-    return this.successfulConnections / this.connectionAttempts;
+    return Number(this.successfulConnections) / Number(this.connectionAttempts);
   }
 
   /**
@@ -438,7 +442,7 @@ export class Peer {
    * the Python order, then `tools`, `resources`, `prompts`, then the unknown fields kept from the file.
    * @example
    * ```ts
-   * JSON.stringify(peer.toDict(), null, 2);
+   * stringifyJson(peer.toDict()); // from @dawn/atomic-json: bigints written digit for digit (JSON.stringify throws on them)
    * ```
    */
   toDict(): PeerRecord {
@@ -465,7 +469,7 @@ export class Peer {
     if (!(legacy?.tools && this.tools.length === 0)) rec.tools = copyJson(this.tools);
     if (!(legacy?.resources && this.resources.length === 0)) rec.resources = copyJson(this.resources);
     if (!(legacy?.prompts && this.prompts.length === 0)) rec.prompts = copyJson(this.prompts);
-    for (const k of Object.keys(this.extra)) rec[k] = copyJson(this.extra[k]!);
+    for (const k of Object.keys(this.extra)) setOwn(rec, k, copyJson(this.extra[k]!));
     return rec;
   }
 
@@ -552,9 +556,9 @@ export class Peer {
       dst.extra = src.extra;
       dst.#legacy = src.#legacy;
     };
-    const listMatches = (list: JsonValue[], raw: unknown, countRaw: unknown, legacy: number | undefined): boolean => {
+    const listMatches = (list: JsonValue[], raw: unknown, countRaw: unknown, legacy: Count | undefined): boolean => {
       if (raw === undefined || raw === null) {
-        const count = typeof countRaw === 'number' && countRaw > 0 ? countRaw : undefined;
+        const count = (typeof countRaw === 'number' || typeof countRaw === 'bigint') && countRaw > 0 ? countRaw : undefined;
         return list.length === 0 && count === legacy;
       }
       return legacy === undefined && jsonEqual(list, raw);
@@ -585,7 +589,7 @@ export class Peer {
       for (const k in rec) {
         if (KNOWN_RECORD_KEYS.has(k) || rec[k] === undefined) continue;
         extras++;
-        if (!jsonEqual(rec[k], peer.extra[k])) return false;
+        if (!jsonEqual(rec[k], getOwn(peer.extra, k))) return false;
       }
       return extras === Object.keys(peer.extra).length;
     };
@@ -603,6 +607,15 @@ function recordError(key: string, expected: string, v: unknown): Error {
 const num = (rec: Readonly<Record<string, unknown>>, key: string, dflt: number): number => {
   const v = rec[key];
   if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw recordError(key, 'a finite number', v);
+  return v;
+};
+
+/** A counter of a record: a finite number, or a `bigint` (kept exact; a safe one becomes a number). */
+const count = (rec: Readonly<Record<string, unknown>>, key: string): Count => {
+  const v = rec[key];
+  if (v === undefined) return 0;
+  if (typeof v === 'bigint') return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw recordError(key, 'a finite number', v);
   return v;
 };
@@ -660,9 +673,9 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
   const resources = arr(rec, 'resources', adopt);
   const prompts = arr(rec, 'prompts', adopt);
   let legacy: LegacyCounts | undefined;
-  const toolsCount = num(rec, 'tools_count', 0);
-  const resourcesCount = num(rec, 'resources_count', 0);
-  const promptsCount = num(rec, 'prompts_count', 0);
+  const toolsCount = count(rec, 'tools_count');
+  const resourcesCount = count(rec, 'resources_count');
+  const promptsCount = count(rec, 'prompts_count');
   if (tools === undefined && toolsCount > 0) (legacy ??= {}).tools = toolsCount;
   if (resources === undefined && resourcesCount > 0) (legacy ??= {}).resources = resourcesCount;
   if (prompts === undefined && promptsCount > 0) (legacy ??= {}).prompts = promptsCount;
@@ -681,18 +694,48 @@ export function peerFromRecord(rec: Readonly<Record<string, unknown>>, adopt: bo
   f.prompts = prompts ?? [];
   f.metadata = adopt ? (metadataRaw as JsonObject) : (cloneJson(metadataRaw, 'metadata') as JsonObject);
   f.healthScore = num(rec, 'health_score', 1);
-  f.connectionAttempts = num(rec, 'connection_attempts', 0);
-  f.successfulConnections = num(rec, 'successful_connections', 0);
-  f.failedConnections = num(rec, 'failed_connections', 0);
+  f.connectionAttempts = count(rec, 'connection_attempts');
+  f.successfulConnections = count(rec, 'successful_connections');
+  f.failedConnections = count(rec, 'failed_connections');
   let extra: JsonObject | undefined;
   for (const k in rec) {
     if (!KNOWN_RECORD_KEYS.has(k)) {
       const v = rec[k];
       if (v === undefined) continue;
-      (extra ??= {})[k] = adopt ? (v as JsonValue) : cloneJson(v, k);
+      setOwn((extra ??= {}), k, adopt ? (v as JsonValue) : cloneJson(v, k));
     }
   }
+  if (adopt) {
+    // Adopted values were not copied (nor checked) by cloneJson: bound their depth here.
+    checkAdoptedDepth(f.metadata, 'metadata');
+    if (f.tools.length > 0) checkAdoptedDepth(f.tools, 'tools');
+    if (f.resources.length > 0) checkAdoptedDepth(f.resources, 'resources');
+    if (f.prompts.length > 0) checkAdoptedDepth(f.prompts, 'prompts');
+    if (extra !== undefined) for (const k of Object.keys(extra)) checkAdoptedDepth(extra[k]!, k);
+  }
   return trustedPeer(f, extra ?? (adopt ? NO_EXTRA : undefined), legacy);
+}
+
+function checkAdoptedDepth(v: JsonValue, key: string): void {
+  if (v === null || typeof v !== 'object') return;
+  // Flat values (the common case: `{}`, `{"region": "eu"}`) need no walk.
+  let flat = true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length && flat; i++) flat = v[i] === null || typeof v[i] !== 'object';
+  } else {
+    for (const k in v) {
+      const x = v[k];
+      if (x !== null && typeof x === 'object') {
+        flat = false;
+        break;
+      }
+    }
+  }
+  if (flat) return;
+  const where = tooDeep(v, key);
+  if (where !== undefined) {
+    throw invalid('INVALID_FIELD', where, `Invalid record field ${key}: it is nested deeper than ${MAX_JSON_DEPTH} levels, more than can be written back.`);
+  }
 }
 
 /** Shared by the registry's peers that have no unknown field (most): one object less per peer. */

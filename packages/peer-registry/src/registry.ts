@@ -1,4 +1,4 @@
-import { readFile, rename } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import {
   AtomicJsonError,
   fileMark,
@@ -13,7 +13,7 @@ import {
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
 import { EvictionHeap } from './evict.js';
-import { applyOps, checkDoc, loadPeers, type Op, type RegistryDoc } from './file-format.js';
+import { applyOps, checkDepth, checkDoc, loadPeers, type Op, type RegistryDoc } from './file-format.js';
 import {
   assignFields,
   copyInto,
@@ -152,10 +152,16 @@ function fileError(err: unknown, path: string, action: string): unknown {
     case 'PARSE':
       return new PeerRegistryError(
         'CORRUPT',
-        `Cannot ${action} the peer registry ${path}: it is not valid JSON (line ${err.line ?? '?'}, column ${err.column ?? '?'}). ` +
-          `The file was left untouched; fix it, restore it from a backup, or open the registry with ` +
-          `{ onCorrupt: 'quarantine' } to move it aside and start empty.`,
+        `Cannot ${action} the peer registry: ${err.message} ` +
+          `Or restore it from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
         { path, cause: err, ...(err.line !== undefined ? { line: err.line } : {}), ...(err.column !== undefined ? { column: err.column } : {}) },
+      );
+    case 'NOT_SERIALIZABLE':
+      return new PeerRegistryError(
+        'NOT_SERIALIZABLE',
+        `Cannot ${action} the peer registry ${path}: the registry cannot be written as one JSON text (${err.message}). ` +
+          `The file was left untouched; remove or shrink the peers or fields that made it too large or too deeply nested.`,
+        { path, cause: err, ...(err.keyPath !== undefined ? { keyPath: err.keyPath } : {}) },
       );
     case 'LOCKED':
     case 'LOCK_COMPROMISED':
@@ -258,7 +264,9 @@ export class PeerRegistry {
    *
    * @throws {PeerRegistryError} `INVALID_OPTION`; `CORRUPT` (with `line`/`column` or `keyPath`)
    *   when the file is not valid JSON or not a registry — it is left untouched unless
-   *   `onCorrupt: 'quarantine'`; `UNSUPPORTED_VERSION`; `LOCKED`/`IO`.
+   *   `onCorrupt: 'quarantine'` (also for values nested deeper than `MAX_JSON_DEPTH`, and bytes that
+   *   are not UTF-8); `UNSUPPORTED_VERSION`; `LOCKED`/`IO` (`IO` at once when the path is a FIFO,
+   *   device or directory, also behind a symlink). Integers beyond 2^53 are read as `bigint`.
    * @example
    * ```ts
    * const registry = await PeerRegistry.open();                       // $PROJECT_DAWN_DATA_ROOT or ~/.project-dawn
@@ -576,7 +584,7 @@ export class PeerRegistry {
   /**
    * Resolve once every mutation issued before the call is durable.
    * @throws {PeerRegistryError} the first write failure since the last `flush()` (`LOCKED`, `IO`,
-   *   `CORRUPT`), so that failures of mutations nobody awaited are not lost.
+   *   `CORRUPT`, `NOT_SERIALIZABLE`), so that failures of mutations nobody awaited are not lost.
    * @example
    * ```ts
    * for (const p of discovered) void registry.addPeer(p); // one write for all of them
@@ -641,7 +649,7 @@ export class PeerRegistry {
    *   written); `true` once the change is durable.
    * @throws {PeerRegistryError} (rejects, before anything is changed or written) `INVALID_NODE_ID`,
    *   `INVALID_ADDRESS`, `INVALID_HEALTH_SCORE`, `INVALID_TIMESTAMP`, `INVALID_FIELD`, `CLOSED`;
-   *   after: `LOCKED`, `IO`, `CORRUPT` when the write failed.
+   *   after: `LOCKED`, `IO`, `CORRUPT`, `NOT_SERIALIZABLE` when the write failed.
    * @example
    * ```ts
    * await registry.addPeer({ nodeId: 'c0ff', address: '/ip4/127.0.0.1/tcp/9000', agents: ['coordinator'] });
@@ -711,7 +719,7 @@ export class PeerRegistry {
    * (the write happens either way, so the file holds the values you set).
    * @returns the registry's peer once the change is durable.
    * @throws {PeerRegistryError} `NOT_FOUND`, the validation codes of {@link PeerRegistry.addPeer}
-   *   (before anything changes), `CLOSED`; `LOCKED`/`IO`/`CORRUPT` when the write failed.
+   *   (before anything changes), `CLOSED`; `LOCKED`/`IO`/`CORRUPT`/`NOT_SERIALIZABLE` when the write failed.
    * @example
    * ```ts
    * await registry.updatePeer('c0ff', { connected: true, metadata: { region: 'eu-west' } });
@@ -723,7 +731,7 @@ export class PeerRegistry {
       const fields = normalizeFields(patch as unknown as Record<string, unknown>, 'patch');
       const peer = this.#peers.get(nodeId);
       if (peer === undefined) {
-        throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${JSON.stringify(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
+        throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${typeof nodeId === 'string' ? JSON.stringify(nodeId) : String(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
           field: 'nodeId',
         });
       }
@@ -983,36 +991,17 @@ export class PeerRegistry {
   }
 }
 
-const decoder = new TextDecoder('utf-8');
-
 /**
  * Read and check the registry file; `undefined` when it does not exist.
  *
- * The happy path reads and parses the file itself: on a 60 MB registry, `TextDecoder` plus
- * `JSON.parse` measured ~20% faster than `Buffer#toString` plus `JSON.parse` (what `readJson`
- * does). When the text does not parse, `readJson` re-reads it to produce the `PARSE` error with
- * line and column.
- * Reads take no lock: writers replace the file by rename, so a read never sees a torn file.
+ * Through `readJson` of `@dawn/atomic-json`: lossless (integers beyond 2^53 − 1 are `bigint`s,
+ * `__proto__` keys are data), only a regular file is read (a FIFO, device or directory, also
+ * behind a symlink, is `IO` at once, never a hang), any nesting depth parses, and text that is
+ * not JSON or not UTF-8 is `CORRUPT` with line and column. A document nested deeper than can be
+ * written back is `CORRUPT` too. Reads take no lock: writers replace the file by rename, so a
+ * read never sees a torn file.
  */
 async function readDoc(path: string): Promise<RegistryDoc | undefined> {
-  let value: unknown;
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return readDocSlow(path);
-  }
-  try {
-    value = JSON.parse(decoder.decode(buf));
-  } catch {
-    return readDocSlow(path);
-  }
-  return checkDoc(value, path);
-}
-
-/** Read through `@dawn/atomic-json` (its errors carry the details we report). */
-async function readDocSlow(path: string): Promise<RegistryDoc | undefined> {
   let value: unknown;
   try {
     value = await readJson(path);
@@ -1020,7 +1009,9 @@ async function readDocSlow(path: string): Promise<RegistryDoc | undefined> {
     if (AtomicJsonError.is(err) && err.code === 'NOT_FOUND') return undefined;
     throw fileError(err, path, 'load');
   }
-  return checkDoc(value, path);
+  const doc = checkDoc(value, path);
+  checkDepth(doc, path);
+  return doc;
 }
 
 async function readAndCheck(path: string): Promise<Peer[]> {

@@ -196,11 +196,20 @@ export function checkTimestamp(v: unknown, field: string): asserts v is number {
   }
 }
 
-/** Check a counter: a non-negative safe integer. */
-export function checkCount(v: unknown, field: string): asserts v is number {
+/**
+ * Check a counter: a non-negative safe integer, or a non-negative `bigint` (for counts beyond
+ * 2^53 − 1). Returns it as stored: a `bigint` inside the safe range becomes a `number`.
+ */
+export function checkCount(v: unknown, field: string): number | bigint {
+  if (typeof v === 'bigint' && v >= 0n) return v <= 9007199254740991n ? Number(v) : v;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    throw invalid('INVALID_FIELD', field, `Invalid ${field} ${show(v)}: it must be a non-negative integer. ${NOTHING_WRITTEN}.`);
+    throw invalid(
+      'INVALID_FIELD',
+      field,
+      `Invalid ${field} ${typeof v === 'bigint' ? `${v}n` : show(v)}: it must be a non-negative integer (a bigint beyond 2^53 - 1). ${NOTHING_WRITTEN}.`,
+    );
   }
+  return v;
 }
 
 /** Check a boolean field. */
