@@ -234,3 +234,73 @@ describe('only regular files are read, nothing blocks', () => {
     expect(await readJson(join(dir, 'link.json'))).toEqual({ a: 1 });
   });
 });
+
+describe('the exact path is as safe as JSON.parse (review findings)', () => {
+  it('a 30 MB string next to a big integer parses (no regex backtracking, no RangeError)', () => {
+    const big = 'x'.repeat(30_000_000);
+    const esc = '\\"'.repeat(5_000_000);
+    const v = parseJson(`{"n": 12345678901234567890, "s": "${big}", "e": "${esc}"}`) as { n: bigint; s: string; e: string };
+    expect(v.n).toBe(12345678901234567890n);
+    expect(v.s.length).toBe(30_000_000);
+    expect(v.e.length).toBe(5_000_000);
+  });
+
+  it('never turns invalid text into valid text: an escape before digits, a leading zero, an unterminated string', () => {
+    for (const text of [
+      '[12345678901234567890,"a\\12345678901234567890]',
+      '[012345678901234567890]',
+      '{"a": 12345678901234567890x}',
+      '["12345678901234567890]',
+      '[12345678901234567890 12345678901234567890]',
+    ]) {
+      expect(() => JSON.parse(text), text).toThrow();
+      const err = (() => {
+        try {
+          parseJson(text);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(AtomicJsonError.is(err) && err.code, text).toBe('PARSE');
+    }
+  });
+
+  it('property: parseJson accepts exactly what JSON.parse accepts, with the same value but for exact integers', () => {
+    const piece = fc.constantFrom('[', ']', '{', '}', ',', ':', '"', '\\', ' ', '\n', '-', '0', '1', '12345678901234567890', '9007199254740993', '.5', 'e3', 'true', 'null', '"k"', '"\\\\"', '"\\""');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 14 }).map((p) => p.join('')), (text) => {
+        // A literal beyond the double range reads as ±Infinity, as in JSON.parse and Python (documented).
+        fc.pre(!/[eE][+-]?\d{3,}/.test(text));
+        let expected: unknown;
+        let ok = true;
+        try {
+          expected = JSON.parse(text);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          expect(() => parseJson(text)).toThrow(AtomicJsonError);
+          return;
+        }
+        // Through our writer, the same JSON value as JSON.stringify gives (-0 is written as 0 by both).
+        expect(JSON.parse(stringifyJson(parseJson(text)))).toEqual(JSON.parse(JSON.stringify(expected)));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('writes exact digits for a bigint even with a BigInt.prototype.toJSON polyfill, and for integral numbers beyond 2^53', () => {
+    const proto = BigInt.prototype as unknown as { toJSON?: () => string };
+    proto.toJSON = function (this: bigint) {
+      return this.toString();
+    };
+    try {
+      expect(stringifyJson({ id: 9223372036854775808n }, { spaces: 0 })).toBe('{"id":9223372036854775808}');
+    } finally {
+      delete proto.toJSON;
+    }
+    expect(stringifyJson([2 ** 60, -(2 ** 60), 2 ** 53, 1e21], { spaces: 0 })).toBe('[1152921504606846976,-1152921504606846976,9007199254740992,1e+21]');
+    expect(parseJson(stringifyJson({ n: 2 ** 60 }))).toEqual({ n: 2n ** 60n });
+  });
+});

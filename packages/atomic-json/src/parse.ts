@@ -174,8 +174,78 @@ export interface JsonObject {
 const LONG_INTEGER = /[:[,][ \t\r\n]*-?\d{16}/;
 const LONG_INTEGER_ROOT = /^[ \t\r\n]*-?\d{16}/;
 
-/** Strings (skipped whole, so digits inside them are never touched) or number tokens. */
-const TOKEN = /"(?:[^"\\]|\\[\s\S])*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const CANONICAL_INTEGER = /^-?(?:0|[1-9]\d*)$/;
+
+/**
+ * Rewrite every integer token outside ±(2^53 − 1) into the string `quoted + digits + '"'`, with a
+ * scanner that knows string boundaries (digits inside strings are never touched; strings are
+ * skipped with `indexOf`, so a 100 MB string costs no stack). A token is rewritten only where the
+ * grammar has a value — after `[`, `:`, `,` or the start, before `,`, `]`, `}` or the end — so the
+ * rewrite never turns invalid text into valid text; an unterminated string stops the rewrite
+ * (JSON.parse then reports the error).
+ */
+function tagUnsafeIntegers(text: string, quoted: string): string {
+  const parts: string[] = [];
+  const n = text.length;
+  let copied = 0;
+  let prev = -1; // the previous significant character outside strings; -1: the start
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let from = i + 1;
+      for (;;) {
+        const q = text.indexOf('"', from);
+        if (q < 0) return text;
+        let k = q - 1;
+        while (k > i && text.charCodeAt(k) === 0x5c) k--;
+        if ((q - 1 - k) % 2 === 0) {
+          i = q + 1;
+          break;
+        }
+        from = q + 1;
+      }
+      prev = 0x22;
+      continue;
+    }
+    if (c === 0x2d || isDigit(c)) {
+      const start = i;
+      if (c === 0x2d) i++;
+      while (i < n && isDigit(text.charCodeAt(i))) i++;
+      let integral = true;
+      if (i < n && text.charCodeAt(i) === 0x2e) {
+        integral = false;
+        i++;
+        while (i < n && isDigit(text.charCodeAt(i))) i++;
+      }
+      if (i < n && (text.charCodeAt(i) | 0x20) === 0x65) {
+        integral = false;
+        i++;
+        if (i < n && (text.charCodeAt(i) === 0x2b || text.charCodeAt(i) === 0x2d)) i++;
+        while (i < n && isDigit(text.charCodeAt(i))) i++;
+      }
+      if (integral && i - start >= 16 && (prev === -1 || prev === 0x3a || prev === 0x5b || prev === 0x2c)) {
+        let k = i;
+        while (k < n && isSpace(text.charCodeAt(k))) k++;
+        const next = k < n ? text.charCodeAt(k) : -1;
+        const token = text.slice(start, i);
+        if ((next === -1 || next === 0x2c || next === 0x5d || next === 0x7d) && CANONICAL_INTEGER.test(token) && !Number.isSafeInteger(Number(token))) {
+          parts.push(text.slice(copied, start), quoted, token, '"');
+          copied = i;
+        }
+      }
+      prev = 0x30;
+      continue;
+    }
+    if (!isSpace(c)) prev = c;
+    i++;
+  }
+  if (parts.length === 0) return text;
+  parts.push(text.slice(copied));
+  return parts.join('');
+}
 
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
@@ -209,10 +279,7 @@ export function parseJson(input: string | Uint8Array, filePath = '(text)'): Json
   if (exact) {
     tag = `\u0000dawn-bigint:${randomTag()}:`;
     const quoted = JSON.stringify(tag).slice(0, -1); // `"\u0000dawn-bigint:…:` as JSON text
-    source = text.replace(TOKEN, (token) => {
-      if (token.charCodeAt(0) === 0x22 || token.length < 16 || !/^-?\d+$/.test(token)) return token;
-      return Number.isSafeInteger(Number(token)) ? token : `${quoted}${token}"`;
-    });
+    source = tagUnsafeIntegers(text, quoted);
   }
   let value: unknown;
   try {

@@ -19,6 +19,13 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * An integral `number` beyond ±(2^53 − 1) written in plain digits by `JSON.stringify` (below
+ * 1e21): its shortest digits (`2**60` → `1152921504606847000`) are not its value, so such a
+ * number is written as `BigInt(n)`'s exact digits instead (and reads back as that `bigint`).
+ */
+const isUnsafeIntegral = (v: number): boolean => Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 1e21;
+
 /** What a walk of a value found: the first value JSON cannot represent, and whether a `bigint` occurs. */
 export interface JsonCheck {
   bad?: { keyPath: string; what: string };
@@ -36,6 +43,77 @@ export interface JsonCheck {
  * written digit for digit (the lossless form of integers outside ±(2^53 − 1)).
  */
 export function checkJson(value: unknown): JsonCheck {
+  // The recursive walk is faster on ordinary data; past a depth where the stack could run out,
+  // the iterative one takes over (same answers).
+  try {
+    return checkJsonRecursive(value);
+  } catch (err) {
+    if (err !== TOO_DEEP) throw err;
+    return checkJsonIterative(value);
+  }
+}
+
+const TOO_DEEP = Symbol('too deep');
+const RECURSION_LIMIT = 1000;
+
+function checkJsonRecursive(value: unknown): JsonCheck {
+  let hasBigInt = false;
+  const stack: object[] = [];
+  type Failure = { keys: (string | number)[]; what: string };
+  const visit = (raw: unknown, inArray: boolean, isRoot: boolean, key: string): Failure | undefined => {
+    let v = raw;
+    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+      v = (v as { toJSON: (k: string) => unknown }).toJSON(key);
+    }
+    if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return { keys: [], what: describe(v) };
+      if (isUnsafeIntegral(v)) hasBigInt = true;
+      return undefined;
+    }
+    if (typeof v === 'bigint') {
+      hasBigInt = true;
+      return undefined;
+    }
+    if (typeof v !== 'object') {
+      if (v === undefined && !inArray && !isRoot) return undefined; // omitted property
+      return { keys: [], what: describe(v) };
+    }
+    if (v instanceof Map || v instanceof Set) return { keys: [], what: describe(v) };
+    if (stack.includes(v)) return { keys: [], what: 'a circular reference' };
+    if (stack.length >= RECURSION_LIMIT) throw TOO_DEEP;
+    stack.push(v);
+    try {
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          const bad = visit(v[i], true, false, String(i));
+          if (bad) {
+            bad.keys.push(i);
+            return bad;
+          }
+        }
+      } else {
+        for (const k of Object.keys(v)) {
+          const bad = visit((v as Record<string, unknown>)[k], false, false, k);
+          if (bad) {
+            bad.keys.push(k);
+            return bad;
+          }
+        }
+      }
+    } finally {
+      stack.pop();
+    }
+    return undefined;
+  };
+  const bad = visit(value, false, true, '');
+  if (!bad) return { hasBigInt };
+  let keyPath = '$';
+  for (let k = bad.keys.length - 1; k >= 0; k--) keyPath = join(keyPath, bad.keys[k]!);
+  return { bad: { keyPath, what: bad.what }, hasBigInt };
+}
+
+function checkJsonIterative(value: unknown): JsonCheck {
   let hasBigInt = false;
   // A frame per open container: its key path segments are rebuilt from `keys` on failure only.
   const keys: (string | number)[] = [];
@@ -55,7 +133,11 @@ export function checkJson(value: unknown): JsonCheck {
       v = ((v as { toJSON: (k: string) => unknown }).toJSON)(String(keys[keys.length - 1] ?? ''));
     }
     if (v === null || typeof v === 'string' || typeof v === 'boolean') return undefined;
-    if (typeof v === 'number') return Number.isFinite(v) ? undefined : describe(v);
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return describe(v);
+      if (isUnsafeIntegral(v)) hasBigInt = true; // written as its exact digits, like a bigint
+      return undefined;
+    }
     if (typeof v === 'bigint') {
       hasBigInt = true;
       return undefined;
@@ -143,7 +225,18 @@ export function serialize(value: unknown, filePath: string, spaces: number): str
     if (!hasBigInt) return JSON.stringify(value, null, spaces) + '\n';
     // Tag each bigint as a string, then turn the tagged strings back into bare digits.
     const tag = `\u0000dawn-bigint:${randomTag()}:`;
-    const text = JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? tag + v.toString() : v), spaces);
+    // The holder's raw value, not `v`: a `BigInt.prototype.toJSON` polyfill would have made `v` a string.
+    const text = JSON.stringify(
+      value,
+      function (this: Record<string, unknown>, k: string, v: unknown) {
+        const raw = this[k];
+        if (typeof raw === 'bigint') return tag + raw.toString();
+        if (typeof v === 'bigint') return tag + v.toString(); // a toJSON() that returned a bigint
+        if (typeof raw === 'number' && isUnsafeIntegral(raw)) return tag + BigInt(raw).toString();
+        return v;
+      },
+      spaces,
+    );
     const quoted = JSON.stringify(tag).slice(1, -1).replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
     return text.replace(new RegExp(`"${quoted}(-?\\d+)"`, 'g'), '$1') + '\n';
   } catch (cause) {

@@ -286,6 +286,9 @@ describe('temp files', () => {
     }
     expect(isTempFileName('doc.json')).toBe(false);
     expect(isTempFileName('.tmp.ajtmp')).toBe(false);
+    // Same length and shape, but not hex: a user's file, never ours.
+    expect(isTempFileName('.zzzzzzzzzzzz-zzzzzzzzzzzzzzzz.ajtmp')).toBe(false);
+    expect(isTempFileName('.0123456789AB-0123456789abcdef.ajtmp')).toBe(false);
     await writeJson(long, { ok: true }); // a 245-character name still leaves room for the temp name
     expect(await readJson(long)).toEqual({ ok: true });
   });

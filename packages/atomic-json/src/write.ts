@@ -27,10 +27,11 @@ export const TEMP_SUFFIX = '.ajtmp';
  * ```
  */
 export function isTempFileName(name: string): boolean {
-  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX) && name.length === TEMP_NAME_LENGTH;
+  return TEMP_NAME.test(name);
 }
 
-const TEMP_NAME_LENGTH = 1 + 12 + 1 + 16 + TEMP_SUFFIX.length;
+/** Exactly what {@link tempPathFor} makes: `.<12 hex>-<16 hex>.ajtmp` (a user's file of another shape is data). */
+const TEMP_NAME = /^\.[0-9a-f]{12}-[0-9a-f]{16}\.ajtmp$/;
 
 /** `.<12 hex of the target's name>-` : identifies the temp files of one target. */
 export function tempPrefix(target: string): string {
