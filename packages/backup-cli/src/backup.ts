@@ -11,7 +11,7 @@ import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool,
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
-import { defaultBackupDir, defaultBackupName, expandHome, isoLocal, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
+import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
 import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
@@ -68,6 +68,11 @@ export interface BackupResult extends BackupInfo {
   warnings: string[];
   /** The entries behind `warnings`. */
   skipped: SkippedEntry[];
+  /**
+   * What the excludes left out, relative to the source (a directory with a trailing `/`; its
+   * content is not listed).
+   */
+  excluded: string[];
   /** Temporary directories of killed runs that were removed first. */
   cleanedLeftovers: string[];
   /** Milliseconds the backup took. */
@@ -118,7 +123,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
   validateBackupName(name);
   const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
   const excluded = createExcludeMatcher(excludes);
-  const backupDir = opts.backupDir !== undefined ? resolve(expandHome(opts.backupDir)) : defaultBackupDir(source);
+  const backupDir = resolveBackupDir(opts.backupDir, process.env, source);
 
   // Finish or undo a restore of this source that was killed (it may even be absent for an
   // instant of the swap: its data is then beside it).
@@ -180,7 +185,16 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
   }
   try {
     opts.onProgress?.({ phase: 'scan', files: 0, totalFiles: 0, bytes: 0 });
-    const walked = await walkTree(realSource, { exclude: (rel, isDir, exact) => rel === skipRel || excluded(rel, isDir, exact), skipLockDirs: true });
+    const excludedPaths: string[] = [];
+    const walked = await walkTree(realSource, {
+      exclude: (rel, isDir, exact) => {
+        if (rel === skipRel) return true;
+        const out = excluded(rel, isDir, exact);
+        if (out) excludedPaths.push(isDir ? `${rel}/` : rel);
+        return out;
+      },
+      skipLockDirs: true,
+    });
     const skipped = [...walked.skipped];
     const entries = walked.entries;
     const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);
@@ -325,7 +339,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
 
     for (const s of skipped) warnings.push(`skipped ${s.rel}${s.relB64 !== undefined ? ` (name bytes, base64: ${s.relB64})` : ''}: ${s.reason}`);
     const info = await infoFromMetadata(name, finalPath, meta);
-    return { ...info, warnings, skipped, cleanedLeftovers, durationMs: Math.round(performance.now() - t0) };
+    return { ...info, warnings, skipped, excluded: excludedPaths, cleanedLeftovers, durationMs: Math.round(performance.now() - t0) };
   } catch (err) {
     await removeTree(partial).catch(() => {});
     if (BackupError.is(err)) throw err;

@@ -6,9 +6,10 @@ import { DEFAULT_EXCLUDES } from './exclude.js';
 import type { BackupInfo } from './info.js';
 import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
-import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, type CliIO, type GuardedStream, type Style } from './output.js';
+import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { pruneBackups } from './prune.js';
 import { restoreBackup } from './restore.js';
+import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
 
 export type { CliIO, OutStream } from './output.js';
@@ -17,6 +18,8 @@ const BIN = 'dawn-backup';
 
 interface Ctx {
   io: CliIO;
+  /** The unfiltered stderr, for the progress bar's own control characters. */
+  rawStderr: OutStream;
   raw: RawArgs;
   json: boolean;
   quiet: boolean;
@@ -47,7 +50,7 @@ function helpOf(cli: CAC, command?: Command): string {
 }
 
 function bar(ctx: Ctx): ProgressBar {
-  return new ProgressBar(ctx.io.stderr, ctx.io.stderr.isTTY === true && !ctx.json && !ctx.quiet);
+  return new ProgressBar(ctx.rawStderr, ctx.rawStderr.isTTY === true && !ctx.json && !ctx.quiet);
 }
 
 function println(ctx: Ctx, text: string): void {
@@ -99,6 +102,10 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     return 0;
   }
   for (const w of result.warnings) warn(ctx, w);
+  if (ctx.flags.verbose && !ctx.quiet) {
+    for (const e of result.excluded) println(ctx, ctx.out.dim(`excluded: ${e}`));
+    for (const k of result.skipped) println(ctx, ctx.out.dim(`skipped: ${k.rel}: ${k.reason}`));
+  }
   if (ctx.quiet) return 0;
   const s = result.summary;
   println(ctx, `${ctx.out.green('Created backup')} ${ctx.out.bold(result.name)}`);
@@ -283,6 +290,7 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
     println(ctx, `The previous data was saved as backup ${ctx.out.bold(r.preRestoreBackup)}.`);
     println(ctx, ctx.out.dim(`  undo: ${BIN} restore ${r.preRestoreBackup} --target ${r.target}${backupDir !== undefined ? ` --backup-dir ${backupDir}` : ''}`));
   }
+  if (ctx.flags.verbose) for (const k of r.kept ?? []) println(ctx, ctx.out.dim(`kept (excluded by the backup): ${k}`));
   return 0;
 }
 
@@ -334,6 +342,7 @@ async function cmdPrune(ctx: Ctx): Promise<number> {
 // --- wiring ------------------------------------------------------------------------------------
 
 interface Flags {
+  verbose: boolean;
   json: boolean;
   quiet: boolean;
   overwrite: boolean;
@@ -348,10 +357,31 @@ interface Flags {
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   const cli = cac(BIN);
   cli.usage('<command> [options]');
-  cli.option('--backup-dir <dir>', 'Where backups live (default: <data root>/../backups)');
+  cli.option('--backup-dir <dir>', 'Where backups live (default: $DAWN_BACKUP_DIR, else <data root>/../backups; for backup: <source>/../backups)');
   cli.option('--json', 'Print one JSON document on stdout (errors as JSON on stderr)');
   cli.option('--quiet', 'Print only errors (list and show still print their listing)');
-  cli.help();
+  cli.option('--verbose', 'Also say what was excluded, skipped or kept, and why');
+  cli.help((sections) => {
+    for (const sec of sections) {
+      // cac shows "(default: true)" for --no-* flags: the default is the opposite of the flag.
+      sec.body = sec.body.replace(/ \(default: true\)/g, '');
+    }
+    sections.push(
+      {
+        title: 'Environment',
+        body: [
+          '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
+          '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
+          '  NO_COLOR                no colors',
+        ].join('\n'),
+      },
+      {
+        title: 'Exit codes',
+        body: '  0 ok   1 failure   2 usage error (unknown command or option, bad argument)   3 verification failed (a damaged backup)',
+      },
+    );
+    return sections;
+  });
   cli.version(TOOL_VERSION);
 
   const run = (fn: (...a: string[]) => Promise<number>) => async (...args: unknown[]) => {
@@ -461,20 +491,62 @@ export async function main(
   return code;
 }
 
+/** The options a cac command accepts, as the user types them. */
+function specsOf(command: Command): OptionSpec[] {
+  return command.options.flatMap((o) =>
+    o.rawName
+      .split(/[ ,]+/)
+      .filter((w) => w.startsWith('--'))
+      .map((flag) => ({ flag, takesValue: /[<[]/.test(o.rawName) })),
+  );
+}
+
+function grammarOf(cli: CAC): Grammar {
+  return {
+    global: [...specsOf(cli.globalCommand), { flag: '--help', takesValue: false }, { flag: '--version', takesValue: false }],
+    commands: new Map(cli.commands.map((c) => [c.name, { options: specsOf(c) }])),
+  };
+}
+
+/** `--help --json`: the commands and options, for scripts and completions. */
+function helpJson(cli: CAC): unknown {
+  const opts = (c: Command) => c.options.map((o) => ({ flags: o.rawName, description: o.description }));
+  return {
+    name: BIN,
+    version: TOOL_VERSION,
+    usage: `${BIN} <command> [options]`,
+    globalOptions: opts(cli.globalCommand),
+    commands: cli.commands.map((c) => ({ name: c.name, usage: c.rawName, description: c.description, options: opts(c) })),
+    environment: { PROJECT_DAWN_DATA_ROOT: 'the data root', DAWN_BACKUP_DIR: 'the backup dir of every command', NO_COLOR: 'no colors' },
+    exitCodes: { 0: 'ok', 1: 'failure', 2: 'usage error', 3: 'verification failed' },
+  };
+}
+
+/** A stream whose text has terminal control sequences escaped (names and metadata are data). */
+function safeStream(stream: OutStream, keepColors: boolean): OutStream {
+  return Object.assign(Object.create(stream) as OutStream, {
+    write: (text: string) => stream.write(terminalSafe(text, keepColors)),
+  });
+}
+
 async function run(argv: readonly string[], io: CliIO): Promise<number> {
-  const raw = scanArgv(argv);
   const beforeDashes = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   const has = (flag: string) => beforeDashes.includes(flag);
+  const json = has('--json');
+  const outColor = colorEnabled(io.stdout, io.env);
+  const errColor = colorEnabled(io.stderr, io.env);
   const ctx: Ctx = {
-    io,
-    raw,
-    json: has('--json'),
+    io: json ? io : { ...io, stdout: safeStream(io.stdout, outColor), stderr: safeStream(io.stderr, errColor) },
+    rawStderr: io.stderr,
+    raw: scanArgv(argv),
+    json,
     quiet: has('--quiet'),
-    out: makeStyle(colorEnabled(io.stdout, io.env)),
-    err: makeStyle(colorEnabled(io.stderr, io.env)),
+    out: makeStyle(outColor),
+    err: makeStyle(errColor),
     started: false,
     flags: {
-      json: has('--json'),
+      verbose: has('--verbose'),
+      json,
       quiet: has('--quiet'),
       overwrite: has('--overwrite'),
       force: has('--force'),
@@ -487,23 +559,29 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   };
   let exitCode = 0;
   const cli = buildCli(ctx, (code) => (exitCode = code));
+  io = ctx.io;
+  let commandForUsage: Command | undefined;
   try {
-    const printed = captureInfo(() => cli.parse(['node', BIN, ...argv], { run: false }));
+    const grammar = grammarOf(cli);
+    const firstWord = argv.find((t) => !t.startsWith('-'));
+    commandForUsage = cli.commands.find((c) => c.name === firstWord);
+    const normalized = checkArgv(argv, grammar);
+    ctx.raw = scanArgv(normalized);
+    const printed = captureInfo(() => cli.parse(['node', BIN, ...normalized], { run: false }));
     if (cli.options.help || cli.options.version) {
-      io.stdout.write(printed);
+      if (json) printJson(ctx, cli.options.help ? helpJson(cli) : { name: BIN, version: TOOL_VERSION });
+      else io.stdout.write(printed);
       return 0;
     }
     if (!cli.matchedCommand) {
-      if (cli.args.length > 0) throw new BackupError('USAGE', `Unknown command "${String(raw.positionals[0] ?? cli.args[0])}".`);
-      const unknown = Object.keys(cli.options).filter((k) => k !== '--' && !cli.globalCommand.hasOption(k));
-      if (unknown.length > 0) throw new BackupError('USAGE', `Unknown option \`--${unknown[0]}\`.`);
+      if (cli.args.length > 0) throw new BackupError('USAGE', `Unknown command "${String(ctx.raw.positionals[0] ?? cli.args[0])}".`);
       throw new BackupError('USAGE', 'No command given.');
     }
     await cli.runMatchedCommand();
     return exitCode;
   } catch (err) {
     const code = ctx.started ? exitCodeOf(err) : 2;
-    const usage = code === 2 ? helpOf(cli, cli.matchedCommand).trimEnd() : undefined;
+    const usage = code === 2 ? helpOf(cli, cli.matchedCommand ?? commandForUsage).trimEnd() : undefined;
     if (ctx.json) {
       io.stderr.write(`${JSON.stringify(errorJson(err, code, usage))}\n`);
       return code;

@@ -89,11 +89,27 @@ const guards = new WeakMap<object, GuardedStream>();
 export interface CliIO {
   stdout: OutStream;
   stderr: OutStream;
-  env: NodeJS.ProcessEnv;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Escape what would act on a terminal instead of being shown: C0 and C1 control characters
+ * (but newline and tab), DEL, and the Unicode bidirectional overrides (a name could reorder
+ * the text around it). With `keepColors`, plain SGR color sequences (`ESC [ … m`, the only ones
+ * this CLI writes) pass; every other escape sequence (cursor moves, screen clears, OSC titles and
+ * links) is shown as text.
+ */
+export function terminalSafe(text: string, keepColors: boolean): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\u001b\[[0-9;]*m|[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (m) => {
+    if (m.length > 1) return keepColors ? m : `\\x1b${m.slice(1)}`;
+    const c = m.charCodeAt(0);
+    return c <= 0xff ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+  });
 }
 
 /** Colors only on a terminal, never with `NO_COLOR` set (non-empty) or `TERM=dumb`. */
-export function colorEnabled(stream: OutStream, env: NodeJS.ProcessEnv): boolean {
+export function colorEnabled(stream: OutStream, env: Readonly<Record<string, string | undefined>>): boolean {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
   if (env.TERM === 'dumb') return false;
   return stream.isTTY === true;

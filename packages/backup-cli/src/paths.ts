@@ -1,5 +1,5 @@
 import { realpath } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { expandHome, resolveDataRoot } from '@dawn/atomic-json';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { BackupError } from './errors.js';
 
@@ -9,30 +9,18 @@ export const METADATA_FILE = '.backup_metadata.json';
 /** Longest accepted backup name (leaves room for the temporary names built from it). */
 export const MAX_NAME_LENGTH = 200;
 
-/** Expand a leading `~` (alone or followed by `/`) to the home directory. */
-export function expandHome(p: string): string {
-  if (p === '~') return homedir();
-  if (p.startsWith('~/') || p.startsWith('~\\')) return join(homedir(), p.slice(2));
-  return p;
-}
-
 /**
- * The data root, as every Dawn package resolves it: `explicit` → env `PROJECT_DAWN_DATA_ROOT`
- * (`~` expanded) → `~/.project-dawn`. Always absolute.
- *
- * @param explicit A directory given by the caller (`~` expanded too).
- * @param env The environment to read (default `process.env`).
- * @example
- * ```ts
- * resolveDataRoot(); // '/home/dawn/.project-dawn' unless PROJECT_DAWN_DATA_ROOT is set
- * ```
+ * The data root, as every Dawn package resolves it (one rule, `@dawn/atomic-json`'s):
+ * `explicit` → env `PROJECT_DAWN_DATA_ROOT` (`~` expanded; empty counts as unset) →
+ * `~/.project-dawn`. Always absolute.
  */
-export function resolveDataRoot(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (explicit !== undefined && explicit !== '') return resolve(expandHome(explicit));
-  const fromEnv = env.PROJECT_DAWN_DATA_ROOT;
-  if (fromEnv !== undefined && fromEnv !== '') return resolve(expandHome(fromEnv));
-  return join(homedir(), '.project-dawn');
-}
+export { expandHome, resolveDataRoot };
+
+/** The environment variable naming the backup directory of every command: `DAWN_BACKUP_DIR`. */
+export const BACKUP_DIR_ENV = 'DAWN_BACKUP_DIR';
+
+/** The environment, as the path helpers read it (no `@types/node` needed by callers). */
+export type Env = Readonly<Record<string, string | undefined>>;
 
 /**
  * The default backup directory of a source: `<source>/../backups` (the Python layout).
@@ -131,18 +119,22 @@ export function validateBackupName(name: string): void {
 }
 
 /**
- * The backup directory to use: `backupDir` (`~` expanded) when given, else
- * `<data root>/../backups` (see {@link resolveDataRoot}, {@link defaultBackupDir}). Always absolute.
+ * The backup directory to use: `backupDir` (`--backup-dir`, `~` expanded) when given, else env
+ * `DAWN_BACKUP_DIR`, else `<source>/../backups` — where `source` is the directory being backed up
+ * (`backup --source`), or the data root for every other command (see {@link resolveDataRoot},
+ * {@link defaultBackupDir}). Always absolute. Empty values count as unset.
  *
  * @example
  * ```ts
  * resolveBackupDir('~/bk');  // '/home/dawn/bk'
- * resolveBackupDir();        // '/home/dawn/backups' (data root ~/.project-dawn)
+ * resolveBackupDir();        // $DAWN_BACKUP_DIR, else '/home/dawn/backups' (data root ~/.project-dawn)
  * ```
  */
-export function resolveBackupDir(backupDir?: string, env: NodeJS.ProcessEnv = process.env): string {
+export function resolveBackupDir(backupDir?: string, env: Env = process.env, source?: string): string {
   if (backupDir !== undefined && backupDir !== '') return resolve(expandHome(backupDir));
-  return defaultBackupDir(resolveDataRoot(undefined, env));
+  const fromEnv = env[BACKUP_DIR_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return resolve(expandHome(fromEnv));
+  return defaultBackupDir(source ?? resolveDataRoot(undefined, env));
 }
 
 /**
