@@ -1,17 +1,11 @@
-import { homedir } from 'node:os';
+import { DATA_ROOT_ENV, expandHome, resolveDataRoot as resolveRoot } from '@dawn/atomic-json';
 import { join, resolve } from 'node:path';
 
 /** Environment variable naming the data root (as in the Python implementation). */
-export const DATA_ROOT_ENV = 'PROJECT_DAWN_DATA_ROOT';
+export { DATA_ROOT_ENV };
 
 /** File name of the registry inside `<dataRoot>/mesh`. */
 export const REGISTRY_FILE_NAME = 'peer_registry.json';
-
-function expandHome(p: string): string {
-  if (p === '~') return homedir();
-  if (p.startsWith('~/') || p.startsWith('~\\')) return join(homedir(), p.slice(2));
-  return p;
-}
 
 /** Options of {@link resolveDataRoot}. */
 export interface DataRootOptions {
@@ -23,7 +17,8 @@ export interface DataRootOptions {
 
 /**
  * The Dawn data root, as an absolute path: `opts.dataRoot`, else `$PROJECT_DAWN_DATA_ROOT`
- * (`~` expanded; an empty value counts as unset), else `~/.project-dawn`.
+ * (`~` expanded; an empty value counts as unset, for the option too), else `~/.project-dawn` —
+ * `@dawn/atomic-json`'s `resolveDataRoot`, the one rule every Dawn package follows.
  *
  * @example
  * ```ts
@@ -32,10 +27,7 @@ export interface DataRootOptions {
  * ```
  */
 export function resolveDataRoot(opts: DataRootOptions = {}): string {
-  const env = opts.env ?? process.env;
-  const fromEnv = env[DATA_ROOT_ENV];
-  const root = opts.dataRoot ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : join(homedir(), '.project-dawn'));
-  return resolve(expandHome(root));
+  return resolveRoot(opts.dataRoot, opts.env ?? process.env);
 }
 
 /** Options of {@link resolveRegistryPath}. */
