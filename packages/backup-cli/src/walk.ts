@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
+import { PathChangedError, readDirConfined } from './confine.js';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
 import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
@@ -44,6 +45,13 @@ export interface WalkOptions {
    * @default false
    */
   skipLockDirs?: boolean;
+  /**
+   * `root` is a real path (no symlink on the way): read every directory through a checked
+   * descriptor ({@link readDirConfined}), so a directory replaced by a symlink during the walk
+   * is never listed through it; it is reported in `skipped` instead.
+   * @default false
+   */
+  confined?: boolean;
   /** How many directories are read at once. @default 8 */
   concurrency?: number;
 }
@@ -72,10 +80,10 @@ export const isLockDirName = (name: string): boolean => name.length > 5 && name.
  * Read a directory's entries with their exact names: as strings (fast path) unless a name is
  * not valid UTF-8 (Node shows it with U+FFFD), then again as bytes.
  */
-async function readEntries(abs: string | Buffer): Promise<Dirent<string | Buffer>[]> {
-  const dirents = await readdir(abs, { withFileTypes: true });
+async function readEntries(abs: string | Buffer, confined: boolean): Promise<Dirent<string | Buffer>[]> {
+  const dirents = confined ? await readDirConfined(abs) : await readdir(abs, { withFileTypes: true });
   if (!dirents.some((d) => d.name.includes('\uFFFD'))) return dirents;
-  return readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+  return confined ? readDirConfined(abs, 'buffer') : readdir(abs, { withFileTypes: true, encoding: 'buffer' });
 }
 
 /**
@@ -99,8 +107,12 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
     const lockShaped = opts.skipLockDirs === true && rel !== '' && isLockDirName(baseText(rel));
     let dirents: Dirent<string | Buffer>[];
     try {
-      dirents = await readEntries(abs);
+      dirents = await readEntries(abs, opts.confined === true);
     } catch (err) {
+      if (rel !== '' && (err instanceof PathChangedError || errCode(err) === 'ELOOP')) {
+        skipped.push(skippedEntry(rel, 'replaced during the backup (a directory became a symlink or moved): not read'));
+        return;
+      }
       if (rel !== '' && (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR')) {
         if (lockShaped) lockDirs.add(relKey(rel));
         else skipped.push(skippedEntry(rel, 'vanished during the backup'));
