@@ -12,7 +12,7 @@ import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } f
 import { cleanBackupDirLeftovers } from './leftovers.js';
 import { isTempFileName } from '@dawn/atomic-json';
 import { createExcludeMatcher, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
-import { isLockDirName } from './walk.js';
+import { isAtomicJsonLockDir, isLockDirName, LIVE_LOCK_MS } from './lockdir.js';
 import { checkManifest, nameEscapeOf, type BackupMetadata, type ManifestEntry, type ManifestFile } from './metadata.js';
 import { withDataRootLock } from './oplock.js';
 import { expandHome, METADATA_FILE, preRestoreName, realPathOf, relatePaths, resolveDataRoot } from './paths.js';
@@ -210,10 +210,11 @@ interface RestoreContext {
   parent: string;
 }
 
-/** A lock directory of atomic-json younger than this belongs to a running node (atomic-json's default `staleMs`). */
-const LIVE_LOCK_MS = 10_000;
-
-/** Fresh atomic-json lock directories (`<file>.lock`) at the top, in `mesh/` and in `agents/<id>/` of a data root. */
+/**
+ * Fresh atomic-json lock directories (`<file>.lock`, see {@link isAtomicJsonLockDir}) at the top,
+ * in `mesh/` and in `agents/<id>/` of a data root: younger than {@link LIVE_LOCK_MS}, so held
+ * by a running node (a stale one beside its file is a lock, but of no running node).
+ */
 async function liveLocks(root: string): Promise<string[]> {
   const dirs = ['', 'mesh'];
   try {
@@ -231,13 +232,11 @@ async function liveLocks(root: string): Promise<string[]> {
       continue;
     }
     for (const e of entries) {
-      if (!e.isDirectory() || !e.name.endsWith('.lock')) continue;
+      if (!e.isDirectory() || !isLockDirName(e.name)) continue;
       const rel = d ? `${d}/${e.name}` : e.name;
       const st = await lstatOrUndefined(join(root, rel)).catch(() => undefined);
       if (!st || now - st.mtimeMs >= LIVE_LOCK_MS) continue;
-      // proper-lockfile's lock is an empty directory: a directory with content is data (`Cargo.lock/`).
-      const inside = await readdir(join(root, rel)).catch(() => ['?']);
-      if (inside.length === 0) out.push(rel);
+      if (await isAtomicJsonLockDir(join(root, rel), { now })) out.push(rel);
     }
   }
   return out;
@@ -245,7 +244,9 @@ async function liveLocks(root: string): Promise<string[]> {
 
 /**
  * The matcher of what the backup deliberately left out (its own excludes), never atomic-json's
- * lock directories or temp files (older backups recorded them as `*.lock` / `*.ajtmp` patterns).
+ * temp files (older backups recorded them as `*.ajtmp` patterns). Lock directories are judged
+ * by {@link isAtomicJsonLockDir} in {@link collect} (it needs the disk): a real one is never
+ * kept, any other `*.lock` directory an old backup's `*.lock` pattern left out is kept.
  */
 function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): ExcludeMatcher {
   const patterns = Array.isArray(meta.excludes) ? meta.excludes.filter((p): p is string => typeof p === 'string') : [...DEFAULT_EXCLUDES];
@@ -261,7 +262,7 @@ function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): 
   const excluded = createExcludeMatcher(usable);
   return (rel, isDir, exact) => {
     const name = rel.slice(rel.lastIndexOf('/') + 1);
-    if (isDir ? isLockDirName(name) : isTempFileName(name)) return false;
+    if (!isDir && isTempFileName(name)) return false;
     return excluded(rel, isDir, exact);
   };
 }
@@ -299,6 +300,7 @@ async function collect(root: string, match: ExcludeMatcher): Promise<PickedEntry
       const p = [...parts, e.name];
       const rel = p.map((b) => b.toString()).join('/');
       if (parts.length === 0 && rel === METADATA_FILE) continue;
+      if (e.isDirectory() && isLockDirName(e.name) && (await isAtomicJsonLockDir(bjoin(root, ...p)))) continue; // a lock: never kept
       if (match(rel, e.isDirectory())) out.push({ parts: p, rel });
       else if (e.isDirectory()) await walk(p);
     }

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { PathChangedError, readDirConfined } from './confine.js';
+import { isAtomicJsonLockDir, isLockDirName } from './lockdir.js';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
 import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
@@ -38,10 +39,11 @@ export interface WalkOptions {
    */
   exclude?: (rel: string, isDir: boolean, exact: boolean) => boolean;
   /**
-   * Leave out atomic-json's lock directories, recognised exactly as proper-lockfile makes them:
-   * an **empty** directory named `<name>.lock` (it is made by `mkdir` and removed by `rmdir`, so
-   * it never holds anything). A `.lock` directory with entries, and any file named `*.lock`,
-   * is data. A lock directory that vanishes during the walk (released) is left out silently.
+   * Leave out atomic-json's lock directories, by the one rule of {@link isAtomicJsonLockDir}: an
+   * **empty** directory `<name>.lock` beside a file `<name>`, or modified in the last 60 s (a
+   * held lock is refreshed every few seconds). Any other `.lock` directory (with entries, or
+   * an old empty one with no `<name>` beside it), and any file named `*.lock`, is data. A
+   * lock-shaped directory that vanishes during the walk (a lock released) is left out silently.
    * @default false
    */
   skipLockDirs?: boolean;
@@ -73,8 +75,7 @@ function kindOf(d: Dirent<string | Buffer>): TreeEntry['kind'] | 'other' | 'unkn
   return 'unknown';
 }
 
-/** `<name>.lock` with a non-empty `<name>`: the shape of a proper-lockfile lock directory's name. */
-export const isLockDirName = (name: string): boolean => name.length > 5 && name.endsWith('.lock');
+export { isLockDirName } from './lockdir.js';
 
 /**
  * Read a directory's entries with their exact names: as strings (fast path) unless a name is
@@ -120,7 +121,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
       }
       throw ioError(relText(abs as Rel), 'read the directory', err);
     }
-    if (lockShaped && dirents.length === 0) {
+    if (lockShaped && dirents.length === 0 && (await isAtomicJsonLockDir(abs, { entries: 0 }))) {
       lockDirs.add(relKey(rel));
       return;
     }
