@@ -85,7 +85,7 @@ const posix = (p: string): string => (sep === '/' ? p : p.split(sep).join('/'));
 
 /**
  * Back up a directory (by default the data root) into `<backupDir>/<name>`, all or nothing:
- * the copy is built in a temporary directory `.<name>.partial-<pid>-<tag>` in the backup dir,
+ * the copy is built in a temporary directory `.<name>.partial-h<host>-<pid>-<tag>` in the backup dir,
  * every file hashed (sha256) as it is copied, made durable (fsync), and renamed to `<name>`
  * only when complete, with `.backup_metadata.json` (manifest + summary) inside. Killed at
  * any moment, no complete-looking backup appears; the next run removes the leftover.
@@ -168,7 +168,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       path: finalPath,
     });
   }
-  const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir);
+  const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir, { warn: (m) => warnings.push(m) });
 
   // A backup dir inside the source is never copied into itself.
   const backupRel = relative(realSource, realBackupDir);

@@ -646,7 +646,7 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
   const report: RecoveryReport = { actions: [], warnings: [] };
   leftover = await removeOld(oldDir, target, report).catch((err: unknown) => ({ path: oldDir, left: [`${oldDir} (${(err as Error).message})`] }));
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
-  await cleanBackupDirLeftovers(backupDir).catch(() => {});
+  await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
   return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, warnings };
 }
 
