@@ -166,3 +166,19 @@ export function readlinkConfined(path: string | Buffer): Buffer {
     fs.closeSync(fd);
   }
 }
+
+/**
+ * Hard-link the file at `src` to `dst` without following a symlink anywhere on the way to `src`
+ * (Linux: `link` through the checked parent's descriptor, `/proc/self/fd/<fd>/<name>`; needs no
+ * read permission on the file). Where `/proc` cannot be used, throws `unsupported`.
+ */
+export async function linkConfined(src: string | Buffer, dst: string | Buffer, unsupported: unknown): Promise<void> {
+  if (!procFdWorks()) throw unsupported;
+  const p = bytesOf(src);
+  const fd = openDirConfined(parentOf(p));
+  try {
+    await fs.promises.link(Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), p.subarray(p.lastIndexOf(0x2f) + 1)]), dst);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { constants, mkdirSync, type Dirent, type Stats } from 'node:fs';
 import { chmod, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
-import { assertOpenedAt, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
+import { assertOpenedAt, linkConfined, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
 import { HashPool } from './hash-pool.js';
@@ -349,6 +349,8 @@ export async function linkInto(src: Buffer, dst: Buffer, skipped: Buffer[]): Pro
       fd = fs.openSync(src, KEEP_READ_FLAGS);
     } catch (err) {
       if (errCode(err) === 'ELOOP') throw new PathChangedError(src); // became a symlink meanwhile
+      // A file we may not read (mode 000...) is still linked, through its checked parent directory.
+      if (errCode(err) === 'EACCES') return linkConfined(src, dst, err);
       throw err;
     }
     try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { createBackup, restoreBackup, verifyBackup } from '../src/index.js';
-import { openDirConfined, PathChangedError, readDirConfined, readlinkConfined } from '../src/confine.js';
+import { linkConfined, openDirConfined, PathChangedError, readDirConfined, readlinkConfined } from '../src/confine.js';
 import { linkInto } from '../src/restore.js';
 
 const tempDir = useTempDir('dawn-backup-confine-');
@@ -174,6 +174,12 @@ describe('nothing outside the tree is read when a directory on the way is swappe
     expect(readlinkConfined(join(real, 'real/sub/l')).toString()).toBe('x');
     await expect(readDirConfined(join(real, 'alias/sub'))).rejects.toBeInstanceOf(PathChangedError);
     expect(() => readlinkConfined(join(real, 'alias/sub/l'))).toThrow(PathChangedError);
-    expect(() => openDirConfined(join(real, "alias"))).toThrow(PathChangedError); // the last component: O_NOFOLLOW
+    expect(() => openDirConfined(join(real, 'alias'))).toThrow(PathChangedError); // the last component: O_NOFOLLOW
+    // Linking a file (restore's fallback for a file it may not read) goes through the checked parent too.
+    await writeFile(join(real, 'real/sub/f'), 'f');
+    await expect(linkConfined(join(real, 'alias/sub/f'), join(real, 'g'), new Error('no /proc'))).rejects.toBeInstanceOf(PathChangedError);
+    expect(fs.existsSync(join(real, 'g'))).toBe(false);
+    await linkConfined(join(real, 'real/sub/f'), join(real, 'g'), new Error('no /proc'));
+    expect(fs.statSync(join(real, 'g')).ino).toBe(fs.statSync(join(real, 'real/sub/f')).ino);
   });
 });
