@@ -182,3 +182,27 @@ export async function linkConfined(src: string | Buffer, dst: string | Buffer, u
     fs.closeSync(fd);
   }
 }
+
+/**
+ * `lstat` of `path` without following a symlink anywhere on the way (Linux: through the checked
+ * parent's descriptor; elsewhere: `lstat`, then the parent checked). `undefined` when it is gone
+ * or its path changed.
+ */
+export function lstatConfined(path: string | Buffer): fs.Stats | undefined {
+  const p = bytesOf(path);
+  let fd: number;
+  try {
+    fd = openDirConfined(parentOf(p));
+  } catch {
+    return undefined;
+  }
+  try {
+    if (procFdWorks()) return fs.lstatSync(Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), p.subarray(p.lastIndexOf(0x2f) + 1)]));
+    const st = fs.lstatSync(p);
+    return openedAt(fd, parentOf(p)) ? st : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { constants, mkdirSync, type Dirent, type Stats } from 'node:fs';
 import { chmod, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
-import { assertOpenedAt, linkConfined, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
+import { assertOpenedAt, linkConfined, lstatConfined, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
 import { HashPool } from './hash-pool.js';
@@ -416,7 +416,11 @@ async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | un
         ok = false; // the restored tree has a file or symlink there: never write through it
         break;
       }
-      const old = await lstat(bjoin(c.target, ...parts.slice(0, i)));
+      const old = lstatConfined(bjoin(c.target, ...parts.slice(0, i)));
+      if (!old?.isDirectory()) {
+        ok = false; // changed meanwhile
+        break;
+      }
       await mkdir(here, { mode: 0o700 });
       if (owner) await lchown(here, old.uid, old.gid);
       madeDirs.push({ path: here, mode: old.mode & 0o7777 });
@@ -548,7 +552,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
     // Run as root: every entry gets the owner it had in the target, new ones the target's owner.
     if (owner) {
       for (const m of manifest) {
-        const prev = tst ? await lstat(joinRel(target, entryRel(m)!)).catch(() => undefined) : undefined;
+        // Never the owner of something outside the target (a directory on the way swapped for a symlink).
+        const prev = tst ? lstatConfined(joinRel(target, entryRel(m)!)) : undefined;
         const o = prev && sameKind(prev, m.type) ? prev : owner;
         await lchown(joinRel(newDir, entryRel(m)!), o.uid, o.gid);
         const mode = m.type === 'file' ? parseMode(m.mode)! : 0;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { createBackup, restoreBackup, verifyBackup } from '../src/index.js';
-import { linkConfined, openDirConfined, PathChangedError, readDirConfined, readlinkConfined } from '../src/confine.js';
+import { linkConfined, lstatConfined, openDirConfined, PathChangedError, readDirConfined, readlinkConfined } from '../src/confine.js';
 import { linkInto } from '../src/restore.js';
 
 const tempDir = useTempDir('dawn-backup-confine-');
@@ -175,6 +175,8 @@ describe('nothing outside the tree is read when a directory on the way is swappe
     await expect(readDirConfined(join(real, 'alias/sub'))).rejects.toBeInstanceOf(PathChangedError);
     expect(() => readlinkConfined(join(real, 'alias/sub/l'))).toThrow(PathChangedError);
     expect(() => openDirConfined(join(real, 'alias'))).toThrow(PathChangedError); // the last component: O_NOFOLLOW
+    expect(lstatConfined(join(real, 'real/sub/l'))?.isSymbolicLink()).toBe(true);
+    expect(lstatConfined(join(real, 'alias/sub/l'))).toBeUndefined();
     // Linking a file (restore's fallback for a file it may not read) goes through the checked parent too.
     await writeFile(join(real, 'real/sub/f'), 'f');
     await expect(linkConfined(join(real, 'alias/sub/f'), join(real, 'g'), new Error('no /proc'))).rejects.toBeInstanceOf(PathChangedError);
