@@ -1,3 +1,4 @@
+import picomatch from 'picomatch';
 import { createExcludeMatcher } from './exclude.js';
 import { BackupError } from './errors.js';
 
@@ -46,4 +47,26 @@ export function createIncludeMatcher(patterns: readonly string[]): IncludeMatche
     const slash = relPath.lastIndexOf('/');
     return (slash > 0 && dirSelected(relPath.slice(0, slash))) || direct(relPath, false, false);
   };
+}
+
+/**
+ * For walking a tree with `--include`: whether a directory (relative path) may hold a selected
+ * path or be one, judged from the patterns' static parts (`agents/first_agent/**` → only
+ * `agents` and `agents/first_agent` are worth entering). A pattern without `/` (a name at any
+ * depth), or whose static part is escaped, makes every directory worth entering.
+ */
+export function includeMayReach(patterns: readonly string[]): (dirRel: string) => boolean {
+  const bases: string[] = [];
+  for (const pattern of patterns) {
+    let p = pattern;
+    while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+    if (p.startsWith('./')) p = p.slice(2);
+    const anchored = p.startsWith('/');
+    if (anchored) p = p.replace(/^\/+/, '');
+    if (!anchored && !p.includes('/')) return () => true;
+    const base = picomatch.scan(p).base;
+    if (base === '' || base.includes('\\')) return () => true;
+    bases.push(base);
+  }
+  return (dir) => bases.some((b) => b === dir || b.startsWith(`${dir}/`) || dir.startsWith(`${b}/`));
 }

@@ -10,7 +10,7 @@ import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
 import { errCode, fsyncDir, lstatOrUndefined, modeToString, parseMode, removeTree, runPool, writeNewFile } from './fsutil.js';
 import { HashPool } from './hash-pool.js';
-import type { IncludeMatcher } from './include.js';
+import { includeMayReach, type IncludeMatcher } from './include.js';
 import { partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
 import { isoLocal, METADATA_FILE, preRestoreName } from './paths.js';
@@ -130,6 +130,7 @@ export async function computePlan(p: PlanInput): Promise<DetailedPlan> {
     );
   }
   const keep: string[] = [];
+  const reach = inc ? includeMayReach(inc.patterns) : undefined;
   const inTarget = new Map<string, TargetEntry>();
   if (p.targetExists) {
     let walked;
@@ -142,7 +143,8 @@ export async function computePlan(p: PlanInput): Promise<DetailedPlan> {
             if (scope(rel, isDir)) keep.push(isDir ? `${rel}/` : rel);
             return true;
           }
-          return false;
+          // A directory that can neither be selected nor hold a selected path is not entered.
+          return isDir && reach !== undefined && !reach(rel) && !scope(rel, true);
         },
         skipLockDirs: true,
         confined: true,
