@@ -21,6 +21,7 @@ import { recoverInterruptedRestores, removeOld, restoreTempPaths, type RecoveryR
 import { entryRel, entryTarget, joinRel } from './relpath.js';
 import { createIncludeMatcher } from './include.js';
 import { computePlan, publicPlan, restorePartial, type PlanInput, type RestorePlan } from './partial.js';
+export type { RestorePlan };
 import { checkFile, compareTree, manifestFromTree, openBackup, readProblem, storedPathOf } from './verify.js';
 
 /** Options of {@link restoreBackup}. */
@@ -126,7 +127,13 @@ export interface RestoreResult {
  * from where the backup stored it). Names are restored as the exact bytes recorded.
  * Python backups (no manifest) restore after a warning.
  *
- * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
+ * With `include`, only the selected paths are restored, each replaced on its own by a rename
+ * from a verified staging copy, and the rest of the target is untouched (see `partial.ts`,
+ * {@link restorePartial}); the `pre_restore_*` backup then holds the in-scope paths only and
+ * records the include, so restoring it undoes just that.
+ *
+ * @throws {BackupError} `INVALID_OPTION` (an include pattern that is malformed or selects nothing),
+ *   `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
  *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `SOURCE_MISMATCH`,
  *   `TARGET_IN_USE`, `BUSY`, `NO_SPACE`, `IO`.
  * @example

@@ -169,6 +169,17 @@ describe('restore --include (partial restore)', () => {
     expect(await readdir(backups)).toEqual(['v1']);
   });
 
+  it.skipIf(process.getuid?.() !== 0)("run as root: a replaced file keeps its owner, a new one gets the target's owner", async () => {
+    const { data, backups } = await setup();
+    const { chown } = await import('node:fs/promises');
+    await chown(data, 4321, 4321);
+    await chown(join(data, 'agents/first_agent/state.json'), 1234, 1234);
+    await restoreBackup({ name: 'v1', backupDir: backups, target: data, include: ['agents/first_agent/**'], fsync: false });
+    expect((await lstat(join(data, 'agents/first_agent/state.json'))).uid).toBe(1234);
+    expect((await lstat(join(data, 'agents/first_agent/gone_later.json'))).uid).toBe(4321);
+    expect((await lstat(join(data, 'agents/first_agent/gone_later.json'))).mode & 0o777).toBe(0o600);
+  });
+
   it('restores names that are not UTF-8, by their bytes', async () => {
     const root = await tempDir();
     const data = join(root, 'data');
