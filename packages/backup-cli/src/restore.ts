@@ -572,7 +572,14 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
       kept: deliberatelyExcluded(meta, warn),
       overwrite: opts.overwrite === true,
     });
-    if (c.dryRun) return publicPlan(plan, warnings);
+    if (c.dryRun) {
+      // Leftovers of a killed restore are finished or removed by the real run first: say so.
+      const beside = await readdir(parent).catch(() => [] as string[]);
+      if (beside.some((n) => n.startsWith('.dawn-restore-'))) {
+        warn(`${parent} holds leftovers of an interrupted restore (.dawn-restore-*): the restore will first complete or remove them, which this plan does not show.`);
+      }
+      return publicPlan(plan, warnings);
+    }
     for (const w of plan.warnings) warn(w);
     const out = await restorePartial({
       name: opts.name,
