@@ -1,6 +1,6 @@
 import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { copyDir, spawnNode, useTempDir } from '@dawn/test-utils';
+import { canMountTmpfs, copyDir, spawnNode, tmpfsSkipReason, useTempDir, withTinyFs } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { BackupError, createBackup, listBackups, planRestore, restoreBackup, verifyBackup } from '../src/index.js';
 import { BIN, cli, json, makeManyFiles, snapshot } from './helpers.js';
@@ -178,6 +178,26 @@ describe('restore --include (partial restore)', () => {
     expect((await lstat(join(data, 'agents/first_agent/state.json'))).uid).toBe(1234);
     expect((await lstat(join(data, 'agents/first_agent/gone_later.json'))).uid).toBe(4321);
     expect((await lstat(join(data, 'agents/first_agent/gone_later.json'))).mode & 0o777).toBe(0o600);
+  });
+
+  it.skipIf(!canMountTmpfs)(`a full disk while staging is NO_SPACE (exit 1): the target unchanged, no litter ${tmpfsSkipReason}`, async () => {
+    const root = await tempDir();
+    const backups = join(root, 'backups');
+    await withTinyFs('1m', async (fs) => {
+      const data = join(fs, 'data');
+      await file(data, 'agents/a/state.json', '{"v": 1}');
+      await file(data, 'agents/a/big.bin', 'x'.repeat(600 * 1024));
+      await createBackup({ source: data, backupDir: backups, name: 'b', fsync: false });
+      await file(data, 'agents/a/state.json', '{"v": 2}');
+      await file(data, 'agents/a/big.bin', 'y'.repeat(600 * 1024)); // 1.2 MB with the staged copy: does not fit
+      const before = await snapshot(data);
+      const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', data, '--include', 'agents/a/**', '--json']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(JSON.parse(r.stderr).error.code).toBe('NO_SPACE');
+      expect(await snapshot(data)).toEqual(before);
+      expect(await readdir(fs)).toEqual(['data']); // no staging dir, no lock left
+      expect((await readdir(backups)).filter((n) => n !== 'b')).toEqual([]);
+    });
   });
 
   it('restores names that are not UTF-8, by their bytes', async () => {
