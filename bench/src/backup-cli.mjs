@@ -482,6 +482,61 @@ export async function run(opts = {}) {
   return { env, rows, goals, notes };
 }
 
+// --- restore --include vs a full restore (issue 11, section 3) -----------------------------------
+
+/**
+ * `restore NAME --include 'agents/a042/**'` (one agent: 100 of 10,000 files of 1 KiB) against a
+ * full restore of the same backup, both through the CLI over the populated live target and
+ * both saving a `pre_restore_*` backup first (removed, untimed, after each run). Goal: the
+ * partial restore takes < 5% of the full one's time. Median of `reps` runs (default 3).
+ * Run alone: `node bench/src/backup-cli.mjs --partial-restore [--quick]`.
+ */
+export async function runPartialRestore(opts = {}) {
+  const quick = opts.quick ?? false;
+  const reps = opts.reps ?? (Number(process.env.BENCH_REPS) || (quick ? 1 : 3));
+  const agents = quick ? 10 : 100;
+  const perAgent = quick ? 10 : 100;
+  const root = await makeTempDir('dawn-bench-partial-restore-');
+  const src = path.join(root, 'src');
+  const backupDir = path.join(root, 'backups');
+  const cli = (...args) => exec(process.execPath, [BIN, ...args, '--quiet'], { cpu: true });
+  const times = { full: [], partial: [] };
+  const one = `agents/a${String(Math.floor(agents * 0.42)).padStart(3, '0')}/**`;
+  try {
+    const buf = Buffer.alloc(KiB);
+    for (let a = 0; a < agents; a++) {
+      const dir = path.join(src, 'agents', `a${String(a).padStart(3, '0')}`);
+      await mkdir(dir, { recursive: true });
+      for (let i = 0; i < perAgent; i++) await writeFile(path.join(dir, `f${i}.json`), randomFillSync(buf));
+    }
+    await cli('backup', '--source', src, '--backup-dir', backupDir, '--name', 'b');
+    const dropPreRestores = async () => {
+      for (const n of await readdir(backupDir)) if (n.startsWith('pre_restore_')) await rmDir(path.join(backupDir, n));
+    };
+    const order = [];
+    for (let r = 0; r < reps; r++) order.push(...(r % 2 === 0 ? ['full', 'partial'] : ['partial', 'full']));
+    for (const kind of order) {
+      const args = ['restore', 'b', '--backup-dir', backupDir, '--target', src, ...(kind === 'partial' ? ['--include', one] : [])];
+      await settle(root);
+      const t = now();
+      await cli(...args);
+      times[kind].push(now() - t);
+      await dropPreRestores();
+    }
+  } finally {
+    await removeTempDir(root);
+  }
+  const full = median(times.full);
+  const partial = median(times.partial);
+  const share = partial / full;
+  console.log(`\nrestore --include of one agent (${perAgent} of ${agents * perAgent} files of 1 KiB) vs a full restore, CLI, over the live target, pre_restore_ backup included, median of ${reps}:`);
+  console.log(`  full restore          ${fmtTime(full)}   runs ${times.full.map((x) => (x / 1000).toFixed(2)).join(' / ')} s`);
+  console.log(`  restore --include     ${fmtTime(partial)}   runs ${times.partial.map((x) => (x / 1000).toFixed(2)).join(' / ')} s`);
+  console.log(`  ${share < 0.05 ? 'PASS' : 'MISS'}  partial restore < 5% of a full restore's time — it takes ${(share * 100).toFixed(1)}%`);
+  return { full, partial, share, times, goal: { limit: 0.05, status: share < 0.05 ? 'PASS' : 'MISS' } };
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === SELF) {
-  await run({ quick: process.argv.includes('--quick') });
+  if (process.argv.includes('--partial-restore')) await runPartialRestore({ quick: process.argv.includes('--quick') });
+  else await run({ quick: process.argv.includes('--quick') });
 }

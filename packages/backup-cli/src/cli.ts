@@ -9,7 +9,8 @@ import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { pruneBackups } from './prune.js';
-import { restoreBackup } from './restore.js';
+import type { PlannedEntry, RestorePlan } from './partial.js';
+import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
 
@@ -266,12 +267,25 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   if (name === 'list') return cmdList(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
+  const include = many(ctx.raw, 'include');
   ctx.started = true;
+  if (ctx.flags.dryRun) {
+    const plan = await planRestore({
+      name,
+      ...(backupDir !== undefined ? { backupDir } : {}),
+      ...(target !== undefined ? { target } : {}),
+      ...(include.length > 0 ? { include } : {}),
+      overwrite: ctx.flags.overwrite,
+      force: ctx.flags.force,
+    });
+    return printPlan(ctx, plan);
+  }
   const progress = bar(ctx);
   const r = await restoreBackup({
     name,
     ...(backupDir !== undefined ? { backupDir } : {}),
     ...(target !== undefined ? { target } : {}),
+    ...(include.length > 0 ? { include } : {}),
     overwrite: ctx.flags.overwrite,
     force: ctx.flags.force,
     fsync: ctx.flags.fsync,
@@ -286,12 +300,36 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
     return 0;
   }
   if (ctx.quiet) return 0;
-  println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(r.name)} into ${r.target}: ${r.files} files (${formatBytes(r.bytes)})${r.verified ? ', every checksum verified' : ', not verified (no checksums)'}.`);
+  const scope = r.include ? ` (only ${r.include.join(' ')}; ${r.removed.length} path(s) the backup does not have removed, everything else untouched)` : '';
+  println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(r.name)} into ${r.target}: ${r.files} files (${formatBytes(r.bytes)})${r.verified ? ', every checksum verified' : ', not verified (no checksums)'}${scope}.`);
+  if (ctx.flags.verbose) for (const k of r.removed) println(ctx, ctx.out.dim(`removed (not in the backup): ${k}`));
   if (r.preRestoreBackup) {
     println(ctx, `The previous data was saved as backup ${ctx.out.bold(r.preRestoreBackup)}.`);
     println(ctx, ctx.out.dim(`  undo: ${BIN} restore ${r.preRestoreBackup} --target ${r.target}${backupDir !== undefined ? ` --backup-dir ${backupDir}` : ''}`));
   }
   if (ctx.flags.verbose) for (const k of r.kept ?? []) println(ctx, ctx.out.dim(`kept (excluded by the backup): ${k}`));
+  return 0;
+}
+
+/** `restore --dry-run`: the plan, one line per entry (printed even with --quiet: it is the listing). */
+function printPlan(ctx: Ctx, plan: RestorePlan): number {
+  for (const w of plan.warnings) warn(ctx, w);
+  if (ctx.json) {
+    printJson(ctx, plan);
+    return 0;
+  }
+  const line = (verb: string, e: PlannedEntry) =>
+    `  ${verb} ${(e.was ? `${e.was}->${e.type}` : e.type).padEnd(12)} ${(e.size !== undefined ? formatBytes(e.size) : '').padStart(9)}  ${e.path}`;
+  const scope = plan.include ? ` (only ${plan.include.join(' ')})` : '';
+  println(
+    ctx,
+    `Dry run: restoring ${ctx.out.bold(plan.name)} into ${plan.target}${scope} would replace ${plan.replace.length}, add ${plan.add.length}, remove ${plan.remove.length} and keep ${plan.keep.length} entr${plan.keep.length === 1 ? 'y' : 'ies'}` +
+      `${plan.preRestore ? ', after saving them as a pre_restore_ backup' : ''}. Nothing was changed.`,
+  );
+  for (const e of plan.replace) println(ctx, line(ctx.out.yellow('replace'.padEnd(8)), e));
+  for (const e of plan.add) println(ctx, line(ctx.out.green('add'.padEnd(8)), e));
+  for (const e of plan.remove) println(ctx, line(ctx.out.red('remove'.padEnd(8)), e));
+  for (const k of plan.keep) println(ctx, `  ${'keep'.padEnd(8)} ${''.padEnd(12)} ${''.padStart(9)}  ${k}`);
   return 0;
 }
 
@@ -455,7 +493,11 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--overwrite', 'Replace the target without saving it as a pre_restore_ backup first')
     .option('--force', 'Restore even into a target holding data of another source, or fresh locks of a running node')
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
+    .option('--include <glob>', 'Restore only this glob (same rules as backup --exclude); repeatable. Everything else in the target is left as it is')
+    .option('--dry-run', 'Show what would be replaced, added, removed and kept; change nothing')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)
+    .example(`  ${BIN} restore nightly --include 'agents/first_agent/**' --dry-run`)
+    .example(`  ${BIN} restore nightly --include mesh/peer_registry.json`)
     .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
     .example(`  ${BIN} restore list`)
     .action(run((name) => cmdRestore(ctx, name!)));

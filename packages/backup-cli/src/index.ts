@@ -2,7 +2,9 @@ export { createBackup, type CreateBackupOptions, type BackupResult } from './bac
 export { listBackups, showBackup, type ListOptions, type ListResult, type DamagedBackup, type ShowOptions, type BackupDetails } from './list.js';
 export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
 export { diffBackup, type DiffOptions, type DiffResult, type DiffEntry } from './diff.js';
-export { restoreBackup, type RestoreOptions, type RestoreResult } from './restore.js';
+export { restoreBackup, planRestore, type RestoreOptions, type RestoreResult } from './restore.js';
+export type { RestorePlan, PlannedEntry } from './partial.js';
+export { createIncludeMatcher, type IncludeMatcher } from './include.js';
 export {
   pruneBackups,
   planPrune,

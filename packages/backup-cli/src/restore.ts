@@ -19,6 +19,9 @@ import { expandHome, METADATA_FILE, preRestoreName, realPathOf, relatePaths, res
 import type { ProgressListener } from './progress.js';
 import { recoverInterruptedRestores, removeOld, restoreTempPaths, type RecoveryReport } from './recover.js';
 import { entryRel, entryTarget, joinRel } from './relpath.js';
+import { createIncludeMatcher } from './include.js';
+import { computePlan, publicPlan, restorePartial, type PlanInput, type RestorePlan } from './partial.js';
+export type { RestorePlan };
 import { checkFile, compareTree, manifestFromTree, openBackup, readProblem, storedPathOf } from './verify.js';
 
 /** Options of {@link restoreBackup}. */
@@ -52,6 +55,16 @@ export interface RestoreOptions {
    * @default false
    */
   force?: boolean;
+  /**
+   * Restore only the paths these globs select (a partial restore), with the rules of
+   * `--exclude` (see {@link createIncludeMatcher}): a pattern without `/` matches a name at any
+   * depth, one with `/` a path from the root; a selected directory brings its whole subtree.
+   * Every other path of the target is left as it is. In-scope target paths the backup does not
+   * have are removed (they are in the `pre_restore_*` backup). A pattern that selects nothing
+   * in the backup is `INVALID_OPTION` before anything changes.
+   * @default a full restore; for a `pre_restore_*` backup of a partial restore, its recorded include
+   */
+  include?: string | readonly string[];
 }
 
 /** What {@link restoreBackup} did. */
@@ -76,6 +89,10 @@ export interface RestoreResult {
    * point, an immutable file): where it now is and what is left. Remove it by hand.
    */
   leftover: { path: string; left: string[] } | null;
+  /** The include patterns of a partial restore, `null` for a full restore. */
+  include: string[] | null;
+  /** Partial restore: target paths in the include's scope that the backup does not have, removed. */
+  removed: string[];
   warnings: string[];
 }
 
@@ -110,7 +127,13 @@ export interface RestoreResult {
  * from where the backup stored it). Names are restored as the exact bytes recorded.
  * Python backups (no manifest) restore after a warning.
  *
- * @throws {BackupError} `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
+ * With `include`, only the selected paths are restored, each replaced on its own by a rename
+ * from a verified staging copy, and the rest of the target is untouched (see `partial.ts`,
+ * {@link restorePartial}); the `pre_restore_*` backup then holds the in-scope paths only and
+ * records the include, so restoring it undoes just that.
+ *
+ * @throws {BackupError} `INVALID_OPTION` (an include pattern that is malformed or selects nothing),
+ *   `INVALID_NAME`, `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`,
  *   `VERIFY_FAILED` (with `problems`; target untouched), `TARGET_INVALID`, `SOURCE_MISMATCH`,
  *   `TARGET_IN_USE`, `BUSY`, `NO_SPACE`, `IO`.
  * @example
@@ -120,6 +143,31 @@ export interface RestoreResult {
  * ```
  */
 export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult> {
+  return (await run(opts, false)) as RestoreResult;
+}
+
+/**
+ * What {@link restoreBackup} with the same options would do, without doing it: the entries it
+ * would replace, add, remove and keep (with `include`, only in its scope), and whether a
+ * `pre_restore_*` backup would be made. Runs the same checks (manifest, target, `SOURCE_MISMATCH`,
+ * `TARGET_IN_USE`, an include that selects nothing) and throws the same errors; changes
+ * nothing (no lock is left, no leftover of a killed restore is cleaned). Files are not hashed:
+ * `verifyBackup` does that.
+ *
+ * @throws {BackupError} as {@link restoreBackup}, but never `VERIFY_FAILED`, `NO_SPACE` or `BUSY`.
+ * @example
+ * ```ts
+ * const plan = await planRestore({ name: 'nightly', include: ['agents/first_agent/**'] });
+ * console.log(plan.replace.length, plan.add.length, plan.remove.length);
+ * ```
+ */
+export async function planRestore(opts: RestoreOptions): Promise<RestorePlan> {
+  return (await run(opts, true)) as RestorePlan;
+}
+
+async function run(opts: RestoreOptions, dryRun: boolean): Promise<RestoreResult | RestorePlan> {
+  const userInclude = opts.include === undefined ? undefined : typeof opts.include === 'string' ? [opts.include] : [...opts.include];
+  const userMatch = userInclude !== undefined ? createIncludeMatcher(userInclude) : undefined; // INVALID_OPTION before the disk
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
@@ -141,8 +189,11 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       );
     }
     manifest = meta.manifest!;
-    const problems = await compareTree(realBackupPath, manifest, nameEscape);
-    if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
+    // A partial restore checks what it restores as it stages it; a dry run hashes nothing.
+    if (userInclude === undefined && !Array.isArray(meta.include) && !dryRun) {
+      const problems = await compareTree(realBackupPath, manifest, nameEscape);
+      if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
+    }
   } else {
     warn(`Backup "${opts.name}" was made by the Python implementation and carries no checksums: it cannot be verified; restoring it as it is.`);
     manifest = await manifestFromTree(realBackupPath);
@@ -182,15 +233,25 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       { path: given },
     );
   }
+  let include: RestoreContext['include'];
+  if (userInclude !== undefined) include = { patterns: userInclude, match: userMatch!, fromUser: true };
+  else if (Array.isArray(meta.include) && meta.include.every((x): x is string => typeof x === 'string')) {
+    // A pre_restore_ backup of a partial restore: it holds only the paths that restore replaced.
+    const patterns = meta.include as string[];
+    if (patterns.length > 0) {
+      include = { patterns, match: createIncludeMatcher(patterns), fromUser: false };
+      warn(`Backup "${opts.name}" holds only the paths matching ${patterns.map((x) => JSON.stringify(x)).join(' ')} (saved by a partial restore): restoring those paths only.`);
+    } else throw new BackupError('BACKUP_INVALID', `Backup "${opts.name}" records an empty include: it cannot be restored. Nothing was changed.`, { path: backupPath });
+  }
   const parent = dirname(target);
+  const ctx: RestoreContext = { opts, warn, warnings, backupPath, realBackupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent, include, dryRun };
+  if (dryRun) return restoreLocked(ctx);
   try {
     await mkdir(parent, { recursive: true });
   } catch (err) {
     throw ioError(parent, 'create the parent directory of the target', err);
   }
-  return withDataRootLock(target, 'restore', () =>
-    restoreLocked({ opts, warn, warnings, backupPath, realBackupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent }),
-  );
+  return withDataRootLock(target, 'restore', () => restoreLocked(ctx));
 }
 
 interface RestoreContext {
@@ -208,6 +269,8 @@ interface RestoreContext {
   givenIsLink: boolean;
   target: string;
   parent: string;
+  include: PlanInput['include'];
+  dryRun: boolean;
 }
 
 /**
@@ -248,7 +311,7 @@ async function liveLocks(root: string): Promise<string[]> {
  * by {@link isAtomicJsonLockDir} in {@link collect} (it needs the disk): a real one is never
  * kept, any other `*.lock` directory an old backup's `*.lock` pattern left out is kept.
  */
-function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): ExcludeMatcher {
+export function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): ExcludeMatcher {
   const patterns = Array.isArray(meta.excludes) ? meta.excludes.filter((p): p is string => typeof p === 'string') : [...DEFAULT_EXCLUDES];
   const usable: string[] = [];
   for (const p of patterns) {
@@ -450,13 +513,13 @@ const sameKind = (st: Stats, type: ManifestEntry['type']): boolean =>
 /** errno codes that say the destination (the disk being written) failed, not the backup being read. */
 const WRITE_SIDE = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOMEM', 'EEXIST']);
 
-async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
+async function restoreLocked(c: RestoreContext): Promise<RestoreResult | RestorePlan> {
   const { opts, warn, warnings, backupPath, backupDir, meta, manifest, verified, target, parent } = c;
   const nameEscape = nameEscapeOf(meta);
   const fsync = opts.fsync ?? true;
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   // First finish or undo a killed restore of this target (it may be absent for an instant of the swap).
-  const recovery = await recoverInterruptedRestores(target);
+  const recovery = c.dryRun ? { actions: [], warnings: [] } : await recoverInterruptedRestores(target);
   for (const a of recovery.actions) warn(`recovered: ${a}`);
   if (recovery.warnings.length > 0) {
     for (const w of recovery.warnings) warn(w);
@@ -470,7 +533,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
     throw new BackupError('TARGET_INVALID', `The target ${target} exists and is not a directory. Move it away or pick another --target.`, { path: target });
   }
 
-  if (tst && tst.dev !== (await lstat(parent)).dev) throw mountedTarget(target); // checked again at the swap (bind mounts)
+  const parentSt = await lstatOrUndefined(parent);
+  if (tst && parentSt && tst.dev !== parentSt.dev) throw mountedTarget(target); // checked again at the swap (bind mounts)
 
   // --- what is about to be replaced ----------------------------------------------------------
   const nonEmpty = tst !== undefined && (await readdir(target)).length > 0;
@@ -495,6 +559,63 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
         { path: target },
       );
     }
+  }
+
+  if (c.dryRun || c.include) {
+    const plan = await computePlan({
+      name: opts.name,
+      backupPath,
+      target,
+      targetExists: tst !== undefined,
+      manifest,
+      ...(c.include ? { include: c.include } : {}),
+      kept: deliberatelyExcluded(meta, warn),
+      overwrite: opts.overwrite === true,
+    });
+    if (c.dryRun) {
+      // Leftovers of a killed restore are finished or removed by the real run first: say so.
+      const beside = await readdir(parent).catch(() => [] as string[]);
+      if (beside.some((n) => n.startsWith('.dawn-restore-'))) {
+        warn(`${parent} holds leftovers of an interrupted restore (.dawn-restore-*): the restore will first complete or remove them, which this plan does not show.`);
+      }
+      return publicPlan(plan, warnings);
+    }
+    for (const w of plan.warnings) warn(w);
+    const out = await restorePartial({
+      name: opts.name,
+      backupDir,
+      backupPath,
+      realBackupPath: c.realBackupPath,
+      meta,
+      nameEscape,
+      verified,
+      target,
+      tst,
+      parentSt: parentSt ?? (await lstat(parent)),
+      plan,
+      overwrite: opts.overwrite === true,
+      fsync,
+      concurrency,
+      ...(opts.now ? { now: opts.now } : {}),
+      warn,
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      damaged: (problems) => damaged(opts.name, backupPath, problems),
+    });
+    await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
+    return {
+      name: opts.name,
+      backupPath,
+      target,
+      files: out.files,
+      bytes: out.bytes,
+      verified,
+      preRestoreBackup: out.preRestoreBackup,
+      kept: plan.keep,
+      leftover: null,
+      include: plan.include,
+      removed: out.removed,
+      warnings,
+    };
   }
 
   // --- 2. build the restored tree beside the target ---------------------------------------
@@ -654,7 +775,7 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
   leftover = await removeOld(oldDir, target, report).catch((err: unknown) => ({ path: oldDir, left: [`${oldDir} (${(err as Error).message})`] }));
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
   await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
-  return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, warnings };
+  return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, include: null, removed: [], warnings };
 }
 
 function mountedTarget(target: string, cause?: unknown): BackupError {
