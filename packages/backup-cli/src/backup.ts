@@ -108,6 +108,18 @@ export interface BackupResult extends BackupInfo {
 
 const toArray = (x: string | readonly string[] | undefined): string[] => (x === undefined ? [] : typeof x === 'string' ? [x] : [...x]);
 
+/**
+ * The text of `.backup_metadata.json`: JSON, 2-space indentation, `manifest` last with one entry
+ * per line (a third of the size of a fully indented manifest: it is written for every backup,
+ * linked or not). `list` reads only what comes before `\n  "manifest": [` (head.ts).
+ */
+export function metadataText(meta: BackupMetadata): string {
+  const { manifest, ...head } = meta;
+  const top = JSON.stringify(head, null, 2).slice(0, -2); // without the closing "\n}"
+  const entries = (manifest ?? []).map((e) => `    ${JSON.stringify(e)}`).join(',\n');
+  return `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`;
+}
+
 /** Posix form of a relative path. */
 const posix = (p: string): string => (sep === '/' ? p : p.split(sep).join('/'));
 
@@ -365,7 +377,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     };
     // Created exclusively (never through a symlink, never over anything): the partial dir is
     // ours and fresh, and no source entry is stored under this name (name_escape).
-    await writeNewFile(join(partial, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`, 0o600, fsync);
+    await writeNewFile(join(partial, METADATA_FILE), metadataText(meta), 0o600, fsync);
     if (fsync) await fsyncDir(partial);
 
 

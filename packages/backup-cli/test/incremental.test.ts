@@ -59,7 +59,7 @@ describe('incremental backups: unchanged files are hard links to the previous ba
     const third = await createBackup({ source, backupDir, name: 'b3', fsync: false });
     expect(third.linkedFrom).toBe('b2');
     expect(third.newFiles).toBe(1);
-    expect(third.linkedFiles).toBe(third.fileCount - 1);
+    expect(third.linkedFiles).toBe(third.fileCount! - 1);
     const i3 = await inodes(join(backupDir, 'b3'));
     for (const [p, ino] of i3) {
       if (p === 'agents/a1/state.json') expect(ino).not.toBe(i2.get(p));
