@@ -181,7 +181,9 @@ describe('list reads the summary apart from the manifest', () => {
     const text = await readFile(file, 'utf8');
     const at = text.indexOf('"manifest": [');
     // Break the manifest (not JSON any more); the head and the end of the file stay as written.
-    await writeFile(file, `${text.slice(0, at + 20)}@@not json@@${text.slice(at + 20)}`);
+    const open = at + '"manifest": ['.length;
+    await writeFile(file, `${text.slice(0, open)}@@not json@@${text.slice(open)}`);
+    expect(() => JSON.parse(text.slice(0, open) + '@@' + text.slice(open))).toThrow();
     const l = await listBackups({ backupDir });
     expect(l.damaged).toEqual([]);
     expect(l.backups).toEqual([expect.objectContaining({ name: 'b1', fileCount: b.fileCount, totalBytes: b.totalBytes, checksums: true })]);
@@ -214,7 +216,7 @@ describe('list reads the summary apart from the manifest', () => {
     await createBackup({ source, backupDir, name: 'big', fsync: false });
     const file = join(backupDir, 'big/.backup_metadata.json');
     const text = await readFile(file, 'utf8');
-    expect(text.length).toBeGreaterThan(600_000);
+    expect(text.length).toBeGreaterThan(400_000);
     // Make every manifest entry unparsable: list must not need them.
     const at = text.indexOf('"manifest": [');
     await writeFile(file, text.slice(0, at) + text.slice(at).replaceAll('"sha256"', '\u0000sha256"'));
