@@ -1,12 +1,14 @@
-// The main job: seed a sample data root through the packages, back it up with dawn-backup,
-// list and verify it, damage the live data and restore it, then damage the backup and watch
-// verify catch it. Everything happens in a fresh temp directory.
+// The main job: seed a sample data root through the packages (with Python's big integers and a
+// "__proto__" key kept exactly), back it up with dawn-backup, list and verify it, damage the live
+// data, see a restore refused while a node holds its locks, restore it, damage the backup and
+// watch verify catch it, then prune per source and mistype an option. Everything happens in a
+// fresh temp directory.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readJson, writeJson } from '@dawn/atomic-json';
+import { readJson, updateJson, withLock, writeJson } from '@dawn/atomic-json';
 import { BaseAgent, listAgentIds } from '@dawn/agent-state';
 import { PeerRegistry } from '@dawn/peer-registry';
 
@@ -70,6 +72,15 @@ try {
   await writeFile(join(dataRoot, 'dawn.log'), 'INFO started\n');
   const before = await describeData();
 
+  step('1b', 'Values round-trip exactly: a Python-written 2**63 counter and a "__proto__" key survive a rewrite');
+  const nodeFile = join(dataRoot, 'node.json');
+  await writeFile(nodeFile, '{\n  "boot_ns": 9223372036854775808,\n  "__proto__": {"admin": true}\n}\n');
+  await updateJson(nodeFile, (doc) => ({ ...doc, restarts: 1 }));
+  const node = await readJson(nodeFile);
+  console.log(`  rewritten file:\n${(await readFile(nodeFile, 'utf8')).trimEnd().replace(/^/gm, '    ')}`);
+  console.log(`  boot_ns is ${typeof node.boot_ns} ${node.boot_ns}; ({}).admin = ${({}).admin} (no prototype pollution)`);
+  const lossless = node.boot_ns === 9223372036854775808n && ({}).admin === undefined;
+
   step(2, 'Back it up, list and verify');
   dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup');
   dawnBackup('list');
@@ -87,7 +98,12 @@ try {
     console.log(`  PeerRegistry.open refuses the damaged file: [${err.code}] ${err.message}`);
   }
 
-  step(4, 'Restore (the damaged data is first saved as a pre_restore backup)');
+  step(4, 'Restore: refused while a node holds its locks; then done (the damaged data is first saved as a pre_restore backup)');
+  let liveExit;
+  await withLock(registryFile, async () => {
+    console.log(dim('  (a running node holds mesh/peer_registry.json.lock)'));
+    liveExit = dawnBackup('restore', 'demo_backup');
+  });
   dawnBackup('restore', 'demo_backup');
   const after = await describeData();
   const ok = after.peers === before.peers && after.agents.join() === before.agents.join();
@@ -104,7 +120,11 @@ try {
   console.log(`  verify exit ${verifyExit} (3 = verification failed), restore exit ${restoreExit}; live data untouched:`);
   await describeData();
 
-  if (!ok || verifyExit !== 3 || restoreExit === 0) {
+  step(6, 'Retention per source that cannot eat real backups, and a CLI that helps');
+  const typoExit = dawnBackup('prune', '--keep-lst', '1');
+  dawnBackup('prune', '--keep-last', '1', '--dry-run');
+
+  if (!ok || !lossless || liveExit !== 1 || typoExit !== 2 || verifyExit !== 3 || restoreExit === 0) {
     console.error('\nDemo FAILED');
     process.exitCode = 1;
   } else {

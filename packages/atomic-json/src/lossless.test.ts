@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AtomicJsonError, JsonFile, parseJson, readJson, stringifyJson, updateJson, writeJson, type JsonValue } from './index.js';
+import { AtomicJsonError, JsonFile, parseJson, readJson, stringifyJson, updateJson, writeJson, writeJsonSync, type JsonValue } from './index.js';
 
 const tempDir = useTempDir('aj-lossless-');
 
@@ -226,6 +226,24 @@ describe('only regular files are read, nothing blocks', () => {
       }
     });
   }
+
+  it.each(cases)('%s: writeJson and writeJsonSync refuse to replace it (IO), and it is still there', async (_name, make) => {
+    const dir = await tempDir();
+    const file = join(dir, 'state.json');
+    await make(dir, file);
+    const { lstat, stat } = await import('node:fs/promises');
+    const before = await lstat(file);
+    const target = await stat(file).catch(() => undefined);
+    for (const op of [() => writeJson(file, { a: 1 }), async () => writeJsonSync(file, { a: 1 })]) {
+      const err = await op().then(() => undefined, (e: unknown) => e);
+      expect(AtomicJsonError.is(err) && err.code, String(err)).toBe('IO');
+      expect((err as AtomicJsonError).message).toContain('not a regular file');
+    }
+    const after = await lstat(file);
+    expect([after.ino, after.mode]).toEqual([before.ino, before.mode]);
+    if (target) expect((await stat(file)).ino).toBe(target.ino); // /dev/null, the FIFO... untouched
+    expect((await readdir(dir)).filter((n) => n.endsWith('.ajtmp'))).toEqual([]);
+  });
 
   it('a symlink to a regular file is read through', async () => {
     const dir = await tempDir();

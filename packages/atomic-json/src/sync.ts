@@ -13,7 +13,7 @@ import type { ReadOptions, UpdateOptions } from './operations.js';
 import { parseJson } from './parse.js';
 import { holdsLock, type WriteOptions } from './queue.js';
 import { serialize } from './serialize.js';
-import { isTempFileName, tempPathFor, tempPrefix } from './write.js';
+import { isTempFileName, notRegular, tempPathFor, tempPrefix } from './write.js';
 
 const { O_RDONLY, O_NONBLOCK = 0, O_NOCTTY = 0, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
 
@@ -114,7 +114,10 @@ function resolveTargetSync(target: string): { real: string; mode: number | undef
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { real: p, mode: undefined };
       throw ioError(target, 'stat', err);
     }
-    if (!st.isSymbolicLink()) return { real: p, mode: st.mode & 0o7777 };
+    if (!st.isSymbolicLink()) {
+      if (!st.isFile()) throw notRegular(target, p, st);
+      return { real: p, mode: st.mode & 0o7777 };
+    }
     p = resolve(dirname(p), fs.readlinkSync(p));
   }
   throw ioError(target, 'resolve the symbolic link', Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' }));

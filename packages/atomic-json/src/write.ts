@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AtomicJsonError, ioError } from './errors.js';
-import { fsl } from './fs-layer.js';
+import { fileTypeOf, fsl } from './fs-layer.js';
 import type { LockHandle } from './lock.js';
 
 /**
@@ -46,6 +46,16 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `${tempPrefix(target)}${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
 }
 
+/** The error of a write whose target (or what its link points to) exists but is not a regular file. */
+export function notRegular(target: string, real: string, st: import('node:fs').Stats): AtomicJsonError {
+  return new AtomicJsonError(
+    'IO',
+    target,
+    `Cannot write ${target}: ${real === target ? 'it' : `it leads to ${real}, which`} is ${fileTypeOf(st)}, not a regular file. ` +
+      `Nothing was written; atomic-json only replaces regular files. Remove it (or the link) and retry.`,
+  );
+}
+
 /**
  * The file a write to `target` replaces: `target` itself, or the file its symbolic link(s)
  * point to (which need not exist yet), with that file's mode when it exists.
@@ -61,7 +71,11 @@ export async function resolveTarget(target: string): Promise<{ real: string; mod
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { real: p, mode: undefined };
       throw ioError(target, 'stat', err);
     }
-    if (!st.isSymbolicLink()) return { real: p, mode: st.mode & 0o7777 };
+    if (!st.isSymbolicLink()) {
+      // Never replace a FIFO, a device or a directory (`state.json -> /dev/null` must not replace /dev/null).
+      if (!st.isFile()) throw notRegular(target, p, st);
+      return { real: p, mode: st.mode & 0o7777 };
+    }
     if (hops >= 40) {
       throw ioError(target, 'resolve the symbolic link', Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' }));
     }

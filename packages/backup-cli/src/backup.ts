@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { chmod, mkdir, readlink, realpath, rename, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { HashPool } from './hash-pool.js';
 import { makeDurable, plannedDurability } from './durability.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
+import { PathChangedError, readlinkConfined } from './confine.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
 import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool, writeNewFile } from './fsutil.js';
@@ -120,12 +121,15 @@ export function metadataText(meta: BackupMetadata): string {
   return `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`;
 }
 
+/** Why an entry whose path changed under the backup was not copied. */
+const CHANGED_PATH = 'a directory on its path was replaced during the backup (by a symlink, or moved): not copied, nothing outside the source is ever read';
+
 /** Posix form of a relative path. */
 const posix = (p: string): string => (sep === '/' ? p : p.split(sep).join('/'));
 
 /**
  * Back up a directory (by default the data root) into `<backupDir>/<name>`, all or nothing:
- * the copy is built in a temporary directory `.<name>.partial-<pid>-<tag>` in the backup dir,
+ * the copy is built in a temporary directory `.<name>.partial-h<host>-<pid>-<tag>` in the backup dir,
  * every file hashed (sha256) as it is copied, made durable (fsync), and renamed to `<name>`
  * only when complete, with `.backup_metadata.json` (manifest + summary) inside. Killed at
  * any moment, no complete-looking backup appears; the next run removes the leftover.
@@ -209,9 +213,9 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       path: finalPath,
     });
   }
-  const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir);
+  const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir, { warn: (m) => warnings.push(m) });
   // The newest complete backup of the same source: unchanged files become hard links to its files.
-  const previous: PreviousBackup | undefined = opts.full ? undefined : await findPrevious(backupDir, realSource);
+  const previous: PreviousBackup | undefined = opts.full ? undefined : await findPrevious(realBackupDir, realSource);
 
   // A backup dir inside the source is never copied into itself.
   const backupRel = relative(realSource, realBackupDir);
@@ -237,6 +241,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
         return out;
       },
       skipLockDirs: true,
+      confined: true,
     });
     const skipped = [...walked.skipped];
     const entries = walked.entries;
@@ -285,6 +290,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
               dst,
               // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
               modeFor: storedMode,
+              confined: true, // a directory on the way swapped for a symlink never makes it read outside the source
             }));
           if (link) {
             linkedFiles++;
@@ -297,6 +303,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
           if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
           else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
           else if (err instanceof NotRegularFileError) skipped.push(skippedEntry(e.rel, 'no longer a regular file'));
+          else if (err instanceof PathChangedError) skipped.push(skippedEntry(e.rel, CHANGED_PATH));
           else throw ioError(join(realSource, relText(e.rel)), 'copy', err);
         }
         doneFiles++;
@@ -313,11 +320,12 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       let target: string | Buffer;
       try {
         // Targets are bytes too: kept exactly.
-        target = relFromBytes(await readlink(joinRel(realSource, e.rel), { encoding: 'buffer' }));
+        target = relFromBytes(readlinkConfined(joinRel(realSource, e.rel)));
       } catch (err) {
         const code = errCode(err);
         if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
         else if (code === 'EINVAL') skipped.push(skippedEntry(e.rel, 'changed type during the backup'));
+        else if (err instanceof PathChangedError || code === 'ELOOP' || code === 'ENOTDIR') skipped.push(skippedEntry(e.rel, CHANGED_PATH));
         else throw ioError(join(realSource, relText(e.rel)), 'read the symlink', err);
         continue;
       }

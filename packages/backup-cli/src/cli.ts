@@ -1,6 +1,7 @@
 import { cac, type CAC, type Command } from 'cac';
 import { count, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
+import { diffBackup, type DiffEntry } from './diff.js';
 import { BackupError, exitCodeOf, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES } from './exclude.js';
 import type { BackupInfo } from './info.js';
@@ -379,6 +380,33 @@ async function cmdPrune(ctx: Ctx): Promise<number> {
   return 0;
 }
 
+async function cmdDiff(ctx: Ctx, name: string, other: string | undefined): Promise<number> {
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const source = single(ctx.raw, 'source', '--source');
+  if (other !== undefined && source !== undefined) throw new BackupError('USAGE', '--source compares a backup with a live directory; it does not go with a second backup name.');
+  ctx.started = true;
+  const d = await diffBackup({ name, ...(other !== undefined ? { other } : {}), ...(backupDir !== undefined ? { backupDir } : {}), ...(source !== undefined ? { source } : {}) });
+  if (ctx.json) {
+    printJson(ctx, d);
+    return 0;
+  }
+  for (const n of d.notes) warn(ctx, n);
+  const to = d.to.kind === 'live' ? `the live ${d.to.path}` : `backup ${d.to.name}`;
+  println(ctx, `From backup ${ctx.out.bold(name)} to ${to}:`);
+  const size = (x?: { size?: number }) => (x?.size !== undefined ? formatBytes(x.size) : '');
+  const line = (mark: string, e: DiffEntry, detail: string) => println(ctx, `  ${mark} ${e.path}${detail ? `  ${ctx.out.dim(detail)}` : ''}`);
+  for (const e of d.added) line(ctx.out.green('+'), e, `${e.to?.type === 'dir' ? 'dir' : size(e.to)}`);
+  for (const e of d.removed) line(ctx.out.red('-'), e, `${e.from?.type === 'dir' ? 'dir' : size(e.from)}`);
+  for (const e of d.modified) line(ctx.out.yellow('M'), e, e.from?.type === 'file' ? `${size(e.from)} -> ${size(e.to)}` : 'link target');
+  for (const e of d.mode) line('m', e, `${e.from?.mode} -> ${e.to?.mode}`);
+  for (const e of d.type) line('T', e, `${e.from?.type} -> ${e.to?.type}`);
+  const total = d.added.length + d.removed.length + d.modified.length + d.mode.length + d.type.length;
+  println(ctx, total === 0 ? 'No differences in files.' : `${d.added.length} added, ${d.removed.length} removed, ${d.modified.length} modified, ${d.mode.length} mode changed, ${d.type.length} type changed.`);
+  if (d.peers) println(ctx, `Peers: ${d.peers.added.length} added${d.peers.added.length ? ` (${d.peers.added.slice(0, 5).join(', ')}${d.peers.added.length > 5 ? ', ...' : ''})` : ''}, ${d.peers.removed.length} removed${d.peers.removed.length ? ` (${d.peers.removed.slice(0, 5).join(', ')}${d.peers.removed.length > 5 ? ', ...' : ''})` : ''}.`);
+  if (d.agents) println(ctx, `Agents: ${d.agents.added.length ? `added ${d.agents.added.join(', ')}` : 'none added'}; ${d.agents.removed.length ? `removed ${d.agents.removed.join(', ')}` : 'none removed'}.`);
+  return 0;
+}
+
 // --- wiring ------------------------------------------------------------------------------------
 
 interface Flags {
@@ -481,6 +509,14 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
     .example(`  ${BIN} restore list`)
     .action(run((name) => cmdRestore(ctx, name!)));
+
+  cli
+    .command('diff <name> [other]', 'What differs between a backup and another backup, or the live source: files added, removed, modified, mode; peers and agents')
+    .option('--source <dir>', 'The live directory to compare with (default: the backup\'s recorded source, else the data root)')
+    .example(`  ${BIN} diff nightly                 # backup -> live data`)
+    .example(`  ${BIN} diff nightly before_upgrade  # backup -> backup`)
+    .example(`  ${BIN} diff nightly --json`)
+    .action(run((name, other) => cmdDiff(ctx, name!, other)));
 
   cli
     .command('prune', 'Remove old backups by retention rules, per source (never the newest of a source, never a damaged one)')

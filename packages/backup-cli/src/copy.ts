@@ -4,6 +4,9 @@ import { constants } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { currentUmask, fdClose, fdFsync, fdOpen, fdRead, fdWrite } from './fsutil.js';
 import type { HashPool } from './hash-pool.js';
+import { assertOpenedAt } from './confine.js';
+
+export { PathChangedError } from './confine.js';
 
 /**
  * The copy engine shared by backup, verify and restore: read a file once, hash it (sha256)
@@ -55,6 +58,12 @@ export interface CopyJob {
    * `mtime` and `atime` of the result are then 0.
    */
   expectedSize?: number;
+  /**
+   * `src` is built from a real root (no symlink on the way): check, once open, that the file
+   * opened is really there ({@link assertOpenedAt}), so a directory on the way replaced by a
+   * symlink never makes the copy read outside the root. Throws {@link PathChangedError}.
+   */
+  confined?: boolean;
 }
 
 /** Thrown (as a plain object-free Error with `code`) when the source is not a regular file. */
@@ -91,6 +100,7 @@ export class CopyWorker {
     const sfd = fs.openSync(job.src, READ_FLAGS);
     let dfd: number | undefined;
     try {
+      if (job.confined) assertOpenedAt(sfd, job.src);
       const st =
         job.dst === undefined && job.expectedSize !== undefined
           ? { size: job.expectedSize, mode: 0, atimeMs: 0, mtimeMs: 0, isFile: () => true }

@@ -9,8 +9,8 @@ import { BackupError } from './errors.js';
  *
  * - atomic-json's temp files: names for which `isTempFileName()` of `@dawn/atomic-json` is true
  *   (not directories);
- * - atomic-json's lock directories: an **empty** directory named `<name>.lock` (what
- *   proper-lockfile makes with `mkdir` and removes with `rmdir`; see `walkTree`'s `skipLockDirs`).
+ * - atomic-json's lock directories: an **empty** directory `<name>.lock` beside a file `<name>`,
+ *   or modified in the last 60 s (see `isAtomicJsonLockDir` in `lockdir.ts`).
  *
  * Kept (empty) for compatibility.
  */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import type { CopiedFile, CopyWorker } from './copy.js';
+import { openedAt } from './confine.js';
 import { errCode, parseMode } from './fsutil.js';
 import { newestFirst, scanBackupDir } from './list.js';
 import { checkManifest, FORMAT_NAME, nameEscapeOf, readMetadata, type ManifestFile } from './metadata.js';
@@ -32,13 +33,14 @@ export interface PreviousBackup {
 /**
  * The newest complete backup of the same source (the same host and real source path, as
  * `prune` groups them) in the backup dir, with a sound manifest; `undefined` when there is none.
- * Python backups (no checksums) are never linked to. Reads the head of every metadata file and
+ * Python backups (no checksums) are never linked to. `realBackupDir`: the real path (no symlink on
+ * the way), so that opening a previous backup's file can be checked to be inside it. Reads the head of every metadata file and
  * the whole metadata of at most three candidates (newest first).
  */
-export async function findPrevious(backupDir: string, realSource: string): Promise<PreviousBackup | undefined> {
+export async function findPrevious(realBackupDir: string, realSource: string): Promise<PreviousBackup | undefined> {
   let scanned;
   try {
-    ({ scanned } = await scanBackupDir(backupDir, { light: true, head: true }));
+    ({ scanned } = await scanBackupDir(realBackupDir, { light: true, head: true }));
   } catch {
     return undefined;
   }
@@ -98,13 +100,21 @@ export async function tryLink(
     return undefined; // the copy reports it
   }
   if (!st.isFile() || st.size !== prev.size || (st.mode & 0o7777) !== prevMode || !sameTime(st.mtimeMs / 1000, prev.mtime)) return undefined;
-  const h = await worker.copy({ src }); // read and hash: the manifest needs it anyway
+  const h = await worker.copy({ src, confined: true }); // read and hash (the manifest needs it anyway), never outside the source
   if (h.sha256 !== prev.sha256 || h.size !== prev.size || h.mode !== prevMode || !sameTime(h.mtime, prev.mtime)) return undefined;
-  // The previous backup's file must still be what its manifest says (never link to damage we can see).
+  // The previous backup's file must still be what its manifest says (never link to damage we can
+  // see), and lie inside that backup: opened without following a link, the open checked against
+  // its path (built from the real backup dir, so no directory on the way was swapped for a link).
   const prevPath = storedPathOf(previous.path, prev, previous.nameEscape);
   let pst: fs.Stats;
   try {
-    pst = fs.lstatSync(prevPath);
+    const fd = fs.openSync(prevPath, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0));
+    try {
+      if (!openedAt(fd, prevPath)) return undefined;
+      pst = fs.fstatSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch {
     return undefined;
   }

@@ -1,6 +1,7 @@
 export { createBackup, type CreateBackupOptions, type BackupResult } from './backup.js';
 export { listBackups, showBackup, type ListOptions, type ListResult, type DamagedBackup, type ShowOptions, type BackupDetails } from './list.js';
 export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
+export { diffBackup, type DiffOptions, type DiffResult, type DiffEntry } from './diff.js';
 export { restoreBackup, type RestoreOptions, type RestoreResult } from './restore.js';
 export {
   pruneBackups,

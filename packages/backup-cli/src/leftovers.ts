@@ -1,5 +1,7 @@
 import type { Stats } from 'node:fs';
 import { chmod, lstat, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { dirname, join, sep } from 'node:path';
 import { ioError } from './errors.js';
 import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree, runPool } from './fsutil.js';
@@ -8,25 +10,47 @@ import { formatStamp } from './paths.js';
 /**
  * Temporary directories, named so a later run can tell whose they are:
  *
- * - `<backup-dir>/.<name>.partial-<pid>-<tag>`: a backup being built (renamed to `<name>` when complete);
- * - `<backup-dir>/.<name>.deleting-<pid>-<tag>`: a backup being removed by `prune`;
+ * - `<backup-dir>/.<name>.partial-h<host>-<pid>-<tag>`: a backup being built (renamed to `<name>` when complete);
+ * - `<backup-dir>/.<name>.deleting-h<host>-<pid>-<tag>`: a backup being removed by `prune`;
  * - `<parent of target>/.dawn-restore-<id>-<pid>-<tag>.new`: a restored tree being built;
  * - `<parent of target>/.dawn-restore-<id>-<pid>-<tag>.old`: the previous target during the swap.
  *
- * Names start with `.`, so `list` never shows them. A leftover whose process is gone is
- * cleaned (or, for a restore, finished) by the next run; one of a live process is left alone.
+ * `<host>` is {@link hostTag}: a backup dir may be shared by several machines (NFS) or
+ * containers, whose pids mean nothing here. Names start with `.`, so `list` never shows them.
+ * A leftover of this host whose process is gone is cleaned (or, for a restore, finished) by the
+ * next run; one of a live process is left alone. One of another host is left alone unless it
+ * has not changed for {@link FOREIGN_LEFTOVER_MS} (24 h): then it is removed with a warning.
+ * Names of older versions (`.<name>.partial-<pid>-<tag>`, no host) are judged by their pid, as
+ * those versions did.
  */
-const BACKUP_TEMP = /^\.(.+)\.(partial|deleting)-(\d+)-([0-9a-f]{8})$/;
+const BACKUP_TEMP = /^\.(.+)\.(partial|deleting)-(?:h([0-9a-f]{8})-)?(\d+)-([0-9a-f]{8})$/;
 
-export const partialDirName = (name: string): string => `.${name}.partial-${process.pid}-${randomTag()}`;
-export const deletingDirName = (name: string): string => `.${name}.deleting-${process.pid}-${randomTag()}`;
+/** A leftover of another host is removed only once it has not changed for this long. */
+export const FOREIGN_LEFTOVER_MS = 24 * 3_600_000;
+
+let hostTagCache: string | undefined;
+/** This machine (or container) in temporary names: 8 hex digits of the sha256 of its hostname. */
+export function hostTag(): string {
+  return (hostTagCache ??= createHash('sha256').update(hostname()).digest('hex').slice(0, 8));
+}
+
+export const partialDirName = (name: string): string => `.${name}.partial-h${hostTag()}-${process.pid}-${randomTag()}`;
+export const deletingDirName = (name: string): string => `.${name}.deleting-h${hostTag()}-${process.pid}-${randomTag()}`;
+
+/** Options of {@link cleanBackupDirLeftovers}. */
+export interface CleanLeftoversOptions {
+  /** Told about each leftover of another host removed because it is old. */
+  warn?: (message: string) => void;
+  /** The current time, ms. @default Date.now() */
+  now?: number;
+}
 
 /**
  * Remove the temporary directories of dead processes from a backup dir. Returns the names
  * removed; one that cannot be fully removed is left (never crossing a mount point) and does
  * not fail the call.
  */
-export async function cleanBackupDirLeftovers(backupDir: string): Promise<string[]> {
+export async function cleanBackupDirLeftovers(backupDir: string, opts: CleanLeftoversOptions = {}): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(backupDir);
@@ -37,10 +61,29 @@ export async function cleanBackupDirLeftovers(backupDir: string): Promise<string
   const removed: string[] = [];
   for (const n of names) {
     const m = BACKUP_TEMP.exec(n);
-    if (!m || isPidAlive(Number(m[3]))) continue;
+    if (!m) continue;
+    const host = m[3];
+    let foreignAge: number | undefined;
+    if (host === undefined || host === hostTag()) {
+      if (isPidAlive(Number(m[4]))) continue;
+    } else {
+      // Another machine's (or container's): its pid says nothing here. Left alone while it
+      // changes; after a day without change it is abandoned.
+      const st = await lstatOrUndefined(join(backupDir, n));
+      if (!st) continue;
+      foreignAge = (opts.now ?? Date.now()) - Math.max(st.mtimeMs, st.ctimeMs);
+      if (foreignAge < FOREIGN_LEFTOVER_MS) continue;
+    }
     // What cannot be removed (an immutable file, a mount point) stays for a human and is tried
     // again next time; it never blocks the run (hidden, so never listed as a backup).
-    if ((await removeTreeReporting(join(backupDir, n))).length === 0) removed.push(n);
+    if ((await removeTreeReporting(join(backupDir, n))).length === 0) {
+      removed.push(n);
+      if (foreignAge !== undefined) {
+        opts.warn?.(
+          `removed ${join(backupDir, n)}: a temporary directory of a dawn-backup ${m[2] === 'partial' ? 'backup' : 'prune'} on another host (h${host}), unchanged for ${Math.floor(foreignAge / 3_600_000)} h, so taken for abandoned`,
+        );
+      }
+    }
   }
   return removed;
 }

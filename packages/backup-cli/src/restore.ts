@@ -1,5 +1,7 @@
+import * as fs from 'node:fs';
 import { constants, mkdirSync, type Dirent, type Stats } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { assertOpenedAt, linkConfined, lstatConfined, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
 import { HashPool } from './hash-pool.js';
@@ -10,7 +12,7 @@ import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } f
 import { cleanBackupDirLeftovers } from './leftovers.js';
 import { isTempFileName } from '@dawn/atomic-json';
 import { createExcludeMatcher, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
-import { isLockDirName } from './walk.js';
+import { isAtomicJsonLockDir, isLockDirName, LIVE_LOCK_MS } from './lockdir.js';
 import { checkManifest, nameEscapeOf, type BackupMetadata, type ManifestEntry, type ManifestFile } from './metadata.js';
 import { withDataRootLock } from './oplock.js';
 import { expandHome, METADATA_FILE, preRestoreName, realPathOf, relatePaths, resolveDataRoot } from './paths.js';
@@ -123,7 +125,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const { path: backupPath, backupDir, meta } = await openBackup(opts);
+  const { path: backupPath, realPath: realBackupPath, backupDir, meta } = await openBackup(opts);
 
   // --- 1. the manifest, and the backup's tree against it ----------------------------------
   let manifest: ManifestEntry[];
@@ -139,11 +141,11 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       );
     }
     manifest = meta.manifest!;
-    const problems = await compareTree(backupPath, manifest, nameEscape);
+    const problems = await compareTree(realBackupPath, manifest, nameEscape);
     if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
   } else {
     warn(`Backup "${opts.name}" was made by the Python implementation and carries no checksums: it cannot be verified; restoring it as it is.`);
-    manifest = await manifestFromTree(backupPath);
+    manifest = await manifestFromTree(realBackupPath);
     const unsafe = checkManifest(manifest, { checksums: false });
     if (unsafe.length > 0) throw damaged(opts.name, backupPath, unsafe);
   }
@@ -187,7 +189,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     throw ioError(parent, 'create the parent directory of the target', err);
   }
   return withDataRootLock(target, 'restore', () =>
-    restoreLocked({ opts, warn, warnings, backupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent }),
+    restoreLocked({ opts, warn, warnings, backupPath, realBackupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent }),
   );
 }
 
@@ -196,6 +198,8 @@ interface RestoreContext {
   warn: (m: string) => void;
   warnings: string[];
   backupPath: string;
+  /** The backup's real path: files are read by paths built on it, each open checked (confine.ts). */
+  realBackupPath: string;
   backupDir: string;
   meta: BackupMetadata;
   manifest: ManifestEntry[];
@@ -206,10 +210,11 @@ interface RestoreContext {
   parent: string;
 }
 
-/** A lock directory of atomic-json younger than this belongs to a running node (atomic-json's default `staleMs`). */
-const LIVE_LOCK_MS = 10_000;
-
-/** Fresh atomic-json lock directories (`<file>.lock`) at the top, in `mesh/` and in `agents/<id>/` of a data root. */
+/**
+ * Fresh atomic-json lock directories (`<file>.lock`, see {@link isAtomicJsonLockDir}) at the top,
+ * in `mesh/` and in `agents/<id>/` of a data root: younger than {@link LIVE_LOCK_MS}, so held
+ * by a running node (a stale one beside its file is a lock, but of no running node).
+ */
 async function liveLocks(root: string): Promise<string[]> {
   const dirs = ['', 'mesh'];
   try {
@@ -227,13 +232,11 @@ async function liveLocks(root: string): Promise<string[]> {
       continue;
     }
     for (const e of entries) {
-      if (!e.isDirectory() || !e.name.endsWith('.lock')) continue;
+      if (!e.isDirectory() || !isLockDirName(e.name)) continue;
       const rel = d ? `${d}/${e.name}` : e.name;
       const st = await lstatOrUndefined(join(root, rel)).catch(() => undefined);
       if (!st || now - st.mtimeMs >= LIVE_LOCK_MS) continue;
-      // proper-lockfile's lock is an empty directory: a directory with content is data (`Cargo.lock/`).
-      const inside = await readdir(join(root, rel)).catch(() => ['?']);
-      if (inside.length === 0) out.push(rel);
+      if (await isAtomicJsonLockDir(join(root, rel), { now })) out.push(rel);
     }
   }
   return out;
@@ -241,7 +244,9 @@ async function liveLocks(root: string): Promise<string[]> {
 
 /**
  * The matcher of what the backup deliberately left out (its own excludes), never atomic-json's
- * lock directories or temp files (older backups recorded them as `*.lock` / `*.ajtmp` patterns).
+ * temp files (older backups recorded them as `*.ajtmp` patterns). Lock directories are judged
+ * by {@link isAtomicJsonLockDir} in {@link collect} (it needs the disk): a real one is never
+ * kept, any other `*.lock` directory an old backup's `*.lock` pattern left out is kept.
  */
 function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): ExcludeMatcher {
   const patterns = Array.isArray(meta.excludes) ? meta.excludes.filter((p): p is string => typeof p === 'string') : [...DEFAULT_EXCLUDES];
@@ -257,7 +262,7 @@ function deliberatelyExcluded(meta: BackupMetadata, warn: (m: string) => void): 
   const excluded = createExcludeMatcher(usable);
   return (rel, isDir, exact) => {
     const name = rel.slice(rel.lastIndexOf('/') + 1);
-    if (isDir ? isLockDirName(name) : isTempFileName(name)) return false;
+    if (!isDir && isTempFileName(name)) return false;
     return excluded(rel, isDir, exact);
   };
 }
@@ -287,7 +292,7 @@ async function collect(root: string, match: ExcludeMatcher): Promise<PickedEntry
   const walk = async (parts: Buffer[]): Promise<void> => {
     let entries: Dirent<Buffer>[];
     try {
-      entries = await readdir(bjoin(root, ...parts), { withFileTypes: true, encoding: 'buffer' });
+      entries = await readDirConfined(bjoin(root, ...parts), 'buffer'); // never through a swapped-in symlink
     } catch {
       return;
     }
@@ -295,6 +300,7 @@ async function collect(root: string, match: ExcludeMatcher): Promise<PickedEntry
       const p = [...parts, e.name];
       const rel = p.map((b) => b.toString()).join('/');
       if (parts.length === 0 && rel === METADATA_FILE) continue;
+      if (e.isDirectory() && isLockDirName(e.name) && (await isAtomicJsonLockDir(bjoin(root, ...p)))) continue; // a lock: never kept
       if (match(rel, e.isDirectory())) out.push({ parts: p, rel });
       else if (e.isDirectory()) await walk(p);
     }
@@ -308,42 +314,96 @@ interface Owner {
   gid: number;
 }
 
+const KEEP_READ_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+const KEEP_CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
 /**
- * Put `src` (a file, directory or symlink of the previous target) at `dst` in the restored tree
- * without copying data: files are hard-linked (same inode: content, mode, owner, times kept;
- * copied when the file system refuses links), directories recreated, symlinks recreated.
- * Special files (FIFOs, sockets, devices) are not kept: pushed to `skipped`.
+ * Put `src` (a file, directory or symlink of the previous target, by a path built on the
+ * target's real path) at `dst` in the restored tree without copying data: files are hard-linked
+ * (same inode: content, mode, owner, times kept; copied when the file system refuses links),
+ * directories recreated, symlinks recreated. Special files (FIFOs, sockets, devices) are not
+ * kept: pushed to `skipped`.
+ *
+ * Never takes anything from outside the target when a directory on the way is swapped for a
+ * symlink meanwhile: directories are listed and symlinks read through checked descriptors
+ * (confine.ts); a file is opened (`O_NOFOLLOW`) and checked to be at `src`, then linked by
+ * path, and the link is kept only if it is that very inode (`dev`/`ino`), else removed again.
+ * The copy fallback copies from the checked descriptor.
+ * @throws {PathChangedError} (what was already put at `dst` stays: all of it from inside the target).
+ * @internal exported for tests
  */
-async function linkInto(src: Buffer, dst: Buffer, skipped: Buffer[]): Promise<void> {
+export async function linkInto(src: Buffer, dst: Buffer, skipped: Buffer[]): Promise<void> {
   const st = await lstat(src);
   if (st.isDirectory()) {
+    const names = (await readDirConfined(src, 'buffer')).map((d) => d.name);
     await mkdir(dst, { mode: 0o700 });
-    for (const n of await readdir(src, { encoding: 'buffer' })) await linkInto(bjoin(src, n), bjoin(dst, n), skipped);
+    for (const n of names) await linkInto(bjoin(src, n), bjoin(dst, n), skipped);
     if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
     await chmod(dst, st.mode & 0o7777);
   } else if (st.isSymbolicLink()) {
-    await symlink(await readlink(src, { encoding: 'buffer' }), dst);
+    await symlink(readlinkConfined(src), dst);
     if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
   } else if (st.isFile()) {
+    let fd: number;
     try {
-      await link(src, dst);
+      fd = fs.openSync(src, KEEP_READ_FLAGS);
     } catch (err) {
-      if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errCode(err))) throw err;
-      await copyFile(src, dst, constants.COPYFILE_EXCL);
-      if (process.getuid?.() === 0) await lchown(dst, st.uid, st.gid);
-      await chmod(dst, st.mode & 0o7777);
-      await utimes(dst, st.atime, st.mtime);
+      if (errCode(err) === 'ELOOP') throw new PathChangedError(src); // became a symlink meanwhile
+      // A file we may not read (mode 000...) is still linked, through its checked parent directory.
+      if (errCode(err) === 'EACCES') return linkConfined(src, dst, err);
+      throw err;
+    }
+    try {
+      assertOpenedAt(fd, src);
+      const fst = fs.fstatSync(fd);
+      if (!fst.isFile()) {
+        skipped.push(src);
+        return;
+      }
+      try {
+        await link(src, dst);
+        const got = await lstat(dst);
+        if (got.dev !== fst.dev || got.ino !== fst.ino) {
+          await unlink(dst); // swapped between the check and the link: never keep that
+          throw new PathChangedError(src);
+        }
+      } catch (err) {
+        if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errCode(err))) throw err;
+        copyFromFd(fd, fst, dst);
+      }
+    } finally {
+      fs.closeSync(fd);
     }
   } else skipped.push(src);
+}
+
+/** Copy an open (checked) file into a new file `dst` with its mode, times and (as root) owner. */
+function copyFromFd(fd: number, st: Stats, dst: Buffer): void {
+  const out = fs.openSync(dst, KEEP_CREATE_FLAGS, 0o600);
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (let pos = 0; ; ) {
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      for (let off = 0; off < n; ) off += fs.writeSync(out, buf, off, n - off);
+      pos += n;
+    }
+    if (process.getuid?.() === 0) fs.fchownSync(out, st.uid, st.gid);
+    fs.fchmodSync(out, st.mode & 0o7777);
+    fs.futimesSync(out, st.atime, st.mtime);
+  } finally {
+    fs.closeSync(out);
+  }
 }
 
 /**
  * Keep what the backup deliberately left out (logs...) of the previous target: linked into the
  * restored tree before the swap. Returns what was kept and what could not be.
  */
-async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | undefined): Promise<{ kept: string[]; removed: string[] }> {
+async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | undefined): Promise<{ kept: string[]; removed: string[]; changed: string[] }> {
   const kept: string[] = [];
   const removed: string[] = [];
+  const changed: string[] = [];
   const picks = await collect(c.target, deliberatelyExcluded(c.meta, c.warn));
   const madeDirs: { path: Buffer; mode: number }[] = [];
   for (const { parts, rel } of picks) {
@@ -356,7 +416,11 @@ async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | un
         ok = false; // the restored tree has a file or symlink there: never write through it
         break;
       }
-      const old = await lstat(bjoin(c.target, ...parts.slice(0, i)));
+      const old = lstatConfined(bjoin(c.target, ...parts.slice(0, i)));
+      if (!old?.isDirectory()) {
+        ok = false; // changed meanwhile
+        break;
+      }
       await mkdir(here, { mode: 0o700 });
       if (owner) await lchown(here, old.uid, old.gid);
       madeDirs.push({ path: here, mode: old.mode & 0o7777 });
@@ -366,12 +430,18 @@ async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | un
       continue;
     }
     const special: Buffer[] = [];
-    await linkInto(bjoin(c.target, ...parts), bjoin(newDir, ...parts), special);
+    try {
+      await linkInto(bjoin(c.target, ...parts), bjoin(newDir, ...parts), special);
+    } catch (err) {
+      if (!(err instanceof PathChangedError)) throw err;
+      changed.push(rel);
+      continue;
+    }
     for (const s of special) removed.push(relative(c.target, s.toString()));
     kept.push(rel);
   }
   for (const d of madeDirs.reverse()) await chmod(d.path, d.mode);
-  return { kept, removed };
+  return { kept, removed, changed };
 }
 
 const sameKind = (st: Stats, type: ManifestEntry['type']): boolean =>
@@ -438,7 +508,7 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
   }
   let files = 0;
   let bytes = 0;
-  let kept: { kept: string[]; removed: string[] } = { kept: [], removed: [] };
+  let kept: { kept: string[]; removed: string[]; changed: string[] } = { kept: [], removed: [], changed: [] };
   try {
     await mkdir(newDir, { mode: 0o700 });
     const dirs = manifest.filter((m) => m.type === 'dir');
@@ -455,7 +525,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
         const mode = parseMode(m.mode)!;
         try {
           const got = await worker.copy({
-            src: storedPathOf(backupPath, m, nameEscape),
+            src: storedPathOf(c.realBackupPath, m, nameEscape),
+            confined: true,
             dst: joinRel(newDir, entryRel(m)!),
             modeFor: () => mode,
             ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
@@ -481,7 +552,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
     // Run as root: every entry gets the owner it had in the target, new ones the target's owner.
     if (owner) {
       for (const m of manifest) {
-        const prev = tst ? await lstat(joinRel(target, entryRel(m)!)).catch(() => undefined) : undefined;
+        // Never the owner of something outside the target (a directory on the way swapped for a symlink).
+        const prev = tst ? lstatConfined(joinRel(target, entryRel(m)!)) : undefined;
         const o = prev && sameKind(prev, m.type) ? prev : owner;
         await lchown(joinRel(newDir, entryRel(m)!), o.uid, o.gid);
         const mode = m.type === 'file' ? parseMode(m.mode)! : 0;
@@ -494,6 +566,12 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
       kept = await keepExcluded(c, newDir, owner);
       if (kept.kept.length > 0) {
         warn(`kept ${kept.kept.length} entr${kept.kept.length === 1 ? 'y' : 'ies'} the backup excludes from the current target: ${kept.kept.slice(0, 5).join(', ')}${kept.kept.length > 5 ? ', ...' : ''}`);
+      }
+      if (kept.changed.length > 0) {
+        warn(
+          `did not keep (wholly) ${kept.changed.length} excluded entr${kept.changed.length === 1 ? 'y' : 'ies'} of the current target whose path changed meanwhile ` +
+            `(a directory replaced by a symlink, or moved): nothing outside the target is ever taken (the pre_restore backup, unless --overwrite, holds what was there): ${kept.changed.join(', ')}`,
+        );
       }
       if (kept.removed.length > 0) {
         warn(`removed ${kept.removed.length} entr${kept.removed.length === 1 ? 'y' : 'ies'} the backup excludes, which could not be kept (the restored tree has something else there, or not a file): ${kept.removed.join(', ')}`);
@@ -575,7 +653,7 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult> {
   const report: RecoveryReport = { actions: [], warnings: [] };
   leftover = await removeOld(oldDir, target, report).catch((err: unknown) => ({ path: oldDir, left: [`${oldDir} (${(err as Error).message})`] }));
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
-  await cleanBackupDirLeftovers(backupDir).catch(() => {});
+  await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
   return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, warnings };
 }
 

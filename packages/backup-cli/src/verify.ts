@@ -1,4 +1,5 @@
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat, realpath } from 'node:fs/promises';
+import { PathChangedError, readlinkConfined } from './confine.js';
 import { join } from 'node:path';
 import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
@@ -41,7 +42,10 @@ export interface VerifyResult {
 }
 
 /** Locate a backup and read its metadata. */
-export async function openBackup(opts: { name: string; backupDir?: string | undefined }): Promise<{ path: string; backupDir: string; meta: BackupMetadata }> {
+export async function openBackup(opts: {
+  name: string;
+  backupDir?: string | undefined;
+}): Promise<{ path: string; realPath: string; backupDir: string; meta: BackupMetadata }> {
   validateBackupName(opts.name);
   const backupDir = resolveBackupDir(opts.backupDir);
   const path = join(backupDir, opts.name);
@@ -60,18 +64,21 @@ export async function openBackup(opts: { name: string; backupDir?: string | unde
   if (!st.isDirectory()) {
     throw new BackupError('BACKUP_INVALID', `${path} is not a backup directory. Run \`dawn-backup list\` to see the backups.`, { path });
   }
-  return { path, backupDir, meta: await readMetadata(path, opts.name) };
+  const meta = await readMetadata(path, opts.name);
+  // Files are read by paths built on the backup's real path, each open checked (see confine.ts).
+  const realPath = await realpath(path).catch(() => path);
+  return { path, realPath, backupDir, meta };
 }
 
 /** A manifest built from the backup's own tree (Python backups: no checksums, modes from the files). */
 export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
-  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
+  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE, confined: true });
   const out: ManifestEntry[] = [];
   for (const e of walked.entries) {
     const p = manifestPathFields(e.rel);
     if (e.kind === 'dir') out.push({ ...p, type: 'dir', mode: modeToString(e.mode ?? 0o755) });
     else if (e.kind === 'symlink') {
-      out.push({ ...p, type: 'symlink', ...manifestTargetFields(relFromBytes(await readlink(joinRel(root, e.rel), { encoding: 'buffer' }))) });
+      out.push({ ...p, type: 'symlink', ...manifestTargetFields(relFromBytes(readlinkConfined(joinRel(root, e.rel)))) });
     } else {
       const st = await lstat(joinRel(root, e.rel));
       out.push({ ...p, type: 'file', size: st.size, mode: modeToString(st.mode), sha256: '' });
@@ -94,7 +101,8 @@ export function storedPathOf(root: string, m: ManifestEntry, nameEscape: boolean
  * `nameEscape` is the backup's `name_escape` (see {@link nameEscapeOf}).
  */
 export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape = false): Promise<VerifyProblem[]> {
-  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE });
+  // Confined: a directory of the backup replaced by a symlink is never listed through it.
+  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE, confined: true });
   // Keyed by the source path each stored entry stands for.
   const actual = new Map<string, { rel: Rel; kind: string }>();
   for (const e of walked.entries) {
@@ -103,7 +111,7 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
   }
   for (const s of walked.skipped) {
     const rel = unstoredRel(s.relB64 !== undefined ? relFromBytes(Buffer.from(s.relB64, 'base64')) : s.rel, nameEscape);
-    actual.set(relKey(rel), { rel, kind: 'special' });
+    actual.set(relKey(rel), { rel, kind: s.reason.startsWith('replaced') ? 'replaced' : 'special' });
   }
   const problems: VerifyProblem[] = [];
   const listed = new Set<string>();
@@ -113,9 +121,15 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
     const kind = actual.get(relKey(rel))?.kind;
     const at = problemAt(rel);
     if (kind === undefined) problems.push({ ...at, kind: 'missing', detail: `${m.type} is missing from the backup` });
+    else if (kind === 'replaced') problems.push({ ...at, kind: 'type', detail: REPLACED });
     else if (kind !== m.type) problems.push({ ...at, kind: 'type', detail: `recorded as ${m.type}, found ${kind === 'special' ? 'a special file' : `a ${kind}`}` });
     else if (m.type === 'symlink') {
-      const raw = await readlink(storedPathOf(root, m, nameEscape), { encoding: 'buffer' }).catch(() => undefined);
+      let raw: Buffer | undefined;
+      try {
+        raw = readlinkConfined(storedPathOf(root, m, nameEscape));
+      } catch {
+        raw = undefined;
+      }
       const recorded = entryTarget(m);
       const same = raw !== undefined && recorded !== undefined && raw.equals(typeof recorded === 'string' ? Buffer.from(recorded, 'utf8') : recorded);
       if (!same) {
@@ -130,6 +144,9 @@ export async function compareTree(root: string, manifest: readonly ManifestEntry
   return problems;
 }
 
+/** A directory of the backup was swapped (for a symlink, or moved): nothing was read through it. */
+const REPLACED = 'a directory on its path in the backup was replaced (by a symlink, or moved) while it was read: refused to read outside the backup';
+
 /** Compare one hashed file with its manifest entry. */
 export function checkFile(m: { path: string; path_b64?: string; size: number; sha256: string }, got: { size: number; sha256: string }): VerifyProblem | undefined {
   const at = m.path_b64 !== undefined ? { path: m.path, pathB64: m.path_b64 } : { path: m.path };
@@ -140,6 +157,7 @@ export function checkFile(m: { path: string; path_b64?: string; size: number; sh
 
 /** Turn an error of reading a backup file into a problem. */
 export function readProblem(path: string, err: unknown): VerifyProblem {
+  if (err instanceof PathChangedError) return { path, kind: 'type', detail: REPLACED };
   if (err instanceof NotRegularFileError || errCode(err) === 'ELOOP') return { path, kind: 'type', detail: 'not a regular file' };
   if (errCode(err) === 'ENOENT') return { path, kind: 'missing', detail: 'file is missing from the backup' };
   return { path, kind: 'unreadable', detail: (err as Error).message };
@@ -158,7 +176,7 @@ export function readProblem(path: string, err: unknown): VerifyProblem {
  * ```
  */
 export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
-  const { path, meta } = await openBackup(opts);
+  const { path, realPath, meta } = await openBackup(opts);
   const result: VerifyResult = { name: opts.name, path, status: 'ok', ok: true, files: 0, bytes: 0, problems: [] };
   if (!Array.isArray(meta.manifest)) {
     result.status = 'unverifiable';
@@ -174,7 +192,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     return result;
   }
   const manifest = meta.manifest;
-  const problems = await compareTree(path, manifest, nameEscape);
+  const problems = await compareTree(realPath, manifest, nameEscape);
   const broken = new Set(problems.map((p) => (p.pathB64 !== undefined ? `\0${p.pathB64}` : p.path))); // relKey
   const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(relKey(entryRel(m)!)));
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
@@ -185,7 +203,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     await runPool(files, concurrency, async (m, lane) => {
       const worker = (workers[lane] ??= new CopyWorker(false, pool));
       try {
-        const got = await worker.copy({ src: storedPathOf(path, m, nameEscape), expectedSize: m.size });
+        const got = await worker.copy({ src: storedPathOf(realPath, m, nameEscape), expectedSize: m.size, confined: true });
         const p = checkFile(m, got);
         if (p) problems.push(p);
         result.bytes += got.size;

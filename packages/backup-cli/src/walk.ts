@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
+import { PathChangedError, readDirConfined } from './confine.js';
+import { isAtomicJsonLockDir, isLockDirName } from './lockdir.js';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
 import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
@@ -37,13 +39,21 @@ export interface WalkOptions {
    */
   exclude?: (rel: string, isDir: boolean, exact: boolean) => boolean;
   /**
-   * Leave out atomic-json's lock directories, recognised exactly as proper-lockfile makes them:
-   * an **empty** directory named `<name>.lock` (it is made by `mkdir` and removed by `rmdir`, so
-   * it never holds anything). A `.lock` directory with entries, and any file named `*.lock`,
-   * is data. A lock directory that vanishes during the walk (released) is left out silently.
+   * Leave out atomic-json's lock directories, by the one rule of {@link isAtomicJsonLockDir}: an
+   * **empty** directory `<name>.lock` beside a file `<name>`, or modified in the last 60 s (a
+   * held lock is refreshed every few seconds). Any other `.lock` directory (with entries, or
+   * an old empty one with no `<name>` beside it), and any file named `*.lock`, is data. A
+   * lock-shaped directory that vanishes during the walk (a lock released) is left out silently.
    * @default false
    */
   skipLockDirs?: boolean;
+  /**
+   * `root` is a real path (no symlink on the way): read every directory through a checked
+   * descriptor ({@link readDirConfined}), so a directory replaced by a symlink during the walk
+   * is never listed through it; it is reported in `skipped` instead.
+   * @default false
+   */
+  confined?: boolean;
   /** How many directories are read at once. @default 8 */
   concurrency?: number;
 }
@@ -65,17 +75,16 @@ function kindOf(d: Dirent<string | Buffer>): TreeEntry['kind'] | 'other' | 'unkn
   return 'unknown';
 }
 
-/** `<name>.lock` with a non-empty `<name>`: the shape of a proper-lockfile lock directory's name. */
-export const isLockDirName = (name: string): boolean => name.length > 5 && name.endsWith('.lock');
+export { isLockDirName } from './lockdir.js';
 
 /**
  * Read a directory's entries with their exact names: as strings (fast path) unless a name is
  * not valid UTF-8 (Node shows it with U+FFFD), then again as bytes.
  */
-async function readEntries(abs: string | Buffer): Promise<Dirent<string | Buffer>[]> {
-  const dirents = await readdir(abs, { withFileTypes: true });
+async function readEntries(abs: string | Buffer, confined: boolean): Promise<Dirent<string | Buffer>[]> {
+  const dirents = confined ? await readDirConfined(abs) : await readdir(abs, { withFileTypes: true });
   if (!dirents.some((d) => d.name.includes('\uFFFD'))) return dirents;
-  return readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+  return confined ? readDirConfined(abs, 'buffer') : readdir(abs, { withFileTypes: true, encoding: 'buffer' });
 }
 
 /**
@@ -99,8 +108,12 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
     const lockShaped = opts.skipLockDirs === true && rel !== '' && isLockDirName(baseText(rel));
     let dirents: Dirent<string | Buffer>[];
     try {
-      dirents = await readEntries(abs);
+      dirents = await readEntries(abs, opts.confined === true);
     } catch (err) {
+      if (rel !== '' && (err instanceof PathChangedError || errCode(err) === 'ELOOP')) {
+        skipped.push(skippedEntry(rel, 'replaced during the backup (a directory became a symlink or moved): not read'));
+        return;
+      }
       if (rel !== '' && (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR')) {
         if (lockShaped) lockDirs.add(relKey(rel));
         else skipped.push(skippedEntry(rel, 'vanished during the backup'));
@@ -108,7 +121,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
       }
       throw ioError(relText(abs as Rel), 'read the directory', err);
     }
-    if (lockShaped && dirents.length === 0) {
+    if (lockShaped && dirents.length === 0 && (await isAtomicJsonLockDir(abs, { entries: 0 }))) {
       lockDirs.add(relKey(rel));
       return;
     }
