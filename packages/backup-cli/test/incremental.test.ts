@@ -265,3 +265,28 @@ describe('backup --keep-*: retention of the same source, after a successful back
     expect(human.stdout).toMatch(/^Pruned 1 backup\(s\) of this source: s3; 2 kept\.$/m); // s3 is 7 hours older than s5
   });
 });
+
+describe('prune --keep-monthly, --keep-within (CLI)', () => {
+  it('keeps by month and within a duration before the newest backup; a malformed duration is a usage error', async () => {
+    const { source, backupDir } = await setup();
+    const day = 86_400_000;
+    const base = Date.now() - 400 * day;
+    // Two backups a month apart, then three on consecutive days (the newest 400 days ago: time has passed since)
+    const times = [base - 62 * day, base - 31 * day, base - 2 * day, base - day, base];
+    for (const [i, t] of times.entries()) await createBackup({ source, backupDir, name: `m${i}`, fsync: false, now: new Date(t) });
+    const bad = await cli(['prune', '--keep-within', '7x', '--backup-dir', backupDir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--keep-within needs a duration/);
+    const within = json(await cli(['prune', '--keep-within', '36h', '--dry-run', '--json', '--backup-dir', backupDir]));
+    expect(within.kept.map((d: any) => d.name)).toEqual(['m4', 'm3']); // counted from m4, not from now
+    expect(within.kept[1].reasons).toEqual(['within']);
+    const monthly = json(await cli(['prune', '--keep-monthly', '12', '--dry-run', '--json', '--backup-dir', backupDir]));
+    const months = new Set(times.map((t) => new Date(t).getMonth()));
+    expect(monthly.kept.length).toBe(months.size);
+    expect(monthly.kept.every((d: any) => d.reasons.includes('monthly'))).toBe(true);
+    const h = await cli(['prune', '--keep-last', '1', '--keep-within', '1d', '--backup-dir', backupDir]);
+    expect(h.code).toBe(0);
+    expect((await listBackups({ backupDir })).backups.map((b) => b.name)).toEqual(['m4', 'm3']);
+    for (const n of ['m4', 'm3']) expect((await verifyBackup({ backupDir, name: n })).ok).toBe(true);
+  });
+});
