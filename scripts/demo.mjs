@@ -86,11 +86,12 @@ try {
   dawnBackup('list');
   dawnBackup('verify', 'demo_backup');
 
-  step(3, 'Damage the live data: corrupt the peer registry, delete an agent');
+  step(3, 'Damage the live data: corrupt the peer registry, delete an agent; diff shows what changed since the backup');
   const registryFile = join(dataRoot, 'mesh', 'peer_registry.json');
   const text = await readFile(registryFile, 'utf8');
   await writeFile(registryFile, text.slice(0, Math.floor(text.length / 2)));
   await unlink(join(dataRoot, 'agents', 'watcher', 'state.json'));
+  dawnBackup('diff', 'demo_backup');
   try {
     await PeerRegistry.open({ dataRoot });
     console.log('  (the registry opened?!)');
