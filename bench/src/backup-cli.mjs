@@ -210,6 +210,194 @@ function resticVersion() {
   return r.status === 0 ? r.stdout.trim().split(' compiled')[0] : null;
 }
 
+/** Disk use of `dirs` in bytes, each inode counted once (`du -sk`, one invocation). */
+function du(...dirs) {
+  const r = spawnSync('du', ['-skc', ...dirs], { encoding: 'utf8' });
+  if (r.status !== 0) return NaN;
+  const total = r.stdout.trim().split('\n').pop() ?? '';
+  return Number(total.split(/\s/)[0]) * 1024;
+}
+
+/** Run a command and return its stdout (the backup's --json). */
+function capture(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * MiB });
+  if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.slice(0, 2).join(' ')} exited with ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`);
+  return r.stdout;
+}
+
+/** Rewrite `count` files of the tree (new random content, same size): a "1 % changed" day. */
+async function touchFiles(src, def, count) {
+  let n = 0;
+  for (let d = 0; d < def.dirs && n < count; d++) {
+    const sub = def.dirs === 1 ? '.' : `d${String(d).padStart(3, '0')}`;
+    for (let f = 0; f < def.perDir && n < count; f += 10, n++) {
+      await writeFile(path.join(src, sub, `f${String(f).padStart(4, '0')}.dat`), randomFillSync(Buffer.allocUnsafe(def.size)));
+    }
+  }
+}
+
+/**
+ * Issue 11: incremental backups side by side with `rsync -a --link-dest` and `restic backup`,
+ * and `list` of 100 backups of a 20,000-file root. Each step runs once (bounded); figures are
+ * wall time with a warm page cache, disk use from `du` (hard links counted once).
+ */
+async function runIncremental({ root, quick, restic, resticCmd, api }) {
+  const def = quick ? { dirs: 10, perDir: 20, size: KiB } : { dirs: 100, perDir: 100, size: KiB };
+  const files = def.dirs * def.perDir;
+  const treeBytes = files * def.size;
+  const daily = quick ? 5 : Number(process.env.BENCH_DAILY) || 30;
+  const dir = path.join(root, 'incremental');
+  const src = path.join(dir, 'src');
+  await makeTree(src, def, path.join(dir, 'SHA256SUMS'));
+  console.log(`\nIncremental: ${fmtNum(files)} × ${fmtNum(def.size)} B (${(treeBytes / MB).toFixed(1)} MB); ${daily} daily backups; list of ${quick ? 10 : 100} backups of a ${quick ? '2,000' : '20,000'}-file root`);
+  const rows = [];
+  const row = (step, tool, ms, extra = {}) => rows.push({ step, tool, ms, ...extra });
+  const timed = async (fn) => {
+    await settle(dir);
+    const t0 = now();
+    const out = await fn();
+    return { ms: now() - t0, out };
+  };
+
+  // ours (the CLI, as users run it)
+  const ob = path.join(dir, 'ours');
+  const oursBackup = (name) => JSON.parse(capture(process.execPath, [BIN, 'backup', '--source', src, '--backup-dir', ob, '--name', name, '--json']));
+  // rsync -a --link-dest (Debian's rsync)
+  const rb = path.join(dir, 'rsync');
+  const hasRsync = spawnSync('rsync', ['--version']).status === 0;
+  let prevRsync = null;
+  const rsyncBackup = async (name) => {
+    await mkdir(rb, { recursive: true });
+    const args = ['-a', ...(prevRsync ? [`--link-dest=../${prevRsync}`] : []), `${src}/`, path.join(rb, name)];
+    await exec('rsync', args);
+    prevRsync = name;
+  };
+  // restic (one repository: deduplicated)
+  const repo = path.join(dir, 'restic-repo');
+  if (restic) await resticCmd(repo, 'init');
+  const resticBackup = () => resticCmd(repo, 'backup', '--host', 'bench', src);
+
+  const ours1 = await timed(() => oursBackup('day01'));
+  const oursDisk1 = du(ob);
+  const ours2 = await timed(() => oursBackup('day02'));
+  const oursDisk2 = du(ob);
+  row('1st backup', OURS_CLI, ours1.ms, { disk: oursDisk1, written: ours1.out.newBytes });
+  row('2nd backup, unchanged', OURS_CLI, ours2.ms, { disk: oursDisk2, written: ours2.out.newBytes, vsFirst: ours2.ms / ours1.ms, growth: (oursDisk2 - oursDisk1) / oursDisk1 });
+  let rs1, rs2, rsDisk1, rsDisk2;
+  if (hasRsync) {
+    rs1 = await timed(() => rsyncBackup('day01'));
+    rsDisk1 = du(rb);
+    rs2 = await timed(() => rsyncBackup('day02'));
+    rsDisk2 = du(rb);
+    row('1st backup', 'rsync -a --link-dest', rs1.ms, { disk: rsDisk1 });
+    row('2nd backup, unchanged', 'rsync -a --link-dest', rs2.ms, { disk: rsDisk2, vsFirst: rs2.ms / rs1.ms, growth: (rsDisk2 - rsDisk1) / rsDisk1 });
+  }
+  let rr1, rr2, rrDisk1, rrDisk2;
+  if (restic) {
+    rr1 = await timed(resticBackup);
+    rrDisk1 = du(repo);
+    rr2 = await timed(resticBackup);
+    rrDisk2 = du(repo);
+    row('1st backup', RESTIC_BACKUP, rr1.ms, { disk: rrDisk1 });
+    row('2nd backup, unchanged', RESTIC_BACKUP, rr2.ms, { disk: rrDisk2, vsFirst: rr2.ms / rr1.ms, growth: (rrDisk2 - rrDisk1) / rrDisk1 });
+  }
+
+  // 1 % of the files changed
+  await touchFiles(src, def, Math.max(1, Math.round(files / 100)));
+  const ours3 = await timed(() => oursBackup('day03'));
+  const oursDisk3 = du(ob);
+  row('after 1 % changed', OURS_CLI, ours3.ms, { disk: oursDisk3, written: ours3.out.newBytes, writtenShare: ours3.out.newBytes / treeBytes, growth: (oursDisk3 - oursDisk2) / oursDisk1 });
+  if (hasRsync) {
+    const r = await timed(() => rsyncBackup('day03'));
+    const d = du(rb);
+    row('after 1 % changed', 'rsync -a --link-dest', r.ms, { disk: d, growth: (d - rsDisk2) / rsDisk1 });
+    rsDisk2 = d;
+  }
+  if (restic) {
+    const r = await timed(resticBackup);
+    const d = du(repo);
+    row('after 1 % changed', RESTIC_BACKUP, r.ms, { disk: d, growth: (d - rrDisk2) / rrDisk1 });
+  }
+
+  // N daily backups of an unchanged tree: total disk ÷ one backup
+  const t0 = now();
+  for (let i = 4; i <= daily; i++) oursBackup(`day${String(i).padStart(2, '0')}`);
+  const oursDaily = du(ob);
+  row(`${daily} daily backups`, OURS_CLI, (now() - t0) / Math.max(1, daily - 3), { disk: oursDaily, vsOne: oursDaily / oursDisk1, perRun: true });
+  if (hasRsync) {
+    const t1 = now();
+    for (let i = 4; i <= daily; i++) await rsyncBackup(`day${String(i).padStart(2, '0')}`);
+    const d = du(rb);
+    row(`${daily} daily backups`, 'rsync -a --link-dest', (now() - t1) / Math.max(1, daily - 3), { disk: d, vsOne: d / rsDisk1, perRun: true });
+  }
+  const verifyShared = await timed(() => exec(process.execPath, [BIN, 'verify', 'day02', '--backup-dir', ob, '--quiet']));
+  row('verify one of them', OURS_CLI, verifyShared.ms);
+  await rmDir(ob);
+  await rmDir(rb);
+  await rmDir(repo);
+  await rmDir(src);
+
+  // list of 100 backups of a 20,000-file root. list reads only the backup directories and their
+  // metadata, so 1 real backup + 99 directories holding a hard link to its metadata list exactly
+  // as 100 full backups would (without making 2 million files).
+  const lsrc = path.join(dir, 'lsrc');
+  const ldef = quick ? { dirs: 20, perDir: 100, size: 64 } : { dirs: 200, perDir: 100, size: 64 };
+  await makeTree(lsrc, ldef, path.join(dir, 'LSUMS'));
+  const lb = path.join(dir, 'list-backups');
+  capture(process.execPath, [BIN, 'backup', '--source', lsrc, '--backup-dir', lb, '--name', 'b000', '--no-fsync', '--quiet']);
+  const metaFile = path.join(lb, 'b000', '.backup_metadata.json');
+  const count = quick ? 10 : 100;
+  const { link } = await import('node:fs/promises');
+  for (let i = 1; i < count; i++) {
+    const d = path.join(lb, `b${String(i).padStart(3, '0')}`);
+    await mkdir(d);
+    await link(metaFile, path.join(d, '.backup_metadata.json'));
+  }
+  const metaBytes = (await lstat(metaFile)).size;
+  const lists = [];
+  for (let i = 0; i < 3; i++) lists.push((await timed(() => exec(process.execPath, [BIN, 'list', '--backup-dir', lb, '--json']))).ms);
+  row(`list, ${count} backups`, OURS_CLI, median(lists), { note: `each manifest ${(metaBytes / MB).toFixed(1)} MB, never parsed; runs ${lists.map((t) => t.toFixed(0)).join(' / ')} ms` });
+  if (api?.listBackups) {
+    const a = await timed(() => api.listBackups({ backupDir: lb }));
+    row(`list, ${count} backups`, OURS_API, a.ms, { note: 'in-process, no node start-up' });
+  }
+  // What list used to cost: parse every metadata file whole.
+  const parse = await timed(async () => {
+    for (let i = 0; i < count; i++) JSON.parse(await readFile(path.join(lb, `b${String(i).padStart(3, '0')}`, '.backup_metadata.json'), 'utf8'));
+  });
+  row(`list, ${count} backups`, 'parse every manifest (before)', parse.ms, { note: 'in-process; what list did before' });
+  await rmDir(dir);
+
+  const fmtPct = (v) => (Number.isFinite(v) ? `${(v * 100).toFixed(2)} %` : '');
+  console.log('');
+  console.log(
+    formatTable(rows, [
+      { key: 'step' },
+      { key: 'tool' },
+      { key: 'ms', title: 'time', align: 'right', format: (v, r) => `${fmtTime(v)}${r.perRun ? ' / run' : ''}` },
+      { key: 'vsFirst', title: '÷ 1st', align: 'right', format: (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '') },
+      { key: 'disk', title: 'disk (du)', align: 'right', format: (v) => (Number.isFinite(v) ? `${(v / MB).toFixed(1)} MB` : '') },
+      { key: 'growth', title: 'disk growth', align: 'right', format: fmtPct },
+      { key: 'vsOne', title: '÷ one backup', align: 'right', format: (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '') },
+      { key: 'written', title: 'bytes written', align: 'right', format: (v) => (Number.isFinite(v) ? fmtNum(v) : '') },
+      { key: 'writtenShare', title: '÷ tree', align: 'right', format: fmtPct },
+      { key: 'note', format: (v) => v ?? '' },
+    ]),
+  );
+  console.log('disk growth: du of the backups (repository) after the step minus before, ÷ the first backup\'s du. Each step runs once.');
+  const find = (step, tool) => rows.find((r) => r.step === step && r.tool === tool);
+  return {
+    rows,
+    goals: [
+      ['incremental: 2nd backup of an unchanged tree ≤ 0.5× the 1st backup\'s time', find('2nd backup, unchanged', OURS_CLI)?.vsFirst, 0.5],
+      ['incremental: disk growth of the 2nd backup ≤ 2 %', find('2nd backup, unchanged', OURS_CLI)?.growth, 0.02],
+      ['incremental: bytes written after 1 % changed ≤ 2 % of the tree', find('after 1 % changed', OURS_CLI)?.writtenShare, 0.02],
+      [`incremental: ${daily} daily backups ≤ 1.1× one backup on disk`, find(`${daily} daily backups`, OURS_CLI)?.vsOne, 1.1],
+      [`list of ${count} backups < 300 ms (CLI, node start-up included)`, find(`list, ${count} backups`, OURS_CLI)?.ms, 300],
+    ],
+  };
+}
+
 const fmtTime = (ms) => (Number.isFinite(ms) ? (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`) : '—');
 
 // ─── the suite ───────────────────────────────────────────────────────────────
@@ -264,6 +452,7 @@ export async function run(opts = {}) {
   process.once('SIGTERM', onSignal);
 
   const rows = [];
+  let incremental = null;
   const add = (tree, bytes, operation, tool, m, note) => {
     if (!m) return;
     rows.push({
@@ -388,7 +577,7 @@ export async function run(opts = {}) {
           restoreTasks.push({
             name: OURS_KEEP,
             setup: () => exec('cp', ['-a', src, at('restored-keep')]),
-            fn: () => node('restore', kept, '--backup-dir', backupDir, '--target', at('restored-keep')),
+            fn: () => node('restore', kept, '--backup-dir', backupDir, '--target', at('restored-keep'), '--force'), // a copy of the source: another directory (SOURCE_MISMATCH without --force)
             cleanup: async () => {
               await rmDir(at('restored-keep'));
               for (const n of await readdir(backupDir)) if (n.startsWith('pre_restore_')) await rmDir(path.join(backupDir, n));
@@ -423,6 +612,13 @@ export async function run(opts = {}) {
       add(tree, bytes, 'restore', 'restic restore', r.get('restic restore'));
 
       await rmDir(dir);
+    }
+    if (oursBuilt && !(opts.incremental === false || process.env.BENCH_INCREMENTAL === '0')) {
+      try {
+        incremental = await runIncremental({ root, quick, restic, resticCmd, api });
+      } catch (err) {
+        notes.push(`incremental section FAILED — ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
   } finally {
     process.removeListener('SIGINT', onSignal);
@@ -466,20 +662,23 @@ export async function run(opts = {}) {
 
   const goals = [];
   const backupRatio = (tree, tool) => rows.find((x) => x.tree === tree && x.operation === 'backup' && x.tool === tool)?.timeRatio;
-  const goal = (name, value, limit, strict) => {
+  const goal = (name, value, limit, strict, shown) => {
     const ok = Number.isFinite(value) ? (strict ? value < limit : value <= limit) : null;
-    goals.push({ goal: name, timeRatio: value ?? null, limit, status: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS' });
+    goals.push({ goal: name, timeRatio: value ?? null, limit, status: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS', ...(shown && Number.isFinite(value) ? { shown: shown(value) } : {}) });
   };
   goal('tree A: backup time ≤ 2.5× cp -a', backupRatio('A', CP), 2.5, false);
   goal('tree B: backup time ≤ 1.5× cp -a', backupRatio('B', CP), 1.5, false);
   goal('tree A: backup faster than restic backup', backupRatio('A', RESTIC_BACKUP), 1, true);
   goal('tree B: backup faster than restic backup', backupRatio('B', RESTIC_BACKUP), 1, true);
+  const verifyRatio = rows.find((x) => x.tree === 'A' && x.operation === 'verify' && x.tool === 'sha256sum -c')?.timeRatio;
+  goal('tree A: verify time ≤ 1.5× sha256sum -c', verifyRatio, 1.5, false);
+  for (const [name, value, limit] of incremental?.goals ?? []) goal(name, value, limit, name.includes('< 300'), (v) => (name.includes('< 300') ? fmtTime(v) : name.includes('%') ? `${(v * 100).toFixed(2)} %` : `${v.toFixed(2)}×`));
   console.log('\nGoals:');
-  for (const g of goals) console.log(`  ${g.status}  ${g.goal}${Number.isFinite(g.timeRatio) ? ` — ours takes ${g.timeRatio.toFixed(2)}× the peer's time (throughput ${ratio(1, g.timeRatio)})` : ''}`);
+  for (const g of goals) console.log(`  ${g.status}  ${g.goal}${g.shown ? ` — measured ${g.shown}` : Number.isFinite(g.timeRatio) ? ` — ours takes ${g.timeRatio.toFixed(2)}× the peer's time (throughput ${ratio(1, g.timeRatio)})` : ''}`);
   for (const n of notes) console.log(`  note: ${n}`);
   console.log(`\nbackup-cli suite done in ${fmtTime(now() - started)}; temp dirs removed.`);
 
-  return { env, rows, goals, notes };
+  return { env, rows, incremental: incremental?.rows ?? null, goals, notes };
 }
 
 // --- restore --include vs a full restore (issue 11, section 3) -----------------------------------

@@ -17,8 +17,10 @@ import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
-import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relText, storedRel, type Rel } from './relpath.js';
+import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
 import { skippedEntry, walkTree, type SkippedEntry } from './walk.js';
+import { findPrevious, storedMode, tryLink, type PreviousBackup } from './incremental.js';
+import { hasRetentionRule, pruneBackups, validatePolicy, type PruneResult, type RetentionPolicy } from './prune.js';
 
 /** Options of {@link createBackup}. */
 export interface CreateBackupOptions {
@@ -61,6 +63,19 @@ export interface CreateBackupOptions {
   onProgress?: ProgressListener;
   /** The moment the backup is made (name and timestamp). @default now */
   now?: Date;
+  /**
+   * Copy every file. By default (`false`) a file whose sha256, size, mode and mtime equal those
+   * recorded by the newest complete backup of the same source is a hard link to that backup's
+   * file (see the README's Incremental backups).
+   * @default false
+   */
+  full?: boolean;
+  /**
+   * After a successful backup, prune the backups of the same source with this policy
+   * (`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly`, `keepWithin`, and the `pre_restore_*`
+   * rules): never before the backup, never when it failed. Checked before anything is written.
+   */
+  keep?: RetentionPolicy;
 }
 
 /** What {@link createBackup} made. */
@@ -78,9 +93,33 @@ export interface BackupResult extends BackupInfo {
   cleanedLeftovers: string[];
   /** Milliseconds the backup took. */
   durationMs: number;
+  /** The backup unchanged files were hard-linked to (`null`: none of the same source, or `full`). */
+  linkedFrom: string | null;
+  /** Files and bytes newly written (copied) into this backup. */
+  newFiles: number;
+  newBytes: number;
+  /** Files and bytes that are hard links to `linkedFrom`'s files (no data written). */
+  linkedFiles: number;
+  linkedBytes: number;
+  /** What `keep` pruned (absent without `keep`, or when the prune failed: see `pruneError`). */
+  pruned?: PruneResult;
+  /** Why the prune after the backup failed (the backup itself is complete). */
+  pruneError?: { code: string; message: string };
 }
 
 const toArray = (x: string | readonly string[] | undefined): string[] => (x === undefined ? [] : typeof x === 'string' ? [x] : [...x]);
+
+/**
+ * The text of `.backup_metadata.json`: JSON, 2-space indentation, `manifest` last with one entry
+ * per line (a third of the size of a fully indented manifest: it is written for every backup,
+ * linked or not). `list` reads only what comes before `\n  "manifest": [` (head.ts).
+ */
+export function metadataText(meta: BackupMetadata): string {
+  const { manifest, ...head } = meta;
+  const top = JSON.stringify(head, null, 2).slice(0, -2); // without the closing "\n}"
+  const entries = (manifest ?? []).map((e) => `    ${JSON.stringify(e)}`).join(',\n');
+  return `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`;
+}
 
 /** Why an entry whose path changed under the backup was not copied. */
 const CHANGED_PATH = 'a directory on its path was replaced during the backup (by a symlink, or moved): not copied, nothing outside the source is ever read';
@@ -112,6 +151,7 @@ export async function createBackup(opts: CreateBackupOptions = {}): Promise<Back
   // usage errors first, so they never touch the disk.
   if (opts.name !== undefined) validateBackupName(opts.name);
   createExcludeMatcher(effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true));
+  if (opts.keep !== undefined) validatePolicy(opts.keep);
   return withDataRootLock(opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot(), 'backup', () => createBackupLocked(opts));
 }
 
@@ -174,6 +214,8 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     });
   }
   const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir, { warn: (m) => warnings.push(m) });
+  // The newest complete backup of the same source: unchanged files become hard links to its files.
+  const previous: PreviousBackup | undefined = opts.full ? undefined : await findPrevious(realBackupDir, realSource);
 
   // A backup dir inside the source is never copied into itself.
   const backupRel = relative(realSource, realBackupDir);
@@ -187,6 +229,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
   } catch (err) {
     throw ioError(partial, 'create the temporary backup directory', err);
   }
+  let committed = false;
   try {
     opts.onProgress?.({ phase: 'scan', files: 0, totalFiles: 0, bytes: 0 });
     const excludedPaths: string[] = [];
@@ -223,6 +266,8 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     }
     let doneFiles = 0;
     let doneBytes = 0;
+    let linkedFiles = 0;
+    let linkedBytes = 0;
     const totalFiles = fileIdx.length;
     opts.onProgress?.({ phase: 'copy', files: 0, totalFiles, bytes: 0 });
     const workers: CopyWorker[] = [];
@@ -234,13 +279,23 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
         const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
         const e = entries[i]!;
         try {
-          const c = await worker.copy({
-            src: joinRel(realSource, e.rel),
-            dst: joinRel(partial, stored(e.rel)),
-            // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
-            modeFor: (m) => (m & 0o777) | 0o400,
-            confined: true, // a directory on the way swapped for a symlink never makes it read outside the source
-          });
+          const src = joinRel(realSource, e.rel);
+          const dst = joinRel(partial, stored(e.rel));
+          const prev = previous?.files.get(relKey(e.rel));
+          const link = prev ? await tryLink(worker, src, dst, prev, previous!) : undefined;
+          const c =
+            link?.linked ??
+            (await worker.copy({
+              src,
+              dst,
+              // Inside the backup: owner can always read; no setuid/setgid/sticky. Real mode in the manifest.
+              modeFor: storedMode,
+              confined: true, // a directory on the way swapped for a symlink never makes it read outside the source
+            }));
+          if (link) {
+            linkedFiles++;
+            linkedBytes += c.size;
+          }
           manifest[i] = { ...manifestPathFields(e.rel), type: 'file', size: c.size, mode: modeToString(c.mode), sha256: c.sha256, mtime: c.mtime };
           doneBytes += c.size;
         } catch (err) {
@@ -322,11 +377,15 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       durability,
       summary,
       name_escape: 1,
+      linked_from: previous && linkedFiles > 0 ? previous.name : null,
+      linked_files: linkedFiles,
+      linked_bytes: linkedBytes,
+      // Last, always: `list` reads only what comes before it (head.ts).
       manifest: finalManifest,
     };
     // Created exclusively (never through a symlink, never over anything): the partial dir is
     // ours and fresh, and no source entry is stored under this name (name_escape).
-    await writeNewFile(join(partial, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`, 0o600, fsync);
+    await writeNewFile(join(partial, METADATA_FILE), metadataText(meta), 0o600, fsync);
     if (fsync) await fsyncDir(partial);
 
 
@@ -347,8 +406,32 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
 
     for (const s of skipped) warnings.push(`skipped ${s.rel}${s.relB64 !== undefined ? ` (name bytes, base64: ${s.relB64})` : ''}: ${s.reason}`);
     const info = await infoFromMetadata(name, finalPath, meta);
-    return { ...info, warnings, skipped, excluded: excludedPaths, cleanedLeftovers, durationMs: Math.round(performance.now() - t0) };
+    const result: BackupResult = {
+      ...info,
+      warnings,
+      skipped,
+      excluded: excludedPaths,
+      cleanedLeftovers,
+      durationMs: 0,
+      linkedFrom: previous && linkedFiles > 0 ? previous.name : null,
+      newFiles: fileCount - linkedFiles,
+      newBytes: totalBytes - linkedBytes,
+      linkedFiles,
+      linkedBytes,
+    };
+    committed = true;
+    // Retention of this source, only now that the backup is complete and durable.
+    if (opts.keep !== undefined && hasRetentionRule(opts.keep)) {
+      try {
+        result.pruned = await pruneBackups({ ...opts.keep, backupDir, source: realSource, ...(opts.now ? { now: opts.now } : {}) });
+      } catch (err) {
+        result.pruneError = { code: BackupError.is(err) ? err.code : 'IO', message: err instanceof Error ? err.message : String(err) };
+      }
+    }
+    result.durationMs = Math.round(performance.now() - t0);
+    return result;
   } catch (err) {
+    if (committed) throw err;
     await removeTree(partial).catch(() => {});
     if (BackupError.is(err)) throw err;
     throw ioError(partial, 'build the backup in', err);

@@ -8,7 +8,7 @@ import type { BackupInfo } from './info.js';
 import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
-import { pruneBackups } from './prune.js';
+import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
 import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
@@ -82,12 +82,44 @@ function agentsText(b: BackupInfo): string {
 
 // --- commands ---------------------------------------------------------------------------------
 
+/** The retention options of `prune` (and of `backup`, which prunes after a successful backup). */
+function keepOptions(ctx: Ctx): RetentionPolicy {
+  const keepWithin = single(ctx.raw, 'keepWithin', '--keep-within');
+  if (keepWithin !== undefined) {
+    try {
+      withinStart(keepWithin, 0);
+    } catch (err) {
+      throw new BackupError('USAGE', (err as Error).message);
+    }
+  }
+  const policy: RetentionPolicy = {};
+  const counts = [
+    ['keepLast', '--keep-last'],
+    ['keepDaily', '--keep-daily'],
+    ['keepWeekly', '--keep-weekly'],
+    ['keepMonthly', '--keep-monthly'],
+    ['keepPreRestore', '--keep-pre-restore'],
+    ['keepPreRestoreDays', '--keep-pre-restore-days'],
+  ] as const;
+  for (const [key, flag] of counts) {
+    const v = count(ctx.raw, key, flag);
+    if (v !== undefined) policy[key] = v;
+  }
+  if (keepWithin !== undefined) policy.keepWithin = keepWithin;
+  return policy;
+}
+
 async function cmdBackup(ctx: Ctx): Promise<number> {
   const { raw } = ctx;
   const source = single(raw, 'source', '--source');
   const backupDir = single(raw, 'backupDir', '--backup-dir');
   const name = single(raw, 'name', '--name');
   const exclude = many(raw, 'exclude');
+  const keep = keepOptions(ctx);
+  const pruning = hasRetentionRule(keep);
+  if (!pruning && (keep.keepPreRestore !== undefined || keep.keepPreRestoreDays !== undefined)) {
+    throw new BackupError('USAGE', 'backup prunes only with at least one of --keep-last N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-within DURATION.');
+  }
   ctx.started = true;
   const progress = bar(ctx);
   const result = await createBackup({
@@ -97,20 +129,32 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     exclude,
     defaultExcludes: ctx.flags.defaultExcludes,
     fsync: ctx.flags.fsync,
+    full: ctx.flags.full,
+    ...(pruning ? { keep } : {}),
     onProgress: progress.update,
   }).finally(() => progress.done());
+  // The backup is made; a failed prune afterwards is a failure of the command (exit 1).
+  const exit = result.pruneError ? 1 : 0;
+  if (result.pruneError) ctx.io.stderr.write(`${ctx.err.red('error:')} backup ${result.name} was created, but pruning afterwards failed (${result.pruneError.code}): ${result.pruneError.message}\n`);
   if (ctx.json) {
     printJson(ctx, result);
-    return 0;
+    return exit;
   }
   for (const w of result.warnings) warn(ctx, w);
   if (ctx.flags.verbose && !ctx.quiet) {
     for (const e of result.excluded) println(ctx, ctx.out.dim(`excluded: ${e}`));
     for (const k of result.skipped) println(ctx, ctx.out.dim(`skipped: ${k.rel}: ${k.reason}`));
   }
-  if (ctx.quiet) return 0;
+  if (ctx.quiet) return exit;
   const s = result.summary;
   println(ctx, `${ctx.out.green('Created backup')} ${ctx.out.bold(result.name)}`);
+  // One line: what was written and what was linked.
+  println(
+    ctx,
+    result.linkedFrom !== null
+      ? `  ${result.newFiles} files (${formatBytes(result.newBytes)}) written, ${result.linkedFiles} unchanged files (${formatBytes(result.linkedBytes)}) linked to ${result.linkedFrom}`
+      : `  ${result.newFiles} files (${formatBytes(result.newBytes)}) written, none linked (${ctx.flags.full ? '--full' : 'no earlier backup of this source to link to'})`,
+  );
   println(
     ctx,
     table([
@@ -123,7 +167,11 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     ]),
   );
   for (const n of s?.notes ?? []) println(ctx, ctx.out.dim(`  note: ${n}`));
-  return 0;
+  if (result.pruned) {
+    const removed = result.pruned.removed.map((d) => d.name);
+    println(ctx, `Pruned ${removed.length} backup(s) of this source${removed.length > 0 ? `: ${removed.join(', ')}` : ''}; ${result.pruned.kept.length} kept.`);
+  }
+  return exit;
 }
 
 async function cmdList(ctx: Ctx): Promise<number> {
@@ -335,22 +383,14 @@ function printPlan(ctx: Ctx, plan: RestorePlan): number {
 
 async function cmdPrune(ctx: Ctx): Promise<number> {
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
-  const keepLast = count(ctx.raw, 'keepLast', '--keep-last');
-  const keepDaily = count(ctx.raw, 'keepDaily', '--keep-daily');
-  const keepWeekly = count(ctx.raw, 'keepWeekly', '--keep-weekly');
-  const keepPreRestore = count(ctx.raw, 'keepPreRestore', '--keep-pre-restore');
-  const keepPreRestoreDays = count(ctx.raw, 'keepPreRestoreDays', '--keep-pre-restore-days');
-  if (keepLast === undefined && keepDaily === undefined && keepWeekly === undefined) {
-    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
+  const keep = keepOptions(ctx);
+  if (!hasRetentionRule(keep)) {
+    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-within DURATION.');
   }
   ctx.started = true;
   const r = await pruneBackups({
     ...(backupDir !== undefined ? { backupDir } : {}),
-    ...(keepLast !== undefined ? { keepLast } : {}),
-    ...(keepDaily !== undefined ? { keepDaily } : {}),
-    ...(keepWeekly !== undefined ? { keepWeekly } : {}),
-    ...(keepPreRestore !== undefined ? { keepPreRestore } : {}),
-    ...(keepPreRestoreDays !== undefined ? { keepPreRestoreDays } : {}),
+    ...keep,
     dryRun: ctx.flags.dryRun,
   });
   if (ctx.json) {
@@ -418,6 +458,7 @@ interface Flags {
   files: boolean;
   fsync: boolean;
   defaultExcludes: boolean;
+  full: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -463,7 +504,16 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--exclude <glob>', 'Also exclude this glob; repeatable. No "/": a name at any depth; with "/": a path from the source')
     .option('--no-default-excludes', `Do not apply the default excludes (${DEFAULT_EXCLUDES.slice(0, 4).join(' ')}); lock dirs and temp files stay excluded`)
     .option('--no-fsync', 'Skip fsync (faster; a power loss soon after may damage the backup)')
+    .option('--full', 'Copy every file (default: unchanged files are hard links to the newest backup of the same source)')
+    .option('--keep-last <n>', 'After a successful backup, prune this source: keep the N newest backups')
+    .option('--keep-daily <n>', 'After a successful backup, prune this source: keep the newest of each of the last N days')
+    .option('--keep-weekly <n>', 'After a successful backup, prune this source: keep the newest of each of the last N ISO weeks')
+    .option('--keep-monthly <n>', 'After a successful backup, prune this source: keep the newest of each of the last N months')
+    .option('--keep-within <duration>', 'After a successful backup, prune this source: keep all made within DURATION (36h, 7d, 2w, 6m, 1y) before the newest')
+    .option('--keep-pre-restore <n>', 'With a --keep-* rule: keep the N newest pre_restore_* backups of this source (default 5)')
+    .option('--keep-pre-restore-days <n>', 'With a --keep-* rule: also keep every pre_restore_* backup of the last N days (default 7)')
     .example(`  ${BIN} backup`)
+    .example(`  ${BIN} backup --keep-last 24 --keep-daily 7 --keep-weekly 8 --keep-monthly 12`)
     .example(`  ${BIN} backup --source ~/.project-dawn --backup-dir /mnt/backups --name before_upgrade`)
     .example(`  ${BIN} backup --exclude 'cache/' --exclude 'agents/*/scratch'`)
     .action(run(() => cmdBackup(ctx)));
@@ -515,6 +565,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--keep-last <n>', 'Keep the N newest backups of each source')
     .option('--keep-daily <n>', 'Keep the newest backup of each of the last N days that have backups (per source)')
     .option('--keep-weekly <n>', 'Keep the newest backup of each of the last N ISO weeks that have backups (per source)')
+    .option('--keep-monthly <n>', 'Keep the newest backup of each of the last N months that have backups (per source)')
+    .option('--keep-within <duration>', 'Keep every backup made within DURATION (36h, 7d, 2w, 6m, 1y, 1y6m) before the newest backup of its source')
     .option('--keep-pre-restore <n>', 'Keep the N newest pre_restore_* backups of each source (default 5)')
     .option('--keep-pre-restore-days <n>', 'Also keep every pre_restore_* backup of the last N days (default 7)')
     .option('--dry-run', 'Show what would be removed, remove nothing')
@@ -633,6 +685,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       files: has('--files'),
       fsync: !has('--no-fsync'),
       defaultExcludes: !has('--no-default-excludes'),
+      full: has('--full'),
     },
   };
   let exitCode = 0;

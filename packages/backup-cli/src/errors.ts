@@ -54,6 +54,12 @@ export interface VerifyProblem {
   kind: 'missing' | 'extra' | 'modified' | 'type' | 'link' | 'unsafe' | 'unreadable';
   /** Human-readable detail. */
   detail: string;
+  /**
+   * For a `modified` or `unreadable` file that is a hard link shared with other backups
+   * (incremental backups): the other backups of the backup dir holding the same file (same
+   * inode). The damage is the same in each of them.
+   */
+  sharedWith?: string[];
 }
 
 const BRAND = Symbol.for('@dawn/backup-cli.BackupError');

@@ -6,6 +6,7 @@ import { infoFromMetadata, type BackupInfo } from './info.js';
 import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { resolveBackupDir } from './paths.js';
 import { openBackup } from './verify.js';
+import { readMetadataHead } from './head.js';
 
 /** Options of {@link listBackups}. */
 export interface ListOptions {
@@ -54,8 +55,13 @@ export function assertSoundManifest(name: string, path: string, meta: BackupMeta
 }
 
 /** Read one backup; whatever goes wrong, it becomes a {@link DamagedBackup}, never an exception. */
-async function scanOne(name: string, path: string, light: boolean): Promise<ScannedBackup> {
+async function scanOne(name: string, path: string, light: boolean, head: boolean): Promise<ScannedBackup> {
   try {
+    if (head) {
+      // The head of the metadata (every field but the manifest): see head.ts.
+      const h = await readMetadataHead(path);
+      if (h) return { ok: true, info: await infoFromMetadata(name, path, h, { light }), meta: h };
+    }
     const meta = await readMetadata(path, name);
     assertSoundManifest(name, path, meta);
     return { ok: true, info: await infoFromMetadata(name, path, meta, { light }), meta };
@@ -69,10 +75,12 @@ async function scanOne(name: string, path: string, light: boolean): Promise<Scan
 /**
  * Read every backup of a backup dir, each on its own: one that cannot be read is reported, never
  * thrown. `light` skips what only `list` needs (walking Python backups, reading their summary).
+ * `head` reads only the head of each metadata file when it can (the manifest is then `[]`, not
+ * read nor checked: see `head.ts`); without it every manifest is read and checked.
  *
  * @throws {BackupError} `IO` when the backup dir itself cannot be read.
  */
-export async function scanBackupDir(backupDirOpt: string | undefined, opts: { light?: boolean } = {}): Promise<{ backupDir: string; scanned: ScannedBackup[] }> {
+export async function scanBackupDir(backupDirOpt: string | undefined, opts: { light?: boolean; head?: boolean } = {}): Promise<{ backupDir: string; scanned: ScannedBackup[] }> {
   const backupDir = resolveBackupDir(backupDirOpt);
   let names: string[];
   try {
@@ -90,7 +98,7 @@ export async function scanBackupDir(backupDirOpt: string | undefined, opts: { li
     const path = join(backupDir, name);
     const st = await lstat(path).catch(() => undefined);
     if (!st?.isDirectory()) continue; // files, symlinks: not backups (a link is never followed)
-    scanned.push(await scanOne(name, path, opts.light ?? false));
+    scanned.push(await scanOne(name, path, opts.light ?? false, opts.head ?? false));
   }
   return { backupDir, scanned };
 }
@@ -114,7 +122,8 @@ export const newestFirst = (a: { createdAt: number; name: string }, b: { created
  * ```
  */
 export async function listBackups(opts: ListOptions = {}): Promise<ListResult> {
-  const { backupDir, scanned } = await scanBackupDir(opts.backupDir);
+  // The head of each metadata file only: a 20,000-file manifest is never parsed to be listed.
+  const { backupDir, scanned } = await scanBackupDir(opts.backupDir, { head: true });
   const result: ListResult = { backupDir, backups: [], damaged: [] };
   for (const s of scanned) {
     if (s.ok) result.backups.push(s.info);

@@ -29,6 +29,15 @@ const GOLDEN: [RetentionPolicy, string[]][] = [
   [{ keepWeekly: 3 }, ['b2', 'b3', 'b6']],
   [{ keepLast: 1, keepDaily: 2, keepWeekly: 4 }, ['b2', 'b3', 'b6', 'b7']],
   [{ keepLast: 2, keepWeekly: 1 }, ['b2', 'b1']],
+  [{ keepMonthly: 1 }, ['b2']],
+  [{ keepMonthly: 2 }, ['b2', 'b5']], // 2026-01, 2025-12 (the newest of December)
+  [{ keepMonthly: 5 }, ['b2', 'b5']],
+  // --keep-within counts from the newest backup (b2, 2026-01-05 18:00), not from NOW
+  [{ keepWithin: '9h' }, ['b2', 'b1']],
+  [{ keepWithin: '2d' }, ['b2', 'b1', 'b3']], // since 01-03 18:00
+  [{ keepWithin: '1w' }, ['b2', 'b1', 'b3', 'b4']], // since 12-29 18:00
+  [{ keepWithin: '1m' }, ['b2', 'b1', 'b3', 'b4', 'b5', 'b6', 'b7']],
+  [{ keepWithin: '1d', keepMonthly: 2 }, ['b2', 'b1', 'b5']],
 ];
 
 describe('planPrune (golden retention table)', () => {
@@ -48,7 +57,12 @@ describe('planPrune (golden retention table)', () => {
     expect(planPrune([], { keepLast: 1 })).toEqual([]);
   });
 
-  it.each([{}, { keepLast: -1 }, { keepDaily: 1.5 }, { keepWeekly: Number.NaN }] as RetentionPolicy[])('rejects the policy %j', (policy) => {
+  it('--keep-within counts from the newest backup of the source, however long ago it was', () => {
+    const later = NOW + 365 * DAY; // backups stopped a year ago: nothing more is lost to time
+    expect(planPrune(BACKUPS, { keepWithin: '2d' }, later).filter((d) => d.keep).map((d) => d.name)).toEqual(['b2', 'b1', 'b3']);
+  });
+
+  it.each([{}, { keepLast: -1 }, { keepDaily: 1.5 }, { keepWeekly: Number.NaN }, { keepMonthly: -2 }, { keepWithin: '7' }, { keepWithin: '7 days' }, { keepWithin: '' }, { keepWithin: '-1d' }] as RetentionPolicy[])('rejects the policy %j', (policy) => {
     expect(() => planPrune(BACKUPS, policy)).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
   });
 });

@@ -17,6 +17,16 @@ export interface RetentionPolicy {
   keepDaily?: number;
   /** For the last N ISO weeks (local time) that have backups, keep the newest backup of each week (per source). */
   keepWeekly?: number;
+  /** For the last N calendar months (local time) that have backups, keep the newest backup of each month (per source). */
+  keepMonthly?: number;
+  /**
+   * Keep every backup made within this duration **before the newest backup of its source** (as
+   * restic does; borg counts from now): `36h`, `7d`, `2w`, `6m`, `1y`, or a sum such as `1y6m`
+   * (`h` hours, `d` days, `w` weeks, `m` calendar months, `y` calendar years; local time).
+   * Counting from the newest backup means a node whose backups stopped never loses its history
+   * to the passing of time.
+   */
+  keepWithin?: string;
   /**
    * `pre_restore_*` backups (the safety copies `restore` makes) have their own policy: keep the
    * N newest of each source. They never count for, nor are removed by, the rules above.
@@ -61,10 +71,10 @@ export interface PruneCandidate {
  *   ahead, so its place in time is unknown (always kept, and not ranked with the others);
  * - `newest`: of the others, the newest of its source by recorded time (always kept);
  * - `latest-on-disk`: of the others, the last of its source to appear in the backup dir (always kept);
- * - `last`, `daily`, `weekly`: the rules of {@link RetentionPolicy};
+ * - `last`, `daily`, `weekly`, `monthly`, `within`: the rules of {@link RetentionPolicy};
  * - `pre-restore`, `recent`: the `pre_restore_*` policy (the N newest, the last D days).
  */
-export type KeepReason = 'newest' | 'latest-on-disk' | 'future' | 'last' | 'daily' | 'weekly' | 'pre-restore' | 'recent';
+export type KeepReason = 'newest' | 'latest-on-disk' | 'future' | 'last' | 'daily' | 'weekly' | 'monthly' | 'within' | 'pre-restore' | 'recent';
 
 /** The verdict for one backup. */
 export interface PruneDecision {
@@ -103,13 +113,51 @@ export function weekKey(seconds: number): string {
   return `${year}-W${pad(week)}`;
 }
 
-const POLICY_KEYS = ['keepLast', 'keepDaily', 'keepWeekly', 'keepPreRestore', 'keepPreRestoreDays'] as const;
+/** `YYYY-MM`, local time. */
+export function monthKey(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}`;
+}
 
-/** Check a policy: at least one of keepLast / keepDaily / keepWeekly, each count a whole number ≥ 0. */
-export function validatePolicy(policy: RetentionPolicy): void {
-  if (policy.keepLast === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined) {
-    throw new BackupError('INVALID_OPTION', 'prune needs at least one of --keep-last, --keep-daily, --keep-weekly (nothing is removed without a retention rule).');
+const DURATION = /^(?:\d+[hdwmy])+$/;
+
+/**
+ * Parse a `keepWithin` duration (`36h`, `7d`, `2w`, `6m`, `1y`, `1y6m`...) and return the
+ * instant (Unix seconds) that lies that long before `from` (calendar months and years, local time).
+ * @throws {BackupError} `INVALID_OPTION` for anything else.
+ */
+export function withinStart(duration: string, from: number): number {
+  if (typeof duration !== 'string' || !DURATION.test(duration) || duration.length > 40) {
+    throw new BackupError('INVALID_OPTION', `--keep-within needs a duration such as 36h, 7d, 2w, 6m, 1y or 1y6m (h, d, w, m = months, y = years), got ${JSON.stringify(duration)}.`);
   }
+  const d = new Date(from * 1000);
+  for (const [, n, unit] of duration.matchAll(/(\d+)([hdwmy])/g)) {
+    const k = Number(n);
+    if (unit === 'h') d.setHours(d.getHours() - k);
+    else if (unit === 'd') d.setDate(d.getDate() - k);
+    else if (unit === 'w') d.setDate(d.getDate() - 7 * k);
+    else if (unit === 'm') d.setMonth(d.getMonth() - k);
+    else d.setFullYear(d.getFullYear() - k);
+  }
+  const t = d.getTime();
+  return Number.isFinite(t) ? t / 1000 : -Infinity;
+}
+
+const POLICY_KEYS = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepPreRestore', 'keepPreRestoreDays'] as const;
+
+/** True when the policy has at least one rule for regular backups. */
+export const hasRetentionRule = (p: RetentionPolicy): boolean =>
+  p.keepLast !== undefined || p.keepDaily !== undefined || p.keepWeekly !== undefined || p.keepMonthly !== undefined || p.keepWithin !== undefined;
+
+/** Check a policy: at least one of keepLast / keepDaily / keepWeekly / keepMonthly / keepWithin, each count a whole number ≥ 0. */
+export function validatePolicy(policy: RetentionPolicy): void {
+  if (!hasRetentionRule(policy)) {
+    throw new BackupError(
+      'INVALID_OPTION',
+      'prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-within (nothing is removed without a retention rule).',
+    );
+  }
+  if (policy.keepWithin !== undefined) withinStart(policy.keepWithin, Date.now() / 1000);
   for (const k of POLICY_KEYS) {
     const v = policy[k];
     if (v === undefined) continue;
@@ -192,6 +240,11 @@ export function planPrune(backups: readonly PruneCandidate[], policy: RetentionP
     };
     bucket(policy.keepDaily, dayKey, 'daily');
     bucket(policy.keepWeekly, weekKey, 'weekly');
+    bucket(policy.keepMonthly, monthKey, 'monthly');
+    if (policy.keepWithin !== undefined) {
+      const since = withinStart(policy.keepWithin, ds[0]!.createdAt); // from the newest backup of the source
+      for (const d of ds) if (d.createdAt >= since) keep(d, 'within');
+    }
   }
   return out.sort(byNewest);
 }
@@ -204,6 +257,11 @@ export interface PruneOptions extends RetentionPolicy {
   dryRun?: boolean;
   /** The current time (decides what is `future` or `recent`). @default new Date() */
   now?: Date;
+  /**
+   * Prune only the backups of this source directory (made on this host): the others are not
+   * looked at (neither kept nor removed). What `backup --keep-*` uses. @default every source
+   */
+  source?: string;
 }
 
 /** What {@link pruneBackups} did (or would do, with `dryRun`). */
@@ -225,7 +283,7 @@ export interface PruneResult {
  * symlinks followed when it exists here) for backups made on this host or by the Python
  * implementation (no host recorded: `?`).
  */
-async function sourceKey(meta: BackupMetadata): Promise<string> {
+export async function sourceKey(meta: Pick<BackupMetadata, 'hostname' | 'source_dir'>): Promise<string> {
   const host = typeof meta.hostname === 'string' ? meta.hostname : '?';
   let dir = resolve(meta.source_dir);
   if (host === '?' || host === hostname()) dir = await realpath(dir).catch(() => dir);
@@ -257,7 +315,9 @@ export async function pruneBackups(opts: PruneOptions): Promise<PruneResult> {
 async function pruneBackupsLocked(opts: PruneOptions): Promise<PruneResult> {
   const policy: RetentionPolicy = {};
   for (const k of POLICY_KEYS) if (opts[k] !== undefined) policy[k] = opts[k];
+  if (opts.keepWithin !== undefined) policy.keepWithin = opts.keepWithin;
   validatePolicy(policy);
+  const only = opts.source !== undefined ? await sourceKey({ hostname: hostname(), source_dir: opts.source }) : undefined;
   const { backupDir, scanned } = await scanBackupDir(opts.backupDir, { light: true });
   const candidates: PruneCandidate[] = [];
   const damaged: DamagedBackup[] = [];
@@ -266,11 +326,13 @@ async function pruneBackupsLocked(opts: PruneOptions): Promise<PruneResult> {
       damaged.push(s.damaged);
       continue;
     }
+    const source = await sourceKey(s.meta);
+    if (only !== undefined && source !== only) continue;
     const st = await lstat(s.info.path).catch(() => undefined);
     candidates.push({
       name: s.info.name,
       createdAt: s.info.createdAt,
-      source: await sourceKey(s.meta),
+      source,
       ...(st ? { appearedAt: st.ctimeMs / 1000 } : {}),
     });
   }

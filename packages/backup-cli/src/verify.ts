@@ -10,6 +10,7 @@ import { METADATA_FILE, resolveBackupDir, validateBackupName } from './paths.js'
 import type { ProgressListener } from './progress.js';
 import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, unstoredRel, type Rel } from './relpath.js';
 import { walkTree } from './walk.js';
+import { annotateShared } from './shared.js';
 
 /** Options of {@link verifyBackup}. */
 export interface VerifyOptions {
@@ -217,6 +218,7 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     await pool.close();
   }
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  await annotateShared(path, manifest, nameEscape, problems); // incremental backups: damage shared by hard links
   result.problems = problems;
   if (problems.length > 0) {
     result.status = 'damaged';

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { copyDir, spawnNode, useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
@@ -56,6 +56,12 @@ describe('SIGKILL at random moments', () => {
     expect(again.code === 0 || (exists && again.code === 1)).toBe(true);
     expect((await cli([...base, '--name', 'final'])).code).toBe(0);
     expect((await readdir(backups)).filter((n) => n.startsWith('.'))).toEqual([]);
+    // Every run after the calibration was incremental (hard links to it): killed runs never
+    // changed the backups they linked to, and the last one still shares their files.
+    expect((await cli(['verify', 'calibration', '--backup-dir', backups])).code).toBe(0);
+    expect((await cli(['verify', 'final', '--backup-dir', backups])).code).toBe(0);
+    const one = 'd000/f0.json';
+    expect((await lstat(join(backups, 'final', one))).ino).toBe((await lstat(join(backups, 'calibration', one))).ino);
   }, 240_000);
 
   it(`restore: the target always holds the whole old data or the whole new data (${KILLS} kills)`, async () => {
