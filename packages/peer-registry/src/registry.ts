@@ -1,14 +1,13 @@
 import { rename } from 'node:fs/promises';
 import {
   AtomicJsonError,
-  fileMark,
+  JournaledJson,
+  journalPathOf,
   readJson,
-  sameFileMark,
-  updateJson,
   withLock,
-  writeJson,
-  type FileMark,
+  type JournalEvent,
   type LockOptions,
+  type RemoteChange,
 } from '@dawn/atomic-json';
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
@@ -76,6 +75,26 @@ export interface PeerRegistryOptions extends RegistryPathOptions {
    * @default true
    */
   fsync?: boolean;
+  /**
+   * Told about the journal's recovery and compactions: `tail-dropped` (a torn, never acknowledged
+   * record at the end of `peer_registry.json.journal` was dropped), `foreign-snapshot` (another
+   * program rewrote `peer_registry.json`; the journal was applied onto it), `compaction-resumed`,
+   * `compacted`. See `JournaledJson` in `@dawn/atomic-json`.
+   * @default none
+   */
+  onJournalEvent?: (event: JournalEvent) => void;
+  /**
+   * Compact (fold the journal into `peer_registry.json`) once the journal is larger than this
+   * fraction of the registry file (and than 256 KiB).
+   * @default 0.5
+   */
+  compactRatio?: number;
+}
+
+/** Options of {@link PeerRegistry.flush}. */
+export interface FlushOptions {
+  /** Also fold the journal into `peer_registry.json` (one atomic rewrite) and remove the journal. @default false */
+  compact?: boolean;
 }
 
 /** Options of {@link PeerRegistry.addPeer}. */
@@ -163,6 +182,13 @@ function fileError(err: unknown, path: string, action: string): unknown {
           `The file was left untouched; remove or shrink the peers or fields that made it too large or too deeply nested.`,
         { path, cause: err, ...(err.keyPath !== undefined ? { keyPath: err.keyPath } : {}) },
       );
+    case 'CORRUPT':
+      return new PeerRegistryError(
+        'CORRUPT',
+        `Cannot ${action} the peer registry: ${err.message} ` +
+          `Or open the registry with { onCorrupt: 'quarantine' } to move the journal aside and start from ${path} alone.`,
+        { path: err.path, cause: err },
+      );
     case 'LOCKED':
     case 'LOCK_COMPROMISED':
       return new PeerRegistryError('LOCKED', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
@@ -239,12 +265,12 @@ export class PeerRegistry {
   #unreported: unknown;
   #flushCount = 0;
   #quarantinedTo: string | undefined;
-  /**
-   * The document the file held right after this instance's last write (or load), and the
-   * file's mark then. While the file's mark still matches, the file is provably that document
-   * (every locking writer replaces it by rename), so a flush need not re-read and re-parse it.
-   */
-  #known: { doc: RegistryDoc; mark: FileMark } | undefined;
+  /** Snapshot `peer_registry.json` + journal `peer_registry.json.journal`. */
+  #journal: JournaledJson<RegistryDoc, Op> | undefined;
+  readonly #journalEvents: ((event: JournalEvent) => void) | undefined;
+  readonly #compactRatio: number | undefined;
+  /** Other processes' changes found during an append: applied to the view once it is durable. */
+  #remote: RemoteChange<RegistryDoc, Op>[] = [];
 
   /** @internal Use {@link PeerRegistry.open}. */
   private constructor(token: symbol, path: string | undefined, opts: PeerRegistryOptions) {
@@ -256,6 +282,8 @@ export class PeerRegistry {
     this.#lockOpts = opts.lock;
     this.#fsync = opts.fsync ?? true;
     this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
+    this.#journalEvents = opts.onJournalEvent;
+    this.#compactRatio = opts.compactRatio;
   }
 
   /**
@@ -283,33 +311,71 @@ export class PeerRegistry {
     return registry;
   }
 
+  #openJournal(path: string, lock: LockOptions): Promise<JournaledJson<RegistryDoc, Op>> {
+    return JournaledJson.open<RegistryDoc, Op>(path, {
+      apply: (doc, ops) => applyOps(doc, ops, path, this.maxPeers).doc,
+      fsync: this.#fsync,
+      lock,
+      ...(this.#compactRatio !== undefined ? { compactRatio: this.#compactRatio } : {}),
+      onEvent: (e) => this.#journalEvents?.(e),
+      onRemote: (change) => {
+        this.#remote.push(change);
+      },
+    });
+  }
+
+  /** Open the journal and build the peers of snapshot + journal. */
+  async #readAll(path: string, lock: LockOptions): Promise<Peer[]> {
+    try {
+      const journal = await this.#openJournal(path, lock);
+      const raw = journal.current();
+      this.#journal = journal;
+      if (raw === undefined) return [];
+      const doc = checkDoc(raw, path);
+      checkDepth(doc, path);
+      return loadPeers(doc, path);
+    } catch (err) {
+      this.#journal = undefined;
+      throw fileError(err, path, 'load');
+    }
+  }
+
   async #load(path: string, onCorrupt: 'throw' | 'quarantine', lock: LockOptions): Promise<void> {
     let peers: Peer[];
     try {
-      const doc = await this.#readTracked(path);
-      peers = doc ? loadPeers(doc, path) : [];
+      peers = await this.#readAll(path, lock);
     } catch (err) {
-      this.#known = undefined;
       if (!(PeerRegistryError.is(err) && err.code === 'CORRUPT' && onCorrupt === 'quarantine')) throw err;
-      // Move it aside under the lock, unless someone repaired or replaced it meanwhile.
-      peers = await withLock(
+      // Move it aside under the lock, unless someone repaired or replaced it meanwhile: a damaged
+      // journal alone (the registry file is kept), else the registry file with its journal.
+      await withLock(
         path,
         async () => {
           try {
-            return await readAndCheck(path);
+            await readAndCheck(path);
           } catch (again) {
             if (!(PeerRegistryError.is(again) && again.code === 'CORRUPT')) throw again;
             const target = `${path}.corrupt-${Date.now()}`;
             await rename(path, target);
+            await rename(journalPathOf(path), `${target}.journal`).catch(() => {});
             this.#quarantinedTo = target;
-            return [];
+            return;
           }
+          const target = `${journalPathOf(path)}.corrupt-${Date.now()}`;
+          await rename(journalPathOf(path), target).catch((e: unknown) => {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          });
+          this.#quarantinedTo = target;
         },
         lock,
       ).catch((e: unknown) => {
         throw fileError(e, path, 'quarantine');
       });
+      peers = await this.#readAll(path, lock);
     }
+    this.#remote = [];
+    // A journal found at open is folded into the registry file in the background (close() waits for it).
+    if (this.#journal !== undefined && this.#journal.journalBytes > 0) void this.#journal.compact().catch(noop);
     // The hot loop of a 100,000-peer open: one Map operation per index.
     const byId = this.#peers;
     let duplicates = false;
@@ -332,12 +398,16 @@ export class PeerRegistry {
   }
 
   /**
-   * Number of write cycles (lock + read + apply + write) this instance has run. Each writes the
-   * file at most once, however many mutations it carried. The read is skipped when the file is
-   * provably this instance's last write (its `fileMark` did not change).
+   * Number of write cycles this instance has run: each is one record appended to the journal
+   * (one write + one fsync under the lock), however many mutations it carried.
    */
   get flushCount(): number {
     return this.#flushCount;
+  }
+
+  /** Number of times this instance folded the journal into the registry file. */
+  get compactionCount(): number {
+    return this.#journal?.compactions ?? 0;
   }
 
   // ---------------------------------------------------------------- events
@@ -528,57 +598,95 @@ export class PeerRegistry {
   async #run(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#pending;
+    const journal = this.#journal;
     const path = this.path;
-    if (batch === undefined || path === undefined) return;
+    if (batch === undefined || journal === undefined || path === undefined) return;
     this.#pending = undefined;
     this.#inflight = batch;
-    // Taken out for the flush: put back only once the write succeeded (applyOps mutates it).
-    const known = this.#known;
-    this.#known = undefined;
     try {
-      let written: RegistryDoc | undefined;
-      await withLock(
-        path,
-        async () => {
-          const now = await fileMark(path);
-          if (known !== undefined && now !== undefined && sameFileMark(now, known.mark)) {
-            // The file is the one we wrote (or loaded) last: apply the ops onto that document.
-            written = applyOps(known.doc, batch.ops, path, this.maxPeers).doc;
-            await writeJson(path, written, { fsync: this.#fsync });
-          } else {
-            await updateJson<unknown>(
-              path,
-              (current) => {
-                written = applyOps(current, batch.ops, path, this.maxPeers).doc;
-                return written;
-              },
-              { fsync: this.#fsync },
-            );
-          }
-          const mark = await fileMark(path).catch(() => undefined);
-          if (mark !== undefined) this.#known = { doc: written!, mark };
-        },
-        this.#lockOpts,
-      );
+      await journal.append(batch.ops);
       this.#flushCount++;
-      this.#refresh(written!.peers);
+      this.#applyRemote();
       batch.resolve();
     } catch (err) {
-      this.#known = undefined;
       const e = fileError(err, path, 'write');
       this.#unreported ??= e;
       batch.reject(e);
-      // The in-memory view may now hold changes the file does not: re-read it.
+      // The in-memory view may now hold changes the files do not: bring it back in line.
+      this.#remote = [];
       try {
-        const doc = await readDoc(path);
-        this.#refresh(doc?.peers ?? []);
+        await journal.sync();
+        this.#remote = [];
+        this.#refresh(journal.current()?.peers ?? []);
       } catch {
-        // The file cannot be read either; the next successful write or reload() re-syncs.
+        // The files cannot be read either; the next successful write or reload() re-syncs.
       }
     } finally {
       this.#inflight = undefined;
       if (this.#pending !== undefined) this.#schedule();
     }
+  }
+
+  /** Apply the changes other processes made (found by the journal) to the in-memory view. */
+  #applyRemote(): void {
+    const changes = this.#remote;
+    if (changes.length === 0) return;
+    this.#remote = [];
+    const journal = this.#journal!;
+    if (changes.some((c) => c.kind === 'reset')) {
+      this.#refresh(journal.current()?.peers ?? []);
+      return;
+    }
+    for (const c of changes) if (c.kind === 'ops') for (const op of c.ops) this.#applyRemoteOp(op);
+    // Others' peers count towards maxPeers too: evict down to it (written with the next batch).
+    const heap = this.#heap;
+    if (heap === undefined || this.maxPeers === undefined) return;
+    while (this.#peers.size > this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#peers.get(p.nodeId) === p);
+      if (victim === undefined) break;
+      this.#delete(victim);
+      void this.#commit({ kind: 'remove', id: victim.nodeId });
+      this.#emit('peer:removed', victim, 'local');
+    }
+  }
+
+  /** One op another process appended, applied to the view as the file will apply it. */
+  #applyRemoteOp(op: Op): void {
+    if (op.kind === 'clear') {
+      const all = [...this.#peers.values()];
+      this.#peers.clear();
+      this.#byAddress.clear();
+      this.#heap?.rebuild([]);
+      for (const p of all) this.#emit('peer:removed', p, 'file');
+      return;
+    }
+    const mine = this.#peers.get(op.id);
+    if (op.kind === 'remove') {
+      if (mine !== undefined && (op.dead === undefined || !mine.isAlive(op.dead.timeout, op.dead.now))) {
+        this.#delete(mine);
+        this.#emit('peer:removed', mine, 'file');
+      }
+      return;
+    }
+    let fresh: Peer;
+    try {
+      if (mine === undefined) {
+        if (op.kind !== 'put' || !op.create) return;
+        fresh = peerFromRecord(op.record as unknown as Record<string, unknown>, false);
+        this.#insert(fresh);
+        this.#emit('peer:added', fresh, 'file');
+        return;
+      }
+      const rec = applyOps({ version: 1, peers: [mine.toDict() as unknown as Record<string, unknown>] }, [op], this.path ?? '', undefined).doc.peers[0]!;
+      fresh = peerFromRecord(rec, false);
+    } catch {
+      return; // malformed: the next compaction or open() reports it
+    }
+    if (mine.equals(fresh)) return;
+    const oldAddress = mine.address;
+    copyInto(mine, fresh);
+    this.#changed(mine, oldAddress);
+    this.#emit('peer:updated', mine, 'file');
   }
 
   /**
@@ -591,8 +699,16 @@ export class PeerRegistry {
    * await registry.flush();
    * ```
    */
-  async flush(): Promise<void> {
+  async flush(opts: FlushOptions = {}): Promise<void> {
     await this.#settled();
+    if (opts.compact && this.#journal !== undefined) {
+      try {
+        await this.#journal.compact();
+        this.#afterCompaction();
+      } catch (err) {
+        this.#unreported ??= fileError(err, this.path!, 'compact');
+      }
+    }
     if (this.#unreported !== undefined) {
       const err = this.#unreported;
       this.#unreported = undefined;
@@ -600,40 +716,67 @@ export class PeerRegistry {
     }
   }
 
+  /** After a compaction: the view follows the compacted document (others' changes, `maxPeers` evictions). */
+  #afterCompaction(): void {
+    this.#remote = [];
+    if (this.#pending === undefined && this.#inflight === undefined) this.#refresh(this.#journal!.current()?.peers ?? []);
+  }
+
   /**
-   * Flush, then refuse further mutations (`CLOSED`). Reads keep working. Idempotent.
+   * Flush, fold the journal into `peer_registry.json` (so a closed registry is that one plain
+   * file, readable by the Python implementation), then refuse further mutations (`CLOSED`).
+   * Reads keep working. Idempotent.
    * @throws {PeerRegistryError} like {@link PeerRegistry.flush}.
    */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.flush();
+    await this.flush({ compact: true });
   }
 
   /**
-   * Re-read the file and bring the in-memory view in line with it (firing `origin: 'file'`
-   * events for other processes' changes). Waits for this instance's pending writes first.
-   * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`, `IO`.
+   * Bring the in-memory view in line with the files (firing `origin: 'file'` events for other
+   * processes' changes): records other processes appended to the journal, or a registry file
+   * another program rewrote. Waits for this instance's pending writes first.
+   * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`, `IO`, `LOCKED`.
    */
   async reload(): Promise<void> {
     const path = this.path;
-    if (path === undefined) return;
+    const journal = this.#journal;
+    if (path === undefined || journal === undefined) return;
     await this.#settled();
-    const doc = await this.#readTracked(path);
-    this.#refresh(doc?.peers ?? []);
+    try {
+      await journal.sync();
+      const changes = this.#remote;
+      if (changes.some((c) => c.kind === 'reset')) {
+        // Check the new document as open() does (a foreign writer may have left anything).
+        const raw = journal.current();
+        if (raw !== undefined) {
+          checkDepth(checkDoc(raw, path), path);
+          loadPeers(checkDoc(raw, path), path);
+        }
+      }
+    } catch (err) {
+      this.#remote = [];
+      throw fileError(err, path, 'reload');
+    }
+    this.#applyRemote();
   }
 
   /**
-   * Read the file without the lock; remember it as known when its mark did not move while it
-   * was read (so the read saw that very file) and no write of ours is pending or in flight.
+   * Run `fn` while the registry's files are consistent and no process can change them (under the
+   * registry's lock): for a backup that copies `peer_registry.json` and, when it exists,
+   * `peer_registry.json.journal` as of one instant. Or call `flush({ compact: true })` and copy the
+   * registry file alone.
+   * @example
+   * ```ts
+   * await registry.withConsistentFiles(async ({ snapshot, journal }) => { await copy(snapshot); await copyIfExists(journal); });
+   * ```
    */
-  async #readTracked(path: string): Promise<RegistryDoc | undefined> {
-    this.#known = undefined;
-    const before = await fileMark(path).catch(() => undefined);
-    const doc = await readDoc(path);
-    if (before === undefined || doc === undefined || this.#pending !== undefined || this.#inflight !== undefined) return doc;
-    const after = await fileMark(path).catch(() => undefined);
-    if (after !== undefined && sameFileMark(before, after)) this.#known = { doc, mark: after };
-    return doc;
+  async withConsistentFiles<R>(fn: (files: { snapshot: string; journal: string }) => R | Promise<R>): Promise<R> {
+    const journal = this.#journal;
+    if (journal === undefined) throw new PeerRegistryError('INVALID_OPTION', 'withConsistentFiles() needs a persisted registry (persist: true).', { field: 'persist' });
+    await this.#settled();
+    return journal.withConsistentFiles(fn);
   }
 
   // ---------------------------------------------------------------- mutations
