@@ -89,6 +89,11 @@ export interface PeerRegistryOptions extends RegistryPathOptions {
    * @default 0.5
    */
   compactRatio?: number;
+  /**
+   * ...and only once the journal is larger than this many bytes.
+   * @default 262144
+   */
+  compactMinBytes?: number;
 }
 
 /** Options of {@link PeerRegistry.flush}. */
@@ -269,6 +274,7 @@ export class PeerRegistry {
   #journal: JournaledJson<RegistryDoc, Op> | undefined;
   readonly #journalEvents: ((event: JournalEvent) => void) | undefined;
   readonly #compactRatio: number | undefined;
+  readonly #compactMinBytes: number | undefined;
   /** Other processes' changes found during an append: applied to the view once it is durable. */
   #remote: RemoteChange<RegistryDoc, Op>[] = [];
 
@@ -284,6 +290,7 @@ export class PeerRegistry {
     this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
     this.#journalEvents = opts.onJournalEvent;
     this.#compactRatio = opts.compactRatio;
+    this.#compactMinBytes = opts.compactMinBytes;
   }
 
   /**
@@ -317,6 +324,7 @@ export class PeerRegistry {
       fsync: this.#fsync,
       lock,
       ...(this.#compactRatio !== undefined ? { compactRatio: this.#compactRatio } : {}),
+      ...(this.#compactMinBytes !== undefined ? { compactMinBytes: this.#compactMinBytes } : {}),
       onEvent: (e) => this.#journalEvents?.(e),
       onRemote: (change) => {
         this.#remote.push(change);
