@@ -127,33 +127,76 @@ function parseRecords(
   base: number,
   jpath: string,
 ): { records: ParsedRecord[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
-  const records: ParsedRecord[] = [];
+  // Pass 1: framing and checksums. Pass 2: every payload parsed in one go (one JSON array),
+  // falling back to one parse per record to find a bad one.
+  const frames: { start: number; end: number }[] = [];
   let off = 0;
+  let torn: { offset: number; bytes: number; reason: string } | undefined;
+  const fail = (reason: string, recordEnd: number, at: number) => {
+    if (recordEnd >= buf.length || allZero(buf, Math.min(recordEnd, buf.length))) {
+      torn = { offset: base + at, bytes: buf.length - at, reason };
+      return;
+    }
+    throw corruptJournal(jpath, base + at, reason);
+  };
   while (off < buf.length) {
-    const fail = (reason: string, recordEnd: number) => {
-      if (recordEnd >= buf.length || allZero(buf, Math.min(recordEnd, buf.length))) {
-        return { records, validEnd: base + off, torn: { offset: base + off, bytes: buf.length - off, reason } };
-      }
-      throw corruptJournal(jpath, base + off, reason);
-    };
-    if (buf.length - off < 8) return fail('incomplete record header', buf.length);
+    if (buf.length - off < 8) {
+      fail('incomplete record header', buf.length, off);
+      break;
+    }
     const len = buf.readUInt32LE(off);
     const sum = buf.readUInt32LE(off + 4);
     const end = off + 8 + len;
-    if (end > buf.length) return fail('record longer than the file', buf.length);
-    const payload = buf.subarray(off + 8, end);
-    if ((crc32(payload) >>> 0) !== sum) return fail('checksum mismatch', end);
-    let value: unknown;
-    try {
-      value = parseJson(payload, jpath);
-    } catch {
-      return fail('payload is not JSON', end);
+    if (end > buf.length) {
+      fail('record longer than the file', buf.length, off);
+      break;
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) return fail('payload is not a record object', end);
-    records.push({ value: value as Record<string, unknown>, end: base + end });
+    if ((crc32(buf.subarray(off + 8, end)) >>> 0) !== sum) {
+      fail('checksum mismatch', end, off);
+      break;
+    }
+    frames.push({ start: off + 8, end });
     off = end;
   }
-  return { records, validEnd: base + off };
+  const validEnd = base + off;
+  let values: unknown[] | undefined;
+  if (frames.length > 1) {
+    const parts: Buffer[] = [Buffer.from('[')];
+    for (let i = 0; i < frames.length; i++) {
+      if (i > 0) parts.push(Buffer.from(','));
+      parts.push(buf.subarray(frames[i]!.start, frames[i]!.end));
+    }
+    parts.push(Buffer.from(']'));
+    try {
+      const all = parseJson(Buffer.concat(parts), jpath);
+      if (Array.isArray(all) && all.length === frames.length) values = all;
+    } catch {
+      values = undefined;
+    }
+  }
+  const records: ParsedRecord[] = [];
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i]!;
+    let value: unknown;
+    if (values !== undefined) value = values[i];
+    else {
+      try {
+        value = parseJson(buf.subarray(f.start, f.end), jpath);
+      } catch {
+        value = undefined;
+      }
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      // A checksummed record that is not a record object: a writer's bug, never a torn write.
+      const recStart = f.start - 8;
+      if (i === frames.length - 1 && torn === undefined && (f.end >= buf.length || allZero(buf, f.end))) {
+        return { records, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
+      }
+      throw corruptJournal(jpath, base + recStart, 'payload is not a record object');
+    }
+    records.push({ value: value as Record<string, unknown>, end: base + f.end });
+  }
+  return torn === undefined ? { records, validEnd } : { records, validEnd, torn };
 }
 
 async function statOrUndefined(p: string) {
@@ -253,6 +296,11 @@ export class JournaledJson<T, Op> {
   #closed = false;
   #compactions = 0;
   #appends = 0;
+  #appendedBytes = 0;
+  /** The journal kept open for appends (O_APPEND), and the inode it was opened on. */
+  #fd: number | undefined;
+  #fdIno: bigint | undefined;
+  #compactedBytes = 0;
 
   private constructor(path: string, opts: JournalOptions<T, Op>) {
     this.path = path;
@@ -298,6 +346,16 @@ export class JournaledJson<T, Op> {
   /** Number of appended records (each one write + one fsync) this instance made. */
   get appends(): number {
     return this.#appends;
+  }
+
+  /** Bytes of op records this instance appended (headers and markers not counted). */
+  get appendedBytes(): number {
+    return this.#appendedBytes;
+  }
+
+  /** Bytes of snapshots this instance wrote by compaction. */
+  get compactedBytes(): number {
+    return this.#compactedBytes;
   }
 
   /**
@@ -349,6 +407,16 @@ export class JournaledJson<T, Op> {
           batch.resolve();
         } catch (err) {
           batch.reject(err);
+          return;
+        }
+        // Past the threshold: compact now, after acknowledging the append (later appends wait for it).
+        if (this.#overThreshold()) {
+          await withLock(this.path, async () => {
+            await this.#catchUp();
+            if (this.#overThreshold()) await this.#compactLocked();
+          }, this.#opts.lock).catch(() => {
+            // The appends are durable; the compaction is retried at the next append past the threshold.
+          });
         }
       });
     }
@@ -394,6 +462,7 @@ export class JournaledJson<T, Op> {
     if (this.#closed) return this.#serial(async () => {});
     await this.compact();
     this.#closed = true;
+    await this.#serial(() => this.#closeFd());
   }
 
   /**
@@ -516,6 +585,7 @@ export class JournaledJson<T, Op> {
   }
 
   async #removeJournal(): Promise<void> {
+    await this.#closeFd();
     try {
       await fsl().unlink(this.journalPath);
     } catch (err) {
@@ -584,12 +654,21 @@ export class JournaledJson<T, Op> {
     }
   }
 
+  async #closeFd(): Promise<void> {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    this.#fdIno = undefined;
+    if (fd !== undefined) await fsl().close(fd).catch(() => {});
+  }
+
   async #writeToJournal(records: Buffer[], create: boolean): Promise<void> {
     const fs = fsl();
     const data = records.length === 1 ? records[0]! : Buffer.concat(records);
     let fd: number | undefined;
+    if (!create && this.#fd !== undefined && this.#fdIno === this.#jIno) fd = this.#fd;
+    else await this.#closeFd();
     try {
-      try {
+      if (fd === undefined) try {
         fd = await fs.open(this.journalPath, create ? constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND : constants.O_WRONLY | constants.O_APPEND, 0o644);
       } catch (err) {
         if (create && (err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -607,19 +686,22 @@ export class JournaledJson<T, Op> {
     } catch (err) {
       // Cut off what this failed append may have left, so that no later record follows it.
       if (fd !== undefined) {
+        if (fd === this.#fd) this.#fd = undefined;
         await fs.close(fd).catch(() => {});
         fd = undefined;
         if (create) await fs.unlink(this.journalPath).catch(() => {});
         else await fsp.truncate(this.journalPath, this.#jEnd).catch(() => {});
       }
       throw ioError(this.journalPath, 'append to', err);
-    } finally {
-      if (fd !== undefined) await fs.close(fd).catch(() => {});
     }
     if (create) {
       if (this.#fsync) await fsyncDir(dirname(this.journalPath));
       const st = await statOrUndefined(this.journalPath);
       this.#jIno = st?.ino;
+    }
+    if (fd !== this.#fd) {
+      this.#fd = fd;
+      this.#fdIno = this.#jIno;
     }
     this.#jEnd += data.length;
   }
@@ -638,15 +720,13 @@ export class JournaledJson<T, Op> {
     this.#unfolded.push(...ops);
     this.#records++;
     this.#appends++;
+    this.#appendedBytes += rec.length;
+  }
+
+  #overThreshold(): boolean {
     const ratio = this.#opts.compactRatio ?? 0.5;
     const min = this.#opts.compactMinBytes ?? 262_144;
-    if (this.#jEnd > min && this.#jEnd > ratio * this.#snapSize) {
-      try {
-        await this.#compactLocked();
-      } catch {
-        // The append is durable; the compaction is retried at the next threshold crossing.
-      }
-    }
+    return this.#jIno !== undefined && this.#jEnd > min && this.#jEnd > ratio * this.#snapSize;
   }
 
   /**
@@ -667,6 +747,7 @@ export class JournaledJson<T, Op> {
       await directWrite(this.path, text, resolveWriteOptions({ fsync: this.#fsync, spaces: this.#opts.spaces ?? 2 }));
       this.#snapHash = hash;
       this.#snapSize = bytes.length;
+      this.#compactedBytes += bytes.length;
       this.#snapMark = await fileMark(this.path);
       this.#dirty = false;
     }

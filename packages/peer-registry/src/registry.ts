@@ -418,6 +418,14 @@ export class PeerRegistry {
     return this.#journal?.compactions ?? 0;
   }
 
+  /**
+   * What this instance wrote: `journal` bytes of appended records, `snapshot` bytes of registry
+   * files written by compaction.
+   */
+  get bytesWritten(): { journal: number; snapshot: number } {
+    return { journal: this.#journal?.appendedBytes ?? 0, snapshot: this.#journal?.compactedBytes ?? 0 };
+  }
+
   // ---------------------------------------------------------------- events
 
   /**
