@@ -403,8 +403,14 @@ export class JournaledJson<T, Op> {
       void this.#serial(async () => {
         this.#pending = undefined;
         try {
-          await withLock(this.path, () => this.#appendLocked(batch.ops as Op[]), this.#opts.lock);
-          batch.resolve();
+          await withLock(
+            this.path,
+            async () => {
+              await this.#appendLocked(batch.ops as Op[]);
+              batch.resolve(); // durable now: acknowledged before the lock's release
+            },
+            this.#opts.lock,
+          );
         } catch (err) {
           batch.reject(err);
           return;
@@ -600,10 +606,9 @@ export class JournaledJson<T, Op> {
   /** Find other writers' changes since this instance last looked (under the lock). */
   async #catchUp(): Promise<void> {
     if (this.#stale) return this.#loadAll(true);
-    const mark = await fileMark(this.path);
+    const [mark, jst] = await Promise.all([fileMark(this.path), statOrUndefined(this.journalPath)]);
     const sameSnap = mark === undefined ? this.#snapMark === undefined && this.#snapHash === null : this.#snapMark !== undefined && sameFileMark(mark, this.#snapMark);
     if (!sameSnap) return this.#loadAll(true);
-    const jst = await statOrUndefined(this.journalPath);
     if (jst === undefined) {
       if (this.#jIno !== undefined) return this.#loadAll(true);
       return;
