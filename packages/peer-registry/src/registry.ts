@@ -1,9 +1,7 @@
 import { rename } from 'node:fs/promises';
 import {
-  AtomicJsonError,
   JournaledJson,
   journalPathOf,
-  readJson,
   withLock,
   type JournalEvent,
   type LockOptions,
@@ -11,7 +9,9 @@ import {
 } from '@dawn/atomic-json';
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
-import { EvictionHeap } from './evict.js';
+import { PeerEvents, type PeerEventInfo, type PeerEventName, type PeerListener } from './events.js';
+import { PeerIndex } from './peer-index.js';
+import { fileError, newBatch, readAndCheck, type Batch } from './persistence.js';
 import { applyOps, checkDepth, checkDoc, loadPeers, type Op, type RegistryDoc } from './file-format.js';
 import {
   assignFields,
@@ -28,6 +28,8 @@ import {
   type PeerPatch,
 } from './peer.js';
 import { nowSeconds } from './time.js';
+
+export type { PeerEventInfo, PeerEventName, PeerListener } from './events.js';
 
 /** Decides whether this node may talk to a peer (a trust list, a ban list...). */
 export interface PeerValidator {
@@ -124,39 +126,6 @@ export interface PeerStats {
   averageHealthScore: number;
 }
 
-/** Where an event's change came from. */
-export interface PeerEventInfo {
-  /** `'local'`: a call on this instance. `'file'`: found in the file (another process, or a write of ours that did not stick). */
-  origin: 'local' | 'file';
-}
-
-/** A listener of the registry's events. */
-export type PeerListener = (peer: Peer, info: PeerEventInfo) => void;
-
-/** The registry's events. Each fires once per real change, never for a no-op. */
-export type PeerEventName = 'peer:added' | 'peer:removed' | 'peer:updated';
-
-interface Batch {
-  ops: Op[];
-  /** Node ids the ops touch. */
-  touched: Set<string>;
-  cleared: boolean;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-function newBatch(): Batch {
-  let resolve!: () => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // reported through the mutations' promises and flush()
-  return { ops: [], touched: new Set(), cleared: false, promise, resolve, reject };
-}
-
 const noop = (): void => {};
 
 /** Return `p`, marked as handled: an unawaited mutation that fails never crashes the process (flush() reports it). */
@@ -167,39 +136,6 @@ function handled<T>(p: Promise<T>): Promise<T> {
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-/** Map an error of `@dawn/atomic-json` to ours. */
-function fileError(err: unknown, path: string, action: string): unknown {
-  if (PeerRegistryError.is(err) || !AtomicJsonError.is(err)) return err;
-  switch (err.code) {
-    case 'PARSE':
-      return new PeerRegistryError(
-        'CORRUPT',
-        `Cannot ${action} the peer registry: ${err.message} ` +
-          `Or restore it from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
-        { path, cause: err, ...(err.line !== undefined ? { line: err.line } : {}), ...(err.column !== undefined ? { column: err.column } : {}) },
-      );
-    case 'NOT_SERIALIZABLE':
-      return new PeerRegistryError(
-        'NOT_SERIALIZABLE',
-        `Cannot ${action} the peer registry ${path}: the registry cannot be written as one JSON text (${err.message}). ` +
-          `The file was left untouched; remove or shrink the peers or fields that made it too large or too deeply nested.`,
-        { path, cause: err, ...(err.keyPath !== undefined ? { keyPath: err.keyPath } : {}) },
-      );
-    case 'CORRUPT':
-      return new PeerRegistryError(
-        'CORRUPT',
-        `Cannot ${action} the peer registry: ${err.message} ` +
-          `Or open the registry with { onCorrupt: 'quarantine' } to move the journal aside and start from ${path} alone.`,
-        { path: err.path, cause: err },
-      );
-    case 'LOCKED':
-    case 'LOCK_COMPROMISED':
-      return new PeerRegistryError('LOCKED', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
-    default:
-      return new PeerRegistryError('IO', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
-  }
 }
 
 function checkOptions(opts: PeerRegistryOptions): void {
@@ -259,10 +195,9 @@ export class PeerRegistry {
   readonly #validator: PeerValidator | undefined;
   readonly #lockOpts: LockOptions | undefined;
   readonly #fsync: boolean;
-  readonly #peers = new Map<string, Peer>();
-  readonly #byAddress = new Map<string, Peer | Peer[]>();
-  readonly #heap: EvictionHeap | undefined;
-  readonly #listeners = new Map<PeerEventName, PeerListener[]>();
+  /** The in-memory view: peers by id and by address, and the eviction ranking. */
+  readonly #index: PeerIndex;
+  readonly #events = new PeerEvents();
   #pending: Batch | undefined;
   #inflight: Batch | undefined;
   #scheduled = false;
@@ -287,7 +222,7 @@ export class PeerRegistry {
     this.#validator = opts.peerValidator;
     this.#lockOpts = opts.lock;
     this.#fsync = opts.fsync ?? true;
-    this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
+    this.#index = new PeerIndex(opts.maxPeers !== undefined);
     this.#journalEvents = opts.onJournalEvent;
     this.#compactRatio = opts.compactRatio;
     this.#compactMinBytes = opts.compactMinBytes;
@@ -384,20 +319,7 @@ export class PeerRegistry {
     this.#remote = [];
     // A journal found at open is folded into the registry file in the background (close() waits for it).
     if (this.#journal !== undefined && this.#journal.journalBytes > 0) void this.#journal.compact().catch(noop);
-    // The hot loop of a 100,000-peer open: one Map operation per index.
-    const byId = this.#peers;
-    let duplicates = false;
-    for (const p of peers) {
-      const n = byId.size;
-      byId.set(p.nodeId, p); // a later duplicate of a node id wins, as in Python
-      if (byId.size === n) duplicates = true;
-      else this.#indexAddress(p);
-      this.#heap?.push(p);
-    }
-    if (duplicates) {
-      this.#byAddress.clear();
-      for (const p of byId.values()) this.#indexAddress(p);
-    }
+    this.#index.load(peers);
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
@@ -440,96 +362,34 @@ export class PeerRegistry {
    * ```
    */
   on(event: PeerEventName, listener: PeerListener): this {
-    const list = this.#listeners.get(event);
-    if (list) list.push(listener);
-    else this.#listeners.set(event, [listener]);
+    this.#events.on(event, listener);
     return this;
   }
 
   /** Stop calling `listener` for `event`. */
   off(event: PeerEventName, listener: PeerListener): this {
-    const list = this.#listeners.get(event);
-    const i = list?.lastIndexOf(listener) ?? -1;
-    if (list && i >= 0) list.splice(i, 1);
+    this.#events.off(event, listener);
     return this;
   }
 
   /** Call `listener` for the next `event` only. */
   once(event: PeerEventName, listener: PeerListener): this {
-    const wrapper: PeerListener = (peer, info) => {
-      this.off(event, wrapper);
-      listener(peer, info);
-    };
-    return this.on(event, wrapper);
-  }
-
-  #emit(event: PeerEventName, peer: Peer, origin: PeerEventInfo['origin']): void {
-    const list = this.#listeners.get(event);
-    if (!list || list.length === 0) return;
-    const info = { origin };
-    for (const l of list.slice()) {
-      try {
-        l(peer, info);
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    this.#events.once(event, listener);
+    return this;
   }
 
   // ---------------------------------------------------------------- in-memory view
 
-  #indexAddress(p: Peer): void {
-    const cur = this.#byAddress.get(p.address);
-    if (cur === undefined) this.#byAddress.set(p.address, p);
-    else if (Array.isArray(cur)) cur.push(p);
-    else this.#byAddress.set(p.address, [cur, p]);
-  }
-
-  #unindexAddress(p: Peer, address: string = p.address): void {
-    const cur = this.#byAddress.get(address);
-    if (cur === p) this.#byAddress.delete(address);
-    else if (Array.isArray(cur)) {
-      const i = cur.indexOf(p);
-      if (i >= 0) cur.splice(i, 1);
-      if (cur.length === 1) this.#byAddress.set(address, cur[0]!);
-      else if (cur.length === 0) this.#byAddress.delete(address);
-    }
-  }
-
-  #insert(p: Peer): void {
-    const old = this.#peers.get(p.nodeId);
-    if (old) this.#unindexAddress(old);
-    this.#peers.set(p.nodeId, p);
-    this.#indexAddress(p);
-    this.#heap?.push(p);
-  }
-
-  #delete(p: Peer): void {
-    this.#peers.delete(p.nodeId);
-    this.#unindexAddress(p);
-  }
-
-  /** After `p` changed (from `oldAddress`): keep the indexes right. */
-  #changed(p: Peer, oldAddress: string): void {
-    if (p.address !== oldAddress) {
-      this.#unindexAddress(p, oldAddress);
-      this.#indexAddress(p);
-    }
-    this.#heap?.push(p);
-  }
-
   #evictFor(): void {
-    const heap = this.#heap;
+    const heap = this.#index.heap;
     if (heap === undefined || this.maxPeers === undefined) return;
-    if (heap.length > 2 * this.#peers.size + 1024) heap.rebuild(this.#peers.values());
-    while (this.#peers.size >= this.maxPeers) {
-      const victim = heap.popWorst((p) => this.#peers.get(p.nodeId) === p);
+    if (heap.length > 2 * this.#index.peers.size + 1024) heap.rebuild(this.#index.peers.values());
+    while (this.#index.peers.size >= this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#index.peers.get(p.nodeId) === p);
       if (victim === undefined) break;
-      this.#delete(victim);
+      this.#index.delete(victim);
       this.#commit({ kind: 'remove', id: victim.nodeId });
-      this.#emit('peer:removed', victim, 'local');
+      this.#events.emit('peer:removed', victim, 'local');
     }
   }
 
@@ -544,7 +404,7 @@ export class PeerRegistry {
     let matched = 0;
     for (const rec of records) {
       const id = rec.node_id as string;
-      const mine = this.#peers.get(id);
+      const mine = this.#index.peers.get(id);
       if (mine !== undefined) matched++;
       if (dirty?.has(id) || (mine !== undefined && recordMatches(mine, rec))) continue;
       let fresh: Peer;
@@ -554,23 +414,23 @@ export class PeerRegistry {
         continue; // written by someone else, malformed: left in the file as it is; open() reports it
       }
       if (mine === undefined) {
-        this.#insert(fresh);
+        this.#index.insert(fresh);
         matched++;
-        this.#emit('peer:added', fresh, 'file');
+        this.#events.emit('peer:added', fresh, 'file');
       } else {
         const oldAddress = mine.address;
         copyInto(mine, fresh);
-        this.#changed(mine, oldAddress);
-        this.#emit('peer:updated', mine, 'file');
+        this.#index.changed(mine, oldAddress);
+        this.#events.emit('peer:updated', mine, 'file');
       }
     }
-    if (this.#peers.size > matched) {
+    if (this.#index.peers.size > matched) {
       const inFile = new Set<string>();
       for (const rec of records) inFile.add(rec.node_id as string);
-      for (const p of [...this.#peers.values()]) {
+      for (const p of [...this.#index.peers.values()]) {
         if (!inFile.has(p.nodeId) && !dirty?.has(p.nodeId)) {
-          this.#delete(p);
-          this.#emit('peer:removed', p, 'file');
+          this.#index.delete(p);
+          this.#events.emit('peer:removed', p, 'file');
         }
       }
     }
@@ -655,32 +515,32 @@ export class PeerRegistry {
     }
     for (const c of changes) if (c.kind === 'ops') for (const op of c.ops) this.#applyRemoteOp(op);
     // Others' peers count towards maxPeers too: evict down to it (written with the next batch).
-    const heap = this.#heap;
+    const heap = this.#index.heap;
     if (heap === undefined || this.maxPeers === undefined) return;
-    while (this.#peers.size > this.maxPeers) {
-      const victim = heap.popWorst((p) => this.#peers.get(p.nodeId) === p);
+    while (this.#index.peers.size > this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#index.peers.get(p.nodeId) === p);
       if (victim === undefined) break;
-      this.#delete(victim);
+      this.#index.delete(victim);
       void this.#commit({ kind: 'remove', id: victim.nodeId });
-      this.#emit('peer:removed', victim, 'local');
+      this.#events.emit('peer:removed', victim, 'local');
     }
   }
 
   /** One op another process appended, applied to the view as the file will apply it. */
   #applyRemoteOp(op: Op): void {
     if (op.kind === 'clear') {
-      const all = [...this.#peers.values()];
-      this.#peers.clear();
-      this.#byAddress.clear();
-      this.#heap?.rebuild([]);
-      for (const p of all) this.#emit('peer:removed', p, 'file');
+      const all = [...this.#index.peers.values()];
+      this.#index.peers.clear();
+      this.#index.byAddress.clear();
+      this.#index.heap?.rebuild([]);
+      for (const p of all) this.#events.emit('peer:removed', p, 'file');
       return;
     }
-    const mine = this.#peers.get(op.id);
+    const mine = this.#index.peers.get(op.id);
     if (op.kind === 'remove') {
       if (mine !== undefined && (op.dead === undefined || !mine.isAlive(op.dead.timeout, op.dead.now))) {
-        this.#delete(mine);
-        this.#emit('peer:removed', mine, 'file');
+        this.#index.delete(mine);
+        this.#events.emit('peer:removed', mine, 'file');
       }
       return;
     }
@@ -689,8 +549,8 @@ export class PeerRegistry {
       if (mine === undefined) {
         if (op.kind !== 'put' || !op.create) return;
         fresh = peerFromRecord(op.record as unknown as Record<string, unknown>, false);
-        this.#insert(fresh);
-        this.#emit('peer:added', fresh, 'file');
+        this.#index.insert(fresh);
+        this.#events.emit('peer:added', fresh, 'file');
         return;
       }
       const rec = applyOps({ version: 1, peers: [mine.toDict() as unknown as Record<string, unknown>] }, [op], this.path ?? '', undefined).doc.peers[0]!;
@@ -701,8 +561,8 @@ export class PeerRegistry {
     if (mine.equals(fresh)) return;
     const oldAddress = mine.address;
     copyInto(mine, fresh);
-    this.#changed(mine, oldAddress);
-    this.#emit('peer:updated', mine, 'file');
+    this.#index.changed(mine, oldAddress);
+    this.#events.emit('peer:updated', mine, 'file');
   }
 
   /**
@@ -843,7 +703,7 @@ export class PeerRegistry {
 
   #applyAdd(fields: Partial<PeerFields>, source: Peer | undefined): Promise<boolean> {
     const nodeId = fields.nodeId!;
-    const existing = this.#peers.get(nodeId);
+    const existing = this.#index.peers.get(nodeId);
     let keys: string[] | null;
     if (existing !== undefined) {
       const oldAddress = existing.address;
@@ -858,18 +718,18 @@ export class PeerRegistry {
         changed = assignFields(existing, fields);
         keys = recordKeysOf(fields).filter((k) => k !== 'node_id');
       }
-      if (changed) this.#changed(existing, oldAddress);
+      if (changed) this.#index.changed(existing, oldAddress);
       // Queue before emitting: a listener's own mutations must be written after this one.
       const done = this.#commit({ kind: 'put', id: nodeId, record: existing.toDict(), keys, create: true });
-      if (changed) this.#emit('peer:updated', existing, 'local');
+      if (changed) this.#events.emit('peer:updated', existing, 'local');
       return done.then(() => true);
     }
     this.#evictFor();
     const added = source !== undefined ? source.clone() : peerFromFields(fields);
-    this.#insert(added);
+    this.#index.insert(added);
     keys = source !== undefined ? null : recordKeysOf(fields).filter((k) => k !== 'node_id');
     const done = this.#commit({ kind: 'put', id: nodeId, record: added.toDict(), keys, create: true });
-    this.#emit('peer:added', added, 'local');
+    this.#events.emit('peer:added', added, 'local');
     return done.then(() => true);
   }
 
@@ -888,7 +748,7 @@ export class PeerRegistry {
     try {
       this.#assertOpen();
       const fields = normalizeFields(patch as unknown as Record<string, unknown>, 'patch');
-      const peer = this.#peers.get(nodeId);
+      const peer = this.#index.peers.get(nodeId);
       if (peer === undefined) {
         throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${typeof nodeId === 'string' ? JSON.stringify(nodeId) : String(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
           field: 'nodeId',
@@ -896,10 +756,10 @@ export class PeerRegistry {
       }
       const oldAddress = peer.address;
       const changed = assignFields(peer, fields);
-      if (changed) this.#changed(peer, oldAddress);
+      if (changed) this.#index.changed(peer, oldAddress);
       const keys = recordKeysOf(fields);
       const done = keys.length === 0 ? this.#settled() : this.#commit({ kind: 'put', id: nodeId, record: peer.toDict(), keys, create: false });
-      if (changed) this.#emit('peer:updated', peer, 'local');
+      if (changed) this.#events.emit('peer:updated', peer, 'local');
       return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
@@ -917,10 +777,10 @@ export class PeerRegistry {
   removePeer(nodeId: string): Promise<Peer | undefined> {
     try {
       this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
-      if (peer !== undefined) this.#delete(peer);
+      const peer = this.#index.peers.get(nodeId);
+      if (peer !== undefined) this.#index.delete(peer);
       const done = typeof nodeId === 'string' && nodeId !== '' ? this.#commit({ kind: 'remove', id: nodeId }) : Promise.resolve();
-      if (peer !== undefined) this.#emit('peer:removed', peer, 'local');
+      if (peer !== undefined) this.#events.emit('peer:removed', peer, 'local');
       return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
@@ -937,12 +797,12 @@ export class PeerRegistry {
   clear(): Promise<void> {
     try {
       this.#assertOpen();
-      const all = [...this.#peers.values()];
-      this.#peers.clear();
-      this.#byAddress.clear();
-      this.#heap?.rebuild([]);
+      const all = [...this.#index.peers.values()];
+      this.#index.peers.clear();
+      this.#index.byAddress.clear();
+      this.#index.heap?.rebuild([]);
       const done = this.#commit({ kind: 'clear' });
-      for (const p of all) this.#emit('peer:removed', p, 'local');
+      for (const p of all) this.#events.emit('peer:removed', p, 'local');
       return handled(done);
     } catch (err) {
       return Promise.reject(err);
@@ -1003,12 +863,12 @@ export class PeerRegistry {
   #changePeer(nodeId: string, change: (peer: Peer, now: number) => { op: Op; changed: boolean }): Promise<boolean> {
     try {
       this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
+      const peer = this.#index.peers.get(nodeId);
       if (peer === undefined) return Promise.resolve(false);
       const { op, changed } = change(peer, nowSeconds());
-      if (changed) this.#heap?.push(peer);
+      if (changed) this.#index.heap?.push(peer);
       const done = this.#commit(op);
-      if (changed) this.#emit('peer:updated', peer, 'local');
+      if (changed) this.#events.emit('peer:updated', peer, 'local');
       return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
@@ -1030,15 +890,15 @@ export class PeerRegistry {
       this.#assertOpen();
       const now = nowSeconds();
       const dead: Peer[] = [];
-      for (const p of this.#peers.values()) if (!p.isAlive(this.peerTimeout, now)) dead.push(p);
+      for (const p of this.#index.peers.values()) if (!p.isAlive(this.peerTimeout, now)) dead.push(p);
       if (dead.length === 0) return handled(this.#settled().then(() => dead));
       const cutoff = { now, timeout: this.peerTimeout };
       let done: Promise<void> = Promise.resolve();
       for (const p of dead) {
-        this.#delete(p);
+        this.#index.delete(p);
         done = this.#commit({ kind: 'remove', id: p.nodeId, dead: cutoff });
       }
-      for (const p of dead) this.#emit('peer:removed', p, 'local');
+      for (const p of dead) this.#events.emit('peer:removed', p, 'local');
       return handled(done.then(() => dead));
     } catch (err) {
       return Promise.reject(err);
@@ -1055,7 +915,7 @@ export class PeerRegistry {
    * ```
    */
   getPeer(nodeId: string): Peer | undefined {
-    return this.#peers.get(nodeId);
+    return this.#index.peers.get(nodeId);
   }
 
   /**
@@ -1066,13 +926,13 @@ export class PeerRegistry {
    * ```
    */
   getPeerByAddress(address: string): Peer | undefined {
-    const v = this.#byAddress.get(address);
+    const v = this.#index.byAddress.get(address);
     return Array.isArray(v) ? v[0] : v;
   }
 
   /** Whether the registry knows this node id. O(1). */
   hasPeer(nodeId: string): boolean {
-    return this.#peers.has(nodeId);
+    return this.#index.peers.has(nodeId);
   }
 
   /**
@@ -1083,10 +943,10 @@ export class PeerRegistry {
    * ```
    */
   listPeers(opts: ListPeersOptions = {}): Peer[] {
-    if (!opts.aliveOnly) return [...this.#peers.values()];
+    if (!opts.aliveOnly) return [...this.#index.peers.values()];
     const now = nowSeconds();
     const out: Peer[] = [];
-    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) out.push(p);
+    for (const p of this.#index.peers.values()) if (p.isAlive(this.peerTimeout, now)) out.push(p);
     return out;
   }
 
@@ -1098,27 +958,27 @@ export class PeerRegistry {
   /** Peers marked `connected`. */
   listConnectedPeers(): Peer[] {
     const out: Peer[] = [];
-    for (const p of this.#peers.values()) if (p.connected) out.push(p);
+    for (const p of this.#index.peers.values()) if (p.connected) out.push(p);
     return out;
   }
 
   /** Number of peers. O(1). */
   getPeerCount(): number {
-    return this.#peers.size;
+    return this.#index.peers.size;
   }
 
   /** Number of alive peers. */
   getAlivePeerCount(): number {
     const now = nowSeconds();
     let n = 0;
-    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) n++;
+    for (const p of this.#index.peers.values()) if (p.isAlive(this.peerTimeout, now)) n++;
     return n;
   }
 
   /** Number of connected peers. */
   getConnectedPeerCount(): number {
     let n = 0;
-    for (const p of this.#peers.values()) if (p.connected) n++;
+    for (const p of this.#index.peers.values()) if (p.connected) n++;
     return n;
   }
 
@@ -1134,12 +994,12 @@ export class PeerRegistry {
     let alive = 0;
     let connected = 0;
     let health = 0;
-    for (const p of this.#peers.values()) {
+    for (const p of this.#index.peers.values()) {
       if (p.isAlive(this.peerTimeout, now)) alive++;
       if (p.connected) connected++;
       health += p.healthScore;
     }
-    const total = this.#peers.size;
+    const total = this.#index.peers.size;
     return {
       totalPeers: total,
       alivePeers: alive,
@@ -1148,33 +1008,5 @@ export class PeerRegistry {
       averageHealthScore: total > 0 ? health / total : 0,
     };
   }
-}
-
-/**
- * Read and check the registry file; `undefined` when it does not exist.
- *
- * Through `readJson` of `@dawn/atomic-json`: lossless (integers beyond 2^53 − 1 are `bigint`s,
- * `__proto__` keys are data), only a regular file is read (a FIFO, device or directory, also
- * behind a symlink, is `IO` at once, never a hang), any nesting depth parses, and text that is
- * not JSON or not UTF-8 is `CORRUPT` with line and column. A document nested deeper than can be
- * written back is `CORRUPT` too. Reads take no lock: writers replace the file by rename, so a
- * read never sees a torn file.
- */
-async function readDoc(path: string): Promise<RegistryDoc | undefined> {
-  let value: unknown;
-  try {
-    value = await readJson(path);
-  } catch (err) {
-    if (AtomicJsonError.is(err) && err.code === 'NOT_FOUND') return undefined;
-    throw fileError(err, path, 'load');
-  }
-  const doc = checkDoc(value, path);
-  checkDepth(doc, path);
-  return doc;
-}
-
-async function readAndCheck(path: string): Promise<Peer[]> {
-  const doc = await readDoc(path);
-  return doc ? loadPeers(doc, path) : [];
 }
 
