@@ -159,6 +159,9 @@ function checkOptions(opts: PeerRegistryOptions): void {
 
 const CONSTRUCT = Symbol('PeerRegistry.construct');
 
+/** Delay of the compaction of a journal found at open. */
+const OPEN_COMPACTION_DELAY_MS = 100;
+
 /**
  * The mesh's registry of known peers, persisted to `<dataRoot>/mesh/peer_registry.json` in the
  * Python implementation's format.
@@ -317,8 +320,17 @@ export class PeerRegistry {
       peers = await this.#readAll(path, lock);
     }
     this.#remote = [];
-    // A journal found at open is folded into the registry file in the background (close() waits for it).
-    if (this.#journal !== undefined && this.#journal.journalBytes > 0) void this.#journal.compact().catch(noop);
+    // A journal found at open is folded into the registry file in the background, shortly after
+    // open() resolved: on an unref'd timer, so that a process that opens, reads and exits takes
+    // no lock (it would leave the lock behind, making the next process wait for it to go stale).
+    // close() and flush({ compact: true }) compact anyway.
+    const journal = this.#journal;
+    if (journal !== undefined && journal.journalBytes > 0) {
+      const timer = setTimeout(() => {
+        if (!this.#closed) void journal.compact().catch(noop);
+      }, OPEN_COMPACTION_DELAY_MS);
+      timer.unref?.();
+    }
     this.#index.load(peers);
   }
 

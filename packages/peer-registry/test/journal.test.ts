@@ -61,8 +61,12 @@ describe('the journal of the peer registry', () => {
     const exit = await child.exited;
     const acked = Math.max(...exit.messages.map((m) => (m as { acked?: number }).acked ?? 0));
     const events: string[] = [];
-    const reg = await PeerRegistry.open({ dataRoot: root, onJournalEvent: (e) => events.push(e.type) });
+    const reg = await PeerRegistry.open({ dataRoot: root, lock: { staleMs: 2000, timeoutMs: 30_000 }, onJournalEvent: (e) => events.push(e.type) });
     for (let n = 1; n <= acked; n += 2) expect(reg.hasPeer(`k-${n}`)).toBe(true);
+    // Folded in the background shortly after open(), without waiting for close().
+    for (let i = 0; i < 200 && existsSync(`${fileOf(root)}.journal`); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(existsSync(`${fileOf(root)}.journal`)).toBe(false);
+    expect(reg.compactionCount).toBe(1);
     await reg.close();
     expect(existsSync(`${fileOf(root)}.journal`)).toBe(false);
   });
@@ -170,6 +174,7 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     const again = await PeerRegistry.open({ dataRoot: root, onJournalEvent: (e) => events.push(e.type) });
     expect(events[0]).toBe('tail-dropped');
     expect(again.getPeer('a')!.successfulConnections).toBe(2);
+    await again.flush({ compact: true }); // the registry file: 2 successes; the journal starts anew
     await again.recordConnectionSuccess('a');
     await again.recordConnectionSuccess('a');
     // Damage in the middle of the journal: CORRUPT, nothing touched.
@@ -183,6 +188,6 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     expect(await readFile(jp)).toEqual(bytes);
     const q = await PeerRegistry.open({ dataRoot: root, onCorrupt: 'quarantine' });
     expect(q.quarantinedTo).toMatch(/peer_registry\.json\.journal\.corrupt-\d+$/);
-    expect(q.getPeer('a')!.successfulConnections).toBe(2); // the registry file alone (as folded by the previous open)
+    expect(q.getPeer('a')!.successfulConnections).toBe(2); // the registry file alone, as last compacted
   });
 });
