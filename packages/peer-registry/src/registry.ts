@@ -494,8 +494,14 @@ export class PeerRegistry {
     try {
       await journal.append(batch.ops);
       this.#flushCount++;
-      this.#applyRemote();
-      batch.resolve();
+      batch.resolve(); // durable: whatever happens below, these mutations are acknowledged
+      try {
+        this.#applyRemote();
+      } catch (err) {
+        // Others' changes could not be folded (e.g. a malformed record another program wrote):
+        // reported by the next flush(); the next append or reload() re-reads the files.
+        this.#unreported ??= fileError(err, path, 'read the changes of other processes in');
+      }
     } catch (err) {
       const e = fileError(err, path, 'write');
       this.#unreported ??= e;
