@@ -190,4 +190,36 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     expect(q.quarantinedTo).toMatch(/peer_registry\.json\.journal\.corrupt-\d+$/);
     expect(q.getPeer('a')!.successfulConnections).toBe(2); // the registry file alone, as last compacted
   });
+
+  it('withConsistentFiles: a backup copying the registry file and its journal gets one instant, and restores as it', async () => {
+    const { copyFile, mkdir } = await import('node:fs/promises');
+    const root = await tempDir();
+    const a = await PeerRegistry.open({ dataRoot: root });
+    await a.addPeer({ nodeId: 'p', address: 'ws://10.0.0.1:8000' });
+    await a.flush({ compact: true });
+    await a.recordConnectionSuccess('p'); // in the journal
+    const b = await PeerRegistry.open({ dataRoot: root });
+    const backup = await tempDir();
+    await mkdir(join(backup, 'mesh'));
+    let during: Promise<boolean> | undefined;
+    // Another writer, started from outside fn (a call made inside fn would run under its lock), waits for the lock.
+    const other = new Promise<void>((r) =>
+      setTimeout(() => {
+        during = b.recordConnectionSuccess('p');
+        r();
+      }, 10),
+    );
+    await a.withConsistentFiles(async ({ snapshot, journal }) => {
+      await other;
+      await new Promise((r) => setTimeout(r, 50));
+      await copyFile(snapshot, join(backup, 'mesh', 'peer_registry.json'));
+      if (existsSync(journal)) await copyFile(journal, join(backup, 'mesh', 'peer_registry.json.journal'));
+    });
+    await during;
+    const restored = await PeerRegistry.open({ dataRoot: backup });
+    expect(restored.getPeer('p')!.successfulConnections).toBe(1); // as of the instant: without b's change
+    await restored.close();
+    const live = await PeerRegistry.open({ dataRoot: root });
+    expect(live.getPeer('p')!.successfulConnections).toBe(2);
+  });
 });
