@@ -9,7 +9,11 @@
  *  2. `getPeerByAddress` and `getPeer` lookups per second on it;
  *  3. 10,000 `addPeer` calls issued without awaiting, then `flush()` (fresh registry): total
  *     time until durable, and the number of file writes;
- *  4. 1,000 awaited `recordConnectionSuccess` calls on a 10,000-peer registry.
+ *  4. 1,000 awaited `recordConnectionSuccess` calls on a 10,000-peer registry;
+ *  5. the journal (issue 12): a bare fsynced 200-byte append (the physical limit, same run);
+ *     awaited `recordConnectionSuccess` p50 at 10,000 and 100,000 peers (one journal append
+ *     each); bytes written by 1,000 mutations/s for 10 s on 100,000 peers (journal payload vs
+ *     compactions); open of 100,000 peers + a 50,000-record journal vs the compacted file.
  *
  * Goals (issue 3): open < 1.5 s; 10k unawaited adds durable < 2 s in at most a few dozen
  * writes; > 1 M lookups by address per second.
@@ -24,12 +28,14 @@
  * Run alone: `node src/peer-registry.mjs [--quick]`.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
 import { PeerRegistry } from '@dawn/peer-registry';
-import { fmtBytes, fmtMs, fmtNum, makeTempDir, median, now, printTable, ratio, removeTempDir } from './lib.mjs';
+import { fmtBytes, fmtMs, fmtNum, makeTempDir, median, now, percentile, printTable, ratio, removeTempDir } from './lib.mjs';
 
 // ------------------------------------------------------------------ data
 
@@ -412,10 +418,170 @@ export async function run({ quick = false } = {}) {
         `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')} (wall times grow with load from other processes)`,
       ],
     );
-    return rows;
+    const journalRows = await journalSuite(dir, { quick, N_BIG, N_MID });
+    return [...rows, ...journalRows];
   } finally {
     await removeTempDir(dir);
   }
+}
+
+// ------------------------------------------------------------------ the journal (issue 12)
+
+/** `write_bytes` and `wchar` of this process from /proc (Linux), else undefined. */
+function procIo() {
+  try {
+    const text = readFileSync('/proc/self/io', 'utf8');
+    const get = (k) => Number(new RegExp(`^${k}: (\\d+)$`, 'm').exec(text)?.[1]);
+    return { wchar: get('wchar'), writeBytes: get('write_bytes') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A journal file of `count` one-op records extending the snapshot `bytes` (the documented format of @dawn/atomic-json). */
+function buildJournal(snapshotBytes, ops) {
+  const rec = (value) => {
+    const payload = Buffer.from(JSON.stringify(value), 'utf8');
+    const head = Buffer.allocUnsafe(8);
+    head.writeUInt32LE(payload.length, 0);
+    head.writeUInt32LE(crc32(payload) >>> 0, 4);
+    return Buffer.concat([head, payload]);
+  };
+  const parts = [rec({ journal: 1, base: createHash('sha256').update(snapshotBytes).digest('hex') })];
+  for (const op of ops) parts.push(rec({ ops: [op] }));
+  return Buffer.concat(parts);
+}
+
+/** p50 of awaited calls of `fn(i)` (after `warmup` calls). */
+async function awaitedP50(n, warmup, fn) {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  const samples = [];
+  for (let i = 0; i < n; i++) {
+    const t = now();
+    await fn(warmup + i);
+    samples.push(now() - t);
+  }
+  return { p50: median(samples), p99: percentile(samples, 99) };
+}
+
+async function journalSuite(dir, { quick, N_BIG, N_MID }) {
+  const N_CALLS = quick ? 50 : 300;
+  const rows = [];
+  // a. the physical limit: a bare fsynced 200-byte append, same directory, same run
+  const bareFile = join(dir, 'bare.log');
+  const bareFd = openSync(bareFile, 'a');
+  const chunk = Buffer.alloc(200, 120);
+  const bare = await awaitedP50(N_CALLS, 5, async () => {
+    writeSync(bareFd, chunk);
+    fsyncSync(bareFd);
+  });
+  closeSync(bareFd);
+
+  // b. awaited recordConnectionSuccess at 10k and 100k peers (one journal append + fsync each)
+  const awaitedAt = async (n) => {
+    const root = join(dir, `journal-${n}`);
+    const { ids } = await writeRegistryFile(root, n);
+    const reg = await PeerRegistry.open({ dataRoot: root });
+    const r = await awaitedP50(N_CALLS, 5, (i) => reg.recordConnectionSuccess(ids[(i * 7919) % n]));
+    await reg.close();
+    return r;
+  };
+  const at10k = await awaitedAt(N_MID);
+  const at100k = await awaitedAt(N_BIG);
+  rows.push({ workload: 'bare fsynced 200-byte append (the physical limit)', p50: bare.p50, p99: bare.p99 });
+  rows.push({ workload: `awaited recordConnectionSuccess, ${fmtNum(N_MID)} peers`, p50: at10k.p50, p99: at10k.p99, vsBare: at10k.p50 / bare.p50 });
+  rows.push({ workload: `awaited recordConnectionSuccess, ${fmtNum(N_BIG)} peers`, p50: at100k.p50, p99: at100k.p99, vsBare: at100k.p50 / bare.p50 });
+
+  // c. a trickle of 1,000 mutations/s for 10 s on 100k peers: bytes written, compactions included
+  const trickleRoot = join(dir, 'trickle');
+  const { file: trickleFile, ids: trickleIds } = await writeRegistryFile(trickleRoot, N_BIG);
+  const snapSize = (await stat(trickleFile)).size;
+  const reg = await PeerRegistry.open({ dataRoot: trickleRoot });
+  const seconds = quick ? 1 : 10;
+  const io0 = procIo();
+  const t0 = now();
+  let issued = 0;
+  while (now() - t0 < seconds * 1000) {
+    const due = Math.floor(now() - t0) - issued; // 1 per ms
+    for (let k = 0; k < due; k++) void reg.recordConnectionSuccess(trickleIds[(issued++ * 7919) % N_BIG]);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await reg.flush();
+  const io1 = procIo();
+  const flushes = reg.flushCount;
+  const written = reg.bytesWritten;
+  const compactionsDuring = reg.compactionCount;
+  await reg.close(); // the final fold (a registry closed is one plain file)
+  const closing = reg.bytesWritten.snapshot - written.snapshot;
+  rows.push({
+    workload: `${fmtNum(issued)} mutations in ${seconds} s (1,000/s) on ${fmtNum(N_BIG)} peers: bytes written`,
+    bytes: written.journal + written.snapshot,
+    payload: written.journal,
+    note:
+      `${flushes} appends, journal ${fmtBytes(written.journal)}, ${compactionsDuring} compaction(s) during the run (${fmtBytes(written.snapshot)}); ` +
+      `close() then folds once more (${fmtBytes(closing)}). Steady state with compactRatio 0.5: each fold of a journal J = 0.5 × file writes 2 J, so ≤ 3× the payload. ` +
+      `Whole-file rewrite per batch (the previous release) would have written ${fmtBytes(flushes * snapSize)} (${flushes} × ${fmtBytes(snapSize)}).` +
+      (io0 && io1 ? ` /proc/self/io during the run: wchar +${fmtBytes(io1.wchar - io0.wchar)}, write_bytes +${fmtBytes(io1.writeBytes - io0.writeBytes)}.` : ''),
+  });
+
+  // d. open 100k peers + a 50,000-record journal vs the compacted file
+  const N_REC = quick ? 5_000 : 50_000;
+  const openRoot = join(dir, 'open-journal');
+  const { file: openFile, ids: openIds } = await writeRegistryFile(openRoot, N_BIG);
+  const snapBytes = readFileSync(openFile);
+  const ops = [];
+  for (let i = 0; i < N_REC; i++) ops.push({ kind: 'success', id: openIds[(i * 7919) % N_BIG], at: T0 + i / 1000 });
+  const journalBytes = buildJournal(snapBytes, ops);
+  const runs = quick ? 1 : 3;
+  const withJ = [];
+  const without = [];
+  for (let r = 0; r < runs; r++) {
+    await writeFile(`${openFile}.journal`, journalBytes);
+    await writeFile(openFile, snapBytes);
+    let t = now();
+    const a = await PeerRegistry.open({ dataRoot: openRoot, compactMinBytes: Number.MAX_SAFE_INTEGER });
+    withJ.push(now() - t);
+    await a.close(); // folds (not timed): the next open reads the compacted file
+    t = now();
+    const b = await PeerRegistry.open({ dataRoot: openRoot });
+    without.push(now() - t);
+    if (b.getPeerCount() !== N_BIG) throw new Error('open-journal: wrong count');
+  }
+  rows.push({
+    workload: `open ${fmtNum(N_BIG)} peers + a ${fmtNum(N_REC)}-record journal (${fmtBytes(journalBytes.length)})`,
+    openWith: median(withJ),
+    openWithout: median(without),
+    note: `open with journal: ${withJ.map(fmtMs).join(', ')} ms; the compacted file: ${without.map(fmtMs).join(', ')} ms (open() folds the journal into the file in the background afterwards)`,
+  });
+
+  const table = [
+    { workload: rows[0].workload, result: `p50 ${fmtMs(rows[0].p50)} ms (p99 ${fmtMs(rows[0].p99)})`, goal: '', met: '' },
+    ...[rows[1], rows[2]].map((r) => ({
+      workload: r.workload,
+      result: `p50 ${fmtMs(r.p50)} ms (p99 ${fmtMs(r.p99)}) = ${r.vsBare.toFixed(2)}× the bare append`,
+      goal: '≤ 3× the bare append',
+      met: r.vsBare <= 3 ? 'met' : 'MISSED',
+    })),
+    {
+      workload: rows[3].workload,
+      result: `${fmtBytes(rows[3].bytes)} = ${(rows[3].bytes / rows[3].payload).toFixed(2)}× the journal payload`,
+      goal: '≤ 10× the payload',
+      met: rows[3].bytes / rows[3].payload <= 10 ? 'met' : 'MISSED',
+    },
+    {
+      workload: rows[4].workload,
+      result: `${fmtMs(rows[4].openWith)} ms vs ${fmtMs(rows[4].openWithout)} ms = ${(rows[4].openWith / rows[4].openWithout).toFixed(2)}×`,
+      goal: '< 1.5× opening the compacted file',
+      met: rows[4].openWith / rows[4].openWithout < 1.5 ? 'met' : 'MISSED',
+    },
+  ];
+  printTable(
+    `@dawn/peer-registry journal: durable mutations in O(change)${quick ? ' — QUICK, figures not meaningful' : ''}`,
+    table,
+    ['workload', { key: 'result', align: 'right' }, 'goal', 'met'],
+    [...rows.filter((r) => r.note).map((r) => `${r.workload}: ${r.note}`), `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`],
+  );
+  return rows;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

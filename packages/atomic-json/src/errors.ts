@@ -15,7 +15,8 @@ export type AtomicJsonErrorCode =
   | 'NOT_SERIALIZABLE'
   | 'INVALID'
   | 'IO'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'CORRUPT';
 
 const BRAND = Symbol.for('@dawn/atomic-json.AtomicJsonError');
 
@@ -51,6 +52,7 @@ export interface AtomicJsonErrorDetails {
  * | `NOT_SERIALIZABLE` | the value is not JSON (cycle, BigInt, function, symbol, `undefined` root, NaN...); `keyPath` names it |
  * | `INVALID` | a `JsonFile` validator rejected the value |
  * | `IO` | the file system failed (permissions, disk full...), or the path is not a regular file; `cause` holds the system error |
+ * | `CORRUPT` | a journal (see `JournaledJson`) is damaged before its last record; nothing was replayed or written |
  * | `ABORTED` | the caller's `AbortSignal` fired while the operation waited (for the lock or its turn); nothing was written; `cause` is the signal's reason |
  *
  * @example

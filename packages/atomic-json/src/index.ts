@@ -10,3 +10,11 @@ export { parseJson, type JsonValue, type JsonObject } from './parse.js';
 export { stringifyJson, findNonJson } from './serialize.js';
 export { readJsonSync, writeJsonSync, updateJsonSync } from './sync.js';
 export { resolveDataRoot, expandHome, DATA_ROOT_ENV } from './data-root.js';
+export {
+  JournaledJson,
+  journalPathOf,
+  JOURNAL_SUFFIX,
+  type JournalOptions,
+  type JournalEvent,
+  type RemoteChange,
+} from './journal.js';

@@ -9,7 +9,12 @@ import { installLayer } from '../test/fault-layer.js';
 import { AtomicJsonError, lockPathOf, readJson, TEMP_SUFFIX, updateJson, withLock, writeJson } from './index.js';
 
 const tempDir = useTempDir('aj-ops-');
-const text = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+/** JSON.stringify's text, except that an integral number beyond 2^53 is written as its exact digits (as the writers do). */
+const text = (v: unknown) =>
+  JSON.stringify(v, (_k, x: unknown) => (typeof x === 'number' && Number.isInteger(x) && !Number.isSafeInteger(x) && Math.abs(x) < 1e21 ? `\u0000big:${BigInt(x)}` : x), 2).replace(
+    /"\\u0000big:(-?\d+)"/g,
+    '$1',
+  ) + '\n';
 
 /**
  * What a value reads back as: JSON has no negative zero (`-0` is written as `0`, as JSON.stringify

@@ -130,6 +130,21 @@ function asPeer(rec: Record<string, unknown>, i: number, path: string): Peer {
   }
 }
 
+const plainCount = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < Number.MAX_SAFE_INTEGER;
+
+/** A record whose counters (and score) a success/failure can update in place exactly as `Peer` would. */
+function countsApplyDirectly(rec: Record<string, unknown>, kind: 'success' | 'failure'): boolean {
+  const h = rec.health_score;
+  return (
+    plainCount(rec.connection_attempts) &&
+    plainCount(kind === 'success' ? rec.successful_connections : rec.failed_connections) &&
+    typeof h === 'number' &&
+    h >= 0 &&
+    h <= 1 &&
+    (kind === 'failure' || typeof rec.last_seen === 'number')
+  );
+}
+
 /** What {@link applyOps} produced. */
 export interface ApplyResult {
   /** The document to write. */
@@ -182,6 +197,19 @@ export function applyOps(current: unknown, ops: readonly Op[], path: string, max
       case 'failure': {
         if (i === undefined) break;
         const rec = recs[i]!;
+        if (countsApplyDirectly(rec, op.kind)) {
+          // The common case (plain counters, a valid score): the same arithmetic as Peer's, without building a Peer.
+          rec.connection_attempts = (rec.connection_attempts as number) + 1;
+          if (op.kind === 'success') {
+            rec.successful_connections = (rec.successful_connections as number) + 1;
+            rec.health_score = Math.min(1, (rec.health_score as number) + 0.1);
+            rec.last_seen = op.at;
+          } else {
+            rec.failed_connections = (rec.failed_connections as number) + 1;
+            rec.health_score = Math.max(0, (rec.health_score as number) - 0.2);
+          }
+          break;
+        }
         const p = asPeer(rec, i, path);
         if (op.kind === 'success') {
           p.recordConnectionSuccess(op.at);

@@ -10,6 +10,7 @@ export {
   type PeerEventName,
   type PeerEventInfo,
   type PeerListener,
+  type FlushOptions,
 } from './registry.js';
 export {
   resolveDataRoot,

@@ -8,10 +8,12 @@ import { resolveDataRoot, resolveRegistryPath } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
 import { Peer, type PeerInit } from './peer.js';
 import { PeerRegistry, type PeerEventName } from './registry.js';
+import { durableDoc } from '../test/durable.js';
 
 const tempDir = useTempDir('peer-registry-');
 const fileOf = (root: string) => join(root, 'mesh', 'peer_registry.json');
-const readDoc = async (root: string) => JSON.parse(await readFile(fileOf(root), 'utf8'));
+/** Snapshot + journal replayed: the durable state (see test/durable.ts). */
+const readDoc = async (root: string) => durableDoc(fileOf(root));
 const now = () => Date.now() / 1000;
 
 async function rejection(p: Promise<unknown>): Promise<PeerRegistryError> {
@@ -143,14 +145,14 @@ describe('validation', () => {
     const root = await tempDir();
     const reg = await PeerRegistry.open({ dataRoot: root });
     await reg.addPeer(good);
-    const before = await readFile(fileOf(root));
+    const before = await readFile(`${fileOf(root)}.journal`); // the add is in the journal; nothing may follow it
     expect((await rejection(reg.updatePeer('n1', { healthScore: -1 }))).code).toBe('INVALID_HEALTH_SCORE');
     expect((await rejection(reg.updatePeer('n1', { connected: true, address: 'nope' }))).code).toBe('INVALID_ADDRESS');
     expect(reg.getPeer('n1')!.connected).toBe(false);
     expect((await rejection(reg.updatePeer('n1', { nodeId: 'n2' } as never))).code).toBe('INVALID_FIELD');
     expect((await rejection(reg.updatePeer('ghost', { connected: true }))).code).toBe('NOT_FOUND');
     await reg.flush();
-    expect(await readFile(fileOf(root))).toEqual(before);
+    expect(await readFile(`${fileOf(root)}.journal`)).toEqual(before);
   });
 
   it('a peerValidator saying no makes addPeer return false and write nothing', async () => {
@@ -377,6 +379,7 @@ describe('behaviour', () => {
     await other.addPeer({ nodeId: 'z', address: 'ws://h:3', healthScore: 0.5, lastSeen: t });
     await capped.addPeer({ nodeId: 'mine', address: 'ws://h:4' });
     expect(capped.listPeers().map((p) => p.nodeId).sort()).toEqual(['mine', 'y']);
+    await capped.flush(); // the evictions of the others' peers are written after the add
     expect((await readDoc(root)).peers.map((p: { node_id: string }) => p.node_id).sort()).toEqual(['mine', 'y']);
   });
 

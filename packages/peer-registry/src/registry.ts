@@ -1,18 +1,17 @@
 import { rename } from 'node:fs/promises';
 import {
-  AtomicJsonError,
-  fileMark,
-  readJson,
-  sameFileMark,
-  updateJson,
+  JournaledJson,
+  journalPathOf,
   withLock,
-  writeJson,
-  type FileMark,
+  type JournalEvent,
   type LockOptions,
+  type RemoteChange,
 } from '@dawn/atomic-json';
 import { resolveRegistryPath, type RegistryPathOptions } from './data-root.js';
 import { PeerRegistryError } from './errors.js';
-import { EvictionHeap } from './evict.js';
+import { PeerEvents, type PeerEventInfo, type PeerEventName, type PeerListener } from './events.js';
+import { PeerIndex } from './peer-index.js';
+import { fileError, newBatch, readAndCheck, type Batch } from './persistence.js';
 import { applyOps, checkDepth, checkDoc, loadPeers, type Op, type RegistryDoc } from './file-format.js';
 import {
   assignFields,
@@ -29,6 +28,8 @@ import {
   type PeerPatch,
 } from './peer.js';
 import { nowSeconds } from './time.js';
+
+export type { PeerEventInfo, PeerEventName, PeerListener } from './events.js';
 
 /** Decides whether this node may talk to a peer (a trust list, a ban list...). */
 export interface PeerValidator {
@@ -76,6 +77,31 @@ export interface PeerRegistryOptions extends RegistryPathOptions {
    * @default true
    */
   fsync?: boolean;
+  /**
+   * Told about the journal's recovery and compactions: `tail-dropped` (a torn, never acknowledged
+   * record at the end of `peer_registry.json.journal` was dropped), `foreign-snapshot` (another
+   * program rewrote `peer_registry.json`; the journal was applied onto it), `compaction-resumed`,
+   * `compacted`. See `JournaledJson` in `@dawn/atomic-json`.
+   * @default none
+   */
+  onJournalEvent?: (event: JournalEvent) => void;
+  /**
+   * Compact (fold the journal into `peer_registry.json`) once the journal is larger than this
+   * fraction of the registry file (and than 256 KiB).
+   * @default 0.5
+   */
+  compactRatio?: number;
+  /**
+   * ...and only once the journal is larger than this many bytes.
+   * @default 262144
+   */
+  compactMinBytes?: number;
+}
+
+/** Options of {@link PeerRegistry.flush}. */
+export interface FlushOptions {
+  /** Also fold the journal into `peer_registry.json` (one atomic rewrite) and remove the journal. @default false */
+  compact?: boolean;
 }
 
 /** Options of {@link PeerRegistry.addPeer}. */
@@ -100,39 +126,6 @@ export interface PeerStats {
   averageHealthScore: number;
 }
 
-/** Where an event's change came from. */
-export interface PeerEventInfo {
-  /** `'local'`: a call on this instance. `'file'`: found in the file (another process, or a write of ours that did not stick). */
-  origin: 'local' | 'file';
-}
-
-/** A listener of the registry's events. */
-export type PeerListener = (peer: Peer, info: PeerEventInfo) => void;
-
-/** The registry's events. Each fires once per real change, never for a no-op. */
-export type PeerEventName = 'peer:added' | 'peer:removed' | 'peer:updated';
-
-interface Batch {
-  ops: Op[];
-  /** Node ids the ops touch. */
-  touched: Set<string>;
-  cleared: boolean;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-function newBatch(): Batch {
-  let resolve!: () => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // reported through the mutations' promises and flush()
-  return { ops: [], touched: new Set(), cleared: false, promise, resolve, reject };
-}
-
 const noop = (): void => {};
 
 /** Return `p`, marked as handled: an unawaited mutation that fails never crashes the process (flush() reports it). */
@@ -143,32 +136,6 @@ function handled<T>(p: Promise<T>): Promise<T> {
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-/** Map an error of `@dawn/atomic-json` to ours. */
-function fileError(err: unknown, path: string, action: string): unknown {
-  if (PeerRegistryError.is(err) || !AtomicJsonError.is(err)) return err;
-  switch (err.code) {
-    case 'PARSE':
-      return new PeerRegistryError(
-        'CORRUPT',
-        `Cannot ${action} the peer registry: ${err.message} ` +
-          `Or restore it from a backup, or open the registry with { onCorrupt: 'quarantine' } to move it aside and start empty.`,
-        { path, cause: err, ...(err.line !== undefined ? { line: err.line } : {}), ...(err.column !== undefined ? { column: err.column } : {}) },
-      );
-    case 'NOT_SERIALIZABLE':
-      return new PeerRegistryError(
-        'NOT_SERIALIZABLE',
-        `Cannot ${action} the peer registry ${path}: the registry cannot be written as one JSON text (${err.message}). ` +
-          `The file was left untouched; remove or shrink the peers or fields that made it too large or too deeply nested.`,
-        { path, cause: err, ...(err.keyPath !== undefined ? { keyPath: err.keyPath } : {}) },
-      );
-    case 'LOCKED':
-    case 'LOCK_COMPROMISED':
-      return new PeerRegistryError('LOCKED', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
-    default:
-      return new PeerRegistryError('IO', `Cannot ${action} the peer registry ${path}: ${err.message}`, { path, cause: err });
-  }
 }
 
 function checkOptions(opts: PeerRegistryOptions): void {
@@ -191,6 +158,9 @@ function checkOptions(opts: PeerRegistryOptions): void {
 }
 
 const CONSTRUCT = Symbol('PeerRegistry.construct');
+
+/** Delay of the compaction of a journal found at open. */
+const OPEN_COMPACTION_DELAY_MS = 100;
 
 /**
  * The mesh's registry of known peers, persisted to `<dataRoot>/mesh/peer_registry.json` in the
@@ -228,10 +198,9 @@ export class PeerRegistry {
   readonly #validator: PeerValidator | undefined;
   readonly #lockOpts: LockOptions | undefined;
   readonly #fsync: boolean;
-  readonly #peers = new Map<string, Peer>();
-  readonly #byAddress = new Map<string, Peer | Peer[]>();
-  readonly #heap: EvictionHeap | undefined;
-  readonly #listeners = new Map<PeerEventName, PeerListener[]>();
+  /** The in-memory view: peers by id and by address, and the eviction ranking. */
+  readonly #index: PeerIndex;
+  readonly #events = new PeerEvents();
   #pending: Batch | undefined;
   #inflight: Batch | undefined;
   #scheduled = false;
@@ -239,12 +208,13 @@ export class PeerRegistry {
   #unreported: unknown;
   #flushCount = 0;
   #quarantinedTo: string | undefined;
-  /**
-   * The document the file held right after this instance's last write (or load), and the
-   * file's mark then. While the file's mark still matches, the file is provably that document
-   * (every locking writer replaces it by rename), so a flush need not re-read and re-parse it.
-   */
-  #known: { doc: RegistryDoc; mark: FileMark } | undefined;
+  /** Snapshot `peer_registry.json` + journal `peer_registry.json.journal`. */
+  #journal: JournaledJson<RegistryDoc, Op> | undefined;
+  readonly #journalEvents: ((event: JournalEvent) => void) | undefined;
+  readonly #compactRatio: number | undefined;
+  readonly #compactMinBytes: number | undefined;
+  /** Other processes' changes found during an append: applied to the view once it is durable. */
+  #remote: RemoteChange<RegistryDoc, Op>[] = [];
 
   /** @internal Use {@link PeerRegistry.open}. */
   private constructor(token: symbol, path: string | undefined, opts: PeerRegistryOptions) {
@@ -255,7 +225,10 @@ export class PeerRegistry {
     this.#validator = opts.peerValidator;
     this.#lockOpts = opts.lock;
     this.#fsync = opts.fsync ?? true;
-    this.#heap = opts.maxPeers !== undefined ? new EvictionHeap() : undefined;
+    this.#index = new PeerIndex(opts.maxPeers !== undefined);
+    this.#journalEvents = opts.onJournalEvent;
+    this.#compactRatio = opts.compactRatio;
+    this.#compactMinBytes = opts.compactMinBytes;
   }
 
   /**
@@ -283,47 +256,82 @@ export class PeerRegistry {
     return registry;
   }
 
+  #openJournal(path: string, lock: LockOptions): Promise<JournaledJson<RegistryDoc, Op>> {
+    return JournaledJson.open<RegistryDoc, Op>(path, {
+      apply: (doc, ops) => applyOps(doc, ops, path, this.maxPeers).doc,
+      fsync: this.#fsync,
+      lock,
+      ...(this.#compactRatio !== undefined ? { compactRatio: this.#compactRatio } : {}),
+      ...(this.#compactMinBytes !== undefined ? { compactMinBytes: this.#compactMinBytes } : {}),
+      onEvent: (e) => this.#journalEvents?.(e),
+      onRemote: (change) => {
+        this.#remote.push(change);
+      },
+    });
+  }
+
+  /** Open the journal and build the peers of snapshot + journal. */
+  async #readAll(path: string, lock: LockOptions): Promise<Peer[]> {
+    try {
+      const journal = await this.#openJournal(path, lock);
+      const raw = journal.current();
+      this.#journal = journal;
+      if (raw === undefined) return [];
+      const doc = checkDoc(raw, path);
+      checkDepth(doc, path);
+      return loadPeers(doc, path);
+    } catch (err) {
+      this.#journal = undefined;
+      throw fileError(err, path, 'load');
+    }
+  }
+
   async #load(path: string, onCorrupt: 'throw' | 'quarantine', lock: LockOptions): Promise<void> {
     let peers: Peer[];
     try {
-      const doc = await this.#readTracked(path);
-      peers = doc ? loadPeers(doc, path) : [];
+      peers = await this.#readAll(path, lock);
     } catch (err) {
-      this.#known = undefined;
       if (!(PeerRegistryError.is(err) && err.code === 'CORRUPT' && onCorrupt === 'quarantine')) throw err;
-      // Move it aside under the lock, unless someone repaired or replaced it meanwhile.
-      peers = await withLock(
+      // Move it aside under the lock, unless someone repaired or replaced it meanwhile: a damaged
+      // journal alone (the registry file is kept), else the registry file with its journal.
+      await withLock(
         path,
         async () => {
           try {
-            return await readAndCheck(path);
+            await readAndCheck(path);
           } catch (again) {
             if (!(PeerRegistryError.is(again) && again.code === 'CORRUPT')) throw again;
             const target = `${path}.corrupt-${Date.now()}`;
             await rename(path, target);
+            await rename(journalPathOf(path), `${target}.journal`).catch(() => {});
             this.#quarantinedTo = target;
-            return [];
+            return;
           }
+          const target = `${journalPathOf(path)}.corrupt-${Date.now()}`;
+          await rename(journalPathOf(path), target).catch((e: unknown) => {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          });
+          this.#quarantinedTo = target;
         },
         lock,
       ).catch((e: unknown) => {
         throw fileError(e, path, 'quarantine');
       });
+      peers = await this.#readAll(path, lock);
     }
-    // The hot loop of a 100,000-peer open: one Map operation per index.
-    const byId = this.#peers;
-    let duplicates = false;
-    for (const p of peers) {
-      const n = byId.size;
-      byId.set(p.nodeId, p); // a later duplicate of a node id wins, as in Python
-      if (byId.size === n) duplicates = true;
-      else this.#indexAddress(p);
-      this.#heap?.push(p);
+    this.#remote = [];
+    // A journal found at open is folded into the registry file in the background, shortly after
+    // open() resolved: on an unref'd timer, so that a process that opens, reads and exits takes
+    // no lock (it would leave the lock behind, making the next process wait for it to go stale).
+    // close() and flush({ compact: true }) compact anyway.
+    const journal = this.#journal;
+    if (journal !== undefined && journal.journalBytes > 0) {
+      const timer = setTimeout(() => {
+        if (!this.#closed) void journal.compact().catch(noop);
+      }, OPEN_COMPACTION_DELAY_MS);
+      timer.unref?.();
     }
-    if (duplicates) {
-      this.#byAddress.clear();
-      for (const p of byId.values()) this.#indexAddress(p);
-    }
+    this.#index.load(peers);
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
@@ -332,12 +340,24 @@ export class PeerRegistry {
   }
 
   /**
-   * Number of write cycles (lock + read + apply + write) this instance has run. Each writes the
-   * file at most once, however many mutations it carried. The read is skipped when the file is
-   * provably this instance's last write (its `fileMark` did not change).
+   * Number of write cycles this instance has run: each is one record appended to the journal
+   * (one write + one fsync under the lock), however many mutations it carried.
    */
   get flushCount(): number {
     return this.#flushCount;
+  }
+
+  /** Number of times this instance folded the journal into the registry file. */
+  get compactionCount(): number {
+    return this.#journal?.compactions ?? 0;
+  }
+
+  /**
+   * What this instance wrote: `journal` bytes of appended records, `snapshot` bytes of registry
+   * files written by compaction.
+   */
+  get bytesWritten(): { journal: number; snapshot: number } {
+    return { journal: this.#journal?.appendedBytes ?? 0, snapshot: this.#journal?.compactedBytes ?? 0 };
   }
 
   // ---------------------------------------------------------------- events
@@ -354,96 +374,34 @@ export class PeerRegistry {
    * ```
    */
   on(event: PeerEventName, listener: PeerListener): this {
-    const list = this.#listeners.get(event);
-    if (list) list.push(listener);
-    else this.#listeners.set(event, [listener]);
+    this.#events.on(event, listener);
     return this;
   }
 
   /** Stop calling `listener` for `event`. */
   off(event: PeerEventName, listener: PeerListener): this {
-    const list = this.#listeners.get(event);
-    const i = list?.lastIndexOf(listener) ?? -1;
-    if (list && i >= 0) list.splice(i, 1);
+    this.#events.off(event, listener);
     return this;
   }
 
   /** Call `listener` for the next `event` only. */
   once(event: PeerEventName, listener: PeerListener): this {
-    const wrapper: PeerListener = (peer, info) => {
-      this.off(event, wrapper);
-      listener(peer, info);
-    };
-    return this.on(event, wrapper);
-  }
-
-  #emit(event: PeerEventName, peer: Peer, origin: PeerEventInfo['origin']): void {
-    const list = this.#listeners.get(event);
-    if (!list || list.length === 0) return;
-    const info = { origin };
-    for (const l of list.slice()) {
-      try {
-        l(peer, info);
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    this.#events.once(event, listener);
+    return this;
   }
 
   // ---------------------------------------------------------------- in-memory view
 
-  #indexAddress(p: Peer): void {
-    const cur = this.#byAddress.get(p.address);
-    if (cur === undefined) this.#byAddress.set(p.address, p);
-    else if (Array.isArray(cur)) cur.push(p);
-    else this.#byAddress.set(p.address, [cur, p]);
-  }
-
-  #unindexAddress(p: Peer, address: string = p.address): void {
-    const cur = this.#byAddress.get(address);
-    if (cur === p) this.#byAddress.delete(address);
-    else if (Array.isArray(cur)) {
-      const i = cur.indexOf(p);
-      if (i >= 0) cur.splice(i, 1);
-      if (cur.length === 1) this.#byAddress.set(address, cur[0]!);
-      else if (cur.length === 0) this.#byAddress.delete(address);
-    }
-  }
-
-  #insert(p: Peer): void {
-    const old = this.#peers.get(p.nodeId);
-    if (old) this.#unindexAddress(old);
-    this.#peers.set(p.nodeId, p);
-    this.#indexAddress(p);
-    this.#heap?.push(p);
-  }
-
-  #delete(p: Peer): void {
-    this.#peers.delete(p.nodeId);
-    this.#unindexAddress(p);
-  }
-
-  /** After `p` changed (from `oldAddress`): keep the indexes right. */
-  #changed(p: Peer, oldAddress: string): void {
-    if (p.address !== oldAddress) {
-      this.#unindexAddress(p, oldAddress);
-      this.#indexAddress(p);
-    }
-    this.#heap?.push(p);
-  }
-
   #evictFor(): void {
-    const heap = this.#heap;
+    const heap = this.#index.heap;
     if (heap === undefined || this.maxPeers === undefined) return;
-    if (heap.length > 2 * this.#peers.size + 1024) heap.rebuild(this.#peers.values());
-    while (this.#peers.size >= this.maxPeers) {
-      const victim = heap.popWorst((p) => this.#peers.get(p.nodeId) === p);
+    if (heap.length > 2 * this.#index.peers.size + 1024) heap.rebuild(this.#index.peers.values());
+    while (this.#index.peers.size >= this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#index.peers.get(p.nodeId) === p);
       if (victim === undefined) break;
-      this.#delete(victim);
+      this.#index.delete(victim);
       this.#commit({ kind: 'remove', id: victim.nodeId });
-      this.#emit('peer:removed', victim, 'local');
+      this.#events.emit('peer:removed', victim, 'local');
     }
   }
 
@@ -458,7 +416,7 @@ export class PeerRegistry {
     let matched = 0;
     for (const rec of records) {
       const id = rec.node_id as string;
-      const mine = this.#peers.get(id);
+      const mine = this.#index.peers.get(id);
       if (mine !== undefined) matched++;
       if (dirty?.has(id) || (mine !== undefined && recordMatches(mine, rec))) continue;
       let fresh: Peer;
@@ -468,23 +426,23 @@ export class PeerRegistry {
         continue; // written by someone else, malformed: left in the file as it is; open() reports it
       }
       if (mine === undefined) {
-        this.#insert(fresh);
+        this.#index.insert(fresh);
         matched++;
-        this.#emit('peer:added', fresh, 'file');
+        this.#events.emit('peer:added', fresh, 'file');
       } else {
         const oldAddress = mine.address;
         copyInto(mine, fresh);
-        this.#changed(mine, oldAddress);
-        this.#emit('peer:updated', mine, 'file');
+        this.#index.changed(mine, oldAddress);
+        this.#events.emit('peer:updated', mine, 'file');
       }
     }
-    if (this.#peers.size > matched) {
+    if (this.#index.peers.size > matched) {
       const inFile = new Set<string>();
       for (const rec of records) inFile.add(rec.node_id as string);
-      for (const p of [...this.#peers.values()]) {
+      for (const p of [...this.#index.peers.values()]) {
         if (!inFile.has(p.nodeId) && !dirty?.has(p.nodeId)) {
-          this.#delete(p);
-          this.#emit('peer:removed', p, 'file');
+          this.#index.delete(p);
+          this.#events.emit('peer:removed', p, 'file');
         }
       }
     }
@@ -528,57 +486,101 @@ export class PeerRegistry {
   async #run(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#pending;
+    const journal = this.#journal;
     const path = this.path;
-    if (batch === undefined || path === undefined) return;
+    if (batch === undefined || journal === undefined || path === undefined) return;
     this.#pending = undefined;
     this.#inflight = batch;
-    // Taken out for the flush: put back only once the write succeeded (applyOps mutates it).
-    const known = this.#known;
-    this.#known = undefined;
     try {
-      let written: RegistryDoc | undefined;
-      await withLock(
-        path,
-        async () => {
-          const now = await fileMark(path);
-          if (known !== undefined && now !== undefined && sameFileMark(now, known.mark)) {
-            // The file is the one we wrote (or loaded) last: apply the ops onto that document.
-            written = applyOps(known.doc, batch.ops, path, this.maxPeers).doc;
-            await writeJson(path, written, { fsync: this.#fsync });
-          } else {
-            await updateJson<unknown>(
-              path,
-              (current) => {
-                written = applyOps(current, batch.ops, path, this.maxPeers).doc;
-                return written;
-              },
-              { fsync: this.#fsync },
-            );
-          }
-          const mark = await fileMark(path).catch(() => undefined);
-          if (mark !== undefined) this.#known = { doc: written!, mark };
-        },
-        this.#lockOpts,
-      );
+      await journal.append(batch.ops);
       this.#flushCount++;
-      this.#refresh(written!.peers);
-      batch.resolve();
+      batch.resolve(); // durable: whatever happens below, these mutations are acknowledged
+      try {
+        this.#applyRemote();
+      } catch (err) {
+        // Others' changes could not be folded (e.g. a malformed record another program wrote):
+        // reported by the next flush(); the next append or reload() re-reads the files.
+        this.#unreported ??= fileError(err, path, 'read the changes of other processes in');
+      }
     } catch (err) {
-      this.#known = undefined;
       const e = fileError(err, path, 'write');
       this.#unreported ??= e;
       batch.reject(e);
-      // The in-memory view may now hold changes the file does not: re-read it.
+      // The in-memory view may now hold changes the files do not: bring it back in line.
+      this.#remote = [];
       try {
-        const doc = await readDoc(path);
-        this.#refresh(doc?.peers ?? []);
+        await journal.sync();
+        this.#remote = [];
+        this.#refresh(journal.current()?.peers ?? []);
       } catch {
-        // The file cannot be read either; the next successful write or reload() re-syncs.
+        // The files cannot be read either; the next successful write or reload() re-syncs.
       }
     } finally {
       this.#inflight = undefined;
       if (this.#pending !== undefined) this.#schedule();
     }
+  }
+
+  /** Apply the changes other processes made (found by the journal) to the in-memory view. */
+  #applyRemote(): void {
+    const changes = this.#remote;
+    if (changes.length === 0) return;
+    this.#remote = [];
+    const journal = this.#journal!;
+    if (changes.some((c) => c.kind === 'reset')) {
+      this.#refresh(journal.current()?.peers ?? []);
+      return;
+    }
+    for (const c of changes) if (c.kind === 'ops') for (const op of c.ops) this.#applyRemoteOp(op);
+    // Others' peers count towards maxPeers too: evict down to it (written with the next batch).
+    const heap = this.#index.heap;
+    if (heap === undefined || this.maxPeers === undefined) return;
+    while (this.#index.peers.size > this.maxPeers) {
+      const victim = heap.popWorst((p) => this.#index.peers.get(p.nodeId) === p);
+      if (victim === undefined) break;
+      this.#index.delete(victim);
+      void this.#commit({ kind: 'remove', id: victim.nodeId });
+      this.#events.emit('peer:removed', victim, 'local');
+    }
+  }
+
+  /** One op another process appended, applied to the view as the file will apply it. */
+  #applyRemoteOp(op: Op): void {
+    if (op.kind === 'clear') {
+      const all = [...this.#index.peers.values()];
+      this.#index.peers.clear();
+      this.#index.byAddress.clear();
+      this.#index.heap?.rebuild([]);
+      for (const p of all) this.#events.emit('peer:removed', p, 'file');
+      return;
+    }
+    const mine = this.#index.peers.get(op.id);
+    if (op.kind === 'remove') {
+      if (mine !== undefined && (op.dead === undefined || !mine.isAlive(op.dead.timeout, op.dead.now))) {
+        this.#index.delete(mine);
+        this.#events.emit('peer:removed', mine, 'file');
+      }
+      return;
+    }
+    let fresh: Peer;
+    try {
+      if (mine === undefined) {
+        if (op.kind !== 'put' || !op.create) return;
+        fresh = peerFromRecord(op.record as unknown as Record<string, unknown>, false);
+        this.#index.insert(fresh);
+        this.#events.emit('peer:added', fresh, 'file');
+        return;
+      }
+      const rec = applyOps({ version: 1, peers: [mine.toDict() as unknown as Record<string, unknown>] }, [op], this.path ?? '', undefined).doc.peers[0]!;
+      fresh = peerFromRecord(rec, false);
+    } catch {
+      return; // malformed: the next compaction or open() reports it
+    }
+    if (mine.equals(fresh)) return;
+    const oldAddress = mine.address;
+    copyInto(mine, fresh);
+    this.#index.changed(mine, oldAddress);
+    this.#events.emit('peer:updated', mine, 'file');
   }
 
   /**
@@ -591,8 +593,16 @@ export class PeerRegistry {
    * await registry.flush();
    * ```
    */
-  async flush(): Promise<void> {
+  async flush(opts: FlushOptions = {}): Promise<void> {
     await this.#settled();
+    if (opts.compact && this.#journal !== undefined) {
+      try {
+        await this.#journal.compact();
+        this.#afterCompaction();
+      } catch (err) {
+        this.#unreported ??= fileError(err, this.path!, 'compact');
+      }
+    }
     if (this.#unreported !== undefined) {
       const err = this.#unreported;
       this.#unreported = undefined;
@@ -600,40 +610,67 @@ export class PeerRegistry {
     }
   }
 
+  /** After a compaction: the view follows the compacted document (others' changes, `maxPeers` evictions). */
+  #afterCompaction(): void {
+    this.#remote = [];
+    if (this.#pending === undefined && this.#inflight === undefined) this.#refresh(this.#journal!.current()?.peers ?? []);
+  }
+
   /**
-   * Flush, then refuse further mutations (`CLOSED`). Reads keep working. Idempotent.
+   * Flush, fold the journal into `peer_registry.json` (so a closed registry is that one plain
+   * file, readable by the Python implementation), then refuse further mutations (`CLOSED`).
+   * Reads keep working. Idempotent.
    * @throws {PeerRegistryError} like {@link PeerRegistry.flush}.
    */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.flush();
+    await this.flush({ compact: true });
   }
 
   /**
-   * Re-read the file and bring the in-memory view in line with it (firing `origin: 'file'`
-   * events for other processes' changes). Waits for this instance's pending writes first.
-   * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`, `IO`.
+   * Bring the in-memory view in line with the files (firing `origin: 'file'` events for other
+   * processes' changes): records other processes appended to the journal, or a registry file
+   * another program rewrote. Waits for this instance's pending writes first.
+   * @throws {PeerRegistryError} `CORRUPT`, `UNSUPPORTED_VERSION`, `IO`, `LOCKED`.
    */
   async reload(): Promise<void> {
     const path = this.path;
-    if (path === undefined) return;
+    const journal = this.#journal;
+    if (path === undefined || journal === undefined) return;
     await this.#settled();
-    const doc = await this.#readTracked(path);
-    this.#refresh(doc?.peers ?? []);
+    try {
+      await journal.sync();
+      const changes = this.#remote;
+      if (changes.some((c) => c.kind === 'reset')) {
+        // Check the new document as open() does (a foreign writer may have left anything).
+        const raw = journal.current();
+        if (raw !== undefined) {
+          checkDepth(checkDoc(raw, path), path);
+          loadPeers(checkDoc(raw, path), path);
+        }
+      }
+    } catch (err) {
+      this.#remote = [];
+      throw fileError(err, path, 'reload');
+    }
+    this.#applyRemote();
   }
 
   /**
-   * Read the file without the lock; remember it as known when its mark did not move while it
-   * was read (so the read saw that very file) and no write of ours is pending or in flight.
+   * Run `fn` while the registry's files are consistent and no process can change them (under the
+   * registry's lock): for a backup that copies `peer_registry.json` and, when it exists,
+   * `peer_registry.json.journal` as of one instant. Or call `flush({ compact: true })` and copy the
+   * registry file alone.
+   * @example
+   * ```ts
+   * await registry.withConsistentFiles(async ({ snapshot, journal }) => { await copy(snapshot); await copyIfExists(journal); });
+   * ```
    */
-  async #readTracked(path: string): Promise<RegistryDoc | undefined> {
-    this.#known = undefined;
-    const before = await fileMark(path).catch(() => undefined);
-    const doc = await readDoc(path);
-    if (before === undefined || doc === undefined || this.#pending !== undefined || this.#inflight !== undefined) return doc;
-    const after = await fileMark(path).catch(() => undefined);
-    if (after !== undefined && sameFileMark(before, after)) this.#known = { doc, mark: after };
-    return doc;
+  async withConsistentFiles<R>(fn: (files: { snapshot: string; journal: string }) => R | Promise<R>): Promise<R> {
+    const journal = this.#journal;
+    if (journal === undefined) throw new PeerRegistryError('INVALID_OPTION', 'withConsistentFiles() needs a persisted registry (persist: true).', { field: 'persist' });
+    await this.#settled();
+    return journal.withConsistentFiles(fn);
   }
 
   // ---------------------------------------------------------------- mutations
@@ -684,7 +721,7 @@ export class PeerRegistry {
 
   #applyAdd(fields: Partial<PeerFields>, source: Peer | undefined): Promise<boolean> {
     const nodeId = fields.nodeId!;
-    const existing = this.#peers.get(nodeId);
+    const existing = this.#index.peers.get(nodeId);
     let keys: string[] | null;
     if (existing !== undefined) {
       const oldAddress = existing.address;
@@ -699,18 +736,18 @@ export class PeerRegistry {
         changed = assignFields(existing, fields);
         keys = recordKeysOf(fields).filter((k) => k !== 'node_id');
       }
-      if (changed) this.#changed(existing, oldAddress);
+      if (changed) this.#index.changed(existing, oldAddress);
       // Queue before emitting: a listener's own mutations must be written after this one.
       const done = this.#commit({ kind: 'put', id: nodeId, record: existing.toDict(), keys, create: true });
-      if (changed) this.#emit('peer:updated', existing, 'local');
+      if (changed) this.#events.emit('peer:updated', existing, 'local');
       return done.then(() => true);
     }
     this.#evictFor();
     const added = source !== undefined ? source.clone() : peerFromFields(fields);
-    this.#insert(added);
+    this.#index.insert(added);
     keys = source !== undefined ? null : recordKeysOf(fields).filter((k) => k !== 'node_id');
     const done = this.#commit({ kind: 'put', id: nodeId, record: added.toDict(), keys, create: true });
-    this.#emit('peer:added', added, 'local');
+    this.#events.emit('peer:added', added, 'local');
     return done.then(() => true);
   }
 
@@ -729,7 +766,7 @@ export class PeerRegistry {
     try {
       this.#assertOpen();
       const fields = normalizeFields(patch as unknown as Record<string, unknown>, 'patch');
-      const peer = this.#peers.get(nodeId);
+      const peer = this.#index.peers.get(nodeId);
       if (peer === undefined) {
         throw new PeerRegistryError('NOT_FOUND', `Cannot update peer ${typeof nodeId === 'string' ? JSON.stringify(nodeId) : String(nodeId)}: it is not in the registry. Add it with addPeer() first.`, {
           field: 'nodeId',
@@ -737,10 +774,10 @@ export class PeerRegistry {
       }
       const oldAddress = peer.address;
       const changed = assignFields(peer, fields);
-      if (changed) this.#changed(peer, oldAddress);
+      if (changed) this.#index.changed(peer, oldAddress);
       const keys = recordKeysOf(fields);
       const done = keys.length === 0 ? this.#settled() : this.#commit({ kind: 'put', id: nodeId, record: peer.toDict(), keys, create: false });
-      if (changed) this.#emit('peer:updated', peer, 'local');
+      if (changed) this.#events.emit('peer:updated', peer, 'local');
       return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
@@ -758,10 +795,10 @@ export class PeerRegistry {
   removePeer(nodeId: string): Promise<Peer | undefined> {
     try {
       this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
-      if (peer !== undefined) this.#delete(peer);
+      const peer = this.#index.peers.get(nodeId);
+      if (peer !== undefined) this.#index.delete(peer);
       const done = typeof nodeId === 'string' && nodeId !== '' ? this.#commit({ kind: 'remove', id: nodeId }) : Promise.resolve();
-      if (peer !== undefined) this.#emit('peer:removed', peer, 'local');
+      if (peer !== undefined) this.#events.emit('peer:removed', peer, 'local');
       return handled(done.then(() => peer));
     } catch (err) {
       return Promise.reject(err);
@@ -778,12 +815,12 @@ export class PeerRegistry {
   clear(): Promise<void> {
     try {
       this.#assertOpen();
-      const all = [...this.#peers.values()];
-      this.#peers.clear();
-      this.#byAddress.clear();
-      this.#heap?.rebuild([]);
+      const all = [...this.#index.peers.values()];
+      this.#index.peers.clear();
+      this.#index.byAddress.clear();
+      this.#index.heap?.rebuild([]);
       const done = this.#commit({ kind: 'clear' });
-      for (const p of all) this.#emit('peer:removed', p, 'local');
+      for (const p of all) this.#events.emit('peer:removed', p, 'local');
       return handled(done);
     } catch (err) {
       return Promise.reject(err);
@@ -844,12 +881,12 @@ export class PeerRegistry {
   #changePeer(nodeId: string, change: (peer: Peer, now: number) => { op: Op; changed: boolean }): Promise<boolean> {
     try {
       this.#assertOpen();
-      const peer = this.#peers.get(nodeId);
+      const peer = this.#index.peers.get(nodeId);
       if (peer === undefined) return Promise.resolve(false);
       const { op, changed } = change(peer, nowSeconds());
-      if (changed) this.#heap?.push(peer);
+      if (changed) this.#index.heap?.push(peer);
       const done = this.#commit(op);
-      if (changed) this.#emit('peer:updated', peer, 'local');
+      if (changed) this.#events.emit('peer:updated', peer, 'local');
       return handled(done.then(() => true));
     } catch (err) {
       return Promise.reject(err);
@@ -871,15 +908,15 @@ export class PeerRegistry {
       this.#assertOpen();
       const now = nowSeconds();
       const dead: Peer[] = [];
-      for (const p of this.#peers.values()) if (!p.isAlive(this.peerTimeout, now)) dead.push(p);
+      for (const p of this.#index.peers.values()) if (!p.isAlive(this.peerTimeout, now)) dead.push(p);
       if (dead.length === 0) return handled(this.#settled().then(() => dead));
       const cutoff = { now, timeout: this.peerTimeout };
       let done: Promise<void> = Promise.resolve();
       for (const p of dead) {
-        this.#delete(p);
+        this.#index.delete(p);
         done = this.#commit({ kind: 'remove', id: p.nodeId, dead: cutoff });
       }
-      for (const p of dead) this.#emit('peer:removed', p, 'local');
+      for (const p of dead) this.#events.emit('peer:removed', p, 'local');
       return handled(done.then(() => dead));
     } catch (err) {
       return Promise.reject(err);
@@ -896,7 +933,7 @@ export class PeerRegistry {
    * ```
    */
   getPeer(nodeId: string): Peer | undefined {
-    return this.#peers.get(nodeId);
+    return this.#index.peers.get(nodeId);
   }
 
   /**
@@ -907,13 +944,13 @@ export class PeerRegistry {
    * ```
    */
   getPeerByAddress(address: string): Peer | undefined {
-    const v = this.#byAddress.get(address);
+    const v = this.#index.byAddress.get(address);
     return Array.isArray(v) ? v[0] : v;
   }
 
   /** Whether the registry knows this node id. O(1). */
   hasPeer(nodeId: string): boolean {
-    return this.#peers.has(nodeId);
+    return this.#index.peers.has(nodeId);
   }
 
   /**
@@ -924,10 +961,10 @@ export class PeerRegistry {
    * ```
    */
   listPeers(opts: ListPeersOptions = {}): Peer[] {
-    if (!opts.aliveOnly) return [...this.#peers.values()];
+    if (!opts.aliveOnly) return [...this.#index.peers.values()];
     const now = nowSeconds();
     const out: Peer[] = [];
-    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) out.push(p);
+    for (const p of this.#index.peers.values()) if (p.isAlive(this.peerTimeout, now)) out.push(p);
     return out;
   }
 
@@ -939,27 +976,27 @@ export class PeerRegistry {
   /** Peers marked `connected`. */
   listConnectedPeers(): Peer[] {
     const out: Peer[] = [];
-    for (const p of this.#peers.values()) if (p.connected) out.push(p);
+    for (const p of this.#index.peers.values()) if (p.connected) out.push(p);
     return out;
   }
 
   /** Number of peers. O(1). */
   getPeerCount(): number {
-    return this.#peers.size;
+    return this.#index.peers.size;
   }
 
   /** Number of alive peers. */
   getAlivePeerCount(): number {
     const now = nowSeconds();
     let n = 0;
-    for (const p of this.#peers.values()) if (p.isAlive(this.peerTimeout, now)) n++;
+    for (const p of this.#index.peers.values()) if (p.isAlive(this.peerTimeout, now)) n++;
     return n;
   }
 
   /** Number of connected peers. */
   getConnectedPeerCount(): number {
     let n = 0;
-    for (const p of this.#peers.values()) if (p.connected) n++;
+    for (const p of this.#index.peers.values()) if (p.connected) n++;
     return n;
   }
 
@@ -975,12 +1012,12 @@ export class PeerRegistry {
     let alive = 0;
     let connected = 0;
     let health = 0;
-    for (const p of this.#peers.values()) {
+    for (const p of this.#index.peers.values()) {
       if (p.isAlive(this.peerTimeout, now)) alive++;
       if (p.connected) connected++;
       health += p.healthScore;
     }
-    const total = this.#peers.size;
+    const total = this.#index.peers.size;
     return {
       totalPeers: total,
       alivePeers: alive,
@@ -989,33 +1026,5 @@ export class PeerRegistry {
       averageHealthScore: total > 0 ? health / total : 0,
     };
   }
-}
-
-/**
- * Read and check the registry file; `undefined` when it does not exist.
- *
- * Through `readJson` of `@dawn/atomic-json`: lossless (integers beyond 2^53 − 1 are `bigint`s,
- * `__proto__` keys are data), only a regular file is read (a FIFO, device or directory, also
- * behind a symlink, is `IO` at once, never a hang), any nesting depth parses, and text that is
- * not JSON or not UTF-8 is `CORRUPT` with line and column. A document nested deeper than can be
- * written back is `CORRUPT` too. Reads take no lock: writers replace the file by rename, so a
- * read never sees a torn file.
- */
-async function readDoc(path: string): Promise<RegistryDoc | undefined> {
-  let value: unknown;
-  try {
-    value = await readJson(path);
-  } catch (err) {
-    if (AtomicJsonError.is(err) && err.code === 'NOT_FOUND') return undefined;
-    throw fileError(err, path, 'load');
-  }
-  const doc = checkDoc(value, path);
-  checkDepth(doc, path);
-  return doc;
-}
-
-async function readAndCheck(path: string): Promise<Peer[]> {
-  const doc = await readDoc(path);
-  return doc ? loadPeers(doc, path) : [];
 }
 

@@ -1,0 +1,191 @@
+import { existsSync } from 'node:fs';
+import { appendFile, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { useTempDir } from '@dawn/test-utils';
+import { describe, expect, it } from 'vitest';
+import { installLayer, errno } from '../test/fault-layer.js';
+import { AtomicJsonError } from './errors.js';
+import { realFs } from './fs-layer.js';
+import { JournaledJson, journalPathOf, type JournalEvent, type RemoteChange } from './journal.js';
+
+const tmp = useTempDir('aj-journal-');
+
+interface Counter {
+  count: number;
+  last: number;
+  names?: string[];
+}
+type Op = number | string;
+
+/** Ops: a number counts (count + 1, last = n); a string is a name added to the list. */
+const apply = (doc: Counter | undefined, ops: readonly Op[]): Counter => {
+  const d = doc ?? { count: 0, last: 0 };
+  for (const op of ops) {
+    if (typeof op === 'number') {
+      d.count++;
+      d.last = op;
+    } else (d.names ??= []).push(op);
+  }
+  return d;
+};
+
+function open(file: string, extra: { events?: JournalEvent[]; remote?: RemoteChange<Counter, Op>[]; minBytes?: number } = {}) {
+  return JournaledJson.open<Counter, Op>(file, {
+    apply,
+    compactMinBytes: extra.minBytes ?? 1 << 30,
+    onEvent: (e) => extra.events?.push(e),
+    onRemote: (c) => extra.remote?.push(c),
+  });
+}
+
+describe('JournaledJson', () => {
+  it('appends records, replays them on open, and close() leaves a single plain snapshot', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const a = await open(file);
+    expect(a.current()).toBeUndefined();
+    for (let i = 1; i <= 5; i++) await a.append([i]);
+    expect(existsSync(file)).toBe(false); // nothing folded yet: only the journal
+    expect(a.appends).toBe(5);
+    const b = await open(file);
+    expect(b.current()).toEqual({ count: 5, last: 5 });
+    await b.close();
+    expect(existsSync(journalPathOf(file))).toBe(false);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ count: 5, last: 5 });
+    // The closed a is out of date but not broken: its next append notices the compaction.
+    await a.append([6]);
+    expect(a.current()).toEqual({ count: 6, last: 6 });
+  });
+
+  it('concurrent appends share one record and one fsync (group commit)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    await Promise.all(Array.from({ length: 50 }, (_, i) => j.append([i + 1])));
+    expect(j.appends).toBeLessThanOrEqual(2);
+    expect(j.current()!.count).toBe(50);
+    expect((await open(file)).current()!.count).toBe(50);
+  });
+
+  it('compacts past the threshold: snapshot replaced, journal removed, nothing counted twice', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file, { minBytes: 200 });
+    for (let i = 1; i <= 40; i++) await j.append([i]);
+    expect(j.compactions).toBeGreaterThan(0);
+    expect((await open(file)).current()).toEqual({ count: 40, last: 40 });
+  });
+
+  it('drops a torn tail (never acknowledged) with an event, and appends after it cleanly', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 3; i++) await j.append([i]);
+    const size = (await stat(journalPathOf(file))).size;
+    await truncate(journalPathOf(file), size - 3);
+    const events: JournalEvent[] = [];
+    const k = await open(file, { events });
+    expect(k.current()).toEqual({ count: 2, last: 2 });
+    expect(events.map((e) => e.type)).toEqual(['tail-dropped']);
+    await k.append([3]);
+    expect((await open(file)).current()).toEqual({ count: 3, last: 3 });
+  });
+
+  it('a tail of zeros after a failed record is a torn tail too', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 2; i++) await j.append([i]);
+    await appendFile(journalPathOf(file), Buffer.from([5, 0, 0, 0, 1, 2, 3, 4, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    const events: JournalEvent[] = [];
+    expect((await open(file, { events })).current()).toEqual({ count: 2, last: 2 });
+    expect(events[0]?.type).toBe('tail-dropped');
+  });
+
+  it('damage before the last record is CORRUPT and nothing is written', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 3; i++) await j.append([i]);
+    const jp = journalPathOf(file);
+    const bytes = await readFile(jp);
+    bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0xff; // inside the second-to-last record
+    await writeFile(jp, bytes);
+    const err = await open(file).catch((e: unknown) => e);
+    expect(AtomicJsonError.is(err) && err.code).toBe('CORRUPT');
+    expect((err as AtomicJsonError).path).toBe(jp);
+    expect(await readFile(jp)).toEqual(bytes);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('another instance (process) notices appended records before its next append', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const remote: RemoteChange<Counter, Op>[] = [];
+    const a = await open(file);
+    const b = await open(file, { remote });
+    await a.append(['a1']);
+    await b.append(['b1']);
+    expect(remote).toEqual([{ kind: 'ops', ops: ['a1'] }]);
+    await a.append(['a2']);
+    await b.sync();
+    expect(b.current()).toEqual({ count: 0, last: 0, names: ['a1', 'b1', 'a2'] });
+    await a.compact();
+    await b.append(['b2']); // a compacted: b reloads, then appends on the new snapshot
+    expect(remote.at(-1)?.kind).toBe('reset');
+    expect((await open(file)).current()!.names).toEqual(['a1', 'b1', 'a2', 'b2']);
+  });
+
+  it('a foreign rewrite of the snapshot (no lock, no journal knowledge) loses neither side', async () => {
+    const file = join(await tmp(), 'doc.json');
+    await writeFile(file, JSON.stringify({ count: 0, last: 0, names: ['start'] }));
+    const events: JournalEvent[] = [];
+    const j = await open(file, { events });
+    await j.append(['ours1']);
+    await j.append([1]);
+    // The foreign writer read the snapshot (without our journal) and wrote its change in place.
+    await writeFile(file, JSON.stringify({ count: 0, last: 0, names: ['start', 'theirs'] }, null, 2));
+    await j.append(['ours2']);
+    expect(events.map((e) => e.type)).toContain('foreign-snapshot');
+    const again = await open(file);
+    expect(again.current()).toEqual({ count: 1, last: 1, names: ['start', 'theirs', 'ours1', 'ours2'] });
+  });
+
+  it('a journal found at open on a foreign snapshot is applied onto it', async () => {
+    const file = join(await tmp(), 'doc.json');
+    await writeFile(file, JSON.stringify({ count: 0, last: 0 }));
+    const j = await open(file);
+    await j.append([1]);
+    await writeFile(file, JSON.stringify({ count: 10, last: 10 }));
+    const events: JournalEvent[] = [];
+    expect((await open(file, { events })).current()).toEqual({ count: 11, last: 1 });
+    expect(events.map((e) => e.type)).toContain('foreign-snapshot');
+    expect(existsSync(journalPathOf(file))).toBe(false); // rebased at once
+  });
+
+  it('a compaction killed between replacing the snapshot and removing the journal is finished at open, not replayed twice', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 3; i++) await j.append([i]);
+    installLayer(() => ({
+      unlink: async (p) => {
+        if (p.endsWith('.journal')) throw errno('EIO', 'unlink');
+        return realFs.unlink(p);
+      },
+    }));
+    await expect(j.compact()).rejects.toMatchObject({ code: 'IO' });
+    installLayer(); // the "kill": snapshot replaced, journal (with its marker) still there
+    expect(existsSync(journalPathOf(file))).toBe(true);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ count: 3, last: 3 });
+    const events: JournalEvent[] = [];
+    const k = await open(file, { events });
+    expect(k.current()).toEqual({ count: 3, last: 3 });
+    expect(events.map((e) => e.type)).toContain('compaction-resumed');
+    expect(existsSync(journalPathOf(file))).toBe(false);
+  });
+
+  it('withConsistentFiles gives a snapshot + journal pair of one instant', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    await j.append([1]);
+    const copy = await j.withConsistentFiles(async ({ snapshot, journal }) => ({
+      snap: existsSync(snapshot) ? await readFile(snapshot) : undefined,
+      jrnl: await readFile(journal),
+    }));
+    expect(copy.snap).toBeUndefined();
+    expect(copy.jrnl.length).toBeGreaterThan(8);
+  });
+});

@@ -1,0 +1,763 @@
+/**
+ * A journaled JSON document: a snapshot file (plain JSON, written by the atomic write protocol)
+ * plus an append-only op journal `<file>.journal` beside it. A durable change costs one
+ * appended record and one fsync, whatever the size of the document; compaction folds the
+ * journal into the snapshot through the atomic write and removes the journal.
+ *
+ * Journal file: a sequence of records `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`,
+ * each payload a lossless JSON text:
+ * - first record, the header: `{"journal": 1, "base": "<sha-256 hex of the snapshot's bytes>" | null}`
+ *   (`null`: the journal extends a missing snapshot);
+ * - `{"ops": [...]}`: one appended batch;
+ * - `{"compact": "<sha-256 hex>"}`: a compaction is about to replace the snapshot by the document
+ *   whose bytes have this hash (everything before the marker is folded into it).
+ */
+import { createHash } from 'node:crypto';
+import { constants, promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { AtomicJsonError, ioError } from './errors.js';
+import { fileMark, sameFileMark, type FileMark } from './file-mark.js';
+import { fsl } from './fs-layer.js';
+import type { LockOptions } from './lock.js';
+import { withLock } from './operations.js';
+import { parseJson } from './parse.js';
+import { absolute, directWrite, readBytes, resolveWriteOptions } from './queue.js';
+import { serialize } from './serialize.js';
+
+/** Suffix of the journal file beside a journaled document: `<file>.journal`. */
+export const JOURNAL_SUFFIX = '.journal';
+
+/**
+ * Path of the journal of a journaled document (`<file>.journal`).
+ * @throws Never.
+ * @example
+ * ```ts
+ * journalPathOf('/data/mesh/peer_registry.json'); // '/data/mesh/peer_registry.json.journal'
+ * ```
+ */
+export function journalPathOf(file: string): string {
+  return `${file}${JOURNAL_SUFFIX}`;
+}
+
+/** What a {@link JournaledJson} reports through `onEvent`. */
+export type JournalEvent =
+  /** A torn or checksum-failing record at the journal's end (never acknowledged) was dropped. */
+  | { type: 'tail-dropped'; path: string; offset: number; bytes: number; reason: string }
+  /**
+   * The snapshot was rewritten by a writer that knows nothing of the journal (e.g. the Python
+   * implementation): the journal's records were applied onto that new snapshot, then compacted.
+   */
+  | { type: 'foreign-snapshot'; path: string; records: number }
+  /** A compaction killed after replacing the snapshot but before removing the journal was finished. */
+  | { type: 'compaction-resumed'; path: string }
+  /** The journal was folded into the snapshot. */
+  | { type: 'compacted'; path: string; records: number; journalBytes: number };
+
+/** A change other writers made, reported through `onRemote` (under the lock). */
+export type RemoteChange<T, Op> =
+  /** Records another process appended: apply these ops, in order, to your view. */
+  | { kind: 'ops'; ops: Op[] }
+  /** The document was replaced (another process compacted, or a foreign rewrite): this is the current document. */
+  | { kind: 'reset'; doc: T | undefined };
+
+/** Options of {@link JournaledJson.open}. */
+export interface JournalOptions<T, Op> {
+  /**
+   * Fold `ops` in order onto `doc` (`undefined`: no snapshot yet) and return the result (may
+   * mutate `doc`). Must be deterministic. Ops are applied onto whatever the snapshot holds, so
+   * make them merge-like (increments, field sets) rather than whole-document replacements when
+   * foreign rewrites of the snapshot are possible.
+   */
+  apply(doc: T | undefined, ops: readonly Op[]): T;
+  /** fsync appends, the snapshot and the directory. @default true */
+  fsync?: boolean;
+  /** The cross-process lock (`<file>.lock`, as every atomic-json writer). @default `{}` */
+  lock?: LockOptions;
+  /** Indentation of the snapshot. @default 2 */
+  spaces?: number;
+  /** Compact once the journal is larger than this fraction of the snapshot... @default 0.5 */
+  compactRatio?: number;
+  /** ...and larger than this many bytes. @default 262144 */
+  compactMinBytes?: number;
+  /** Told about dropped tails, foreign rewrites, compactions. @default none */
+  onEvent?(event: JournalEvent): void;
+  /** Told (synchronously, under the lock) about other writers' changes found before an append, on `sync()` or `compact()`. */
+  onRemote?(change: RemoteChange<T, Op>): void;
+}
+
+interface ParsedRecord {
+  value: Record<string, unknown>;
+  end: number;
+}
+
+function sha256(buf: Uint8Array | string): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+function encodeRecord(value: unknown, path: string): Buffer {
+  const payload = Buffer.from(serialize(value, path, 0).slice(0, -1), 'utf8');
+  const head = Buffer.allocUnsafe(8);
+  head.writeUInt32LE(payload.length, 0);
+  head.writeUInt32LE(crc32(payload) >>> 0, 4);
+  return Buffer.concat([head, payload]);
+}
+
+function allZero(buf: Uint8Array, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+function corruptJournal(jpath: string, offset: number, what: string): AtomicJsonError {
+  return new AtomicJsonError(
+    'CORRUPT',
+    jpath,
+    `The journal ${jpath} is damaged at byte ${offset} (${what}), before its last record: acknowledged changes after it ` +
+      `cannot be trusted, so nothing was replayed or written. Restore the journal and its snapshot from a backup, ` +
+      `or move the journal aside to fall back to the snapshot alone (losing the changes it held).`,
+  );
+}
+
+/**
+ * Parse records from `buf` (which starts at file offset `base`). A bad record followed only by
+ * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`.
+ */
+function parseRecords(
+  buf: Buffer,
+  base: number,
+  jpath: string,
+): { records: ParsedRecord[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
+  // Pass 1: framing and checksums. Pass 2: every payload parsed in one go (one JSON array),
+  // falling back to one parse per record to find a bad one.
+  const frames: { start: number; end: number }[] = [];
+  let off = 0;
+  let torn: { offset: number; bytes: number; reason: string } | undefined;
+  const fail = (reason: string, recordEnd: number, at: number) => {
+    if (recordEnd >= buf.length || allZero(buf, Math.min(recordEnd, buf.length))) {
+      torn = { offset: base + at, bytes: buf.length - at, reason };
+      return;
+    }
+    throw corruptJournal(jpath, base + at, reason);
+  };
+  while (off < buf.length) {
+    if (buf.length - off < 8) {
+      fail('incomplete record header', buf.length, off);
+      break;
+    }
+    const len = buf.readUInt32LE(off);
+    const sum = buf.readUInt32LE(off + 4);
+    const end = off + 8 + len;
+    if (end > buf.length) {
+      fail('record longer than the file', buf.length, off);
+      break;
+    }
+    if ((crc32(buf.subarray(off + 8, end)) >>> 0) !== sum) {
+      fail('checksum mismatch', end, off);
+      break;
+    }
+    frames.push({ start: off + 8, end });
+    off = end;
+  }
+  const validEnd = base + off;
+  let values: unknown[] | undefined;
+  if (frames.length > 1) {
+    const parts: Buffer[] = [Buffer.from('[')];
+    for (let i = 0; i < frames.length; i++) {
+      if (i > 0) parts.push(Buffer.from(','));
+      parts.push(buf.subarray(frames[i]!.start, frames[i]!.end));
+    }
+    parts.push(Buffer.from(']'));
+    try {
+      const all = parseJson(Buffer.concat(parts), jpath);
+      if (Array.isArray(all) && all.length === frames.length) values = all;
+    } catch {
+      values = undefined;
+    }
+  }
+  const records: ParsedRecord[] = [];
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i]!;
+    let value: unknown;
+    if (values !== undefined) value = values[i];
+    else {
+      try {
+        value = parseJson(buf.subarray(f.start, f.end), jpath);
+      } catch {
+        value = undefined;
+      }
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      // A checksummed record that is not a record object: a writer's bug, never a torn write.
+      const recStart = f.start - 8;
+      if (i === frames.length - 1 && torn === undefined && (f.end >= buf.length || allZero(buf, f.end))) {
+        return { records, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
+      }
+      throw corruptJournal(jpath, base + recStart, 'payload is not a record object');
+    }
+    records.push({ value: value as Record<string, unknown>, end: base + f.end });
+  }
+  return torn === undefined ? { records, validEnd } : { records, validEnd, torn };
+}
+
+async function statOrUndefined(p: string) {
+  try {
+    return await fsp.stat(p, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(p, 'stat', err);
+  }
+}
+
+async function readRange(p: string, start: number, end: number): Promise<Buffer> {
+  const h = await fsp.open(p, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(end - start);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await h.read(buf, got, buf.length - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await h.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  try {
+    const h = await fsp.open(dir, 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    // Directory fsync unsupported here: the rename/unlink is still atomic.
+  }
+}
+
+interface Deferred {
+  ops: unknown[];
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((a, b) => {
+    resolve = a;
+    reject = b;
+  });
+  promise.catch(() => {});
+  return { ops: [], promise, resolve, reject };
+}
+
+/**
+ * A JSON document kept as a snapshot file plus an append-only op journal. See the README
+ * section "Journaled documents" for the guarantees.
+ *
+ * @example
+ * ```ts
+ * const doc = await JournaledJson.open<{ n: number }, number>('/data/counter.json', {
+ *   apply: (d, ops) => ({ n: (d?.n ?? 0) + ops.reduce((a, b) => a + b, 0) }),
+ * });
+ * await doc.append([1]);     // one record + one fsync
+ * doc.current();             // { n: ... }
+ * await doc.close();         // folds the journal into counter.json and removes the journal
+ * ```
+ */
+export class JournaledJson<T, Op> {
+  /** The snapshot file (absolute). */
+  readonly path: string;
+  /** The journal file (`<path>.journal`). */
+  readonly journalPath: string;
+  readonly #opts: JournalOptions<T, Op>;
+  readonly #fsync: boolean;
+  /** Parsed snapshot with some ops folded in; together with #unfolded it is the document. */
+  #base: T | undefined;
+  #unfolded: Op[] = [];
+  /** #base holds folded ops the snapshot file does not. */
+  #dirty = false;
+  /** Journal records (of ops) the on-disk journal holds beyond the snapshot. */
+  #records = 0;
+  #snapHash: string | null = null;
+  #snapSize = 0;
+  #snapMark: FileMark | undefined;
+  #jIno: bigint | undefined;
+  #jEnd = 0;
+  /** The in-memory state can no longer be trusted (a fold failed half-way): reload under the lock. */
+  #stale = false;
+  #chain: Promise<unknown> = Promise.resolve();
+  #pending: Deferred | undefined;
+  #closed = false;
+  #compactions = 0;
+  #appends = 0;
+  #appendedBytes = 0;
+  /** The journal kept open for appends (O_APPEND), and the inode it was opened on. */
+  #fd: number | undefined;
+  #fdIno: bigint | undefined;
+  #compactedBytes = 0;
+
+  private constructor(path: string, opts: JournalOptions<T, Op>) {
+    this.path = path;
+    this.journalPath = journalPathOf(path);
+    this.#opts = opts;
+    this.#fsync = opts.fsync ?? true;
+  }
+
+  /**
+   * Open a journaled document: read the snapshot and replay the journal. Without a journal this
+   * takes no lock and writes nothing; with one, it reads both under the lock (and drops a torn
+   * tail). Compaction is not done here: call {@link JournaledJson.compact} when you want it.
+   *
+   * @throws {AtomicJsonError} `PARSE` (snapshot not JSON), `CORRUPT` (journal damaged before its
+   *   end), `LOCKED`, `IO`.
+   */
+  static async open<T, Op>(path: string, opts: JournalOptions<T, Op>): Promise<JournaledJson<T, Op>> {
+    const j = new JournaledJson<T, Op>(absolute(path), opts);
+    if ((await statOrUndefined(j.journalPath)) === undefined) {
+      await j.#readSnapshot();
+      // A journal created meanwhile is found (from offset 0) by the first append or sync().
+    } else {
+      await withLock(j.path, () => j.#loadAll(false), opts.lock);
+    }
+    return j;
+  }
+
+  /** Number of journal records (batches) not yet folded into the snapshot. */
+  get journalRecords(): number {
+    return this.#records;
+  }
+
+  /** Size of the journal in bytes (0 when there is none). */
+  get journalBytes(): number {
+    return this.#jEnd;
+  }
+
+  /** Number of compactions this instance ran. */
+  get compactions(): number {
+    return this.#compactions;
+  }
+
+  /** Number of appended records (each one write + one fsync) this instance made. */
+  get appends(): number {
+    return this.#appends;
+  }
+
+  /** Bytes of op records this instance appended (headers and markers not counted). */
+  get appendedBytes(): number {
+    return this.#appendedBytes;
+  }
+
+  /** Bytes of snapshots this instance wrote by compaction. */
+  get compactedBytes(): number {
+    return this.#compactedBytes;
+  }
+
+  /**
+   * The current document (snapshot + every known op folded). Folding is O(document) when ops
+   * are pending; afterwards it is cached.
+   * @throws whatever `apply` throws (then the state is re-read from disk at the next operation).
+   */
+  current(): T | undefined {
+    this.#fold();
+    return this.#base;
+  }
+
+  #fold(): void {
+    if (this.#unfolded.length === 0) return;
+    const ops = this.#unfolded;
+    this.#unfolded = [];
+    try {
+      this.#base = this.#opts.apply(this.#base, ops);
+      this.#dirty = true;
+    } catch (err) {
+      this.#stale = true;
+      this.#unfolded = ops;
+      throw err;
+    }
+  }
+
+  #serial<R>(fn: () => Promise<R>): Promise<R> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Append `ops` as one durable record (one write + one fsync under the lock). Appends issued
+   * while another is in flight share the next record (group commit). Resolves once durable.
+   * Other processes' records found first are reported through `onRemote`. Compacts when the
+   * journal passes the threshold.
+   * @throws {AtomicJsonError} `LOCKED`, `LOCK_COMPROMISED`, `IO`, `CORRUPT`, `NOT_SERIALIZABLE`.
+   */
+  append(ops: readonly Op[]): Promise<void> {
+    if (this.#closed) return Promise.reject(new AtomicJsonError('INVALID', this.path, `The journaled document ${this.path} is closed; open it again to change it.`));
+    let p = this.#pending;
+    if (p === undefined) {
+      const batch = (p = this.#pending = deferred());
+      void this.#serial(async () => {
+        this.#pending = undefined;
+        try {
+          await withLock(
+            this.path,
+            async () => {
+              await this.#appendLocked(batch.ops as Op[]);
+              batch.resolve(); // durable now: acknowledged before the lock's release
+            },
+            this.#opts.lock,
+          );
+        } catch (err) {
+          batch.reject(err);
+          return;
+        }
+        // Past the threshold: compact now, after acknowledging the append (later appends wait for it).
+        if (this.#overThreshold()) {
+          await withLock(this.path, async () => {
+            await this.#catchUp();
+            if (this.#overThreshold()) await this.#compactLocked();
+          }, this.#opts.lock).catch(() => {
+            // The appends are durable; the compaction is retried at the next append past the threshold.
+          });
+        }
+      });
+    }
+    p.ops.push(...ops);
+    return p.promise;
+  }
+
+  /**
+   * Bring this instance up to date with other writers (under the lock), reporting their changes
+   * through `onRemote`. Cheap when nothing changed (two `stat`s, no lock when there is no journal
+   * and the snapshot did not change).
+   */
+  sync(): Promise<void> {
+    return this.#serial(async () => {
+      if (await this.#nothingOnDiskChanged()) return;
+      await withLock(this.path, () => this.#catchUp(), this.#opts.lock);
+    });
+  }
+
+  /** No journal (ours or another's) and the snapshot is the one we know: nothing to catch up. */
+  async #nothingOnDiskChanged(): Promise<boolean> {
+    if (this.#stale || this.#jIno !== undefined || (await statOrUndefined(this.journalPath)) !== undefined) return false;
+    const m = await fileMark(this.path);
+    return (m === undefined && this.#snapMark === undefined && this.#snapHash === null) || (m !== undefined && this.#snapMark !== undefined && sameFileMark(m, this.#snapMark));
+  }
+
+  /**
+   * Fold the journal into the snapshot (atomic write under the lock) and remove the journal.
+   * Without a journal and pending ops, nothing is written.
+   */
+  compact(): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#unfolded.length === 0 && !this.#dirty && (await this.#nothingOnDiskChanged())) return;
+      await withLock(this.path, async () => {
+      await this.#catchUp();
+      await this.#compactLocked();
+    }, this.#opts.lock);
+    });
+  }
+
+  /** Compact, then refuse further appends. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return this.#serial(async () => {});
+    await this.compact();
+    this.#closed = true;
+    await this.#serial(() => this.#closeFd());
+  }
+
+  /**
+   * Run `fn` under the document's lock once this instance is up to date: nothing is appended or
+   * compacted by any process while it runs, so the snapshot and the journal it reads belong to
+   * one instant (for backups: copy `path` and `journalPath` here, or compact first).
+   */
+  withConsistentFiles<R>(fn: (files: { snapshot: string; journal: string }) => R | Promise<R>): Promise<R> {
+    return this.#serial(() =>
+      withLock(this.path, async () => {
+        await this.#catchUp();
+        return fn({ snapshot: this.path, journal: this.journalPath });
+      }, this.#opts.lock),
+    );
+  }
+
+  // ------------------------------------------------------------------ internals (under the lock)
+
+  async #readSnapshot(): Promise<Buffer | undefined> {
+    const mark = await fileMark(this.path);
+    const bytes = await readBytes(this.path);
+    this.#base = bytes === undefined ? undefined : (parseJson(bytes, this.path) as T);
+    this.#snapHash = bytes === undefined ? null : sha256(bytes);
+    this.#snapSize = bytes?.length ?? 0;
+    const after = await fileMark(this.path);
+    // A mark that moved during the read: force a re-check at the next locked operation.
+    this.#snapMark = mark !== undefined && after !== undefined && sameFileMark(mark, after) ? after : undefined;
+    if (bytes !== undefined && this.#snapMark === undefined) this.#stale = true;
+    this.#unfolded = [];
+    this.#dirty = false;
+    this.#records = 0;
+    this.#jIno = undefined;
+    this.#jEnd = 0;
+    return bytes;
+  }
+
+  /**
+   * Read snapshot + journal (under the lock) and resolve how they relate:
+   * - header base = snapshot hash: replay every ops record;
+   * - a compaction marker whose hash is the snapshot's: the records before it are already in the
+   *   snapshot (a compaction was killed before removing the journal): replay only those after it;
+   * - otherwise the snapshot was rewritten by a writer ignorant of the journal: apply every ops
+   *   record onto it (nothing of either side is lost), then compact to rebase.
+   */
+  async #loadAll(report: boolean): Promise<void> {
+    this.#stale = false;
+    await this.#readSnapshot();
+    const jst = await statOrUndefined(this.journalPath);
+    if (jst === undefined) {
+      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readRange(this.journalPath, 0, Number(jst.size));
+    } catch (err) {
+      throw ioError(this.journalPath, 'read', err);
+    }
+    const parsed = parseRecords(bytes, 0, this.journalPath);
+    if (parsed.torn) {
+      this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
+    }
+    const [header, ...rest] = parsed.records;
+    if (header === undefined || header.value.journal !== 1) {
+      if (header !== undefined) throw corruptJournal(this.journalPath, 0, 'no journal header');
+      // Only a torn header: the journal never acknowledged anything.
+      await this.#removeJournal();
+      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+      return;
+    }
+    if (parsed.torn) await this.#truncate(parsed.validEnd);
+    let start = 0;
+    let foreign = false;
+    if (header.value.base !== this.#snapHash) {
+      let marker = -1;
+      for (let i = rest.length - 1; i >= 0; i--) {
+        if (rest[i]!.value.compact === this.#snapHash && this.#snapHash !== null) {
+          marker = i;
+          break;
+        }
+      }
+      if (marker >= 0) start = marker + 1;
+      else foreign = true;
+    }
+    const ops: Op[] = [];
+    let records = 0;
+    for (let i = start; i < rest.length; i++) {
+      const r = rest[i]!.value;
+      if (Array.isArray(r.ops)) {
+        ops.push(...(r.ops as Op[]));
+        records++;
+      }
+    }
+    this.#unfolded = ops;
+    this.#records = records;
+    this.#jIno = jst.ino;
+    this.#jEnd = parsed.validEnd;
+    if (start > 0) {
+      this.#opts.onEvent?.({ type: 'compaction-resumed', path: this.path });
+      if (records === 0) {
+        await this.#removeJournal();
+      } else {
+        // Records after a marker that did not stick cannot happen (the journal is removed under the
+        // same lock); fold them anyway, onto the snapshot they were meant for.
+        await this.#compactLocked();
+      }
+    } else if (foreign) {
+      this.#opts.onEvent?.({ type: 'foreign-snapshot', path: this.path, records });
+      await this.#compactLocked();
+    }
+    if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+  }
+
+  async #truncate(length: number): Promise<void> {
+    try {
+      await fsp.truncate(this.journalPath, length);
+    } catch (err) {
+      throw ioError(this.journalPath, 'truncate the torn tail of', err);
+    }
+  }
+
+  async #removeJournal(): Promise<void> {
+    await this.#closeFd();
+    try {
+      await fsl().unlink(this.journalPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(this.journalPath, 'remove', err);
+    }
+    if (this.#fsync) await fsyncDir(dirname(this.journalPath));
+    this.#jIno = undefined;
+    this.#jEnd = 0;
+    this.#records = 0;
+  }
+
+  /** Find other writers' changes since this instance last looked (under the lock). */
+  async #catchUp(): Promise<void> {
+    if (this.#stale) return this.#loadAll(true);
+    const [mark, jst] = await Promise.all([fileMark(this.path), statOrUndefined(this.journalPath)]);
+    const sameSnap = mark === undefined ? this.#snapMark === undefined && this.#snapHash === null : this.#snapMark !== undefined && sameFileMark(mark, this.#snapMark);
+    if (!sameSnap) return this.#loadAll(true);
+    if (jst === undefined) {
+      if (this.#jIno !== undefined) return this.#loadAll(true);
+      return;
+    }
+    let from = this.#jEnd;
+    if (this.#jIno !== jst.ino) {
+      if (this.#jIno !== undefined) return this.#loadAll(true);
+      from = 0; // a journal another process started on our snapshot
+    }
+    const size = Number(jst.size);
+    if (size < from) return this.#loadAll(true);
+    if (size === from) return;
+    let bytes: Buffer;
+    try {
+      bytes = await readRange(this.journalPath, from, size);
+    } catch (err) {
+      throw ioError(this.journalPath, 'read', err);
+    }
+    const parsed = parseRecords(bytes, from, this.journalPath);
+    if (parsed.torn) {
+      this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
+      await this.#truncate(parsed.validEnd);
+    }
+    let records = parsed.records;
+    if (from === 0) {
+      const header = records[0];
+      if (header === undefined) {
+        await this.#removeJournal();
+        return;
+      }
+      if (header.value.journal !== 1 || header.value.base !== this.#snapHash) return this.#loadAll(true);
+      records = records.slice(1);
+    }
+    const ops: Op[] = [];
+    for (const r of records) {
+      if (Array.isArray(r.value.ops)) {
+        ops.push(...(r.value.ops as Op[]));
+        this.#records++;
+      } else if (typeof r.value.compact === 'string') {
+        // Another process is compacting and died before replacing the snapshot (else the mark moved).
+      }
+    }
+    this.#jIno = jst.ino;
+    this.#jEnd = parsed.validEnd;
+    if (ops.length > 0) {
+      this.#unfolded.push(...ops);
+      this.#opts.onRemote?.({ kind: 'ops', ops });
+    }
+  }
+
+  async #closeFd(): Promise<void> {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    this.#fdIno = undefined;
+    if (fd !== undefined) await fsl().close(fd).catch(() => {});
+  }
+
+  async #writeToJournal(records: Buffer[], create: boolean): Promise<void> {
+    const fs = fsl();
+    const data = records.length === 1 ? records[0]! : Buffer.concat(records);
+    let fd: number | undefined;
+    if (!create && this.#fd !== undefined && this.#fdIno === this.#jIno) fd = this.#fd;
+    else await this.#closeFd();
+    try {
+      if (fd === undefined) try {
+        fd = await fs.open(this.journalPath, create ? constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND : constants.O_WRONLY | constants.O_APPEND, 0o644);
+      } catch (err) {
+        if (create && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+          await fs.mkdir(dirname(this.journalPath));
+          fd = await fs.open(this.journalPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND, 0o644);
+        } else throw err;
+      }
+      let off = 0;
+      while (off < data.length) {
+        const n = await fs.write(fd, data, off, data.length - off);
+        if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        off += n;
+      }
+      if (this.#fsync) await fs.fsync(fd);
+    } catch (err) {
+      // Cut off what this failed append may have left, so that no later record follows it.
+      if (fd !== undefined) {
+        if (fd === this.#fd) this.#fd = undefined;
+        await fs.close(fd).catch(() => {});
+        fd = undefined;
+        if (create) await fs.unlink(this.journalPath).catch(() => {});
+        else await fsp.truncate(this.journalPath, this.#jEnd).catch(() => {});
+      }
+      throw ioError(this.journalPath, 'append to', err);
+    }
+    if (create) {
+      if (this.#fsync) await fsyncDir(dirname(this.journalPath));
+      const st = await statOrUndefined(this.journalPath);
+      this.#jIno = st?.ino;
+    }
+    if (fd !== this.#fd) {
+      this.#fd = fd;
+      this.#fdIno = this.#jIno;
+    }
+    this.#jEnd += data.length;
+  }
+
+  async #appendLocked(ops: Op[]): Promise<void> {
+    await this.#catchUp();
+    if (ops.length === 0) return;
+    const rec = encodeRecord({ ops }, this.journalPath);
+    if (this.#jIno === undefined) {
+      const header = encodeRecord({ journal: 1, base: this.#snapHash }, this.journalPath);
+      this.#jEnd = 0;
+      await this.#writeToJournal([header, rec], true);
+    } else {
+      await this.#writeToJournal([rec], false);
+    }
+    this.#unfolded.push(...ops);
+    this.#records++;
+    this.#appends++;
+    this.#appendedBytes += rec.length;
+  }
+
+  #overThreshold(): boolean {
+    const ratio = this.#opts.compactRatio ?? 0.5;
+    const min = this.#opts.compactMinBytes ?? 262_144;
+    return this.#jIno !== undefined && this.#jEnd > min && this.#jEnd > ratio * this.#snapSize;
+  }
+
+  /**
+   * The compaction protocol (under the lock): fold; append a marker naming the new snapshot's
+   * hash (fsynced); replace the snapshot atomically; remove the journal. A kill between the
+   * last two steps leaves a journal whose marker matches the snapshot: the next open discards it.
+   */
+  async #compactLocked(): Promise<void> {
+    if (this.#jIno === undefined && this.#unfolded.length === 0 && !this.#dirty) return;
+    const records = this.#records;
+    const journalBytes = this.#jEnd;
+    if (this.#unfolded.length > 0 || this.#dirty) {
+      this.#fold();
+      const text = serialize(this.#base, this.path, this.#opts.spaces ?? 2);
+      const bytes = Buffer.from(text, 'utf8');
+      const hash = sha256(bytes);
+      if (this.#jIno !== undefined) await this.#writeToJournal([encodeRecord({ compact: hash }, this.journalPath)], false);
+      await directWrite(this.path, text, resolveWriteOptions({ fsync: this.#fsync, spaces: this.#opts.spaces ?? 2 }));
+      this.#snapHash = hash;
+      this.#snapSize = bytes.length;
+      this.#compactedBytes += bytes.length;
+      this.#snapMark = await fileMark(this.path);
+      this.#dirty = false;
+    }
+    await this.#removeJournal();
+    this.#compactions++;
+    this.#opts.onEvent?.({ type: 'compacted', path: this.path, records, journalBytes });
+  }
+}
