@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { AtomicJsonError, withLock } from '@dawn/atomic-json';
 import { HashPool } from './hash-pool.js';
 import { makeDurable, plannedDurability } from './durability.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
@@ -264,6 +265,12 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       if (entries[i]!.kind === 'file') fileIdx.push(i);
       else if (entries[i]!.kind === 'symlink') linkIdx.push(i);
     }
+    // A journaled document (a snapshot `X` with its op journal `X.journal`, atomic-json's
+    // JournaledJson: the peer registry) is copied as one: both files under X's lock, so the
+    // backup holds a snapshot and the journal that extends it, never a pair from two moments.
+    const journaled = journaledPairs(entries, fileIdx);
+    const pairedIdx = new Set(journaled.flatMap((p) => [p.snapshot, ...(p.journal !== undefined ? [p.journal] : [])]));
+    const plainIdx = fileIdx.filter((i) => !pairedIdx.has(i));
     let doneFiles = 0;
     let doneBytes = 0;
     let linkedFiles = 0;
@@ -275,7 +282,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     const planned = plannedDurability(fsync);
     const pool = new HashPool();
     try {
-      await runPool(fileIdx, concurrency, async (i, lane) => {
+      const copyOne = async (i: number, lane: number, expectMissing = false) => {
         const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
         const e = entries[i]!;
         try {
@@ -300,7 +307,9 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
           doneBytes += c.size;
         } catch (err) {
           const code = errCode(err);
-          if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
+          if (code === 'ENOENT' && expectMissing) {
+            // a journal folded into its snapshot since the walk: the snapshot copied under the lock holds it all
+          } else if (code === 'ENOENT') skipped.push(skippedEntry(e.rel, 'vanished during the backup'));
           else if (code === 'ELOOP') lateLinks.push(i); // replaced by a symlink meanwhile
           else if (err instanceof NotRegularFileError) skipped.push(skippedEntry(e.rel, 'no longer a regular file'));
           else if (err instanceof PathChangedError) skipped.push(skippedEntry(e.rel, CHANGED_PATH));
@@ -309,7 +318,14 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
         doneFiles++;
         opts.onProgress?.({ phase: 'copy', files: doneFiles, totalFiles, bytes: doneBytes });
         await worker.maybeYield();
-      });
+      };
+      await runPool(plainIdx, concurrency, (i, lane) => copyOne(i, lane));
+      for (const pair of journaled) {
+        await copyJournaled(join(realSource, relText(entries[pair.snapshot]!.rel)), warnings, async () => {
+          await copyOne(pair.snapshot, 0);
+          if (pair.journal !== undefined) await copyOne(pair.journal, 0, true);
+        });
+      }
     } finally {
       await pool.close();
     }
@@ -435,5 +451,56 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     await removeTree(partial).catch(() => {});
     if (BackupError.is(err)) throw err;
     throw ioError(partial, 'build the backup in', err);
+  }
+}
+
+/** A snapshot file and its journal (`X` and `X.journal`), by entry index. */
+interface JournaledPair {
+  snapshot: number;
+  journal: number | undefined;
+}
+
+/** The peer registry's file: always copied under its lock (a journal may appear during the backup). */
+const REGISTRY_REL = 'mesh/peer_registry.json';
+
+function journaledPairs(entries: readonly { rel: Rel; kind: string }[], fileIdx: readonly number[]): JournaledPair[] {
+  const byRel = new Map<string, number>();
+  for (const i of fileIdx) {
+    const rel = entries[i]!.rel;
+    if (typeof rel === 'string') byRel.set(rel, i);
+  }
+  const pairs: JournaledPair[] = [];
+  for (const [rel, i] of byRel) {
+    const journal = byRel.get(`${rel}.journal`);
+    if (journal !== undefined || rel === REGISTRY_REL) pairs.push({ snapshot: i, journal });
+  }
+  return pairs;
+}
+
+/**
+ * Run `copy` holding the atomic-json lock of `file` (as a writer of the journaled document would).
+ * Where the lock cannot be made (a read-only source, no permission to create `<file>.lock`), no
+ * process can be writing there either: the files are copied without it, with a warning.
+ */
+async function copyJournaled(file: string, warnings: string[], copy: () => Promise<void>): Promise<void> {
+  try {
+    await withLock(file, copy, { timeoutMs: 30_000 });
+  } catch (err) {
+    if (!AtomicJsonError.is(err)) throw err;
+    if (err.code === 'LOCKED') {
+      throw new BackupError(
+        'BUSY',
+        `Cannot back up ${file} consistently: its lock has been held for more than 30 s (a node writing it, or one that hangs). ` +
+          'Nothing was kept of this backup; retry later.',
+        { path: file, cause: err },
+      );
+    }
+    const sys = errCode(err.cause);
+    if (err.code === 'IO' && (sys === 'EROFS' || sys === 'EACCES' || sys === 'EPERM')) {
+      warnings.push(`copied ${file} and its journal without its lock (cannot create ${file}.lock: ${sys}); nothing can be writing there`);
+      await copy();
+      return;
+    }
+    throw err;
   }
 }

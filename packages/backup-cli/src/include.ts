@@ -8,12 +8,16 @@ import { BackupError } from './errors.js';
  */
 export type IncludeMatcher = (relPath: string, isDir: boolean) => boolean;
 
+/** The journal of a journaled JSON document (`@dawn/atomic-json`): `<file>.journal`. */
+const JOURNAL_SUFFIX = '.journal';
+
 /**
  * Build the matcher of `restore --include` from glob patterns, with the rules of `--exclude`
  * ({@link createExcludeMatcher}): a pattern without `/` matches a name at any depth, one with
  * `/` a path from the root (a leading `/` anchors a name to the top), a trailing `/` means
  * directories only. A path is selected when it or one of its parent directories matches (a
- * matching directory brings its whole subtree). Atomic-json temp file names are not special here.
+ * matching directory brings its whole subtree). A selected file's journal (`<file>.journal`) is
+ * selected with it. Atomic-json temp file names are not special here.
  *
  * @throws {BackupError} `INVALID_OPTION` for an empty or malformed pattern, or no pattern.
  * @example
@@ -42,10 +46,15 @@ export function createIncludeMatcher(patterns: readonly string[]): IncludeMatche
     }
     return hit;
   };
-  return (relPath, isDir) => {
-    if (isDir) return dirSelected(relPath);
+  const fileSelected = (relPath: string): boolean => {
     const slash = relPath.lastIndexOf('/');
     return (slash > 0 && dirSelected(relPath.slice(0, slash))) || direct(relPath, false, false);
+  };
+  return (relPath, isDir) => {
+    if (isDir) return dirSelected(relPath);
+    // A journaled document's journal goes with its snapshot (`X.journal` with `X`): restoring the
+    // snapshot alone would leave the current journal to be replayed onto it.
+    return fileSelected(relPath) || (relPath.endsWith(JOURNAL_SUFFIX) && fileSelected(relPath.slice(0, -JOURNAL_SUFFIX.length)));
   };
 }
 
