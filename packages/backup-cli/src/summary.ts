@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errCode } from './fsutil.js';
 import type { SummaryRecord } from './metadata.js';
@@ -57,6 +58,27 @@ async function registryRefusal(dataRoot: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** When `mesh/peer_registry.json.journal` exists: a temporary data root holding a copy of the registry and its journal. */
+async function scratchCopyIfJournaled(dataRoot: string): Promise<string | undefined> {
+  const mesh = join(dataRoot, 'mesh');
+  const journal = await lstat(join(mesh, 'peer_registry.json.journal')).catch(() => undefined);
+  if (journal === undefined) return undefined;
+  if (!journal.isFile()) throw new Error(`${join(mesh, 'peer_registry.json.journal')} is not a regular file (never opened)`);
+  const scratch = await mkdtemp(join(tmpdir(), 'dawn-summary-'));
+  try {
+    await mkdir(join(scratch, 'mesh'));
+    for (const f of ['peer_registry.json', 'peer_registry.json.journal']) {
+      await copyFile(join(mesh, f), join(scratch, 'mesh', f), constants.COPYFILE_EXCL).catch((err: unknown) => {
+        if (errCode(err) !== 'ENOENT') throw err;
+      });
+    }
+    return scratch;
+  } catch (err) {
+    await rm(scratch, { recursive: true, force: true });
+    throw err;
+  }
+}
+
 async function peerCountOf(dataRoot: string, notes: string[]): Promise<number | null> {
   try {
     const refusal = await registryRefusal(dataRoot);
@@ -65,11 +87,18 @@ async function peerCountOf(dataRoot: string, notes: string[]): Promise<number | 
       return null;
     }
     const { PeerRegistry } = await import('@dawn/peer-registry');
-    const registry = await PeerRegistry.open({ dataRoot, onCorrupt: 'throw' });
+    // A registry with a journal is folded on open/close (a compaction writes): read a scratch copy
+    // of the pair, so that reading a summary never changes the tree it describes (a backup!).
+    const scratch = await scratchCopyIfJournaled(dataRoot);
     try {
-      return registry.getPeerCount();
+      const registry = await PeerRegistry.open({ dataRoot: scratch ?? dataRoot, onCorrupt: 'throw' });
+      try {
+        return registry.getPeerCount();
+      } finally {
+        await registry.close().catch(() => {});
+      }
     } finally {
-      await registry.close().catch(() => {});
+      if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
     }
   } catch (err) {
     notes.push(`peer count not read: ${msg(err)}`);
