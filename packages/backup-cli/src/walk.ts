@@ -110,6 +110,10 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
     try {
       dirents = await readEntries(abs, opts.confined === true);
     } catch (err) {
+      if (rel !== '' && lockShaped && (err instanceof PathChangedError || errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR')) {
+        lockDirs.add(relKey(rel)); // a lock released (and maybe taken again) while we looked
+        return;
+      }
       if (rel !== '' && (err instanceof PathChangedError || errCode(err) === 'ELOOP')) {
         skipped.push(skippedEntry(rel, 'replaced during the backup (a directory became a symlink or moved): not read'));
         return;
@@ -121,9 +125,14 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
       }
       throw ioError(relText(abs as Rel), 'read the directory', err);
     }
-    if (lockShaped && dirents.length === 0 && (await isAtomicJsonLockDir(abs, { entries: 0 }))) {
-      lockDirs.add(relKey(rel));
-      return;
+    if (lockShaped && dirents.length === 0) {
+      // A held lock is released (its directory removed) at any moment: one gone by now was a lock
+      // (or an empty directory deleted meanwhile); either way it is not in the tree any more.
+      const gone = async () => lstat(abs).then(() => false, (e: unknown) => errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR');
+      if ((await isAtomicJsonLockDir(abs, { entries: 0 })) || (await gone())) {
+        lockDirs.add(relKey(rel));
+        return;
+      }
     }
     for (const d of dirents) {
       const child = childRel(rel, d.name);

@@ -172,8 +172,9 @@ describe('B10: exclude exactly what atomic-json creates', () => {
     const backups = join(root, 'backups');
 
     // A lock held for real by atomic-json (proper-lockfile's mkdir) while the backup runs.
-    const r = await withLock(join(src, 'mesh/peer_registry.json'), async () => {
-      expect(fs.statSync(join(src, 'mesh/peer_registry.json.lock')).isDirectory()).toBe(true);
+    // (Not the registry's: a backup takes the registry's lock itself to copy it with its journal.)
+    const r = await withLock(join(src, 'mesh/stats.json'), async () => {
+      expect(fs.statSync(join(src, 'mesh/stats.json.lock')).isDirectory()).toBe(true);
       return cli(['backup', '--source', src, '--backup-dir', backups, '--name', 'locks', '--json']);
     });
     expect(r.code, r.stderr).toBe(0);

@@ -148,7 +148,9 @@ describe('B18 restore says what it is about to destroy', () => {
     expect(errorOf(r).code).toBe('TARGET_IN_USE');
     expect(errorOf(r).message).toMatch(/agents\/first_agent\/state.json.lock/);
     expect(await snapshot(data)).toEqual(before);
-    // mesh/peer_registry.json.lock of makeRichTree is fresh too; age both
+    // makeRichTree's stale mesh/peer_registry.json.lock was taken over and released by the backup
+    // (which copies the registry under its lock): make one again, and age both.
+    await mkdir(join(data, 'mesh/peer_registry.json.lock'), { recursive: true });
     const old = new Date(Date.now() - 60_000);
     await utimes(join(data, 'agents/first_agent/state.json.lock'), old, old);
     await utimes(join(data, 'mesh/peer_registry.json.lock'), old, old);
