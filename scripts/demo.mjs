@@ -1,8 +1,9 @@
 // The main job: seed a sample data root through the packages (with Python's big integers and a
-// "__proto__" key kept exactly), back it up with dawn-backup, list and verify it, damage the live
-// data, see a restore refused while a node holds its locks, restore it, damage the backup and
-// watch verify catch it, then prune per source and mistype an option. Everything happens in a
-// fresh temp directory.
+// "__proto__" key kept exactly), back it up with dawn-backup (then incrementally: unchanged files
+// hard-linked), list and verify it, damage the live data and diff it against the backup, see a
+// restore refused while a node holds its locks, restore it, roll back one agent with a partial
+// restore, damage the backup and watch verify catch it (in both backups sharing the file), then
+// prune per source and mistype an option. Everything happens in a fresh temp directory.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,6 +86,9 @@ try {
   dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup');
   dawnBackup('list');
   dawnBackup('verify', 'demo_backup');
+  await writeJson(join(dataRoot, 'config.json'), { listen: 'ws://0.0.0.0:8001' });
+  console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links)'));
+  dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2');
 
   step(3, 'Damage the live data: corrupt the peer registry, delete an agent; diff shows what changed since the backup');
   const registryFile = join(dataRoot, 'mesh', 'peer_registry.json');
@@ -111,6 +115,14 @@ try {
   console.log(`  data back: ${ok ? 'yes' : 'NO'}; coordinator round = ${(await readJson(join(dataRoot, 'agents', 'coordinator', 'state.json'))).state.round}`);
   dawnBackup('list');
 
+  step('4b', 'Partial restore: one agent damaged, only that agent rolled back (everything else untouched)');
+  const coordinatorFile = join(dataRoot, 'agents', 'coordinator', 'state.json');
+  await writeFile(coordinatorFile, '{"agent_id": "coordinator", "name": "CoordinationAgent", "state": {"round": -1}}\n');
+  dawnBackup('restore', 'demo_backup', '--include', 'agents/coordinator/**', '--dry-run');
+  dawnBackup('restore', 'demo_backup', '--include', 'agents/coordinator/**');
+  const partialOk = (await readJson(coordinatorFile)).state.round === 12;
+  console.log(`  coordinator round back to 12: ${partialOk ? 'yes' : 'NO'}`);
+
   step(5, 'Damage the backup itself: verify catches it, restore refuses');
   const victim = join(backupDir, 'demo_backup', 'agents', 'coordinator', 'state.json');
   const bytes = await readFile(victim);
@@ -125,7 +137,7 @@ try {
   const typoExit = dawnBackup('prune', '--keep-lst', '1');
   dawnBackup('prune', '--keep-last', '1', '--dry-run');
 
-  if (!ok || !lossless || liveExit !== 1 || typoExit !== 2 || verifyExit !== 3 || restoreExit === 0) {
+  if (!ok || !lossless || !partialOk || liveExit !== 1 || typoExit !== 2 || verifyExit !== 3 || restoreExit === 0) {
     console.error('\nDemo FAILED');
     process.exitCode = 1;
   } else {
