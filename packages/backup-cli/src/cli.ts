@@ -9,6 +9,7 @@ import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { pruneBackups } from './prune.js';
+import { cmdRepoList, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
 import { restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -126,6 +127,7 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
 }
 
 async function cmdList(ctx: Ctx): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoList(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const result = await listBackups(backupDir !== undefined ? { backupDir } : {});
@@ -240,6 +242,7 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
 }
 
 async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoVerify(ctx, name);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const progress = bar(ctx);
@@ -264,6 +267,7 @@ async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
 
 async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   if (name === 'list') return cmdList(ctx);
+  if (explicitRepo(ctx) !== undefined) return cmdRepoRestore(ctx, name);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
@@ -380,6 +384,7 @@ interface Flags {
   files: boolean;
   fsync: boolean;
   defaultExcludes: boolean;
+  readData: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -400,6 +405,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
         body: [
           '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
           '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
+          '  DAWN_BACKUP_REPO        the repository of init, push and pull when --repo is not given',
+          '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
       },
@@ -433,6 +440,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('list', 'List backups, newest first, with time, files, size, peers, agents and whether they carry checksums')
     .option('--verify', 'Also re-hash every backup and show whether it is intact (slow)')
+    .option('--repo <url>', 'List the backups of this repository instead (s3://bucket/prefix or a directory)')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
     .example(`  ${BIN} list`)
     .example(`  ${BIN} list --backup-dir /mnt/backups --json`)
     .action(run(() => cmdList(ctx)));
@@ -446,6 +455,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
 
   cli
     .command('verify <name>', "Re-hash every file of a backup against its manifest (exit 3 when damaged)")
+    .option('--repo <url>', 'Verify the backup in this repository: every object present; with --read-data, downloaded and checked')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--read-data', 'With --repo: download every object and check its sha256')
     .example(`  ${BIN} verify dawn_backup_20261125_101500`)
     .action(run((name) => cmdVerify(ctx, name!)));
 
@@ -455,6 +467,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--overwrite', 'Replace the target without saving it as a pre_restore_ backup first')
     .option('--force', 'Restore even into a target holding data of another source, or fresh locks of a running node')
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
+    .option('--repo <url>', 'Pull the backup from this repository first (`latest`: the newest of the data root), then restore it')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)
     .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
     .example(`  ${BIN} restore list`)
@@ -479,6 +493,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .example(`  ${BIN} prune --keep-last 7 --dry-run`)
     .example(`  ${BIN} prune --keep-last 3 --keep-daily 7 --keep-weekly 4`)
     .action(run(() => cmdPrune(ctx)));
+
+  registerRepoCommands(cli, BIN, run, ctx);
 
   return cli;
 }
@@ -591,6 +607,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       files: has('--files'),
       fsync: !has('--no-fsync'),
       defaultExcludes: !has('--no-default-excludes'),
+      readData: has('--read-data'),
     },
   };
   let exitCode = 0;

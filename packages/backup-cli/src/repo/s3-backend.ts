@@ -31,6 +31,9 @@ export class S3Backend implements Backend {
     opts: BackendOptions = {},
   ) {
     const env = opts.env ?? process.env;
+    // The SDK warns on stderr that its releases of 2027 will need Node 22; this package supports
+    // Node >= 20.19 with a pinned SDK, so the warning would only be noise in the CLI's output.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.url = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
     this.endpoint = opts.s3Endpoint || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     const config: S3ClientConfig = {
