@@ -164,9 +164,8 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
       if (JSON.stringify(existing.metadata) !== JSON.stringify(meta)) {
         throw new BackupError('BACKUP_EXISTS', `The repository ${backend.url} already holds another backup named "${name}"; nothing was pushed. Push it under a new name (backups are never merged).`);
       }
-      results.push(result);
-      continue;
     }
+    // Even when the snapshot is there: objects that went missing are uploaded again (a repair).
     known ??= await knownObjects(backend);
     const todo = [...byHash.values()].filter((f) => !known!.has(f.sha256));
     const nameEscape = nameEscapeOf(meta);
@@ -188,6 +187,10 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
     });
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
+    }
+    if (existing) {
+      results.push(result);
+      continue;
     }
     // The snapshot last: it names only objects that are in the repository now.
     const body = await encodeObject(Buffer.from(JSON.stringify(doc)));

@@ -1,0 +1,182 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnNode } from '@dawn/test-utils';
+import { expect, it } from 'vitest';
+import { openBackend } from '../src/repo/backend.js';
+import { hashOfKey, objectKey, OBJECTS_PREFIX } from '../src/repo/format.js';
+import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
+
+/** How a suite reaches its repository: a fresh URL per test, and the environment (S3 settings). */
+export interface RepoTarget {
+  url(tag: string): string;
+  env(): NodeJS.ProcessEnv;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function storedObjects(url: string, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const backend = await openBackend(url, { env });
+  return (await backend.list(OBJECTS_PREFIX)).map(hashOfKey).filter((h): h is string => h !== undefined);
+}
+
+/** Overwrite an object in place, around the repository's own rules (a bit-rotted or tampered store). */
+async function tamper(url: string, env: NodeJS.ProcessEnv, hash: string, how: 'damage' | 'delete'): Promise<void> {
+  const backend = await openBackend(url, { env });
+  const key = objectKey(hash);
+  if (how === 'delete') return backend.delete(key);
+  const body = (await backend.get(key))!;
+  body[body.length - 1] ^= 0xff;
+  await backend.delete(key);
+  expect(await backend.putIfAbsent(key, body)).toBe(true);
+}
+
+/**
+ * The scenarios every repository kind passes: a whole round trip through the CLI, deduplication,
+ * a damaged object, a deleted object, and SIGKILLs during push.
+ */
+export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget): void {
+  const setup = async (tag: string) => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await makeRichTree(data);
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups') };
+    const repo = target.url(tag);
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    expect((await run(['backup', '--name', 'b1', '--quiet'])).code).toBe(0);
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    return { root, data, env, repo, run };
+  };
+
+  it('round trip: init, push (newest by default), push again uploads nothing, list, verify, pull, restore latest on an empty machine', async () => {
+    const { root, data, repo, run } = await setup('roundtrip');
+    const before = await snapshot(data);
+    const p1 = await run(['push', '--repo', repo, '--json']);
+    expect(p1.code, p1.stderr).toBe(0);
+    const first = json(p1).pushed[0];
+    expect(first).toMatchObject({ name: 'b1', snapshot: 'created' });
+    expect(first.uploaded).toBe(first.objects);
+    // unchanged: nothing uploaded; a second backup of the same files: no file content uploaded
+    const p2 = json(await run(['push', 'b1', '--repo', repo, '--json'])).pushed[0];
+    expect(p2).toMatchObject({ snapshot: 'exists', uploaded: 0 });
+    expect((await run(['backup', '--name', 'b2', '--quiet'])).code).toBe(0);
+    const p3 = json(await run(['push', 'b2', '--repo', repo, '--json'])).pushed[0];
+    expect(p3).toMatchObject({ snapshot: 'created', uploaded: 0, uploadedBytes: 0 });
+    // init again: idempotent
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+
+    const listed = json(await run(['list', '--repo', repo, '--json']));
+    expect(listed.backups.map((b: any) => b.name).sort()).toEqual(['b1', 'b2']);
+    expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0);
+    const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(json(v).checked).toBe(json(v).objects);
+
+    // a brand-new machine: no local backups, an empty data root, DAWN_BACKUP_REPO only
+    const fresh = join(root, 'new-machine');
+    const env2 = { PROJECT_DAWN_DATA_ROOT: join(fresh, 'data'), DAWN_BACKUP_DIR: join(fresh, 'backups'), DAWN_BACKUP_REPO: repo };
+    const pulled = await run(['pull', 'b1', '--json'], env2);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect((await run(['verify', 'b1'], env2)).code).toBe(0);
+    // pulling again reuses the intact local copy
+    expect(json(await run(['pull', 'b1', '--json'], env2)).reused).toBe(true);
+    const r = await run(['restore', 'latest', '--repo', repo, '--target', join(fresh, 'restored'), '--json'], env2);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await snapshot(join(fresh, 'restored'))).toEqual(without(before, RICH_EXCLUDED));
+  });
+
+  it('a damaged object: verify --read-data, pull and restore exit 3, nothing local changes', async () => {
+    const { root, data, env, repo, run } = await setup('damaged');
+    expect((await run(['push', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
+    await tamper(repo, env, victim.sha256, 'damage');
+    expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0); // present...
+    const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(v.code).toBe(3); // ...but damaged
+    expect(json(v).problems).toEqual([expect.objectContaining({ path: 'keys/node.key', kind: 'modified' })]);
+    const localBefore = await snapshot(root);
+    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')]);
+    expect(pull.code, pull.stderr).toBe(3);
+    expect(pull.stderr).toContain('keys/node.key');
+    const restore = await run(['restore', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled'), '--target', data], { DAWN_BACKUP_REPO: repo });
+    expect(restore.code, restore.stderr).toBe(3);
+    expect(await snapshot(root)).toEqual(localBefore);
+  });
+
+  it('a deleted object (a snapshot naming a missing object): verify exits 3, pull leaves nothing behind', async () => {
+    const { root, env, repo, run } = await setup('deleted');
+    expect((await run(['push', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const victim = meta.manifest.find((m: any) => m.path === 'big.bin');
+    await tamper(repo, env, victim.sha256, 'delete');
+    const v = await run(['verify', 'b1', '--repo', repo, '--json']);
+    expect(v.code).toBe(3);
+    expect(json(v).problems).toEqual([expect.objectContaining({ path: 'big.bin', kind: 'missing' })]);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(3);
+    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')]);
+    expect(pull.code).toBe(3);
+    await expect(readdir(join(root, 'pulled'))).rejects.toThrow(/ENOENT/);
+    // pushing the same backup again uploads the missing object back (a repair)
+    const p = await run(['push', 'b1', '--repo', repo, '--json']);
+    expect(json(p).pushed[0]).toMatchObject({ snapshot: 'exists', uploaded: 1 });
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
+  });
+
+  it('not a repository, a bad URL: clear coded errors', async () => {
+    const { run } = await setup('errors');
+    const none = await run(['list', '--repo', target.url('never-initialised'), '--json']);
+    expect(none.code).toBe(1);
+    expect(JSON.parse(none.stderr).error.code).toBe('REPO_INVALID');
+    const bad = await run(['push', '--repo', 'ftp://x/y']);
+    expect(bad.code).toBe(2);
+    const noRepo = await run(['push'], { DAWN_BACKUP_REPO: '' });
+    expect(noRepo.code).toBe(2);
+    expect(noRepo.stderr).toContain('DAWN_BACKUP_REPO');
+  });
+
+  it('SIGKILL during push (at least 10 kills), then a rerun finishes without re-uploading what is there', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await makeManyFiles(data, 2000, 'k');
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), NO_COLOR: '1' };
+    const run = (args: string[]) => cli(args, env);
+    expect((await run(['backup', '--name', 'many', '--quiet'])).code).toBe(0);
+    const calib = target.url('kill-calibration');
+    const repo = target.url('kill');
+    expect((await run(['init', '--repo', calib])).code).toBe(0);
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    const t0 = performance.now();
+    const c = await run(['push', '--repo', calib, '--json']);
+    expect(c.code, c.stderr).toBe(0);
+    const full = performance.now() - t0;
+    const total = json(c).pushed[0].objects as number;
+    let killed = 0;
+    const delays: number[] = [];
+    // Kills land anywhere from the start-up to mid-upload: the window is sized by what is left to
+    // upload, so later runs (which have less to do) are killed too.
+    for (let k = 0; k < 20 && killed < 12; k++) {
+      const left = total - (await storedObjects(repo, env)).length;
+      const delay = Math.round(Math.random() * 300 + Math.random() * (full / total) * left * 0.6);
+      delays.push(delay);
+      const child = spawnNode(BIN, ['push', '--repo', repo], { env });
+      const timer = sleep(delay).then(() => child.kill('SIGKILL'));
+      const exit = await child.exited;
+      await timer;
+      if (exit.signal === 'SIGKILL') killed++;
+      // at every moment: a snapshot exists only when every object it names is there
+      const listed = json(await run(['list', '--repo', repo, '--json']));
+      expect(listed.damaged).toEqual([]);
+      for (const b of listed.backups) expect((await run(['verify', b.name, '--repo', repo])).code, `delays ${delays}`).toBe(0);
+      if (listed.backups.length > 0) break; // a run finished: the rest is the rerun below
+    }
+    expect(killed, `delays ${delays}, calibration ${full} ms`).toBeGreaterThanOrEqual(10);
+    const present = new Set(await storedObjects(repo, env));
+    const rerun = await run(['push', '--repo', repo, '--json']);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    const r = json(rerun).pushed[0];
+    if (r.snapshot === 'created') expect(r.uploaded).toBe(total - present.size);
+    expect(new Set(await storedObjects(repo, env)).size).toBe(total);
+    expect((await run(['verify', 'many', '--repo', repo, '--read-data'])).code).toBe(0);
+    expect(json(await run(['push', '--repo', repo, '--json'])).pushed[0].uploaded).toBe(0);
+  }, 300_000);
+}
