@@ -9,6 +9,8 @@ interface AwsError {
   $metadata?: { httpStatusCode?: number };
 }
 
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'TimeoutError']);
+
 const statusOf = (err: unknown) => (err as AwsError | undefined)?.$metadata?.httpStatusCode;
 
 /**
@@ -42,6 +44,14 @@ export class S3Backend implements Backend {
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 3,
     };
+    // Explicit keys of a given environment (the default chain reads process.env itself).
+    if (opts.env && env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
+      config.credentials = {
+        accessKeyId: env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+        ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+      };
+    }
     if (this.endpoint) {
       config.endpoint = this.endpoint;
       config.forcePathStyle = true;
@@ -63,7 +73,8 @@ export class S3Backend implements Backend {
     let hint = 'Check the endpoint, the bucket, the credentials and the network, then retry.';
     if (status === 403) hint = 'Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile) and the bucket policy.';
     else if (status === 404 || e?.name === 'NoSuchBucket') hint = 'The bucket does not exist: create it first (or check AWS_REGION and the endpoint).';
-    else if (status === undefined) hint = `The S3 endpoint cannot be reached${this.endpoint ? '' : ' (for a non-AWS server set AWS_ENDPOINT_URL_S3 or --s3-endpoint)'}; check the address and the network, then retry.`;
+    else if (e?.name === 'CredentialsProviderError') hint = 'No S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role.';
+    else if (status === undefined && NETWORK_CODES.has(e?.code ?? (e as { errno?: string })?.errno ?? e?.name ?? '')) hint = `The S3 endpoint cannot be reached${this.endpoint ? '' : ' (for a non-AWS server set AWS_ENDPOINT_URL_S3 or --s3-endpoint)'}; check the address and the network, then retry.`;
     return new BackupError('IO', `Cannot ${action} ${where}: ${what}. ${hint}`, { cause: err, path: where });
   }
 
