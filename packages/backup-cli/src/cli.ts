@@ -385,6 +385,7 @@ interface Flags {
   fsync: boolean;
   defaultExcludes: boolean;
   readData: boolean;
+  encrypt: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -406,6 +407,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
           '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
           '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
           '  DAWN_BACKUP_REPO        the repository of init, push and pull when --repo is not given',
+          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository',
           '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
@@ -442,6 +444,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--verify', 'Also re-hash every backup and show whether it is intact (slow)')
     .option('--repo <url>', 'List the backups of this repository instead (s3://bucket/prefix or a directory)')
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} list`)
     .example(`  ${BIN} list --backup-dir /mnt/backups --json`)
     .action(run(() => cmdList(ctx)));
@@ -457,6 +460,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .command('verify <name>', "Re-hash every file of a backup against its manifest (exit 3 when damaged)")
     .option('--repo <url>', 'Verify the backup in this repository: every object present; with --read-data, downloaded and checked')
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .option('--read-data', 'With --repo: download every object and check its sha256')
     .example(`  ${BIN} verify dawn_backup_20261125_101500`)
     .action(run((name) => cmdVerify(ctx, name!)));
@@ -469,6 +473,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
     .option('--repo <url>', 'Pull the backup from this repository first (`latest`: the newest of the data root), then restore it')
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)
     .example(`  ${BIN} restore nightly --target /tmp/dawn-check --overwrite`)
     .example(`  ${BIN} restore list`)
@@ -608,6 +613,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       fsync: !has('--no-fsync'),
       defaultExcludes: !has('--no-default-excludes'),
       readData: has('--read-data'),
+      encrypt: has('--encrypt'),
     },
   };
   let exitCode = 0;

@@ -18,6 +18,7 @@
  * | `BUSY` | another dawn-backup operation works on the same data root (or prunes the same backup dir); retry later | 1 |
  * | `NO_SPACE` | the disk (or quota) is full; nothing was changed; `cause` holds the system error | 1 |
  * | `REPO_INVALID` | no dawn-backup repository at that URL (run `init`), or one this version cannot read | 1 |
+ * | `WRONG_PASSWORD` | the repository is encrypted and the password is wrong or missing | 1 |
  * | `IO` | the file system failed (permissions, read-only...); `cause` holds the system error | 1 |
  */
 export type BackupErrorCode =
@@ -36,6 +37,7 @@ export type BackupErrorCode =
   | 'BUSY'
   | 'NO_SPACE'
   | 'REPO_INVALID'
+  | 'WRONG_PASSWORD'
   | 'IO';
 
 /** One finding of a verification: what is wrong with which path of a backup. */

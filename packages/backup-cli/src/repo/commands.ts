@@ -15,7 +15,7 @@ export interface RepoCtx {
   out: Style;
   err: Style;
   started: boolean;
-  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean };
+  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean; encrypt: boolean };
 }
 
 const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
@@ -25,19 +25,23 @@ const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.
 export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw, 'repo', '--repo');
 
 /** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
-function repoOf(ctx: RepoCtx): { repo: string; s3Endpoint?: string; env: CliIO['env'] } {
+function repoOf(ctx: RepoCtx): { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env'] } {
   const repo = explicitRepo(ctx) ?? (ctx.io.env[REPO_ENV] || undefined);
   if (repo === undefined) throw new BackupError('USAGE', `No repository: give --repo s3://bucket/prefix (or a directory), or set ${REPO_ENV}.`);
   const s3Endpoint = single(ctx.raw, 's3Endpoint', '--s3-endpoint');
-  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), env: ctx.io.env };
+  const passwordFile = single(ctx.raw, 'passwordFile', '--password-file');
+  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env };
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
   const r = repoOf(ctx);
   ctx.started = true;
-  const res = await initRepo(r);
+  const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
   if (ctx.json) printJson(ctx, res);
-  else if (!ctx.quiet) println(ctx, res.created ? `${ctx.out.green('Created')} repository ${res.repo}` : `Repository ${res.repo} already exists; nothing changed.`);
+  else if (!ctx.quiet) {
+    println(ctx, res.created ? `${ctx.out.green('Created')} ${res.encrypted ? 'encrypted ' : ''}repository ${res.repo}` : `Repository ${res.repo} already exists; nothing changed.`);
+    if (res.created && res.encrypted) println(ctx, ctx.out.yellow('Keep the password safe: without it nothing in this repository can be read.'));
+  }
   return 0;
 }
 
@@ -159,13 +163,17 @@ export function registerRepoCommands(cli: CAC, bin: string, run: (fn: (...a: str
     .command('init', 'Create a repository (an S3 bucket/prefix or a directory) that push copies backups into')
     .option(repoOpt, repoHelp)
     .option('--s3-endpoint <url>', endpointHelp)
+    .option('--encrypt', `Encrypt objects and snapshots (AES-256-GCM, key from the password by scrypt): password from $DAWN_BACKUP_PASSWORD or --password-file`)
+    .option('--password-file <file>', 'Read the password of an encrypted repository from the first line of this file')
     .example(`  ${bin} init --repo s3://backups/node-a`)
+    .example(`  DAWN_BACKUP_PASSWORD=... ${bin} init --repo /mnt/nas/dawn --encrypt`)
     .example(`  ${bin} init --repo /mnt/nas/dawn`)
     .action(run(() => cmdInit(ctx)));
   cli
     .command('push [...names]', 'Copy local backups into a repository (default: the newest backup of the data root); uploads only contents not yet there')
     .option(repoOpt, repoHelp)
     .option('--s3-endpoint <url>', endpointHelp)
+    .option('--password-file <file>', 'The password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${bin} push --repo s3://backups/node-a`)
     .example(`  ${bin} push nightly before_upgrade --repo /mnt/nas/dawn`)
     .action(run(() => cmdPush(ctx, ctx.raw.positionals.slice(1))));
@@ -173,6 +181,7 @@ export function registerRepoCommands(cli: CAC, bin: string, run: (fn: (...a: str
     .command('pull <name>', 'Recreate a backup of a repository as a normal, verified local backup (`latest`: the newest of the data root)')
     .option(repoOpt, repoHelp)
     .option('--s3-endpoint <url>', endpointHelp)
+    .option('--password-file <file>', 'The password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${bin} pull latest --repo s3://backups/node-a`)
     .action(run((name) => cmdPull(ctx, name!)));
 }

@@ -10,9 +10,9 @@ import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } 
 import { entryTarget } from '../relpath.js';
 import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { openBackend, type Backend, type BackendOptions } from './backend.js';
+import { macName, newEncryption, open as openSealed, readPassword, seal, unlock, type EncryptionConfig, type RepoKeys } from './crypto.js';
 import {
   CONFIG_KEY,
-  decodeJson,
   decodeObject,
   encodeObject,
   hashOfKey,
@@ -32,6 +32,41 @@ export interface RepoOptions extends BackendOptions {
   repo: string;
   /** Requests in flight at once. @default 16 */
   concurrency?: number;
+  /** The password of an encrypted repository (else `passwordFile`, else `$DAWN_BACKUP_PASSWORD`). */
+  password?: string;
+  passwordFile?: string | undefined;
+}
+
+/** An open repository: its store, and how contents are named and encoded in it. */
+interface Repo {
+  backend: Backend;
+  url: string;
+  /** The object name (64 hex) of a content with this sha256. */
+  nameOf(sha256hex: string): string;
+  encode(plain: Buffer, key: string): Promise<Buffer>;
+  decode(stored: Buffer, key: string): Promise<Buffer | undefined>;
+}
+
+function plainRepo(backend: Backend): Repo {
+  return { backend, url: backend.url, nameOf: (h) => h, encode: (p) => encodeObject(p), decode: (s) => decodeObject(s) };
+}
+
+/** Compression first (ciphertext does not compress), then AES-256-GCM bound to the key name. */
+function encryptedRepo(backend: Backend, keys: RepoKeys): Repo {
+  return {
+    backend,
+    url: backend.url,
+    nameOf: (h) => macName(keys, h),
+    encode: async (p, key) => seal(keys, await encodeObject(p), key),
+    decode: async (s, key) => {
+      const inner = openSealed(keys, s, key);
+      return inner === undefined ? undefined : decodeObject(inner);
+    },
+  };
+}
+
+async function passwordOf(opts: RepoOptions, url: string): Promise<string> {
+  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url }));
 }
 
 /** The snapshot document of one pushed backup (`snapshots/<name>.json`). */
@@ -48,14 +83,13 @@ export interface SnapshotDoc {
 const DEFAULT_CONCURRENCY = 16;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
-async function openRepo(opts: RepoOptions, mustExist = true): Promise<Backend> {
+async function openRepo(opts: RepoOptions): Promise<Repo> {
   const backend = await openBackend(opts.repo, opts);
-  if (!mustExist) return backend;
   const raw = await backend.get(CONFIG_KEY);
   if (raw === undefined) {
     throw new BackupError('REPO_INVALID', `${backend.url} is not a dawn-backup repository (no ${CONFIG_KEY}). Create it with \`dawn-backup init --repo ${backend.url}\`.`, { path: backend.url });
   }
-  let config: { format?: unknown; format_version?: unknown; encryption?: unknown };
+  let config: { format?: unknown; format_version?: unknown; encryption?: EncryptionConfig | null };
   try {
     config = JSON.parse(raw.toString('utf8')) as typeof config;
   } catch (err) {
@@ -65,19 +99,25 @@ async function openRepo(opts: RepoOptions, mustExist = true): Promise<Backend> {
     throw new BackupError('REPO_INVALID', `${backend.url} is a repository of format ${JSON.stringify(config.format)} version ${JSON.stringify(config.format_version)}; this dawn-backup reads ${REPO_FORMAT} version ${REPO_FORMAT_VERSION}. Use a newer dawn-backup.`, { path: backend.url });
   }
   if (config.encryption !== undefined && config.encryption !== null) {
-    throw new BackupError('REPO_INVALID', `${backend.url} is encrypted; this dawn-backup cannot read encrypted repositories yet.`, { path: backend.url });
+    if (typeof config.encryption !== 'object') throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY}: malformed encryption settings.`, { path: backend.url });
+    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url));
   }
-  return backend;
+  return plainRepo(backend);
 }
 
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */
-export async function initRepo(opts: RepoOptions): Promise<{ repo: string; created: boolean }> {
-  const backend = await openRepo(opts, false);
+export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promise<{ repo: string; created: boolean; encrypted: boolean }> {
+  const backend = await openBackend(opts.repo, opts);
   await backend.prepare?.();
-  const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption: null };
+  if (await backend.exists(CONFIG_KEY)) {
+    await openRepo(opts); // an existing repository must be one of ours (and open with this password)
+    return { repo: backend.url, created: false, encrypted: Boolean(opts.encrypt) };
+  }
+  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url))).config : null;
+  const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
-  if (!created) await openRepo(opts); // an existing repository must be one of ours
-  return { repo: backend.url, created };
+  if (!created) await openRepo(opts);
+  return { repo: backend.url, created, encrypted: encryption !== null };
 }
 
 /** The outcome of pushing one backup. */
@@ -96,10 +136,18 @@ export interface PushResult {
   storedBytes: number;
 }
 
-async function readSnapshot(backend: Backend, name: string): Promise<SnapshotDoc | undefined> {
+async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
+  const backend = repo.backend;
   const raw = await backend.get(snapshotKey(name));
   if (raw === undefined) return undefined;
-  const doc = (await decodeJson(raw, `Snapshot "${name}" in ${backend.url}`)) as Partial<SnapshotDoc>;
+  const plain = await repo.decode(raw, snapshotKey(name));
+  let doc: Partial<SnapshotDoc>;
+  try {
+    if (plain === undefined) throw new Error('not a dawn-backup object, or not sealed with this repository\'s key');
+    doc = JSON.parse(plain.toString('utf8')) as Partial<SnapshotDoc>;
+  } catch (err) {
+    throw new BackupError('BACKUP_INVALID', `Snapshot "${name}" in ${backend.url} is damaged (${(err as Error).message}); it cannot be used.`, { path: `${backend.url}/${snapshotKey(name)}` });
+  }
   if (doc.format !== SNAPSHOT_FORMAT || typeof doc.metadata !== 'object' || doc.metadata === null || !Array.isArray(doc.metadata.manifest)) {
     throw new BackupError('BACKUP_INVALID', `Snapshot "${name}" in ${backend.url} is not a valid snapshot document; it cannot be used.`, { path: `${backend.url}/${snapshotKey(name)}` });
   }
@@ -141,7 +189,8 @@ async function newestLocal(backupDir: string | undefined, env: Readonly<Record<s
  */
 export async function pushBackups(opts: RepoOptions & { names?: string[]; backupDir?: string | undefined }): Promise<PushResult[]> {
   const env = opts.env ?? process.env;
-  const backend = await openRepo(opts);
+  const repo = await openRepo(opts);
+  const backend = repo.backend;
   const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
   const results: PushResult[] = [];
   let known: Set<string> | undefined;
@@ -156,7 +205,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
     for (const f of files) if (!byHash.has(f.sha256)) byHash.set(f.sha256, f);
     const result: PushResult = { name, snapshot: 'exists', files: files.length, objects: byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0 };
     const doc: SnapshotDoc = { format: SNAPSHOT_FORMAT, format_version: 1, pushed_at: Date.now() / 1000, pushed_from: hostname(), metadata: meta };
-    const existing = await readSnapshot(backend, name).catch((err: unknown) => {
+    const existing = await readSnapshot(repo, name).catch((err: unknown) => {
       if (BackupError.is(err) && err.code === 'BACKUP_INVALID') throw new BackupError('BACKUP_EXISTS', `${err.message} Remove it from the repository by hand to push "${name}" again.`);
       throw err;
     });
@@ -167,7 +216,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
     }
     // Even when the snapshot is there: objects that went missing are uploaded again (a repair).
     known ??= await knownObjects(backend);
-    const todo = [...byHash.values()].filter((f) => !known!.has(f.sha256));
+    const todo = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
     await runPool(todo, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
@@ -177,13 +226,14 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
         problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
         return;
       }
-      const stored = await encodeObject(plain);
-      if (await backend.putIfAbsent(objectKey(f.sha256), stored)) {
+      const key = objectKey(repo.nameOf(f.sha256));
+      const stored = await repo.encode(plain, key);
+      if (await backend.putIfAbsent(key, stored)) {
         result.uploaded++;
         result.uploadedBytes += plain.length;
         result.storedBytes += stored.length;
       }
-      known!.add(f.sha256);
+      known!.add(repo.nameOf(f.sha256));
     });
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
@@ -193,9 +243,9 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
       continue;
     }
     // The snapshot last: it names only objects that are in the repository now.
-    const body = await encodeObject(Buffer.from(JSON.stringify(doc)));
+    const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
-    else if (JSON.stringify((await readSnapshot(backend, name))?.metadata) !== JSON.stringify(meta)) {
+    else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
       throw new BackupError('BACKUP_EXISTS', `Another push wrote a different backup named "${name}" into ${backend.url} at the same time; its objects are kept, no snapshot of this one was written.`);
     }
     results.push(result);
@@ -216,14 +266,15 @@ export interface RepoBackup {
 
 /** Every snapshot of a repository, newest first; unreadable snapshot documents in `damaged`. */
 export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backups: RepoBackup[]; damaged: { name: string; reason: string }[] }> {
-  const backend = await openRepo(opts);
+  const repo = await openRepo(opts);
+  const backend = repo.backend;
   const keys = (await backend.list(SNAPSHOTS_PREFIX)).filter((k) => k.endsWith('.json') && !k.slice(SNAPSHOTS_PREFIX.length).includes('/'));
   const backups: RepoBackup[] = [];
   const damaged: { name: string; reason: string }[] = [];
   await runPool(keys, opts.concurrency ?? DEFAULT_CONCURRENCY, async (key) => {
     const name = key.slice(SNAPSHOTS_PREFIX.length, -'.json'.length);
     try {
-      const doc = await readSnapshot(backend, name);
+      const doc = await readSnapshot(repo, name);
       if (!doc) return; // deleted meanwhile
       const m = doc.metadata;
       const files = m.manifest!.filter(isFile);
@@ -276,10 +327,11 @@ export interface RepoVerifyResult {
   problems: VerifyProblem[];
 }
 
-async function fetchChecked(backend: Backend, f: ManifestFile): Promise<{ plain?: Buffer; problem?: VerifyProblem }> {
-  const stored = await backend.get(objectKey(f.sha256));
+async function fetchChecked(repo: Repo, f: ManifestFile): Promise<{ plain?: Buffer; problem?: VerifyProblem }> {
+  const key = objectKey(repo.nameOf(f.sha256));
+  const stored = await repo.backend.get(key);
   if (stored === undefined) return { problem: { path: f.path, kind: 'missing', detail: `object ${f.sha256.slice(0, 16)}… is missing from the repository` } };
-  const plain = await decodeObject(stored);
+  const plain = await repo.decode(stored, key);
   if (plain === undefined || plain.length !== f.size || sha256(plain) !== f.sha256) {
     return { problem: { path: f.path, kind: 'modified', detail: `object ${f.sha256.slice(0, 16)}… is damaged (its content does not match the manifest's sha256)` } };
   }
@@ -291,9 +343,10 @@ async function fetchChecked(backend: Backend, f: ManifestFile): Promise<{ plain?
  * each one and check it against the manifest's sha256 (the server is never trusted).
  */
 export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean }): Promise<RepoVerifyResult> {
-  const backend = await openRepo(opts);
+  const repo = await openRepo(opts);
+  const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
-  const doc = await readSnapshot(backend, name);
+  const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${backend.url}. Run \`dawn-backup list --repo ${backend.url}\`.`);
   const manifest = checkedManifest(name, doc.metadata, backend.url);
   const files = manifest.filter(isFile);
@@ -302,7 +355,7 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   const result: RepoVerifyResult = { name, repo: backend.url, status: 'ok', ok: true, files: files.length, objects: byHash.size, checked: 0, bytes: 0, problems: [] };
   if (opts.readData) {
     await runPool([...byHash.values()], opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
-      const r = await fetchChecked(backend, group[0]!);
+      const r = await fetchChecked(repo, group[0]!);
       if (r.problem) for (const f of group) result.problems.push({ ...r.problem, path: f.path });
       else {
         result.checked++;
@@ -312,7 +365,7 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   } else {
     const known = await knownObjects(backend);
     for (const [h, group] of byHash) {
-      if (!known.has(h)) for (const f of group) result.problems.push({ path: f.path, kind: 'missing', detail: `object ${h.slice(0, 16)}… is missing from the repository` });
+      if (!known.has(repo.nameOf(h))) for (const f of group) result.problems.push({ path: f.path, kind: 'missing', detail: `object ${h.slice(0, 16)}… is missing from the repository` });
     }
   }
   result.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -342,9 +395,10 @@ export interface PullResult {
  * with `VERIFY_FAILED` and leaves nothing behind. The result is verified like any local backup.
  */
 export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined }): Promise<PullResult> {
-  const backend = await openRepo(opts);
+  const repo = await openRepo(opts);
+  const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
-  const doc = await readSnapshot(backend, name);
+  const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${backend.url}. Run \`dawn-backup list --repo ${backend.url}\`.`);
   const meta = doc.metadata;
   const manifest = checkedManifest(name, meta, backend.url);
@@ -377,7 +431,7 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
     const problems: VerifyProblem[] = [];
     await runPool(files, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
       if (problems.length > 0) return;
-      const r = await fetchChecked(backend, f);
+      const r = await fetchChecked(repo, f);
       if (r.problem) {
         problems.push(r.problem);
         return;
