@@ -9,7 +9,7 @@ import { listBackups, showBackup } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { pruneBackups } from './prune.js';
-import { cmdRepoList, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
 import { restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -300,6 +300,7 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
 }
 
 async function cmdPrune(ctx: Ctx): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoPrune(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const keepLast = count(ctx.raw, 'keepLast', '--keep-last');
   const keepDaily = count(ctx.raw, 'keepDaily', '--keep-daily');
@@ -495,6 +496,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--keep-pre-restore <n>', 'Keep the N newest pre_restore_* backups of each source (default 5)')
     .option('--keep-pre-restore-days <n>', 'Also keep every pre_restore_* backup of the last N days (default 7)')
     .option('--dry-run', 'Show what would be removed, remove nothing')
+    .option('--repo <url>', 'Prune this repository instead, then delete the objects no remaining backup names')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} prune --keep-last 7 --dry-run`)
     .example(`  ${BIN} prune --keep-last 3 --keep-daily 7 --keep-weekly 4`)
     .action(run(() => cmdPrune(ctx)));

@@ -1,10 +1,10 @@
 import type { CAC } from 'cac';
-import { single, type RawArgs } from '../argv.js';
+import { count, single, type RawArgs } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO, type Style } from '../output.js';
 import { restoreBackup } from '../restore.js';
 import { REPO_ENV } from './backend.js';
-import { initRepo, listRepo, pullBackup, pushBackups, verifyRepoBackup } from './repository.js';
+import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup } from './repository.js';
 
 /** What the repository commands need of the CLI's context (a subset of cli.ts's `Ctx`). */
 export interface RepoCtx {
@@ -15,7 +15,7 @@ export interface RepoCtx {
   out: Style;
   err: Style;
   started: boolean;
-  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean; encrypt: boolean };
+  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean; encrypt: boolean; dryRun: boolean };
 }
 
 const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
@@ -150,6 +150,35 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
     println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(res.name)} from ${pulled.repo} into ${res.target}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`);
     println(ctx, ctx.out.dim(`  local copy of the backup: ${pulled.path}`));
     if (res.preRestoreBackup) println(ctx, `The previous data was saved as backup ${ctx.out.bold(res.preRestoreBackup)}.`);
+  }
+  return 0;
+}
+
+export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
+  const r = repoOf(ctx);
+  const policy = {
+    keepLast: count(ctx.raw, 'keepLast', '--keep-last'),
+    keepDaily: count(ctx.raw, 'keepDaily', '--keep-daily'),
+    keepWeekly: count(ctx.raw, 'keepWeekly', '--keep-weekly'),
+    keepPreRestore: count(ctx.raw, 'keepPreRestore', '--keep-pre-restore'),
+    keepPreRestoreDays: count(ctx.raw, 'keepPreRestoreDays', '--keep-pre-restore-days'),
+  };
+  if (policy.keepLast === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined) {
+    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
+  }
+  const clean = Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
+  ctx.started = true;
+  const res = await pruneRepo({ ...r, policy: clean, dryRun: ctx.flags.dryRun });
+  if (ctx.json) printJson(ctx, res);
+  else if (!ctx.quiet) {
+    for (const n of res.kept) println(ctx, `${ctx.out.green('keep')}    ${n}`);
+    for (const n of res.removed) println(ctx, `${ctx.out.red(res.dryRun ? 'would remove' : 'removed')} ${n}`);
+    println(
+      ctx,
+      res.dryRun
+        ? `Dry run: nothing was removed (${res.removed.length} backup(s) and ${res.garbage} unreferenced object(s) would be).`
+        : `${res.removed.length} backup(s) removed, ${res.kept.length} kept; ${res.garbageDeleted} unreferenced object(s) deleted.`,
+    );
   }
   return 0;
 }

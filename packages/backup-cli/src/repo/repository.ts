@@ -2,9 +2,10 @@ import { chmod, lstat, mkdir, readFile, rename, rmdir, symlink } from 'node:fs/p
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BackupError, type VerifyProblem } from '../errors.js';
-import { removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
 import { syncFileSystem } from '../durability.js';
 import { listBackups } from '../list.js';
+import { planPrune, type RetentionPolicy } from '../prune.js';
 import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry, type ManifestFile } from '../metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
@@ -190,8 +191,12 @@ async function newestLocal(backupDir: string | undefined, env: Readonly<Record<s
 export async function pushBackups(opts: RepoOptions & { names?: string[]; backupDir?: string | undefined }): Promise<PushResult[]> {
   const env = opts.env ?? process.env;
   const repo = await openRepo(opts);
-  const backend = repo.backend;
   const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
+  return withPushLock(repo, () => pushNames(repo, names, opts));
+}
+
+async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }): Promise<PushResult[]> {
+  const backend = repo.backend;
   const results: PushResult[] = [];
   let known: Set<string> | undefined;
   for (const name of names) {
@@ -468,4 +473,119 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
     throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not verify (${v.problems[0]?.path}: ${v.problems[0]?.detail}); it was removed.`, { problems: v.problems });
   }
   return result;
+}
+
+// --- locks and prune ---------------------------------------------------------------------------
+
+const LOCKS_PREFIX = 'locks/';
+/** A lock older than this (by the reader's clock) is stale: its holder was killed. */
+export const LOCK_STALE_SECONDS = 6 * 3600;
+
+interface LockDoc {
+  kind: 'push' | 'prune';
+  host: string;
+  pid: number;
+  created_at: number;
+}
+
+async function takeLock(repo: Repo, kind: LockDoc['kind']): Promise<string> {
+  const key = `${LOCKS_PREFIX}${kind}-${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-${randomTag()}.json`;
+  const doc: LockDoc = { kind, host: hostname(), pid: process.pid, created_at: Date.now() / 1000 };
+  await repo.backend.putIfAbsent(key, Buffer.from(JSON.stringify(doc)));
+  return key;
+}
+
+/** Fresh locks of a kind, other than `own`. A lock dated in the future counts as fresh. */
+async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promise<LockDoc[]> {
+  const out: LockDoc[] = [];
+  const now = Date.now() / 1000;
+  for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
+    if (key === own) continue;
+    const raw = await repo.backend.get(key);
+    if (!raw) continue;
+    let doc: Partial<LockDoc>;
+    try {
+      doc = JSON.parse(raw.toString('utf8')) as Partial<LockDoc>;
+    } catch {
+      doc = {};
+    }
+    const at = typeof doc.created_at === 'number' ? doc.created_at : now; // unreadable: fresh (safe side)
+    if (doc.host === hostname() && typeof doc.pid === 'number' && !isPidAlive(doc.pid)) continue; // killed, on this host
+    if (now - at < LOCK_STALE_SECONDS) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
+  }
+  return out;
+}
+
+function busy(repo: Repo, what: string, locks: LockDoc[]): BackupError {
+  const l = locks[0]!;
+  return new BackupError(
+    'BUSY',
+    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${LOCK_STALE_SECONDS / 3600} h.`,
+  );
+}
+
+/** Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. */
+export async function withPushLock<T>(repo: Repo, fn: () => Promise<T>): Promise<T> {
+  const key = await takeLock(repo, 'push');
+  try {
+    const prunes = await freshLocks(repo, 'prune', key);
+    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes);
+    return await fn();
+  } finally {
+    await repo.backend.delete(key).catch(() => undefined);
+  }
+}
+
+/** The outcome of {@link pruneRepo}. */
+export interface RepoPruneResult {
+  repo: string;
+  dryRun: boolean;
+  kept: string[];
+  removed: string[];
+  /** Objects no remaining snapshot names (deleted unless `dryRun`). */
+  garbage: number;
+  garbageDeleted: number;
+}
+
+/**
+ * Apply a retention policy to a repository (the same rules as local `prune`, per source), then
+ * delete every object that no remaining snapshot names (garbage collection). Holds a prune lock:
+ * it refuses to start while a push runs (`BUSY`), and pushes refuse to start while it runs, so an
+ * object uploaded by a push but not yet committed is never collected.
+ */
+export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; dryRun?: boolean }): Promise<RepoPruneResult> {
+  const repo = await openRepo(opts);
+  const key = await takeLock(repo, 'prune');
+  try {
+    const running = [...(await freshLocks(repo, 'push', key)), ...(await freshLocks(repo, 'prune', key))];
+    if (running.length > 0) throw busy(repo, 'Cannot prune now', running);
+    const { backups, damaged } = await listRepo(opts);
+    const plan = planPrune(
+      backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
+      opts.policy,
+    );
+    const result: RepoPruneResult = { repo: repo.url, dryRun: Boolean(opts.dryRun), kept: [], removed: [], garbage: 0, garbageDeleted: 0 };
+    for (const d of plan) (d.keep ? result.kept : result.removed).push(d.name);
+    if (!opts.dryRun) for (const name of result.removed) await repo.backend.delete(snapshotKey(name));
+    if (damaged.length > 0) return result; // an unreadable snapshot may name anything: collect nothing
+    const referenced = new Set<string>();
+    for (const name of result.kept) {
+      const doc = await readSnapshot(repo, name);
+      for (const m of doc?.metadata.manifest ?? []) if (m.type === 'file') referenced.add(repo.nameOf(m.sha256));
+    }
+    const garbage = (await repo.backend.list(OBJECTS_PREFIX)).filter((k) => {
+      const h = hashOfKey(k);
+      return h !== undefined && !referenced.has(h);
+    });
+    result.garbage = garbage.length;
+    if (!opts.dryRun) {
+      await runPool(garbage, opts.concurrency ?? DEFAULT_CONCURRENCY, async (k) => {
+        await repo.backend.delete(k);
+        result.garbageDeleted++;
+      });
+    }
+    return result;
+  } finally {
+    await repo.backend.delete(key).catch(() => undefined);
+  }
 }
