@@ -82,5 +82,5 @@ export async function openBackend(url: string, opts: BackendOptions = {}): Promi
     return new DirBackend(loc.path);
   }
   const { S3Backend } = await import('./s3-backend.js');
-  return new S3Backend(loc.bucket, loc.prefix, opts);
+  return S3Backend.open(loc.bucket, loc.prefix, opts);
 }

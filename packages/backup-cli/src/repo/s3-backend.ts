@@ -1,4 +1,4 @@
-import { CreateBucketCommand, DeleteObjectCommand, HeadBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { BackupError } from '../errors.js';
 import type { Backend, BackendOptions } from './backend.js';
 
@@ -27,7 +27,13 @@ export class S3Backend implements Backend {
   private readonly client: S3Client;
   private readonly endpoint: string | undefined;
 
-  constructor(
+  /** Open a bucket; the SDK is loaded here, only when an `s3://` repository is used. */
+  static async open(bucket: string, prefix: string, opts: BackendOptions = {}): Promise<S3Backend> {
+    return new S3Backend(await import('@aws-sdk/client-s3'), bucket, prefix, opts);
+  }
+
+  private constructor(
+    private readonly sdk: typeof import('@aws-sdk/client-s3'),
     readonly bucket: string,
     readonly prefix: string,
     opts: BackendOptions = {},
@@ -56,7 +62,7 @@ export class S3Backend implements Backend {
       config.endpoint = this.endpoint;
       config.forcePathStyle = true;
     }
-    this.client = new S3Client(config);
+    this.client = new sdk.S3Client(config);
   }
 
   private key(k: string): string {
@@ -80,7 +86,7 @@ export class S3Backend implements Backend {
 
   async putIfAbsent(key: string, body: Buffer): Promise<boolean> {
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' }));
+      await this.client.send(new this.sdk.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' }));
       return true;
     } catch (err) {
       const status = statusOf(err);
@@ -92,13 +98,13 @@ export class S3Backend implements Backend {
 
   async prepare(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new this.sdk.HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
       if (statusOf(err) !== 404) throw this.fail('check the bucket of', '', err);
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new this.sdk.CreateBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
       const name = (err as AwsError).name;
       if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw this.fail('create the bucket', '', err);
@@ -107,7 +113,7 @@ export class S3Backend implements Backend {
 
   async get(key: string): Promise<Buffer | undefined> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      const r = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
       const bytes = await r.Body!.transformToByteArray();
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (err) {
@@ -118,7 +124,7 @@ export class S3Backend implements Backend {
 
   async exists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
       return true;
     } catch (err) {
       if (statusOf(err) === 404) return false;
@@ -133,7 +139,7 @@ export class S3Backend implements Backend {
     let token: string | undefined;
     try {
       do {
-        const r = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
+        const r = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
         for (const o of r.Contents ?? []) if (o.Key !== undefined) out.push(o.Key.slice(cut));
         token = r.IsTruncated ? r.NextContinuationToken : undefined;
       } while (token);
@@ -145,7 +151,7 @@ export class S3Backend implements Backend {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
     } catch (err) {
       if (statusOf(err) !== 404) throw this.fail('delete', key, err);
     }
