@@ -12,6 +12,7 @@ export const OBJECT_MAGIC = Buffer.from('DAWNOBJ1', 'latin1');
 export const ENCODING = { raw: 0, deflate: 1 } as const;
 /** Smaller contents are stored raw (compression would not pay for its header). */
 export const MIN_COMPRESS = 128;
+const SAMPLE = 64 * 1024;
 
 export const CONFIG_KEY = 'config.json';
 export const OBJECTS_PREFIX = 'objects/';
@@ -33,10 +34,16 @@ export const snapshotKey = (name: string): string => `${SNAPSHOTS_PREFIX}${name}
 
 /**
  * Encode a content for storage: magic, one encoding byte, the data (deflate-raw when that makes
- * it smaller by at least 1/8, else raw). The encoding is recorded in each object itself.
+ * it smaller by at least 1/8, else raw; above 256 KiB only when a 64 KiB sample compresses). The encoding is recorded in each object itself.
  */
 export async function encodeObject(plain: Buffer): Promise<Buffer> {
   if (plain.length >= MIN_COMPRESS) {
+    // Large contents: a 64 KiB sample decides first (random or already compressed data is not
+    // worth deflating whole).
+    if (plain.length > SAMPLE * 4) {
+      const sample = await deflate(plain.subarray(0, SAMPLE), { level: 1 });
+      if (sample.length > SAMPLE - (SAMPLE >> 3)) return Buffer.concat([OBJECT_MAGIC, Buffer.of(ENCODING.raw), plain]);
+    }
     const packed = await deflate(plain, { level: 6 });
     if (packed.length <= plain.length - (plain.length >> 3)) return Buffer.concat([OBJECT_MAGIC, Buffer.of(ENCODING.deflate), packed]);
   }

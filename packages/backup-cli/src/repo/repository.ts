@@ -31,7 +31,7 @@ import {
 export interface RepoOptions extends BackendOptions {
   /** `s3://bucket/prefix`, `file:///path` or a directory. */
   repo: string;
-  /** Requests in flight at once. @default 16 */
+  /** Requests in flight at once. @default 48 */
   concurrency?: number;
   /** The password of an encrypted repository (else `passwordFile`, else `$DAWN_BACKUP_PASSWORD`). */
   password?: string;
@@ -81,7 +81,7 @@ export interface SnapshotDoc {
   metadata: BackupMetadata;
 }
 
-const DEFAULT_CONCURRENCY = 16;
+const DEFAULT_CONCURRENCY = 48;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
 async function openRepo(opts: RepoOptions): Promise<Repo> {
