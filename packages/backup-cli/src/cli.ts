@@ -10,6 +10,7 @@ import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
 import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -175,6 +176,7 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
 }
 
 async function cmdList(ctx: Ctx): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoList(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const result = await listBackups(backupDir !== undefined ? { backupDir } : {});
@@ -289,6 +291,7 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
 }
 
 async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoVerify(ctx, name);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const progress = bar(ctx);
@@ -313,6 +316,7 @@ async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
 
 async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   if (name === 'list') return cmdList(ctx);
+  if (explicitRepo(ctx) !== undefined) return cmdRepoRestore(ctx, name);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   const include = many(ctx.raw, 'include');
@@ -382,6 +386,7 @@ function printPlan(ctx: Ctx, plan: RestorePlan): number {
 }
 
 async function cmdPrune(ctx: Ctx): Promise<number> {
+  if (explicitRepo(ctx) !== undefined) return cmdRepoPrune(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const keep = keepOptions(ctx);
   if (!hasRetentionRule(keep)) {
@@ -459,6 +464,8 @@ interface Flags {
   fsync: boolean;
   defaultExcludes: boolean;
   full: boolean;
+  readData: boolean;
+  encrypt: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -479,6 +486,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
         body: [
           '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
           '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
+          '  DAWN_BACKUP_REPO        the repository of init, push and pull when --repo is not given',
+          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository',
+          '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
       },
@@ -521,6 +531,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('list', 'List backups, newest first, with time, files, size, peers, agents and whether they carry checksums')
     .option('--verify', 'Also re-hash every backup and show whether it is intact (slow)')
+    .option('--repo <url>', 'List the backups of this repository instead (s3://bucket/prefix or a directory)')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} list`)
     .example(`  ${BIN} list --backup-dir /mnt/backups --json`)
     .action(run(() => cmdList(ctx)));
@@ -534,6 +547,10 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
 
   cli
     .command('verify <name>', "Re-hash every file of a backup against its manifest (exit 3 when damaged)")
+    .option('--repo <url>', 'Verify the backup in this repository: every object present; with --read-data, downloaded and checked')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
+    .option('--read-data', 'With --repo: download every object and check its sha256')
     .example(`  ${BIN} verify dawn_backup_20261125_101500`)
     .action(run((name) => cmdVerify(ctx, name!)));
 
@@ -545,6 +562,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
     .option('--include <glob>', 'Restore only this glob (same rules as backup --exclude); repeatable. Everything else in the target is left as it is')
     .option('--dry-run', 'Show what would be replaced, added, removed and kept; change nothing')
+    .option('--repo <url>', 'Pull the backup from this repository first (`latest`: the newest of the data root), then restore it')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)
     .example(`  ${BIN} restore nightly --include 'agents/first_agent/**' --dry-run`)
     .example(`  ${BIN} restore nightly --include mesh/peer_registry.json`)
@@ -570,9 +590,14 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--keep-pre-restore <n>', 'Keep the N newest pre_restore_* backups of each source (default 5)')
     .option('--keep-pre-restore-days <n>', 'Also keep every pre_restore_* backup of the last N days (default 7)')
     .option('--dry-run', 'Show what would be removed, remove nothing')
+    .option('--repo <url>', 'Prune this repository instead, then delete the objects no remaining backup names')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} prune --keep-last 7 --dry-run`)
     .example(`  ${BIN} prune --keep-last 3 --keep-daily 7 --keep-weekly 4`)
     .action(run(() => cmdPrune(ctx)));
+
+  registerRepoCommands(cli, BIN, run, ctx);
 
   return cli;
 }
@@ -686,6 +711,8 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       fsync: !has('--no-fsync'),
       defaultExcludes: !has('--no-default-excludes'),
       full: has('--full'),
+      readData: has('--read-data'),
+      encrypt: has('--encrypt'),
     },
   };
   let exitCode = 0;

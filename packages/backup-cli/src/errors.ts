@@ -17,6 +17,8 @@
  * | `TARGET_IN_USE` | a Dawn node holds fresh atomic-json locks in the restore target; stop it, or `--force` | 1 |
  * | `BUSY` | another dawn-backup operation works on the same data root (or prunes the same backup dir); retry later | 1 |
  * | `NO_SPACE` | the disk (or quota) is full; nothing was changed; `cause` holds the system error | 1 |
+ * | `REPO_INVALID` | no dawn-backup repository at that URL (run `init`), or one this version cannot read | 1 |
+ * | `WRONG_PASSWORD` | the repository is encrypted and the password is wrong or missing | 1 |
  * | `IO` | the file system failed (permissions, read-only...); `cause` holds the system error | 1 |
  */
 export type BackupErrorCode =
@@ -34,6 +36,8 @@ export type BackupErrorCode =
   | 'TARGET_IN_USE'
   | 'BUSY'
   | 'NO_SPACE'
+  | 'REPO_INVALID'
+  | 'WRONG_PASSWORD'
   | 'IO';
 
 /** One finding of a verification: what is wrong with which path of a backup. */

@@ -40,3 +40,19 @@ export {
 } from './metadata.js';
 export type { BackupInfo, BackupSummary } from './info.js';
 export type { ProgressEvent, ProgressListener } from './progress.js';
+export {
+  initRepo,
+  pushBackups,
+  listRepo,
+  verifyRepoBackup,
+  pullBackup,
+  pruneRepo,
+  type RepoOptions,
+  type PushResult,
+  type RepoBackup,
+  type RepoVerifyResult,
+  type PullResult,
+  type RepoPruneResult,
+  type SnapshotDoc,
+} from './repo/repository.js';
+export { parseRepoUrl, openBackend, REPO_ENV, type Backend, type RepoLocation } from './repo/backend.js';

@@ -1,0 +1,86 @@
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BackupError } from '../errors.js';
+
+/**
+ * Where a repository keeps its bytes: a flat key → bytes store. Keys are `/`-separated,
+ * relative to the repository root (e.g. `objects/ab/ab12...`). Nothing is ever overwritten.
+ */
+export interface Backend {
+  /** How the repository was named, for messages (`s3://bucket/prefix`, `/mnt/nas/dawn`). */
+  readonly url: string;
+  /** Store `body` under `key` unless the key exists. `false` when it existed (nothing written). */
+  putIfAbsent(key: string, body: Buffer): Promise<boolean>;
+  /** The bytes under `key`, or `undefined` when there is no such key. */
+  get(key: string): Promise<Buffer | undefined>;
+  /** Whether `key` exists. */
+  exists(key: string): Promise<boolean>;
+  /** Every key starting with `prefix` (any order). */
+  list(prefix: string): Promise<string[]>;
+  /** Make the store usable (create the directory, or the bucket when it does not exist). */
+  prepare?(): Promise<void>;
+  /** Remove `key` (no error when it is already gone). */
+  delete(key: string): Promise<void>;
+}
+
+/** What a repository URL names. */
+export type RepoLocation = { kind: 'dir'; path: string; url: string } | { kind: 's3'; bucket: string; prefix: string; url: string };
+
+/** The environment variable holding the default repository. */
+export const REPO_ENV = 'DAWN_BACKUP_REPO';
+
+/**
+ * Parse `s3://bucket[/prefix]`, `file:///path` or a directory path (absolute or relative to the
+ * working directory).
+ *
+ * @throws {BackupError} `USAGE` for an empty URL, an unknown scheme or an S3 URL without bucket.
+ */
+export function parseRepoUrl(url: string): RepoLocation {
+  if (url.trim() === '') throw new BackupError('USAGE', 'The repository URL is empty: give --repo s3://bucket/prefix or --repo /path/to/dir.');
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
+  if (scheme === 's3') {
+    const rest = url.slice('s3://'.length);
+    const slash = rest.indexOf('/');
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    const prefix = (slash < 0 ? '' : rest.slice(slash + 1)).replace(/^\/+|\/+$/g, '');
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+      throw new BackupError('USAGE', `"${url}" does not name a valid S3 bucket: use s3://bucket/prefix (bucket: 3-63 lower-case letters, digits, "." or "-").`);
+    }
+    if (prefix.split('/').some((p) => p === '' || p === '.' || p === '..') && prefix !== '') {
+      throw new BackupError('USAGE', `"${url}": the prefix may not contain empty, "." or ".." parts.`);
+    }
+    return { kind: 's3', bucket, prefix, url: `s3://${bucket}${prefix ? `/${prefix}` : ''}` };
+  }
+  if (scheme === 'file') {
+    let path: string;
+    try {
+      path = fileURLToPath(url);
+    } catch (err) {
+      throw new BackupError('USAGE', `"${url}" is not a valid file:// URL (${(err as Error).message}); use file:///absolute/path.`);
+    }
+    return { kind: 'dir', path, url: path };
+  }
+  if (scheme !== undefined) {
+    throw new BackupError('USAGE', `Unsupported repository URL "${url}": use s3://bucket/prefix, file:///path or a directory path.`);
+  }
+  const path = isAbsolute(url) ? url : resolve(url);
+  return { kind: 'dir', path, url: path };
+}
+
+/** Options of {@link openBackend}. */
+export interface BackendOptions {
+  /** S3 endpoint (non-AWS servers); else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`. */
+  s3Endpoint?: string | undefined;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The backend for a repository URL (the S3 SDK is loaded only for `s3://`). */
+export async function openBackend(url: string, opts: BackendOptions = {}): Promise<Backend> {
+  const loc = parseRepoUrl(url);
+  if (loc.kind === 'dir') {
+    const { DirBackend } = await import('./dir-backend.js');
+    return new DirBackend(loc.path);
+  }
+  const { S3Backend } = await import('./s3-backend.js');
+  return S3Backend.open(loc.bucket, loc.prefix, opts);
+}

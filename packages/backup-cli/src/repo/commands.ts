@@ -1,0 +1,217 @@
+import type { CAC } from 'cac';
+import { count, single, type RawArgs } from '../argv.js';
+import { BackupError } from '../errors.js';
+import { formatBytes, formatTime, table, type CliIO, type Style } from '../output.js';
+import { restoreBackup } from '../restore.js';
+import { REPO_ENV } from './backend.js';
+import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup } from './repository.js';
+
+/** What the repository commands need of the CLI's context (a subset of cli.ts's `Ctx`). */
+export interface RepoCtx {
+  io: CliIO;
+  raw: RawArgs;
+  json: boolean;
+  quiet: boolean;
+  out: Style;
+  err: Style;
+  started: boolean;
+  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean; encrypt: boolean; dryRun: boolean };
+}
+
+const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
+const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+/** `--repo` as given (list, verify, restore: only then do they work on a repository). */
+export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw, 'repo', '--repo');
+
+/** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
+function repoOf(ctx: RepoCtx): { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env'] } {
+  const repo = explicitRepo(ctx) ?? (ctx.io.env[REPO_ENV] || undefined);
+  if (repo === undefined) throw new BackupError('USAGE', `No repository: give --repo s3://bucket/prefix (or a directory), or set ${REPO_ENV}.`);
+  const s3Endpoint = single(ctx.raw, 's3Endpoint', '--s3-endpoint');
+  const passwordFile = single(ctx.raw, 'passwordFile', '--password-file');
+  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env };
+}
+
+export async function cmdInit(ctx: RepoCtx): Promise<number> {
+  const r = repoOf(ctx);
+  ctx.started = true;
+  const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
+  if (ctx.json) printJson(ctx, res);
+  else if (!ctx.quiet) {
+    println(ctx, res.created ? `${ctx.out.green('Created')} ${res.encrypted ? 'encrypted ' : ''}repository ${res.repo}` : `Repository ${res.repo} already exists; nothing changed.`);
+    if (res.created && res.encrypted) println(ctx, ctx.out.yellow('Keep the password safe: without it nothing in this repository can be read.'));
+  }
+  return 0;
+}
+
+export async function cmdPush(ctx: RepoCtx, names: string[]): Promise<number> {
+  const r = repoOf(ctx);
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  ctx.started = true;
+  const res = await pushBackups({ ...r, names, backupDir });
+  if (ctx.json) printJson(ctx, { repo: r.repo, pushed: res });
+  else if (!ctx.quiet) {
+    for (const p of res) {
+      if (p.snapshot === 'exists') println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${r.repo}; nothing uploaded.`);
+      else
+        println(
+          ctx,
+          `${ctx.out.green('Pushed')} ${ctx.out.bold(p.name)} to ${r.repo}: ${p.files} files, ${p.objects} distinct contents, ${p.uploaded} uploaded (${formatBytes(p.uploadedBytes)}, ${formatBytes(p.storedBytes)} stored), ${p.objects - p.uploaded} already there.`,
+        );
+    }
+  }
+  return 0;
+}
+
+export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
+  const r = repoOf(ctx);
+  ctx.started = true;
+  const res = await listRepo(r);
+  if (ctx.json) {
+    printJson(ctx, res);
+    return res.damaged.length > 0 ? 3 : 0;
+  }
+  if (res.backups.length === 0) println(ctx, `No backups in ${res.repo}.`);
+  else {
+    println(ctx, `Backups in ${res.repo}, newest first:`);
+    const rows = res.backups.map((b) => [b.name, formatTime(b.createdAt), String(b.fileCount), formatBytes(b.totalBytes), b.hostname ?? '?', b.sourceDir ?? '?']);
+    println(ctx, table([['NAME', 'CREATED', 'FILES', 'SIZE', 'HOST', 'SOURCE'], ...rows], ctx.out));
+  }
+  if (res.damaged.length > 0) {
+    println(ctx, `\n${ctx.out.red('DAMAGED')} snapshot documents (not usable):`);
+    for (const d of res.damaged) println(ctx, `  ${d.name}: ${d.reason}`);
+    return 3;
+  }
+  return 0;
+}
+
+export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number> {
+  const r = repoOf(ctx);
+  ctx.started = true;
+  const res = await verifyRepoBackup({ ...r, name, readData: ctx.flags.readData });
+  if (ctx.json) {
+    printJson(ctx, res);
+    return res.ok ? 0 : 3;
+  }
+  if (res.ok) {
+    if (!ctx.quiet) {
+      println(
+        ctx,
+        ctx.flags.readData
+          ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: ${res.objects} objects (${formatBytes(res.bytes)}) downloaded, each matches its sha256.`
+          : `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present (add --read-data to download and check their content).`,
+      );
+    }
+    return 0;
+  }
+  const lines = res.problems.slice(0, 20).map((p) => `  ${p.kind.padEnd(10)} ${p.path}: ${p.detail}`);
+  if (res.problems.length > 20) lines.push(`  ... and ${res.problems.length - 20} more (use --json for the full list)`);
+  ctx.io.stderr.write(`${ctx.err.red('DAMAGED')} backup ${res.name} in ${res.repo}: ${res.problems.length} problem(s):\n${lines.join('\n')}\n`);
+  return 3;
+}
+
+export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
+  const r = repoOf(ctx);
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  ctx.started = true;
+  const res = await pullBackup({ ...r, name, backupDir });
+  if (ctx.json) printJson(ctx, res);
+  else if (!ctx.quiet) {
+    println(
+      ctx,
+      res.reused
+        ? `Backup ${ctx.out.bold(res.name)} is already in ${res.backupDir} (intact); nothing downloaded.`
+        : `${ctx.out.green('Pulled')} ${ctx.out.bold(res.name)} from ${res.repo} into ${res.path}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`,
+    );
+  }
+  return 0;
+}
+
+export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number> {
+  const r = repoOf(ctx);
+  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const target = single(ctx.raw, 'target', '--target');
+  ctx.started = true;
+  const pulled = await pullBackup({ ...r, name, backupDir });
+  const res = await restoreBackup({
+    name: pulled.name,
+    backupDir: pulled.backupDir,
+    ...(target !== undefined ? { target } : {}),
+    overwrite: ctx.flags.overwrite,
+    force: ctx.flags.force,
+    fsync: ctx.flags.fsync,
+    onWarning: (m) => {
+      if (!ctx.json && !ctx.quiet) ctx.io.stderr.write(`${ctx.err.yellow('warning:')} ${m}\n`);
+    },
+  });
+  if (ctx.json) printJson(ctx, { ...res, pulled });
+  else if (!ctx.quiet) {
+    println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(res.name)} from ${pulled.repo} into ${res.target}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`);
+    println(ctx, ctx.out.dim(`  local copy of the backup: ${pulled.path}`));
+    if (res.preRestoreBackup) println(ctx, `The previous data was saved as backup ${ctx.out.bold(res.preRestoreBackup)}.`);
+  }
+  return 0;
+}
+
+export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
+  const r = repoOf(ctx);
+  const policy = {
+    keepLast: count(ctx.raw, 'keepLast', '--keep-last'),
+    keepDaily: count(ctx.raw, 'keepDaily', '--keep-daily'),
+    keepWeekly: count(ctx.raw, 'keepWeekly', '--keep-weekly'),
+    keepPreRestore: count(ctx.raw, 'keepPreRestore', '--keep-pre-restore'),
+    keepPreRestoreDays: count(ctx.raw, 'keepPreRestoreDays', '--keep-pre-restore-days'),
+  };
+  if (policy.keepLast === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined) {
+    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
+  }
+  const clean = Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
+  ctx.started = true;
+  const res = await pruneRepo({ ...r, policy: clean, dryRun: ctx.flags.dryRun });
+  if (ctx.json) printJson(ctx, res);
+  else if (!ctx.quiet) {
+    for (const n of res.kept) println(ctx, `${ctx.out.green('keep')}    ${n}`);
+    for (const n of res.removed) println(ctx, `${ctx.out.red(res.dryRun ? 'would remove' : 'removed')} ${n}`);
+    println(
+      ctx,
+      res.dryRun
+        ? `Dry run: nothing was removed (${res.removed.length} backup(s) and ${res.garbage} unreferenced object(s) would be).`
+        : `${res.removed.length} backup(s) removed, ${res.kept.length} kept; ${res.garbageDeleted} unreferenced object(s) deleted.`,
+    );
+  }
+  return 0;
+}
+
+/** Register `init`, `push` and `pull` (list, verify and restore take `--repo` in cli.ts). */
+export function registerRepoCommands(cli: CAC, bin: string, run: (fn: (...a: string[]) => Promise<number>) => (...args: unknown[]) => Promise<void>, ctx: RepoCtx): void {
+  const repoOpt = '--repo <url>';
+  const repoHelp = `Repository: s3://bucket/prefix, file:///path or a directory (default: $${REPO_ENV})`;
+  const endpointHelp = 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL); path-style addressing';
+  cli
+    .command('init', 'Create a repository (an S3 bucket/prefix or a directory) that push copies backups into')
+    .option(repoOpt, repoHelp)
+    .option('--s3-endpoint <url>', endpointHelp)
+    .option('--encrypt', `Encrypt objects and snapshots (AES-256-GCM, key from the password by scrypt): password from $DAWN_BACKUP_PASSWORD or --password-file`)
+    .option('--password-file <file>', 'Read the password of an encrypted repository from the first line of this file')
+    .example(`  ${bin} init --repo s3://backups/node-a`)
+    .example(`  DAWN_BACKUP_PASSWORD=... ${bin} init --repo /mnt/nas/dawn --encrypt`)
+    .example(`  ${bin} init --repo /mnt/nas/dawn`)
+    .action(run(() => cmdInit(ctx)));
+  cli
+    .command('push [...names]', 'Copy local backups into a repository (default: the newest backup of the data root); uploads only contents not yet there')
+    .option(repoOpt, repoHelp)
+    .option('--s3-endpoint <url>', endpointHelp)
+    .option('--password-file <file>', 'The password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
+    .example(`  ${bin} push --repo s3://backups/node-a`)
+    .example(`  ${bin} push nightly before_upgrade --repo /mnt/nas/dawn`)
+    .action(run(() => cmdPush(ctx, ctx.raw.positionals.slice(1))));
+  cli
+    .command('pull <name>', 'Recreate a backup of a repository as a normal, verified local backup (`latest`: the newest of the data root)')
+    .option(repoOpt, repoHelp)
+    .option('--s3-endpoint <url>', endpointHelp)
+    .option('--password-file <file>', 'The password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
+    .example(`  ${bin} pull latest --repo s3://backups/node-a`)
+    .action(run((name) => cmdPull(ctx, name!)));
+}
+

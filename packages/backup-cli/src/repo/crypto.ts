@@ -1,0 +1,116 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { BackupError } from '../errors.js';
+
+/** How an encrypted repository derives its keys (recorded in `config.json`). */
+export interface KdfParams {
+  name: 'scrypt';
+  /** CPU/memory cost (a power of two). */
+  N: number;
+  r: number;
+  p: number;
+  /** Base64, 32 random bytes. */
+  salt: string;
+}
+
+/** The `encryption` field of an encrypted repository's `config.json`. */
+export interface EncryptionConfig {
+  algorithm: 'aes-256-gcm';
+  names: 'hmac-sha256';
+  kdf: KdfParams;
+  /** Base64 of an AES-256-GCM sealed constant: tells a wrong password from a damaged object. */
+  key_check: string;
+}
+
+/** scrypt N=2^17, r=8, p=1: 128 MiB of memory and about half a second per derivation. */
+export const DEFAULT_KDF = { N: 2 ** 17, r: 8, p: 1 } as const;
+export const PASSWORD_ENV = 'DAWN_BACKUP_PASSWORD';
+const ENC_MAGIC = Buffer.from('DAWNENC1', 'latin1');
+const CHECK_TEXT = Buffer.from('dawn-backup key check v1');
+
+/** The two keys of an encrypted repository: one seals contents, one names objects. */
+export interface RepoKeys {
+  enc: Buffer;
+  mac: Buffer;
+}
+
+function scrypt(password: string, salt: Buffer, p: { N: number; r: number; p: number }): Promise<Buffer> {
+  const opts: ScryptOptions = { N: p.N, r: p.r, p: p.p, maxmem: 128 * p.N * p.r * 2 + 64 * 1024 * 1024 };
+  return new Promise((resolve, reject) => scryptCb(password.normalize('NFC'), salt, 64, opts, (err, key) => (err ? reject(err) : resolve(key))));
+}
+
+/** AES-256-GCM: magic, 12-byte nonce, ciphertext, 16-byte tag; `aad` binds it to its key name. */
+export function seal(keys: RepoKeys, plain: Buffer, aad: string): Buffer {
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', keys.enc, iv);
+  c.setAAD(Buffer.from(aad));
+  const body = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([ENC_MAGIC, iv, body, c.getAuthTag()]);
+}
+
+/** The plaintext of a sealed buffer; `undefined` when it is damaged or not sealed with these keys. */
+export function open(keys: RepoKeys, sealed: Buffer, aad: string): Buffer | undefined {
+  if (sealed.length < ENC_MAGIC.length + 12 + 16 || !sealed.subarray(0, ENC_MAGIC.length).equals(ENC_MAGIC)) return undefined;
+  const iv = sealed.subarray(ENC_MAGIC.length, ENC_MAGIC.length + 12);
+  const tag = sealed.subarray(sealed.length - 16);
+  try {
+    const d = createDecipheriv('aes-256-gcm', keys.enc, iv);
+    d.setAAD(Buffer.from(aad));
+    d.setAuthTag(tag);
+    return Buffer.concat([d.update(sealed.subarray(ENC_MAGIC.length + 12, sealed.length - 16)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The object name of a content: HMAC-SHA256 of its sha256, so names reveal no plaintext hash. */
+export const macName = (keys: RepoKeys, sha256hex: string): string => createHmac('sha256', keys.mac).update(sha256hex).digest('hex');
+
+/** New keys and the config that lets the same password find them again. */
+export async function newEncryption(password: string, kdf: { N: number; r: number; p: number } = DEFAULT_KDF): Promise<{ keys: RepoKeys; config: EncryptionConfig }> {
+  const salt = randomBytes(32);
+  const raw = await scrypt(password, salt, kdf);
+  const keys = { enc: raw.subarray(0, 32), mac: raw.subarray(32) };
+  return {
+    keys,
+    config: { algorithm: 'aes-256-gcm', names: 'hmac-sha256', kdf: { name: 'scrypt', ...kdf, salt: salt.toString('base64') }, key_check: seal(keys, CHECK_TEXT, 'key-check').toString('base64') },
+  };
+}
+
+/** Keys derived in this process (one derivation per command, however often the repository is opened). */
+const derived = new Map<string, Buffer>();
+
+/** The keys of an encrypted repository; `WRONG_PASSWORD` when the password does not open it. */
+export async function unlock(config: EncryptionConfig, password: string, url: string): Promise<RepoKeys> {
+  const k = config.kdf;
+  if (config.algorithm !== 'aes-256-gcm' || k?.name !== 'scrypt' || ![k.N, k.r, k.p].every((x) => Number.isSafeInteger(x) && x > 0) || k.N > 2 ** 22) {
+    throw new BackupError('REPO_INVALID', `${url}: unknown or unsafe encryption settings in config.json; use a newer dawn-backup.`, { path: url });
+  }
+  const memo = `${k.N}:${k.r}:${k.p}:${k.salt}:${createHmac('sha256', 'dawn-memo').update(password).digest('hex')}`;
+  const raw = derived.get(memo) ?? (await scrypt(password, Buffer.from(k.salt, 'base64'), k));
+  derived.set(memo, raw);
+  const keys = { enc: raw.subarray(0, 32), mac: raw.subarray(32) };
+  const check = open(keys, Buffer.from(config.key_check, 'base64'), 'key-check');
+  if (!check || check.length !== CHECK_TEXT.length || !timingSafeEqual(check, CHECK_TEXT)) {
+    throw new BackupError('WRONG_PASSWORD', `Wrong password for the encrypted repository ${url}: nothing was read or written. Check ${PASSWORD_ENV} or --password-file.`, { path: url });
+  }
+  return keys;
+}
+
+/** The password: `--password-file` (first line), else `$DAWN_BACKUP_PASSWORD`. */
+export async function readPassword(opts: { passwordFile?: string | undefined; env: Readonly<Record<string, string | undefined>>; url: string }): Promise<string> {
+  if (opts.passwordFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(opts.passwordFile, 'utf8');
+    } catch (err) {
+      throw new BackupError('IO', `Cannot read the password file ${opts.passwordFile}: ${(err as Error).message}.`, { path: opts.passwordFile, cause: err });
+    }
+    const line = text.split(/\r?\n/)[0] ?? '';
+    if (line === '') throw new BackupError('INVALID_OPTION', `The password file ${opts.passwordFile} is empty.`);
+    return line;
+  }
+  const env = opts.env[PASSWORD_ENV];
+  if (env !== undefined && env !== '') return env;
+  throw new BackupError('WRONG_PASSWORD', `${opts.url} is encrypted (or --encrypt was given): set ${PASSWORD_ENV} or give --password-file FILE.`, { path: opts.url });
+}

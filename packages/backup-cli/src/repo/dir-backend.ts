@@ -1,0 +1,134 @@
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { BackupError, ioError } from '../errors.js';
+import type { Backend } from './backend.js';
+
+const TMP_PREFIX = '.tmp-';
+const errCode = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code;
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r').catch(() => undefined);
+  if (!h) return;
+  try {
+    await h.sync().catch(() => undefined);
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * A repository in a local or mounted directory. A write goes to a temporary file (`.tmp-*`,
+ * fsynced) that is then hard-linked to its key: `link` fails when the key exists, so an object is
+ * never overwritten and never seen half-written. Leftover `.tmp-*` files of killed runs are never
+ * listed as keys.
+ */
+export class DirBackend implements Backend {
+  readonly url: string;
+  constructor(readonly root: string) {
+    this.url = root;
+  }
+
+  private pathOf(key: string): string {
+    if (key.split('/').some((p) => p === '' || p === '.' || p === '..' || p.startsWith(TMP_PREFIX))) {
+      throw new BackupError('UNSAFE_PATH', `Refusing the repository key "${key}".`);
+    }
+    return join(this.root, ...key.split('/'));
+  }
+
+  async putIfAbsent(key: string, body: Buffer): Promise<boolean> {
+    const final = this.pathOf(key);
+    const dir = dirname(final);
+    if (await this.exists(key)) return false;
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw ioError(dir, 'create the repository directory', err);
+    }
+    const tmp = join(dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      const h = await open(tmp, 'wx', 0o644);
+      try {
+        await h.writeFile(body);
+        await h.sync();
+      } finally {
+        await h.close();
+      }
+      try {
+        await link(tmp, final);
+      } catch (err) {
+        if (errCode(err) === 'EEXIST') return false;
+        throw err;
+      }
+      await fsyncDir(dir);
+      return true;
+    } catch (err) {
+      throw ioError(final, 'write', err, 'Nothing in the repository was overwritten.');
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  async prepare(): Promise<void> {
+    try {
+      await mkdir(this.root, { recursive: true });
+    } catch (err) {
+      throw ioError(this.root, 'create the repository directory', err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    const p = this.pathOf(key);
+    try {
+      return await readFile(p);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
+      throw ioError(p, 'read', err);
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const p = this.pathOf(key);
+    try {
+      return (await stat(p)).isFile();
+    } catch (err) {
+      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return false;
+      throw ioError(p, 'read', err);
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    // The prefix is a directory path (`objects/`, `snapshots/`) or a key prefix inside one.
+    const cut = prefix.lastIndexOf('/');
+    const base = cut < 0 ? '' : prefix.slice(0, cut);
+    const start = join(this.root, ...base.split('/').filter(Boolean));
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
+        throw ioError(dir, 'list', err);
+      }
+      for (const e of entries) {
+        if (e.name.startsWith(TMP_PREFIX)) continue;
+        const key = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) await walk(join(dir, e.name), key);
+        else if (e.isFile() && key.startsWith(prefix)) out.push(key);
+      }
+    };
+    await walk(start, base);
+    return out;
+  }
+
+  async delete(key: string): Promise<void> {
+    const p = this.pathOf(key);
+    try {
+      await unlink(p);
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') throw ioError(p, 'delete', err);
+    }
+  }
+}
+

@@ -1,0 +1,229 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnNode } from '@dawn/test-utils';
+import { expect, it } from 'vitest';
+import { openBackend } from '../src/repo/backend.js';
+import { hashOfKey, objectKey, OBJECTS_PREFIX } from '../src/repo/format.js';
+import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
+
+/** How a suite reaches its repository: a fresh URL per test, and the environment (S3 settings). */
+export interface RepoTarget {
+  url(tag: string): string;
+  env(): NodeJS.ProcessEnv;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function storedObjects(url: string, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const backend = await openBackend(url, { env });
+  return (await backend.list(OBJECTS_PREFIX)).map(hashOfKey).filter((h): h is string => h !== undefined);
+}
+
+/** Overwrite an object in place, around the repository's own rules (a bit-rotted or tampered store). */
+async function tamper(url: string, env: NodeJS.ProcessEnv, hash: string, how: 'damage' | 'delete'): Promise<void> {
+  const backend = await openBackend(url, { env });
+  const key = objectKey(hash);
+  if (how === 'delete') return backend.delete(key);
+  const body = (await backend.get(key))!;
+  body.writeUInt8(body.readUInt8(body.length - 1) ^ 0xff, body.length - 1);
+  await backend.delete(key);
+  expect(await backend.putIfAbsent(key, body)).toBe(true);
+}
+
+/**
+ * The scenarios every repository kind passes: a whole round trip through the CLI, deduplication,
+ * a damaged object, a deleted object, and SIGKILLs during push.
+ */
+export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget): void {
+  const setup = async (tag: string) => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await makeRichTree(data);
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups') };
+    const repo = target.url(tag);
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    expect((await run(['backup', '--name', 'b1', '--quiet'])).code).toBe(0);
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    return { root, data, env, repo, run };
+  };
+
+  it('round trip: init, push (newest by default), push again uploads nothing, list, verify, pull, restore latest on an empty machine', async () => {
+    const { root, data, repo, run } = await setup('roundtrip');
+    const before = await snapshot(data);
+    const p1 = await run(['push', '--repo', repo, '--json']);
+    expect(p1.code, p1.stderr).toBe(0);
+    const first = json(p1).pushed[0];
+    expect(first).toMatchObject({ name: 'b1', snapshot: 'created' });
+    expect(first.uploaded).toBe(first.objects);
+    // unchanged: nothing uploaded; a second backup of the same files: no file content uploaded
+    const p2 = json(await run(['push', 'b1', '--repo', repo, '--json'])).pushed[0];
+    expect(p2).toMatchObject({ snapshot: 'exists', uploaded: 0 });
+    expect((await run(['backup', '--name', 'b2', '--quiet'])).code).toBe(0);
+    const p3 = json(await run(['push', 'b2', '--repo', repo, '--json'])).pushed[0];
+    expect(p3).toMatchObject({ snapshot: 'created', uploaded: 0, uploadedBytes: 0 });
+    // init again: idempotent
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+
+    const listed = json(await run(['list', '--repo', repo, '--json']));
+    expect(listed.backups.map((b: any) => b.name).sort()).toEqual(['b1', 'b2']);
+    expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0);
+    const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(json(v).checked).toBe(json(v).objects);
+
+    // a brand-new machine: no local backups, an empty data root, DAWN_BACKUP_REPO only
+    const fresh = join(root, 'new-machine');
+    const env2 = { PROJECT_DAWN_DATA_ROOT: join(fresh, 'data'), DAWN_BACKUP_DIR: join(fresh, 'backups'), DAWN_BACKUP_REPO: repo };
+    const pulled = await run(['pull', 'b1', '--json'], env2);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect((await run(['verify', 'b1'], env2)).code).toBe(0);
+    // pulling again reuses the intact local copy
+    expect(json(await run(['pull', 'b1', '--json'], env2)).reused).toBe(true);
+    const r = await run(['restore', 'latest', '--repo', repo, '--target', join(fresh, 'restored'), '--json'], env2);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await snapshot(join(fresh, 'restored'))).toEqual(without(before, RICH_EXCLUDED));
+  });
+
+  it('a damaged object: verify --read-data, pull and restore exit 3, nothing local changes', async () => {
+    const { root, data, env, repo, run } = await setup('damaged');
+    expect((await run(['push', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
+    await tamper(repo, env, victim.sha256, 'damage');
+    expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0); // present...
+    const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(v.code).toBe(3); // ...but damaged
+    expect(json(v).problems).toEqual([expect.objectContaining({ path: 'keys/node.key', kind: 'modified' })]);
+    const localBefore = await snapshot(root);
+    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')]);
+    expect(pull.code, pull.stderr).toBe(3);
+    expect(pull.stderr).toContain('keys/node.key');
+    const restore = await run(['restore', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled'), '--target', data], { DAWN_BACKUP_REPO: repo });
+    expect(restore.code, restore.stderr).toBe(3);
+    expect(await snapshot(root)).toEqual(localBefore);
+  });
+
+  it('a deleted object (a snapshot naming a missing object): verify exits 3, pull leaves nothing behind', async () => {
+    const { root, env, repo, run } = await setup('deleted');
+    expect((await run(['push', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const victim = meta.manifest.find((m: any) => m.path === 'big.bin');
+    await tamper(repo, env, victim.sha256, 'delete');
+    const v = await run(['verify', 'b1', '--repo', repo, '--json']);
+    expect(v.code).toBe(3);
+    expect(json(v).problems).toEqual([expect.objectContaining({ path: 'big.bin', kind: 'missing' })]);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(3);
+    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')]);
+    expect(pull.code).toBe(3);
+    await expect(readdir(join(root, 'pulled'))).rejects.toThrow(/ENOENT/);
+    // pushing the same backup again uploads the missing object back (a repair)
+    const p = await run(['push', 'b1', '--repo', repo, '--json']);
+    expect(json(p).pushed[0]).toMatchObject({ snapshot: 'exists', uploaded: 1 });
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
+  });
+
+  it('not a repository, a bad URL: clear coded errors', async () => {
+    const { run } = await setup('errors');
+    const none = await run(['list', '--repo', target.url('never-initialised'), '--json']);
+    expect(none.code).toBe(1);
+    expect(JSON.parse(none.stderr).error.code).toBe('REPO_INVALID');
+    const bad = await run(['push', '--repo', 'ftp://x/y']);
+    expect(bad.code).toBe(2);
+    const noRepo = await run(['push'], { DAWN_BACKUP_REPO: '' });
+    expect(noRepo.code).toBe(2);
+    expect(noRepo.stderr).toContain('DAWN_BACKUP_REPO');
+  });
+
+  it('prune --repo: retention, then garbage collection of unreferenced objects; locks keep prune and push apart', async () => {
+    const { data, env, repo, run } = await setup('prune');
+    const { writeFile: wf } = await import('node:fs/promises');
+    expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
+    await wf(join(data, 'keys/node.key'), 'rotated key 2\n');
+    expect((await run(['backup', '--name', 'b2', '--quiet'])).code).toBe(0);
+    expect((await run(['push', 'b2', '--repo', repo])).code).toBe(0);
+    await wf(join(data, 'keys/node.key'), 'rotated key 3\n');
+    expect((await run(['backup', '--name', 'b3', '--quiet'])).code).toBe(0);
+    expect((await run(['push', 'b3', '--repo', repo])).code).toBe(0);
+    const objectsBefore = (await storedObjects(repo, env)).length;
+
+    const dry = json(await run(['prune', '--repo', repo, '--keep-last', '1', '--dry-run', '--json']));
+    expect(dry).toMatchObject({ dryRun: true, kept: ['b3'], garbage: 2, garbageDeleted: 0 });
+    expect(dry.removed.sort()).toEqual(['b1', 'b2']);
+    expect((await storedObjects(repo, env)).length).toBe(objectsBefore);
+
+    // a push running elsewhere (a fresh lock of another host): prune refuses, removes nothing
+    const backend = await openBackend(repo, { env });
+    const lock = 'locks/push-otherhost-4242-abcd.json';
+    await backend.putIfAbsent(lock, Buffer.from(JSON.stringify({ kind: 'push', host: 'otherhost', pid: 4242, created_at: Date.now() / 1000 })));
+    const refused = await run(['prune', '--repo', repo, '--keep-last', '1', '--json']);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stderr).error.code).toBe('BUSY');
+    expect(json(await run(['list', '--repo', repo, '--json'])).backups).toHaveLength(3);
+    await backend.delete(lock);
+
+    const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(json(pruned)).toMatchObject({ kept: ['b3'], garbage: 2, garbageDeleted: 2 });
+    expect(json(await run(['list', '--repo', repo, '--json'])).backups.map((b: any) => b.name)).toEqual(['b3']);
+    expect((await storedObjects(repo, env)).length).toBe(objectsBefore - 2);
+    expect((await run(['verify', 'b3', '--repo', repo, '--read-data'])).code).toBe(0);
+
+    // a prune running elsewhere: push refuses (BUSY), nothing is written
+    const plock = 'locks/prune-otherhost-4243-abcd.json';
+    await backend.putIfAbsent(plock, Buffer.from(JSON.stringify({ kind: 'prune', host: 'otherhost', pid: 4243, created_at: Date.now() / 1000 })));
+    const p = await run(['push', 'b1', '--repo', repo, '--json']);
+    expect(p.code).toBe(1);
+    expect(JSON.parse(p.stderr).error.code).toBe('BUSY');
+    // a stale lock (older than the stale timeout) does not count
+    await backend.delete(plock);
+    await backend.putIfAbsent(plock, Buffer.from(JSON.stringify({ kind: 'prune', host: 'otherhost', pid: 4243, created_at: Date.now() / 1000 - 7 * 3600 })));
+    expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
+  });
+
+  it('SIGKILL during push (at least 10 kills), then a rerun finishes without re-uploading what is there', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await makeManyFiles(data, 3000, 'k');
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), NO_COLOR: '1' };
+    const run = (args: string[]) => cli(args, env);
+    expect((await run(['backup', '--name', 'many', '--quiet'])).code).toBe(0);
+    const repo = target.url('kill');
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'many', '.backup_metadata.json'), 'utf8'));
+    const total = new Set(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256)).size;
+    let killed = 0;
+    const delays: number[] = [];
+    // One kill in four lands during start-up (a random moment in the first 300 ms); the others
+    // once the run has uploaded a random part (at most a tenth) of what was left: always mid-upload,
+    // whatever the machine's speed.
+    for (let k = 0; k < 20 && killed < 12; k++) {
+      const present = (await storedObjects(repo, env)).length;
+      const left = total - present;
+      const goal = present + 1 + Math.floor(Math.random() * Math.max(1, left / 10));
+      const child = spawnNode(BIN, ['push', '--repo', repo], { env });
+      let done = false;
+      const exited = child.exited.then((e) => ((done = true), e));
+      if (k % 4 === 0) await sleep(Math.random() * 300);
+      else while (!done && (await storedObjects(repo, env)).length < goal) await sleep(30);
+      delays.push(k % 4 === 0 ? -1 : goal - present);
+      child.kill('SIGKILL');
+      const exit = await exited;
+      if (exit.signal === 'SIGKILL') killed++;
+      // at every moment: a snapshot exists only when every object it names is there
+      const listed = json(await run(['list', '--repo', repo, '--json']));
+      expect(listed.damaged).toEqual([]);
+      for (const b of listed.backups) expect((await run(['verify', b.name, '--repo', repo])).code, `delays ${delays}`).toBe(0);
+      if (listed.backups.length > 0) break; // a run finished: the rest is the rerun below
+    }
+    expect(killed, `kills after n uploads (-1: start-up) ${delays}`).toBeGreaterThanOrEqual(10);
+    const present = new Set(await storedObjects(repo, env));
+    const rerun = await run(['push', '--repo', repo, '--json']);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    const r = json(rerun).pushed[0];
+    if (r.snapshot === 'created') expect(r.uploaded).toBe(total - present.size);
+    expect(new Set(await storedObjects(repo, env)).size).toBe(total);
+    expect((await run(['verify', 'many', '--repo', repo, '--read-data'])).code).toBe(0);
+    expect(json(await run(['push', '--repo', repo, '--json'])).pushed[0].uploaded).toBe(0);
+  }, 300_000);
+}
