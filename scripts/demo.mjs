@@ -3,7 +3,8 @@
 // hard-linked), list and verify it, damage the live data and diff it against the backup, see a
 // restore refused while a node holds its locks, restore it, roll back one agent with a partial
 // restore, damage the backup and watch verify catch it (in both backups sharing the file), then
-// prune per source and mistype an option. Everything happens in a fresh temp directory.
+// prune per source and mistype an option; finally restore the off-site copy (pushed to a
+// repository in step 2) on a "new machine". Everything happens in a fresh temp directory.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,10 +27,15 @@ const backupDir = join(work, 'backups');
 
 /** Run dawn-backup like an operator would, echoing the command and its output. */
 function dawnBackup(...args) {
+  return dawnBackupOn({ root: dataRoot, backups: backupDir }, ...args);
+}
+
+/** The same on a given machine (its data root and backup dir). */
+function dawnBackupOn(machine, ...args) {
   console.log(dim(`$ dawn-backup ${args.join(' ')}`));
-  const r = spawnSync(process.execPath, [bin, ...args, '--backup-dir', backupDir], {
+  const r = spawnSync(process.execPath, [bin, ...args, '--backup-dir', machine.backups], {
     encoding: 'utf8',
-    env: { ...process.env, PROJECT_DAWN_DATA_ROOT: dataRoot, NO_COLOR: color ? '' : '1' },
+    env: { ...process.env, PROJECT_DAWN_DATA_ROOT: machine.root, NO_COLOR: color ? '' : '1' },
   });
   const out = `${r.stdout}${r.stderr}`.trimEnd();
   if (out) console.log(out.replace(/^/gm, '  '));
@@ -82,13 +88,18 @@ try {
   console.log(`  boot_ns is ${typeof node.boot_ns} ${node.boot_ns}; ({}).admin = ${({}).admin} (no prototype pollution)`);
   const lossless = node.boot_ns === 9223372036854775808n && ({}).admin === undefined;
 
-  step(2, 'Back it up, list and verify');
+  step(2, 'Back it up, list and verify; back up again (incremental) and push off-site');
   dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup');
   dawnBackup('list');
   dawnBackup('verify', 'demo_backup');
   await writeJson(join(dataRoot, 'config.json'), { listen: 'ws://0.0.0.0:8001' });
   console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links)'));
   dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2');
+  console.log(dim('  (off-site: a repository, a directory here; s3://bucket/prefix works the same)'));
+  const repo = join(work, 'offsite-repo');
+  dawnBackup('init', '--repo', repo);
+  dawnBackup('push', 'demo_backup_2', '--repo', repo);
+  dawnBackup('push', 'demo_backup_2', '--repo', repo); // unchanged: no file content uploaded
 
   step(3, 'Damage the live data: corrupt the peer registry, delete an agent; diff shows what changed since the backup');
   const registryFile = join(dataRoot, 'mesh', 'peer_registry.json');
@@ -137,7 +148,15 @@ try {
   const typoExit = dawnBackup('prune', '--keep-lst', '1');
   dawnBackup('prune', '--keep-last', '1', '--dry-run');
 
-  if (!ok || !lossless || !partialOk || liveExit !== 1 || typoExit !== 2 || verifyExit !== 3 || restoreExit === 0) {
+  step(7, 'The machine is lost: restore the off-site copy on a new machine');
+  console.log(dim('  (the local backups were damaged in step 5; the off-site copy pushed in step 2 is intact)'));
+  dawnBackup('verify', 'demo_backup_2', '--repo', repo, '--read-data');
+  const newMachine = { root: join(work, 'new-machine', '.project-dawn'), backups: join(work, 'new-machine', 'backups') };
+  const offsiteExit = dawnBackupOn(newMachine, 'restore', 'demo_backup_2', '--repo', repo, '--target', newMachine.root);
+  const moved = offsiteExit === 0 && (await readJson(join(newMachine.root, 'agents', 'coordinator', 'state.json'))).state.round === 12;
+  console.log(`  the new machine has the node's data: ${moved ? 'yes' : 'NO'}`);
+
+  if (!ok || !lossless || !partialOk || !moved || liveExit !== 1 || typoExit !== 2 || verifyExit !== 3 || restoreExit === 0) {
     console.error('\nDemo FAILED');
     process.exitCode = 1;
   } else {
