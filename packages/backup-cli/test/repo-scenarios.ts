@@ -24,7 +24,7 @@ async function tamper(url: string, env: NodeJS.ProcessEnv, hash: string, how: 'd
   const backend = await openBackend(url, { env });
   const key = objectKey(hash);
   if (how === 'delete') return backend.delete(key);
-  const body = (await backend.get(key))!;
+  const body = Buffer.from((await backend.get(key))!);
   body.writeUInt8(body.readUInt8(body.length - 1) ^ 0xff, body.length - 1);
   await backend.delete(key);
   expect(await backend.putIfAbsent(key, body)).toBe(true);

@@ -10,9 +10,9 @@ export interface Backend {
   /** How the repository was named, for messages (`s3://bucket/prefix`, `/mnt/nas/dawn`). */
   readonly url: string;
   /** Store `body` under `key` unless the key exists. `false` when it existed (nothing written). */
-  putIfAbsent(key: string, body: Buffer): Promise<boolean>;
+  putIfAbsent(key: string, body: Uint8Array): Promise<boolean>;
   /** The bytes under `key`, or `undefined` when there is no such key. */
-  get(key: string): Promise<Buffer | undefined>;
+  get(key: string): Promise<Uint8Array | undefined>;
   /** Whether `key` exists. */
   exists(key: string): Promise<boolean>;
   /** Every key starting with `prefix` (any order). */
@@ -83,4 +83,11 @@ export async function openBackend(url: string, opts: BackendOptions = {}): Promi
   }
   const { S3Backend } = await import('./s3-backend.js');
   return S3Backend.open(loc.bucket, loc.prefix, opts);
+}
+
+/** `backend.get` as a Buffer (the public interface speaks Uint8Array: no `@types/node` needed by users). */
+export async function getBuffer(backend: Backend, key: string): Promise<Buffer | undefined> {
+  const v = await backend.get(key);
+  if (v === undefined) return undefined;
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }

@@ -10,7 +10,7 @@ import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMeta
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
 import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
-import { openBackend, type Backend, type BackendOptions } from './backend.js';
+import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
 import { macName, newEncryption, open as openSealed, readPassword, seal, unlock, type EncryptionConfig, type RepoKeys } from './crypto.js';
 import {
   CONFIG_KEY,
@@ -86,7 +86,7 @@ const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
 async function openRepo(opts: RepoOptions): Promise<Repo> {
   const backend = await openBackend(opts.repo, opts);
-  const raw = await backend.get(CONFIG_KEY);
+  const raw = await getBuffer(backend, CONFIG_KEY);
   if (raw === undefined) {
     throw new BackupError('REPO_INVALID', `${backend.url} is not a dawn-backup repository (no ${CONFIG_KEY}). Create it with \`dawn-backup init --repo ${backend.url}\`.`, { path: backend.url });
   }
@@ -139,7 +139,7 @@ export interface PushResult {
 
 async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
   const backend = repo.backend;
-  const raw = await backend.get(snapshotKey(name));
+  const raw = await getBuffer(backend, snapshotKey(name));
   if (raw === undefined) return undefined;
   const plain = await repo.decode(raw, snapshotKey(name));
   let doc: Partial<SnapshotDoc>;
@@ -334,7 +334,7 @@ export interface RepoVerifyResult {
 
 async function fetchChecked(repo: Repo, f: ManifestFile): Promise<{ plain?: Buffer; problem?: VerifyProblem }> {
   const key = objectKey(repo.nameOf(f.sha256));
-  const stored = await repo.backend.get(key);
+  const stored = await getBuffer(repo.backend, key);
   if (stored === undefined) return { problem: { path: f.path, kind: 'missing', detail: `object ${f.sha256.slice(0, 16)}… is missing from the repository` } };
   const plain = await repo.decode(stored, key);
   if (plain === undefined || plain.length !== f.size || sha256(plain) !== f.sha256) {
@@ -501,7 +501,7 @@ async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promi
   const now = Date.now() / 1000;
   for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
     if (key === own) continue;
-    const raw = await repo.backend.get(key);
+    const raw = await getBuffer(repo.backend, key);
     if (!raw) continue;
     let doc: Partial<LockDoc>;
     try {
