@@ -12,7 +12,7 @@ import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
 import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool, writeNewFile } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
-import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
+import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
 import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
@@ -350,17 +350,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     }
 
     const finalManifest = manifest.filter((m): m is ManifestEntry => m !== undefined);
-    let fileCount = 0;
-    let totalBytes = 0;
-    let dirCount = 0;
-    let symlinkCount = 0;
-    for (const m of finalManifest) {
-      if (m.type === 'file') {
-        fileCount++;
-        totalBytes += m.size;
-      } else if (m.type === 'dir') dirCount++;
-      else symlinkCount++;
-    }
+    const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(finalManifest);
 
     // Read from the finished copy (read-only): the summary describes exactly what the backup holds.
     const summary = await readSummary(partial);

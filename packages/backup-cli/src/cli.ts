@@ -321,25 +321,18 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   const target = single(ctx.raw, 'target', '--target');
   const include = many(ctx.raw, 'include');
   ctx.started = true;
-  if (ctx.flags.dryRun) {
-    const plan = await planRestore({
-      name,
-      ...(backupDir !== undefined ? { backupDir } : {}),
-      ...(target !== undefined ? { target } : {}),
-      ...(include.length > 0 ? { include } : {}),
-      overwrite: ctx.flags.overwrite,
-      force: ctx.flags.force,
-    });
-    return printPlan(ctx, plan);
-  }
-  const progress = bar(ctx);
-  const r = await restoreBackup({
+  const what = {
     name,
     ...(backupDir !== undefined ? { backupDir } : {}),
     ...(target !== undefined ? { target } : {}),
     ...(include.length > 0 ? { include } : {}),
     overwrite: ctx.flags.overwrite,
     force: ctx.flags.force,
+  };
+  if (ctx.flags.dryRun) return printPlan(ctx, await planRestore(what));
+  const progress = bar(ctx);
+  const r = await restoreBackup({
+    ...what,
     fsync: ctx.flags.fsync,
     onProgress: progress.update,
     onWarning: (m) => {

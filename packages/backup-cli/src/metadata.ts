@@ -410,3 +410,16 @@ export function checkManifest(manifest: readonly unknown[], opts: { checksums?: 
   }
   return problems;
 }
+
+/** The counts recorded in a backup's metadata: files (and their bytes), directories, symlinks. */
+export function manifestCounts(manifest: readonly ManifestEntry[]): { fileCount: number; totalBytes: number; dirCount: number; symlinkCount: number } {
+  const c = { fileCount: 0, totalBytes: 0, dirCount: 0, symlinkCount: 0 };
+  for (const m of manifest) {
+    if (m.type === 'file') {
+      c.fileCount++;
+      c.totalBytes += m.size;
+    } else if (m.type === 'dir') c.dirCount++;
+    else c.symlinkCount++;
+  }
+  return c;
+}

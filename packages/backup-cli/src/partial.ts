@@ -12,7 +12,7 @@ import { errCode, fsyncDir, lstatOrUndefined, modeToString, parseMode, removeTre
 import { HashPool } from './hash-pool.js';
 import { includeMayReach, type IncludeMatcher } from './include.js';
 import { partialDirName } from './leftovers.js';
-import { FORMAT_NAME, FORMAT_VERSION, TOOL_VERSION, type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
+import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
 import { isoLocal, METADATA_FILE, preRestoreName } from './paths.js';
 import { restoreTempPaths } from './recover.js';
 import {
@@ -554,17 +554,7 @@ async function savePartial(c: PartialInput, concurrency: number): Promise<string
       await symlink(target, joinRel(partial, stored(e.rel)));
       manifest.push({ ...manifestPathFields(e.rel), type: 'symlink', ...manifestTargetFields(target) });
     }
-    let fileCount = 0;
-    let totalBytes = 0;
-    let dirCount = 0;
-    let symlinkCount = 0;
-    for (const m of manifest) {
-      if (m.type === 'file') {
-        fileCount++;
-        totalBytes += m.size;
-      } else if (m.type === 'dir') dirCount++;
-      else symlinkCount++;
-    }
+    const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(manifest);
     const summary = await readSummary(partial);
     const durability = await makeDurable(planned, partial, savedFiles, dirsMade.map(stored), concurrency);
     const excludes = Array.isArray(c.meta.excludes) ? c.meta.excludes.filter((x): x is string => typeof x === 'string') : [...DEFAULT_EXCLUDES];
