@@ -299,7 +299,10 @@ async function liveLocks(root: string): Promise<string[]> {
       const rel = d ? `${d}/${e.name}` : e.name;
       const st = await lstatOrUndefined(join(root, rel)).catch(() => undefined);
       if (!st || now - st.mtimeMs >= LIVE_LOCK_MS) continue;
-      if (await isAtomicJsonLockDir(join(root, rel), { now })) out.push(rel);
+      // A running node locks files it writes: a fresh empty `<x>.lock` counts only beside its file
+      // `<x>` (an empty `Cargo.lock/` directory of data made a minute ago is not a node).
+      const sibling = await lstatOrUndefined(join(root, rel.slice(0, -'.lock'.length))).catch(() => undefined);
+      if (sibling?.isFile() && (await isAtomicJsonLockDir(join(root, rel), { now }))) out.push(rel);
     }
   }
   return out;
