@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { cac, type CAC, type Command } from 'cac';
 import { count, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
@@ -10,7 +11,7 @@ import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
-import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands } from './repo/commands.js';
 import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -121,6 +122,10 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
   if (!pruning && (keep.keepPreRestore !== undefined || keep.keepPreRestoreDays !== undefined)) {
     throw new BackupError('USAGE', 'backup prunes only with at least one of --keep-last N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-within DURATION.');
   }
+  // --push: the repository is checked for syntax now (a typo is a usage error before any work);
+  // reaching it is the push's business, after the backup is safe on disk.
+  if (!ctx.flags.push && explicitRepo(ctx) !== undefined) throw new BackupError('USAGE', 'backup --repo URL needs --push (backup --push --repo URL backs up, then pushes the new backup).');
+  const push = ctx.flags.push ? pushTarget(ctx) : undefined;
   ctx.started = true;
   const progress = bar(ctx);
   const result = await createBackup({
@@ -131,14 +136,30 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     defaultExcludes: ctx.flags.defaultExcludes,
     fsync: ctx.flags.fsync,
     full: ctx.flags.full,
-    ...(pruning ? { keep } : {}),
+    // With --push, the local prune waits until the new backup is off-site (see below).
+    ...(pruning && !push ? { keep } : {}),
     onProgress: progress.update,
   }).finally(() => progress.done());
-  // The backup is made; a failed prune afterwards is a failure of the command (exit 1).
-  const exit = result.pruneError ? 1 : 0;
+  const pushed = push ? await pushAfterBackup(push, result.name, dirname(result.path)) : undefined;
+  if (pushed && 'error' in pushed) {
+    ctx.io.stderr.write(
+      `${ctx.err.red('error:')} backup ${result.name} was created (${result.path}), but pushing it to ${pushed.repo} failed (${pushed.error.code}): ${pushed.error.message}\n` +
+        `The local backup is complete${pruning ? '; nothing was pruned' : ''}. Retry the push with: ${BIN} push ${result.name} --repo ${pushed.repo}\n`,
+    );
+  } else if (pushed && pruning) {
+    // Only now that the new backup is off-site does the local retention run: a failed push
+    // leaves every local backup in place for the retry.
+    try {
+      result.pruned = await pruneBackups({ ...keep, backupDir: dirname(result.path), ...(result.sourceDir !== null ? { source: result.sourceDir } : {}) });
+    } catch (err) {
+      result.pruneError = { code: BackupError.is(err) ? err.code : 'IO', message: err instanceof Error ? err.message : String(err) };
+    }
+  }
+  // The backup is made; a failed push or prune afterwards is a failure of the command (exit 1).
+  const exit = result.pruneError || (pushed && 'error' in pushed) ? 1 : 0;
   if (result.pruneError) ctx.io.stderr.write(`${ctx.err.red('error:')} backup ${result.name} was created, but pruning afterwards failed (${result.pruneError.code}): ${result.pruneError.message}\n`);
   if (ctx.json) {
-    printJson(ctx, result);
+    printJson(ctx, pushed ? { ...result, push: pushed } : result);
     return exit;
   }
   for (const w of result.warnings) warn(ctx, w);
@@ -168,6 +189,7 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     ]),
   );
   for (const n of s?.notes ?? []) println(ctx, ctx.out.dim(`  note: ${n}`));
+  if (pushed && !('error' in pushed)) printPushed(ctx, pushed.repo, pushed.pushed);
   if (result.pruned) {
     const removed = result.pruned.removed.map((d) => d.name);
     println(ctx, `Pruned ${removed.length} backup(s) of this source${removed.length > 0 ? `: ${removed.join(', ')}` : ''}; ${result.pruned.kept.length} kept.`);
@@ -292,6 +314,9 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
 
 async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
   if (explicitRepo(ctx) !== undefined) return cmdRepoVerify(ctx, name);
+  if (ctx.flags.readData || single(ctx.raw, 'readDataSubset', '--read-data-subset') !== undefined) {
+    throw new BackupError('USAGE', '--read-data and --read-data-subset go with --repo URL (a local verify always reads every file).');
+  }
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const progress = bar(ctx);
@@ -459,6 +484,7 @@ interface Flags {
   full: boolean;
   readData: boolean;
   encrypt: boolean;
+  push: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -515,7 +541,12 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--keep-within <duration>', 'After a successful backup, prune this source: keep all made within DURATION (36h, 7d, 2w, 6m, 1y) before the newest')
     .option('--keep-pre-restore <n>', 'With a --keep-* rule: keep the N newest pre_restore_* backups of this source (default 5)')
     .option('--keep-pre-restore-days <n>', 'With a --keep-* rule: also keep every pre_restore_* backup of the last N days (default 7)')
+    .option('--push', 'Then push the new backup into the repository (--repo, else $DAWN_BACKUP_REPO); with --keep-*, prune only after the push succeeded')
+    .option('--repo <url>', 'With --push: the repository (s3://bucket/prefix or a directory)')
+    .option('--s3-endpoint <url>', 'With --push: S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --push: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} backup`)
+    .example(`  ${BIN} backup --push --repo s3://backups/node-a --keep-last 24   # cron: one step`)
     .example(`  ${BIN} backup --keep-last 24 --keep-daily 7 --keep-weekly 8 --keep-monthly 12`)
     .example(`  ${BIN} backup --source ~/.project-dawn --backup-dir /mnt/backups --name before_upgrade`)
     .example(`  ${BIN} backup --exclude 'cache/' --exclude 'agents/*/scratch'`)
@@ -544,7 +575,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
     .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .option('--read-data', 'With --repo: download every object and check its sha256')
+    .option('--read-data-subset <n%|n/m>', 'With --repo: download and check only some stored objects: N% picked at random, or the slice n of m (1/7 .. 7/7 read everything once)')
     .example(`  ${BIN} verify dawn_backup_20261125_101500`)
+    .example(`  ${BIN} verify latest --repo s3://backups/node-a --read-data-subset 10%`)
     .action(run((name) => cmdVerify(ctx, name!)));
 
   cli
@@ -706,6 +739,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       full: has('--full'),
       readData: has('--read-data'),
       encrypt: has('--encrypt'),
+      push: has('--push'),
     },
   };
   let exitCode = 0;

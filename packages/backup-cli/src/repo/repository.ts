@@ -11,6 +11,7 @@ import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } 
 import { entryTarget } from '../relpath.js';
 import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
+import { selectSubset, type DataSubset } from './subset.js';
 import { macName, newEncryption, open as openSealed, readPassword, seal, unlock, type EncryptionConfig, type RepoKeys } from './crypto.js';
 import {
   CONFIG_KEY,
@@ -326,8 +327,10 @@ export interface RepoVerifyResult {
   ok: boolean;
   files: number;
   objects: number;
-  /** Objects downloaded and checked (`readData`). */
+  /** Objects downloaded and checked (`readData`, `readDataSubset`). */
   checked: number;
+  /** With `readDataSubset`: how the objects to read were chosen (the others were only checked to exist). */
+  subset?: string;
   bytes: number;
   problems: VerifyProblem[];
 }
@@ -345,9 +348,10 @@ async function fetchChecked(repo: Repo, f: ManifestFile): Promise<{ plain?: Buff
 
 /**
  * Check that every object a pushed backup needs is in the repository; with `readData`, download
- * each one and check it against the manifest's sha256 (the server is never trusted).
+ * each one and check it against the manifest's sha256 (the server is never trusted); with
+ * `readDataSubset`, download and check only a subset of the stored objects (see subset.ts).
  */
-export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean }): Promise<RepoVerifyResult> {
+export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean; readDataSubset?: DataSubset }): Promise<RepoVerifyResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
@@ -358,20 +362,31 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   const byHash = new Map<string, ManifestFile[]>();
   for (const f of files) byHash.set(f.sha256, [...(byHash.get(f.sha256) ?? []), f]);
   const result: RepoVerifyResult = { name, repo: backend.url, status: 'ok', ok: true, files: files.length, objects: byHash.size, checked: 0, bytes: 0, problems: [] };
-  if (opts.readData) {
-    await runPool([...byHash.values()], opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
-      const r = await fetchChecked(repo, group[0]!);
-      if (r.problem) for (const f of group) result.problems.push({ ...r.problem, path: f.path });
-      else {
-        result.checked++;
-        result.bytes += r.plain!.length;
-      }
-    });
-  } else {
+  // `readData` reads every object; `readDataSubset` checks that every object exists and reads the
+  // chosen subset (by stored object id: see subset.ts).
+  const subset = opts.readData ? undefined : opts.readDataSubset;
+  if (!opts.readData) {
     const known = await knownObjects(backend);
     for (const [h, group] of byHash) {
       if (!known.has(repo.nameOf(h))) for (const f of group) result.problems.push({ path: f.path, kind: 'missing', detail: `object ${h.slice(0, 16)}… is missing from the repository` });
     }
+  }
+  if (opts.readData || subset) {
+    let groups = [...byHash.values()];
+    if (subset) {
+      const picked = new Set(selectSubset([...byHash.keys()].map((h) => repo.nameOf(h)), subset));
+      groups = groups.filter((g) => picked.has(repo.nameOf(g[0]!.sha256)));
+      result.subset = subset.kind === 'percent' ? `${subset.percent}%` : `${subset.n}/${subset.m}`;
+    }
+    await runPool(groups, opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
+      const r = await fetchChecked(repo, group[0]!);
+      if (r.problem) {
+        if (!subset || r.problem.kind !== 'missing') for (const f of group) result.problems.push({ ...r.problem, path: f.path });
+      } else {
+        result.checked++;
+        result.bytes += r.plain!.length;
+      }
+    });
   }
   result.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (result.problems.length > 0) {
