@@ -6,12 +6,13 @@ import { diffBackup, type DiffEntry } from './diff.js';
 import { BackupError, exitCodeOf, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES } from './exclude.js';
 import type { BackupInfo } from './info.js';
-import { listBackups, showBackup } from './list.js';
+import { listBackups, showBackup, type BackupDetails } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
-import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands } from './repo/commands.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands, repoTarget } from './repo/commands.js';
+import { diffRepo, showRepoBackup } from './repo/view.js';
 import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -266,8 +267,13 @@ async function cmdList(ctx: Ctx): Promise<number> {
 
 async function cmdShow(ctx: Ctx, name: string): Promise<number> {
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const fromRepo = explicitRepo(ctx) !== undefined;
+  if (fromRepo && backupDir !== undefined) throw new BackupError('USAGE', 'show --repo reads the backup from the repository: --backup-dir does not go with it.');
+  const target = fromRepo ? repoTarget(ctx) : undefined;
   ctx.started = true;
-  const d = await showBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), manifest: ctx.flags.files });
+  const d: BackupDetails & { pushedAt?: number; pushedFrom?: string | null } = target
+    ? await showRepoBackup({ ...target, name, manifest: ctx.flags.files })
+    : await showBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), manifest: ctx.flags.files });
   if (ctx.json) {
     printJson(ctx, d);
     return 0;
@@ -281,6 +287,7 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
       ['  created:', `${formatTime(d.createdAt)} (${d.timestamp})`],
       ['  source:', d.sourceDir ?? '?'],
       ['  made by:', d.origin === 'python' ? 'the Python implementation' : `@dawn/backup-cli ${d.toolVersion ?? '?'} on ${d.hostname ?? '?'}`],
+      ...(d.pushedAt !== undefined ? [['  pushed:', `${formatTime(d.pushedAt)} from ${d.pushedFrom ?? '?'}`]] : []),
       ['  files:', `${d.fileCount ?? '?'} (${formatBytes(d.totalBytes)})${d.dirCount !== null ? `, ${d.dirCount} directories, ${d.symlinkCount ?? 0} symlinks` : ''}`],
       ['  checksums:', d.checksums ? 'sha256 for every file (run `verify` to check them)' : 'none: cannot be verified'],
       ['  durability:', d.durability ?? '?'],
@@ -445,15 +452,20 @@ async function cmdDiff(ctx: Ctx, name: string, other: string | undefined): Promi
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const source = single(ctx.raw, 'source', '--source');
   if (other !== undefined && source !== undefined) throw new BackupError('USAGE', '--source compares a backup with a live directory; it does not go with a second backup name.');
+  const fromRepo = explicitRepo(ctx) !== undefined;
+  if (fromRepo && backupDir !== undefined) throw new BackupError('USAGE', 'diff --repo compares backups of the repository: --backup-dir does not go with it.');
+  const target = fromRepo ? repoTarget(ctx) : undefined;
   ctx.started = true;
-  const d = await diffBackup({ name, ...(other !== undefined ? { other } : {}), ...(backupDir !== undefined ? { backupDir } : {}), ...(source !== undefined ? { source } : {}) });
+  const which = { name, ...(other !== undefined ? { other } : {}), ...(source !== undefined ? { source } : {}) };
+  const d = target ? await diffRepo({ ...target, ...which }) : await diffBackup({ ...which, ...(backupDir !== undefined ? { backupDir } : {}) });
+  name = d.from.name;
   if (ctx.json) {
     printJson(ctx, d);
     return 0;
   }
   for (const n of d.notes) warn(ctx, n);
   const to = d.to.kind === 'live' ? `the live ${d.to.path}` : `backup ${d.to.name}`;
-  println(ctx, `From backup ${ctx.out.bold(name)} to ${to}:`);
+  println(ctx, `From backup ${ctx.out.bold(name)} to ${to}${d.from.repo !== undefined ? ` (in ${d.from.repo})` : ''}:`);
   const size = (x?: { size?: number }) => (x?.size !== undefined ? formatBytes(x.size) : '');
   const line = (mark: string, e: DiffEntry, detail: string) => println(ctx, `  ${mark} ${e.path}${detail ? `  ${ctx.out.dim(detail)}` : ''}`);
   for (const e of d.added) line(ctx.out.green('+'), e, `${e.to?.type === 'dir' ? 'dir' : size(e.to)}`);
@@ -565,8 +577,12 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('show <name>', "Show a backup's metadata and summary (peers, agents, files, bytes, checksums)")
     .option('--files', 'Also list every file of the manifest')
+    .option('--repo <url>', 'Show the backup of this repository instead (`latest`: the newest of the data root); nothing is downloaded but its snapshot')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} show dawn_backup_20261125_101500`)
     .example(`  ${BIN} show nightly --files --json`)
+    .example(`  ${BIN} show latest --repo s3://backups/node-a`)
     .action(run((name) => cmdShow(ctx, name!)));
 
   cli
@@ -601,9 +617,13 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('diff <name> [other]', 'What differs between a backup and another backup, or the live source: files added, removed, modified, mode; peers and agents')
     .option('--source <dir>', 'The live directory to compare with (default: the backup\'s recorded source, else the data root)')
+    .option('--repo <url>', 'Compare backups of this repository (or one of them with the live source); only the peer registries are downloaded')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} diff nightly                 # backup -> live data`)
     .example(`  ${BIN} diff nightly before_upgrade  # backup -> backup`)
     .example(`  ${BIN} diff nightly --json`)
+    .example(`  ${BIN} diff nightly latest --repo s3://backups/node-a`)
     .action(run((name, other) => cmdDiff(ctx, name!, other)));
 
   cli

@@ -28,7 +28,7 @@ export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw
 type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env'] };
 
 /** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
-function repoOf(ctx: RepoCtx): RepoTarget {
+export function repoTarget(ctx: RepoCtx): RepoTarget {
   const repo = explicitRepo(ctx) ?? (ctx.io.env[REPO_ENV] || undefined);
   if (repo === undefined) throw new BackupError('USAGE', `No repository: give --repo s3://bucket/prefix (or a directory), or set ${REPO_ENV}.`);
   const s3Endpoint = single(ctx.raw, 's3Endpoint', '--s3-endpoint');
@@ -37,7 +37,7 @@ function repoOf(ctx: RepoCtx): RepoTarget {
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   ctx.started = true;
   const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
   if (ctx.json) printJson(ctx, res);
@@ -62,7 +62,7 @@ export function printPushed(ctx: RepoCtx, repo: string, res: readonly PushResult
 }
 
 export async function cmdPush(ctx: RepoCtx, names: string[]): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const res = await pushBackups({ ...r, names, backupDir });
@@ -73,7 +73,7 @@ export async function cmdPush(ctx: RepoCtx, names: string[]): Promise<number> {
 
 /** Where `backup --push` pushes: `--repo` / `$DAWN_BACKUP_REPO`, its syntax checked (`USAGE`). */
 export function pushTarget(ctx: RepoCtx): RepoTarget {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   return { ...r, repo: parseRepoUrl(r.repo).url };
 }
 
@@ -94,7 +94,7 @@ export async function pushAfterBackup(
 }
 
 export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   ctx.started = true;
   const res = await listRepo(r);
   if (ctx.json) {
@@ -116,7 +116,7 @@ export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
 }
 
 export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const subsetSpec = single(ctx.raw, 'readDataSubset', '--read-data-subset');
   if (subsetSpec !== undefined && ctx.flags.readData) throw new BackupError('USAGE', '--read-data reads every object; --read-data-subset only some: give one of them.');
   const readDataSubset = subsetSpec !== undefined ? parseDataSubset(subsetSpec) : undefined;
@@ -146,7 +146,7 @@ export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number>
 }
 
 export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const res = await pullBackup({ ...r, name, backupDir });
@@ -163,7 +163,7 @@ export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
 }
 
 export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
@@ -189,7 +189,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
 }
 
 export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const policy = {
     keepLast: count(ctx.raw, 'keepLast', '--keep-last'),
     keepDaily: count(ctx.raw, 'keepDaily', '--keep-daily'),

@@ -604,3 +604,41 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
     await repo.backend.delete(key).catch(() => undefined);
   }
 }
+
+// --- read-only views (show and diff --repo) ----------------------------------------------------
+
+/** A pushed backup: its snapshot document, and a reader of its file contents. */
+export interface RepoSnapshotView {
+  repo: string;
+  name: string;
+  doc: SnapshotDoc;
+  /** The checked manifest (safe paths, a sha256 for every file). */
+  manifest: ManifestEntry[];
+  /** A file's content, downloaded and checked against its sha256 (`VERIFY_FAILED` when missing or damaged). */
+  readFile(f: ManifestFile): Promise<Buffer>;
+}
+
+/**
+ * Open one snapshot of a repository (`latest`: the newest of the data root) without downloading
+ * any file content.
+ *
+ * @throws {BackupError} `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`, `REPO_INVALID`, `WRONG_PASSWORD`, `IO`.
+ */
+export async function openRepoSnapshot(opts: RepoOptions & { name: string }): Promise<RepoSnapshotView> {
+  const repo = await openRepo(opts);
+  const name = await resolveRepoName(opts, opts.name);
+  const doc = await readSnapshot(repo, name);
+  if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
+  const manifest = checkedManifest(name, doc.metadata, repo.url);
+  return {
+    repo: repo.url,
+    name,
+    doc,
+    manifest,
+    readFile: async (f) => {
+      const r = await fetchChecked(repo, f);
+      if (r.problem) throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${repo.url}: ${r.problem.path}: ${r.problem.detail}.`, { problems: [r.problem] });
+      return r.plain!;
+    },
+  };
+}
