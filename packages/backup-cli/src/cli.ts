@@ -1,4 +1,5 @@
 import { dirname } from 'node:path';
+import { isatty } from 'node:tty';
 import { cac, type CAC, type Command } from 'cac';
 import { count, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
@@ -678,7 +679,7 @@ function errorJson(err: unknown, exitCode: number, usage?: string): unknown {
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
-  io: CliIO = { stdout: guardStream(process.stdout), stderr: guardStream(process.stderr), env: process.env },
+  io: CliIO = { stdout: guardStream(process.stdout), stderr: guardStream(process.stderr), env: process.env, ...(isatty(0) ? { stdin: process.stdin } : {}) },
 ): Promise<number> {
   const code = await run(argv, io);
   // A reader that went away (`| head`) ends the output quietly; any other failure to write the

@@ -4,6 +4,7 @@ import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO, type Style } from '../output.js';
 import { restoreBackup } from '../restore.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
+import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
 import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup, type PushResult } from './repository.js';
 
@@ -25,7 +26,7 @@ const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.
 /** `--repo` as given (list, verify, restore: only then do they work on a repository). */
 export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw, 'repo', '--repo');
 
-type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env'] };
+type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env']; askPassword?: (req: { url: string; confirm: boolean }) => Promise<string> };
 
 /** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
 export function repoTarget(ctx: RepoCtx): RepoTarget {
@@ -33,7 +34,9 @@ export function repoTarget(ctx: RepoCtx): RepoTarget {
   if (repo === undefined) throw new BackupError('USAGE', `No repository: give --repo s3://bucket/prefix (or a directory), or set ${REPO_ENV}.`);
   const s3Endpoint = single(ctx.raw, 's3Endpoint', '--s3-endpoint');
   const passwordFile = single(ctx.raw, 'passwordFile', '--password-file');
-  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env };
+  // On a terminal, a missing password is asked for (stderr: stdout stays the command's output).
+  const ask = ctx.io.stdin ? terminalPassword({ input: ctx.io.stdin, output: ctx.io.stderr }) : undefined;
+  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}) };
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {

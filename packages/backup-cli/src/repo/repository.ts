@@ -37,6 +37,11 @@ export interface RepoOptions extends BackendOptions {
   /** The password of an encrypted repository (else `passwordFile`, else `$DAWN_BACKUP_PASSWORD`). */
   password?: string;
   passwordFile?: string | undefined;
+  /**
+   * Asked for the password when none of the above gives one (the CLI: a prompt on a terminal);
+   * `confirm` when it will encrypt a new repository.
+   */
+  askPassword?: ((req: { url: string; confirm: boolean }) => Promise<string>) | undefined;
 }
 
 /** An open repository: its store, and how contents are named and encoded in it. */
@@ -67,8 +72,9 @@ function encryptedRepo(backend: Backend, keys: RepoKeys): Repo {
   };
 }
 
-async function passwordOf(opts: RepoOptions, url: string): Promise<string> {
-  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url }));
+async function passwordOf(opts: RepoOptions, url: string, confirm = false): Promise<string> {
+  const ask = opts.askPassword;
+  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url, ask: ask && (() => ask({ url, confirm })) }));
 }
 
 /** The snapshot document of one pushed backup (`snapshots/<name>.json`). */
@@ -115,7 +121,7 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
     await openRepo(opts); // an existing repository must be one of ours (and open with this password)
     return { repo: backend.url, created: false, encrypted: Boolean(opts.encrypt) };
   }
-  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url))).config : null;
+  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
   if (!created) await openRepo(opts);
