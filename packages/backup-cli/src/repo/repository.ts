@@ -199,10 +199,10 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
   const env = opts.env ?? process.env;
   const repo = await openRepo(opts);
   const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
-  return withPushLock(repo, () => pushNames(repo, names, opts));
+  return withPushLock(repo, (beforeCommit) => pushNames(repo, names, opts, beforeCommit), lockStaleSeconds(opts));
 }
 
-async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }): Promise<PushResult[]> {
+async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }, beforeCommit: () => Promise<void>): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
   let known: Set<string> | undefined;
@@ -231,7 +231,7 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
     const todo = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
-    await runPool(todo, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
+    const upload = (list: ManifestFile[]) => runPool(list, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
       const path = storedPathOf(realPath, f, nameEscape);
       const plain = await readFile(path);
       if (plain.length !== f.size || sha256(plain) !== f.sha256) {
@@ -247,6 +247,7 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       }
       known!.add(repo.nameOf(f.sha256));
     });
+    await upload(todo);
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
@@ -254,7 +255,13 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       results.push(result);
       continue;
     }
-    // The snapshot last: it names only objects that are in the repository now.
+    // The snapshot last: it names only objects that are in the repository now. A prune may have
+    // collected some of them while this push was held up (see withPushLock): look again.
+    await beforeCommit();
+    known = await knownObjects(backend);
+    const lost = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
+    if (lost.length > 0) await upload(lost);
+    if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
     else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
@@ -501,6 +508,19 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
 const LOCKS_PREFIX = 'locks/';
 /** A lock older than this (by the reader's clock) is stale: its holder was killed. */
 export const LOCK_STALE_SECONDS = 6 * 3600;
+/** Overrides {@link LOCK_STALE_SECONDS} (seconds) for the command that reads the locks. */
+export const LOCK_STALE_ENV = 'DAWN_BACKUP_LOCK_STALE';
+
+/** The stale timeout this command applies to other processes' locks. */
+function lockStaleSeconds(opts: RepoOptions): number {
+  const raw = (opts.env ?? process.env)[LOCK_STALE_ENV];
+  if (raw === undefined || raw === '') return LOCK_STALE_SECONDS;
+  const v = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(v)) {
+    throw new BackupError('INVALID_OPTION', `${LOCK_STALE_ENV}="${raw}" is not a number of seconds (e.g. 21600 for 6 hours).`);
+  }
+  return v;
+}
 
 interface LockDoc {
   kind: 'push' | 'prune';
@@ -517,7 +537,7 @@ async function takeLock(repo: Repo, kind: LockDoc['kind']): Promise<string> {
 }
 
 /** Fresh locks of a kind, other than `own`. A lock dated in the future counts as fresh. */
-async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promise<LockDoc[]> {
+async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string, stale: number): Promise<LockDoc[]> {
   const out: LockDoc[] = [];
   const now = Date.now() / 1000;
   for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
@@ -532,26 +552,39 @@ async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promi
     }
     const at = typeof doc.created_at === 'number' ? doc.created_at : now; // unreadable: fresh (safe side)
     if (doc.host === hostname() && typeof doc.pid === 'number' && !isPidAlive(doc.pid)) continue; // killed, on this host
-    if (now - at < LOCK_STALE_SECONDS) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
+    if (now - at < stale) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
   }
   return out;
 }
 
-function busy(repo: Repo, what: string, locks: LockDoc[]): BackupError {
+function busy(repo: Repo, what: string, locks: LockDoc[], stale: number): BackupError {
   const l = locks[0]!;
   return new BackupError(
     'BUSY',
-    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${LOCK_STALE_SECONDS / 3600} h.`,
+    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${stale >= 3600 ? `${stale / 3600} h` : `${stale} s`}.`,
   );
 }
 
-/** Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. */
-export async function withPushLock<T>(repo: Repo, fn: () => Promise<T>): Promise<T> {
-  const key = await takeLock(repo, 'push');
+/**
+ * Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. `fn` calls
+ * `beforeCommit` just before it writes a snapshot: the lock is renewed, and `BUSY` is thrown when
+ * a prune runs now. A prune that saw this push's lock as stale (the push was stopped for longer
+ * than the stale timeout) may have collected its uncommitted objects meanwhile: after
+ * `beforeCommit`, the push checks its objects again and uploads the missing ones before the
+ * snapshot (a prune starting after the renewal sees the fresh lock and refuses).
+ */
+export async function withPushLock<T>(repo: Repo, fn: (beforeCommit: () => Promise<void>) => Promise<T>, stale: number = LOCK_STALE_SECONDS): Promise<T> {
+  let key = await takeLock(repo, 'push');
   try {
-    const prunes = await freshLocks(repo, 'prune', key);
-    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes);
-    return await fn();
+    const prunes = await freshLocks(repo, 'prune', key, stale);
+    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
+    return await fn(async () => {
+      const renewed = await takeLock(repo, 'push');
+      await repo.backend.delete(key).catch(() => undefined);
+      key = renewed;
+      const running = await freshLocks(repo, 'prune', key, stale);
+      if (running.length > 0) throw busy(repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, stale);
+    });
   } finally {
     await repo.backend.delete(key).catch(() => undefined);
   }
@@ -578,8 +611,9 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   const repo = await openRepo(opts);
   const key = await takeLock(repo, 'prune');
   try {
-    const running = [...(await freshLocks(repo, 'push', key)), ...(await freshLocks(repo, 'prune', key))];
-    if (running.length > 0) throw busy(repo, 'Cannot prune now', running);
+    const stale = lockStaleSeconds(opts);
+    const running = [...(await freshLocks(repo, 'push', key, stale)), ...(await freshLocks(repo, 'prune', key, stale))];
+    if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
     const { backups, damaged } = await listRepo(opts);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
