@@ -518,8 +518,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
         body: [
           '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
           '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
-          '  DAWN_BACKUP_REPO        the repository of init, push and pull when --repo is not given',
-          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository',
+          '  DAWN_BACKUP_REPO        the repository of init, push, pull and backup --push when --repo is not given',
+          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository (else --password-file, else asked on a terminal)',
+          '  DAWN_BACKUP_LOCK_STALE  seconds after which another host\'s repository lock counts as stale (default 21600)',
           '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
