@@ -11,6 +11,7 @@ import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } 
 import { entryTarget } from '../relpath.js';
 import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
+import { selectSubset, type DataSubset } from './subset.js';
 import { macName, newEncryption, open as openSealed, readPassword, seal, unlock, type EncryptionConfig, type RepoKeys } from './crypto.js';
 import {
   CONFIG_KEY,
@@ -36,6 +37,11 @@ export interface RepoOptions extends BackendOptions {
   /** The password of an encrypted repository (else `passwordFile`, else `$DAWN_BACKUP_PASSWORD`). */
   password?: string;
   passwordFile?: string | undefined;
+  /**
+   * Asked for the password when none of the above gives one (the CLI: a prompt on a terminal);
+   * `confirm` when it will encrypt a new repository.
+   */
+  askPassword?: ((req: { url: string; confirm: boolean }) => Promise<string>) | undefined;
 }
 
 /** An open repository: its store, and how contents are named and encoded in it. */
@@ -66,8 +72,9 @@ function encryptedRepo(backend: Backend, keys: RepoKeys): Repo {
   };
 }
 
-async function passwordOf(opts: RepoOptions, url: string): Promise<string> {
-  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url }));
+async function passwordOf(opts: RepoOptions, url: string, confirm = false): Promise<string> {
+  const ask = opts.askPassword;
+  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url, ask: ask && (() => ask({ url, confirm })) }));
 }
 
 /** The snapshot document of one pushed backup (`snapshots/<name>.json`). */
@@ -114,7 +121,7 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
     await openRepo(opts); // an existing repository must be one of ours (and open with this password)
     return { repo: backend.url, created: false, encrypted: Boolean(opts.encrypt) };
   }
-  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url))).config : null;
+  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
   if (!created) await openRepo(opts);
@@ -192,10 +199,10 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
   const env = opts.env ?? process.env;
   const repo = await openRepo(opts);
   const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
-  return withPushLock(repo, () => pushNames(repo, names, opts));
+  return withPushLock(repo, (beforeCommit) => pushNames(repo, names, opts, beforeCommit), lockStaleSeconds(opts));
 }
 
-async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }): Promise<PushResult[]> {
+async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }, beforeCommit: () => Promise<void>): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
   let known: Set<string> | undefined;
@@ -224,7 +231,7 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
     const todo = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
-    await runPool(todo, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
+    const upload = (list: ManifestFile[]) => runPool(list, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
       const path = storedPathOf(realPath, f, nameEscape);
       const plain = await readFile(path);
       if (plain.length !== f.size || sha256(plain) !== f.sha256) {
@@ -240,6 +247,7 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       }
       known!.add(repo.nameOf(f.sha256));
     });
+    await upload(todo);
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
@@ -247,7 +255,13 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       results.push(result);
       continue;
     }
-    // The snapshot last: it names only objects that are in the repository now.
+    // The snapshot last: it names only objects that are in the repository now. A prune may have
+    // collected some of them while this push was held up (see withPushLock): look again.
+    await beforeCommit();
+    known = await knownObjects(backend);
+    const lost = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
+    if (lost.length > 0) await upload(lost);
+    if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
     else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
@@ -326,8 +340,10 @@ export interface RepoVerifyResult {
   ok: boolean;
   files: number;
   objects: number;
-  /** Objects downloaded and checked (`readData`). */
+  /** Objects downloaded and checked (`readData`, `readDataSubset`). */
   checked: number;
+  /** With `readDataSubset`: how the objects to read were chosen (the others were only checked to exist). */
+  subset?: string;
   bytes: number;
   problems: VerifyProblem[];
 }
@@ -345,9 +361,10 @@ async function fetchChecked(repo: Repo, f: ManifestFile): Promise<{ plain?: Buff
 
 /**
  * Check that every object a pushed backup needs is in the repository; with `readData`, download
- * each one and check it against the manifest's sha256 (the server is never trusted).
+ * each one and check it against the manifest's sha256 (the server is never trusted); with
+ * `readDataSubset`, download and check only a subset of the stored objects (see subset.ts).
  */
-export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean }): Promise<RepoVerifyResult> {
+export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean; readDataSubset?: DataSubset }): Promise<RepoVerifyResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
@@ -358,20 +375,31 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   const byHash = new Map<string, ManifestFile[]>();
   for (const f of files) byHash.set(f.sha256, [...(byHash.get(f.sha256) ?? []), f]);
   const result: RepoVerifyResult = { name, repo: backend.url, status: 'ok', ok: true, files: files.length, objects: byHash.size, checked: 0, bytes: 0, problems: [] };
-  if (opts.readData) {
-    await runPool([...byHash.values()], opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
-      const r = await fetchChecked(repo, group[0]!);
-      if (r.problem) for (const f of group) result.problems.push({ ...r.problem, path: f.path });
-      else {
-        result.checked++;
-        result.bytes += r.plain!.length;
-      }
-    });
-  } else {
+  // `readData` reads every object; `readDataSubset` checks that every object exists and reads the
+  // chosen subset (by stored object id: see subset.ts).
+  const subset = opts.readData ? undefined : opts.readDataSubset;
+  if (!opts.readData) {
     const known = await knownObjects(backend);
     for (const [h, group] of byHash) {
       if (!known.has(repo.nameOf(h))) for (const f of group) result.problems.push({ path: f.path, kind: 'missing', detail: `object ${h.slice(0, 16)}… is missing from the repository` });
     }
+  }
+  if (opts.readData || subset) {
+    let groups = [...byHash.values()];
+    if (subset) {
+      const picked = new Set(selectSubset([...byHash.keys()].map((h) => repo.nameOf(h)), subset));
+      groups = groups.filter((g) => picked.has(repo.nameOf(g[0]!.sha256)));
+      result.subset = subset.kind === 'percent' ? `${subset.percent}%` : `${subset.n}/${subset.m}`;
+    }
+    await runPool(groups, opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
+      const r = await fetchChecked(repo, group[0]!);
+      if (r.problem) {
+        if (!subset || r.problem.kind !== 'missing') for (const f of group) result.problems.push({ ...r.problem, path: f.path });
+      } else {
+        result.checked++;
+        result.bytes += r.plain!.length;
+      }
+    });
   }
   result.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (result.problems.length > 0) {
@@ -480,6 +508,19 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
 const LOCKS_PREFIX = 'locks/';
 /** A lock older than this (by the reader's clock) is stale: its holder was killed. */
 export const LOCK_STALE_SECONDS = 6 * 3600;
+/** Overrides {@link LOCK_STALE_SECONDS} (seconds) for the command that reads the locks. */
+export const LOCK_STALE_ENV = 'DAWN_BACKUP_LOCK_STALE';
+
+/** The stale timeout this command applies to other processes' locks. */
+function lockStaleSeconds(opts: RepoOptions): number {
+  const raw = (opts.env ?? process.env)[LOCK_STALE_ENV];
+  if (raw === undefined || raw === '') return LOCK_STALE_SECONDS;
+  const v = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(v)) {
+    throw new BackupError('INVALID_OPTION', `${LOCK_STALE_ENV}="${raw}" is not a number of seconds (e.g. 21600 for 6 hours).`);
+  }
+  return v;
+}
 
 interface LockDoc {
   kind: 'push' | 'prune';
@@ -496,7 +537,7 @@ async function takeLock(repo: Repo, kind: LockDoc['kind']): Promise<string> {
 }
 
 /** Fresh locks of a kind, other than `own`. A lock dated in the future counts as fresh. */
-async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promise<LockDoc[]> {
+async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string, stale: number): Promise<LockDoc[]> {
   const out: LockDoc[] = [];
   const now = Date.now() / 1000;
   for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
@@ -511,26 +552,39 @@ async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promi
     }
     const at = typeof doc.created_at === 'number' ? doc.created_at : now; // unreadable: fresh (safe side)
     if (doc.host === hostname() && typeof doc.pid === 'number' && !isPidAlive(doc.pid)) continue; // killed, on this host
-    if (now - at < LOCK_STALE_SECONDS) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
+    if (now - at < stale) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
   }
   return out;
 }
 
-function busy(repo: Repo, what: string, locks: LockDoc[]): BackupError {
+function busy(repo: Repo, what: string, locks: LockDoc[], stale: number): BackupError {
   const l = locks[0]!;
   return new BackupError(
     'BUSY',
-    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${LOCK_STALE_SECONDS / 3600} h.`,
+    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${stale >= 3600 ? `${stale / 3600} h` : `${stale} s`}.`,
   );
 }
 
-/** Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. */
-export async function withPushLock<T>(repo: Repo, fn: () => Promise<T>): Promise<T> {
-  const key = await takeLock(repo, 'push');
+/**
+ * Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. `fn` calls
+ * `beforeCommit` just before it writes a snapshot: the lock is renewed, and `BUSY` is thrown when
+ * a prune runs now. A prune that saw this push's lock as stale (the push was stopped for longer
+ * than the stale timeout) may have collected its uncommitted objects meanwhile: after
+ * `beforeCommit`, the push checks its objects again and uploads the missing ones before the
+ * snapshot (a prune starting after the renewal sees the fresh lock and refuses).
+ */
+export async function withPushLock<T>(repo: Repo, fn: (beforeCommit: () => Promise<void>) => Promise<T>, stale: number = LOCK_STALE_SECONDS): Promise<T> {
+  let key = await takeLock(repo, 'push');
   try {
-    const prunes = await freshLocks(repo, 'prune', key);
-    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes);
-    return await fn();
+    const prunes = await freshLocks(repo, 'prune', key, stale);
+    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
+    return await fn(async () => {
+      const renewed = await takeLock(repo, 'push');
+      await repo.backend.delete(key).catch(() => undefined);
+      key = renewed;
+      const running = await freshLocks(repo, 'prune', key, stale);
+      if (running.length > 0) throw busy(repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, stale);
+    });
   } finally {
     await repo.backend.delete(key).catch(() => undefined);
   }
@@ -557,8 +611,9 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   const repo = await openRepo(opts);
   const key = await takeLock(repo, 'prune');
   try {
-    const running = [...(await freshLocks(repo, 'push', key)), ...(await freshLocks(repo, 'prune', key))];
-    if (running.length > 0) throw busy(repo, 'Cannot prune now', running);
+    const stale = lockStaleSeconds(opts);
+    const running = [...(await freshLocks(repo, 'push', key, stale)), ...(await freshLocks(repo, 'prune', key, stale))];
+    if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
     const { backups, damaged } = await listRepo(opts);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
@@ -588,4 +643,42 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   } finally {
     await repo.backend.delete(key).catch(() => undefined);
   }
+}
+
+// --- read-only views (show and diff --repo) ----------------------------------------------------
+
+/** A pushed backup: its snapshot document, and a reader of its file contents. */
+export interface RepoSnapshotView {
+  repo: string;
+  name: string;
+  doc: SnapshotDoc;
+  /** The checked manifest (safe paths, a sha256 for every file). */
+  manifest: ManifestEntry[];
+  /** A file's content, downloaded and checked against its sha256 (`VERIFY_FAILED` when missing or damaged). */
+  readFile(f: ManifestFile): Promise<Buffer>;
+}
+
+/**
+ * Open one snapshot of a repository (`latest`: the newest of the data root) without downloading
+ * any file content.
+ *
+ * @throws {BackupError} `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`, `REPO_INVALID`, `WRONG_PASSWORD`, `IO`.
+ */
+export async function openRepoSnapshot(opts: RepoOptions & { name: string }): Promise<RepoSnapshotView> {
+  const repo = await openRepo(opts);
+  const name = await resolveRepoName(opts, opts.name);
+  const doc = await readSnapshot(repo, name);
+  if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
+  const manifest = checkedManifest(name, doc.metadata, repo.url);
+  return {
+    repo: repo.url,
+    name,
+    doc,
+    manifest,
+    readFile: async (f) => {
+      const r = await fetchChecked(repo, f);
+      if (r.problem) throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${repo.url}: ${r.problem.path}: ${r.problem.detail}.`, { problems: [r.problem] });
+      return r.plain!;
+    },
+  };
 }
