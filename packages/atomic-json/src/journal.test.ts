@@ -7,6 +7,8 @@ import { installLayer, errno } from '../test/fault-layer.js';
 import { AtomicJsonError } from './errors.js';
 import { realFs } from './fs-layer.js';
 import { JournaledJson, journalPathOf, type JournalEvent, type RemoteChange } from './journal.js';
+import { lockPathOf } from './lock.js';
+import { withLock } from './operations.js';
 
 const tmp = useTempDir('aj-journal-');
 
@@ -63,6 +65,35 @@ describe('JournaledJson', () => {
     expect(j.appends).toBeLessThanOrEqual(2);
     expect(j.current()!.count).toBe(50);
     expect((await open(file)).current()!.count).toBe(50);
+  });
+
+  it('the lock is released after the acknowledgement, once no append is ready (the lease)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 20; i++) await j.append([i]);
+    // Acknowledged (durable), and the lease still holds the lock until the next macrotask.
+    expect(existsSync(lockPathOf(file))).toBe(true);
+    for (let i = 0; i < 500 && existsSync(lockPathOf(file)); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(existsSync(lockPathOf(file))).toBe(false);
+    expect((await open(file)).current()).toEqual({ count: 20, last: 20 });
+  });
+
+  it('a lease ends as soon as another operation of this process waits for the file', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    let acked = 0;
+    let ranAt: number | undefined;
+    const loop = (async () => {
+      for (let i = 1; i <= 300; i++) {
+        await j.append([i]);
+        acked = i;
+        if (i === 5) void withLock(file, () => void (ranAt = acked));
+      }
+    })();
+    await loop;
+    expect(ranAt).toBeDefined();
+    expect(ranAt!).toBeLessThan(300); // it ran in the middle of the burst, not after it
+    expect(j.current()).toEqual({ count: 300, last: 300 });
   });
 
   it('compacts past the threshold: snapshot replaced, journal removed, nothing counted twice', async () => {

@@ -408,6 +408,20 @@ export function queueExclusive<R>(path: string, fn: () => R | Promise<R>, lock: 
   ) as Promise<R>;
 }
 
+/**
+ * For a context holding the lock of `path` (inside `withLock`): throws `LOCK_COMPROMISED` when
+ * that lock has been lost meanwhile, so that nothing more is written under it.
+ */
+export function assertLockStillHeld(path: string): void {
+  const lock = heldLock(path);
+  if (lock?.compromised) throw lock.compromised;
+}
+
+/** True when other operations of this process wait for `path`'s queue (behind the one running). */
+export function othersQueued(path: string): boolean {
+  return (queues.get(path)?.ops.length ?? 0) > 0;
+}
+
 /** Resolves once every operation queued on `path` before this call has finished. */
 export function barrier(path: string): Promise<void> {
   const q = queues.get(path);

@@ -222,5 +222,7 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     await restored.close();
     const live = await PeerRegistry.open({ dataRoot: root });
     expect(live.getPeer('p')!.successfulConnections).toBe(2);
+    // b's background compaction of the journal it found at open must not run into the temp dir's removal.
+    await Promise.all([a.close(), b.close(), live.close()]);
   });
 });
