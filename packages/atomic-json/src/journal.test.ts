@@ -175,6 +175,32 @@ describe('JournaledJson', () => {
     expect(again.current()).toEqual({ count: 1, last: 1, names: ['start', 'theirs', 'ours1', 'ours2'] });
   });
 
+  it('a journal started after a plain open names the snapshot on disk then (its hash is computed on first need)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    await writeFile(file, JSON.stringify({ count: 5, last: 5 }));
+    const j = await open(file); // no journal: the snapshot is parsed, not hashed
+    await writeFile(file, JSON.stringify({ count: 7, last: 7 }, null, 1)); // rewritten before our first append
+    await j.append([8]);
+    expect(j.current()).toEqual({ count: 8, last: 8 });
+    const events: JournalEvent[] = [];
+    const again = await open(file, { events });
+    expect(again.current()).toEqual({ count: 8, last: 8 });
+    expect(events).toEqual([]); // the journal's header names this snapshot: not a foreign rewrite
+    const k = await open(file);
+    await k.append([9]); // a journal another instance started on the snapshot k read without hashing
+    expect((await open(file)).current()).toEqual({ count: 9, last: 9 });
+    await (await open(file)).close(); // one plain snapshot again
+    const p = await open(file); // plain opens: not hashed
+    const q = await open(file);
+    await q.append([10]); // q starts a journal
+    const evP: JournalEvent[] = [];
+    await p.append([11]); // p finds it (from offset 0): it hashes its snapshot to accept it
+    expect(p.current()).toEqual({ count: 11, last: 11 });
+    const last = await open(file, { events: evP });
+    expect(last.current()).toEqual({ count: 11, last: 11 });
+    expect(evP).toEqual([]);
+  });
+
   it('a journal found at open on a foreign snapshot is applied onto it', async () => {
     const file = join(await tmp(), 'doc.json');
     await writeFile(file, JSON.stringify({ count: 0, last: 0 }));

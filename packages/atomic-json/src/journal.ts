@@ -12,7 +12,7 @@
  * - `{"compact": "<sha-256 hex>"}`: a compaction is about to replace the snapshot by the document
  *   whose bytes have this hash (everything before the marker is folded into it).
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
@@ -112,6 +112,11 @@ function sha256(buf: Uint8Array | string): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
+/** sha-256 hex of `buf` computed on libuv's thread pool (WebCrypto), in parallel with the caller's work. */
+async function sha256OffThread(buf: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', buf)).toString('hex');
+}
+
 function encodeRecord(value: unknown, path: string): Buffer {
   const payload = Buffer.from(serialize(value, path, 0).slice(0, -1), 'utf8');
   const head = Buffer.allocUnsafe(8);
@@ -178,15 +183,18 @@ function parseRecords(
   const validEnd = base + off;
   let values: unknown[] | undefined;
   if (frames.length > 1) {
-    const parts: Buffer[] = [Buffer.from('[')];
+    // One JSON array of every payload, built in one buffer: `[p1,p2,...]` (each payload is
+    // where its 8-byte frame header was, so the array is at most as long as the records).
+    const all = Buffer.allocUnsafe(off + 1);
+    let at = 0;
     for (let i = 0; i < frames.length; i++) {
-      if (i > 0) parts.push(Buffer.from(','));
-      parts.push(buf.subarray(frames[i]!.start, frames[i]!.end));
+      all[at] = i === 0 ? 0x5b : 0x2c; // '[' first, then ','
+      at += 1 + buf.copy(all, at + 1, frames[i]!.start, frames[i]!.end);
     }
-    parts.push(Buffer.from(']'));
+    all[at++] = 0x5d; // ']'
     try {
-      const all = parseJson(Buffer.concat(parts), jpath);
-      if (Array.isArray(all) && all.length === frames.length) values = all;
+      const parsed = parseJson(all.subarray(0, at), jpath);
+      if (Array.isArray(parsed) && parsed.length === frames.length) values = parsed;
     } catch {
       values = undefined;
     }
@@ -301,7 +309,8 @@ export class JournaledJson<T, Op> {
   #dirty = false;
   /** Journal records (of ops) the on-disk journal holds beyond the snapshot. */
   #records = 0;
-  #snapHash: string | null = null;
+  /** sha-256 of the snapshot's bytes; `null`: no snapshot; `undefined`: not computed yet (see #ensureHash). */
+  #snapHash: string | null | undefined = null;
   #snapSize = 0;
   #snapMark: FileMark | undefined;
   #jIno: bigint | undefined;
@@ -343,7 +352,7 @@ export class JournaledJson<T, Op> {
   static async open<T, Op>(path: string, opts: JournalOptions<T, Op>): Promise<JournaledJson<T, Op>> {
     const j = new JournaledJson<T, Op>(absolute(path), opts);
     if ((await statOrUndefined(j.journalPath)) === undefined) {
-      await j.#readSnapshot();
+      await j.#readSnapshot(false);
       // A journal created meanwhile is found (from offset 0) by the first append or sync().
     } else {
       await withLock(j.path, () => j.#loadAll(false), opts.lock);
@@ -560,11 +569,17 @@ export class JournaledJson<T, Op> {
 
   // ------------------------------------------------------------------ internals (under the lock)
 
-  async #readSnapshot(): Promise<Buffer | undefined> {
+  /**
+   * Read and parse the snapshot. Its hash is only needed next to a journal: computed here (on
+   * the thread pool, while the snapshot parses) when `hash`, else on first need by #ensureHash.
+   */
+  async #readSnapshot(hash: boolean): Promise<Buffer | undefined> {
     const mark = await fileMark(this.path);
     const bytes = await readBytes(this.path);
+    const hashing = hash && bytes !== undefined ? sha256OffThread(bytes) : undefined;
+    hashing?.catch(() => {});
     this.#base = bytes === undefined ? undefined : (parseJson(bytes, this.path) as T);
-    this.#snapHash = bytes === undefined ? null : sha256(bytes);
+    this.#snapHash = bytes === undefined ? null : hashing === undefined ? undefined : await hashing;
     this.#snapSize = bytes?.length ?? 0;
     const after = await fileMark(this.path);
     // A mark that moved during the read: force a re-check at the next locked operation.
@@ -588,7 +603,7 @@ export class JournaledJson<T, Op> {
    */
   async #loadAll(report: boolean): Promise<void> {
     this.#stale = false;
-    await this.#readSnapshot();
+    await this.#readSnapshot(true);
     const jst = await statOrUndefined(this.journalPath);
     if (jst === undefined) {
       if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
@@ -655,6 +670,23 @@ export class JournaledJson<T, Op> {
     if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
   }
 
+  /**
+   * Compute the snapshot's hash if it is not known yet (opened without a journal: the hash is
+   * only needed once a journal names the snapshot). Under the lock. False when the snapshot is
+   * no longer the one this instance read (the caller then re-reads it with #loadAll).
+   */
+  async #ensureHash(): Promise<boolean> {
+    if (this.#snapHash !== undefined) return true;
+    const known = this.#snapMark;
+    const before = await fileMark(this.path);
+    const bytes = await readBytes(this.path);
+    const after = await fileMark(this.path);
+    if (bytes === undefined || known === undefined || before === undefined || after === undefined) return false;
+    if (!sameFileMark(before, known) || !sameFileMark(after, known)) return false;
+    this.#snapHash = sha256(bytes);
+    return true;
+  }
+
   async #truncate(length: number): Promise<void> {
     try {
       await fsp.truncate(this.journalPath, length);
@@ -712,6 +744,7 @@ export class JournaledJson<T, Op> {
         await this.#removeJournal();
         return;
       }
+      if (!(await this.#ensureHash())) return this.#loadAll(true);
       if (header.value.journal !== 1 || header.value.base !== this.#snapHash) return this.#loadAll(true);
       records = records.slice(1);
     }
@@ -789,8 +822,11 @@ export class JournaledJson<T, Op> {
 
   async #appendLocked(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
+    // A new journal names the snapshot it extends (its hash); if the snapshot moved meanwhile, re-read it first.
+    if (this.#jIno === undefined && !(await this.#ensureHash())) await this.#loadAll(true);
     const rec = encodeRecord({ ops }, this.journalPath);
     if (this.#jIno === undefined) {
+      if (this.#snapHash === undefined) throw new Error('internal: the snapshot hash is unknown when starting a journal');
       const header = encodeRecord({ journal: 1, base: this.#snapHash }, this.journalPath);
       this.#jEnd = 0;
       await this.#writeToJournal([header, rec], true);
