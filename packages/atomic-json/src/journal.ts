@@ -400,6 +400,16 @@ export class JournaledJson<T, Op> {
     return this.#base;
   }
 
+  /**
+   * The document in two parts, without folding: `base` (the snapshot as parsed, with any ops
+   * folded earlier) and the `ops` not folded into it yet; {@link JournaledJson.current} is
+   * `apply(base, ops)`. For a caller that can apply the ops to its own view more cheaply than
+   * folding them into the document (e.g. after opening with a long journal). Do not mutate them.
+   */
+  parts(): { base: T | undefined; ops: readonly Op[] } {
+    return { base: this.#base, ops: this.#unfolded };
+  }
+
   #fold(): void {
     if (this.#unfolded.length === 0) return;
     const ops = this.#unfolded;
