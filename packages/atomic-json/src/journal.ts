@@ -23,7 +23,7 @@ import { fsl } from './fs-layer.js';
 import { MAX_LOCK_POLL_MS, type LockOptions } from './lock.js';
 import { withLock } from './operations.js';
 import { parseJson } from './parse.js';
-import { absolute, assertLockStillHeld, directWrite, othersQueued, readBytes, resolveWriteOptions } from './queue.js';
+import { absolute, assertLockStillHeld, directWrite, holdsLock, othersQueued, readBytes, resolveWriteOptions } from './queue.js';
 import { serialize } from './serialize.js';
 
 /** Suffix of the journal file beside a journaled document: `<file>.journal`. */
@@ -472,7 +472,9 @@ export class JournaledJson<T, Op> {
     try {
       const gap = this.#gapUntil - Date.now();
       if (gap > 0) await new Promise((r) => setTimeout(r, gap));
-      await withLock(this.path, () => (lease = this.#lease()), this.#opts.lock);
+      // Inside the caller's own withLock of this file: that lock is the caller's to release, so no lease.
+      const nested = holdsLock(this.path);
+      await withLock(this.path, () => (lease = this.#lease(nested)), this.#opts.lock);
     } catch (err) {
       // No lock (LOCKED, ABORTED, IO) or it was lost: the batch that did not get written fails.
       const batch = this.#pending;
@@ -486,7 +488,7 @@ export class JournaledJson<T, Op> {
     }
   }
 
-  async #lease(): Promise<void> {
+  async #lease(single: boolean): Promise<void> {
     const start = Date.now();
     let first = true;
     for (;;) {
@@ -513,6 +515,7 @@ export class JournaledJson<T, Op> {
           // The appends are durable; the compaction is retried at the next append past the threshold.
         }
       }
+      if (single) return;
       if (this.#pending === undefined) await nextMacrotask();
       if (this.#pending === undefined || this.#queued > 0 || othersQueued(this.path)) return;
       if (Date.now() - start >= LEASE_MS) {

@@ -51,6 +51,8 @@ export interface LockHandle {
   compromised: AtomicJsonError | undefined;
   /** True when another process held the lock while we waited for it. */
   contended: boolean;
+  /** Set once {@link LockHandle.release} was called. */
+  released: boolean;
   /** Rejects when the lock is compromised; never resolves otherwise. */
   readonly lost: Promise<never>;
   release(): Promise<void>;
@@ -110,6 +112,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     path: file,
     compromised: undefined,
     contended: false,
+    released: false,
     lost,
     release: async () => {},
   };
@@ -139,6 +142,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       handle.release = async () => {
         if (released) return;
         released = true;
+        handle.released = true;
         const n = (heldHere.get(file) ?? 1) - 1;
         if (n > 0) heldHere.set(file, n);
         else heldHere.delete(file);

@@ -126,9 +126,18 @@ export function absolute(path: string): string {
   return resolvePath(path);
 }
 
-/** True when the calling async context already holds the lock of `path`. */
+/**
+ * True when the calling async context already holds the lock of `path`: inside `withLock` (or an
+ * update function) while its lock is not yet released (or was lost). A call made from that
+ * context after a normal release (e.g. a promise callback that ran late) queues and locks like
+ * any other.
+ */
 export function holdsLock(path: string): boolean {
-  return held.getStore()?.has(path) ?? false;
+  const store = held.getStore();
+  if (store === undefined || !store.has(path)) return false;
+  const lock = store.get(path);
+  // A lost lock still counts: the direct path then refuses to write (LOCK_COMPROMISED).
+  return lock === undefined || !lock.released || lock.compromised !== undefined;
 }
 
 /** The lock the current async context holds on `path` (see {@link holdsLock}). */
