@@ -108,6 +108,9 @@ describe('the journal of the peer registry', () => {
       for (let k = 0; k < KILLS; k++) {
         const child = spawnNode(mutator, [root, 'w', 'forever'], { cwd: join(here, '..') });
         await child.waitFor((m) => (m as { ready?: boolean }).ready === true, 60_000);
+        // Kill while it mutates: after its first acknowledged mutation (the lock a previous kill left
+        // behind is only taken over after staleMs; a kill before that kills no mutation).
+        await child.waitFor((m) => (m as { acked?: number }).acked !== undefined, 60_000);
         await new Promise((r) => setTimeout(r, 30 + Math.random() * 300));
         child.kill('SIGKILL');
         const exit = await child.exited;
