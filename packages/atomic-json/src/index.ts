@@ -14,6 +14,8 @@ export {
   JournaledJson,
   journalPathOf,
   JOURNAL_SUFFIX,
+  LEASE_MS,
+  LEASE_GAP_MS,
   type JournalOptions,
   type JournalEvent,
   type RemoteChange,

@@ -7,6 +7,8 @@ import { installLayer, errno } from '../test/fault-layer.js';
 import { AtomicJsonError } from './errors.js';
 import { realFs } from './fs-layer.js';
 import { JournaledJson, journalPathOf, type JournalEvent, type RemoteChange } from './journal.js';
+import { lockPathOf } from './lock.js';
+import { withLock } from './operations.js';
 
 const tmp = useTempDir('aj-journal-');
 
@@ -63,6 +65,35 @@ describe('JournaledJson', () => {
     expect(j.appends).toBeLessThanOrEqual(2);
     expect(j.current()!.count).toBe(50);
     expect((await open(file)).current()!.count).toBe(50);
+  });
+
+  it('the lock is released after the acknowledgement, once no append is ready (the lease)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 20; i++) await j.append([i]);
+    // Acknowledged (durable), and the lease still holds the lock until the next macrotask.
+    expect(existsSync(lockPathOf(file))).toBe(true);
+    for (let i = 0; i < 500 && existsSync(lockPathOf(file)); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(existsSync(lockPathOf(file))).toBe(false);
+    expect((await open(file)).current()).toEqual({ count: 20, last: 20 });
+  });
+
+  it('a lease ends as soon as another operation of this process waits for the file', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    let acked = 0;
+    let ranAt: number | undefined;
+    const loop = (async () => {
+      for (let i = 1; i <= 300; i++) {
+        await j.append([i]);
+        acked = i;
+        if (i === 5) void withLock(file, () => void (ranAt = acked));
+      }
+    })();
+    await loop;
+    expect(ranAt).toBeDefined();
+    expect(ranAt!).toBeLessThan(300); // it ran in the middle of the burst, not after it
+    expect(j.current()).toEqual({ count: 300, last: 300 });
   });
 
   it('compacts past the threshold: snapshot replaced, journal removed, nothing counted twice', async () => {
@@ -142,6 +173,32 @@ describe('JournaledJson', () => {
     expect(events.map((e) => e.type)).toContain('foreign-snapshot');
     const again = await open(file);
     expect(again.current()).toEqual({ count: 1, last: 1, names: ['start', 'theirs', 'ours1', 'ours2'] });
+  });
+
+  it('a journal started after a plain open names the snapshot on disk then (its hash is computed on first need)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    await writeFile(file, JSON.stringify({ count: 5, last: 5 }));
+    const j = await open(file); // no journal: the snapshot is parsed, not hashed
+    await writeFile(file, JSON.stringify({ count: 7, last: 7 }, null, 1)); // rewritten before our first append
+    await j.append([8]);
+    expect(j.current()).toEqual({ count: 8, last: 8 });
+    const events: JournalEvent[] = [];
+    const again = await open(file, { events });
+    expect(again.current()).toEqual({ count: 8, last: 8 });
+    expect(events).toEqual([]); // the journal's header names this snapshot: not a foreign rewrite
+    const k = await open(file);
+    await k.append([9]); // a journal another instance started on the snapshot k read without hashing
+    expect((await open(file)).current()).toEqual({ count: 9, last: 9 });
+    await (await open(file)).close(); // one plain snapshot again
+    const p = await open(file); // plain opens: not hashed
+    const q = await open(file);
+    await q.append([10]); // q starts a journal
+    const evP: JournalEvent[] = [];
+    await p.append([11]); // p finds it (from offset 0): it hashes its snapshot to accept it
+    expect(p.current()).toEqual({ count: 11, last: 11 });
+    const last = await open(file, { events: evP });
+    expect(last.current()).toEqual({ count: 11, last: 11 });
+    expect(evP).toEqual([]);
   });
 
   it('a journal found at open on a foreign snapshot is applied onto it', async () => {

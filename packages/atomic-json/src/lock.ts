@@ -14,7 +14,7 @@ import { fsl } from './fs-layer.js';
  */
 export interface LockOptions {
   /**
-   * How long to keep retrying (with jittered exponential backoff, at most 100 ms apart) while
+   * How long to keep retrying (with jittered exponential backoff, at most 12 ms apart) while
    * another process holds the lock, before failing with `LOCKED`. `0` tries once.
    * @default 10000
    */
@@ -35,6 +35,14 @@ export interface LockOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
+/**
+ * Base of the longest wait between two attempts at a held lock (jittered to 0.5–1.5×, so at
+ * most {@link MAX_LOCK_POLL_MS} apart). Short, because a journaled document's holder frees the
+ * lock for a short gap between leases (see `JournaledJson`): a waiter must try within it.
+ */
+const MAX_RETRY_DELAY_MS = 8;
+/** The longest wait between two attempts at a held lock. */
+export const MAX_LOCK_POLL_MS = MAX_RETRY_DELAY_MS * 1.5;
 export const DEFAULT_STALE_MS = 10_000;
 
 /** A held lock. `compromised` becomes set (and `onCompromised` fires) if it is lost. */
@@ -43,6 +51,8 @@ export interface LockHandle {
   compromised: AtomicJsonError | undefined;
   /** True when another process held the lock while we waited for it. */
   contended: boolean;
+  /** Set once {@link LockHandle.release} was called. */
+  released: boolean;
   /** Rejects when the lock is compromised; never resolves otherwise. */
   readonly lost: Promise<never>;
   release(): Promise<void>;
@@ -102,6 +112,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     path: file,
     compromised: undefined,
     contended: false,
+    released: false,
     lost,
     release: async () => {},
   };
@@ -131,6 +142,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       handle.release = async () => {
         if (released) return;
         released = true;
+        handle.released = true;
         const n = (heldHere.get(file) ?? 1) - 1;
         if (n > 0) heldHere.set(file, n);
         else heldHere.delete(file);
@@ -166,7 +178,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       }
       const wait = Math.min(delay * (0.5 + Math.random()), deadline - now);
       await sleep(wait, opts.signal);
-      delay = Math.min(delay * 2, 32);
+      delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
     }
   }
 }

@@ -2,7 +2,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
-import { AtomicJsonError, readJson, updateJson, writeJson } from './index.js';
+import { AtomicJsonError, parseJson, readJson, updateJson, writeJson } from './index.js';
+import { mayHoldLongInteger } from './parse.js';
 
 const tempDir = useTempDir('aj-parse-');
 
@@ -127,5 +128,29 @@ describe('NOT_FOUND and default', () => {
   it('reading a directory is IO, not NOT_FOUND', async () => {
     const dir = await tempDir();
     await expect(readJson(dir)).rejects.toMatchObject({ code: 'IO', path: dir });
+  });
+});
+
+describe('the pre-scan for long integers', () => {
+  /** The pre-scan it replaced: a regular expression over the whole text. */
+  const byRegex = (t: string) => /[:[,][ \t\r\n]*-?\d{16}/.test(t) || /^[ \t\r\n]*-?\d{16}/.test(t);
+
+  it('finds a long integer at every alignment, and agrees with a regular expression on random texts', () => {
+    for (let pad = 0; pad < 40; pad++) {
+      for (const text of [`${' '.repeat(pad)}[12345678901234567890]`, `{"${'k'.repeat(pad)}":-9223372036854775809}`, `${'\n'.repeat(pad)}18446744073709551615`]) {
+        expect(mayHoldLongInteger(text), text).toBe(true);
+        const v = parseJson(text);
+        expect(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x))).toMatch(/\d{20}n|\d{19}n/);
+      }
+    }
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const alphabet = '0123456789012345678901234567890123456789:[,-" \nab';
+    for (let t = 0; t < 3000; t++) {
+      let text = '';
+      const len = rnd(120);
+      for (let i = 0; i < len; i++) text += alphabet[rnd(alphabet.length)];
+      expect(mayHoldLongInteger(text), JSON.stringify(text)).toBe(byRegex(text));
+    }
   });
 });

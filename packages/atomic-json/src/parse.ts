@@ -164,19 +164,39 @@ export interface JsonObject {
   [key: string]: JsonValue;
 }
 
-/**
- * Could `text` hold an integer of 16 digits or more (a candidate for an unsafe integer)?
- * Such a number token follows `:`, `[`, `,` or the start of the text, maybe after white space
- * (two patterns: an alternation at the start would make the scan of a large file slower).
- * Digits inside strings rarely follow those characters, and a false positive only costs the
- * exact path.
- */
-const LONG_INTEGER = /[:[,][ \t\r\n]*-?\d{16}/;
-const LONG_INTEGER_ROOT = /^[ \t\r\n]*-?\d{16}/;
-
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const CANONICAL_INTEGER = /^-?(?:0|[1-9]\d*)$/;
+
+/**
+ * Could `text` hold an integer of 16 digits or more (a candidate for an unsafe integer)? That is:
+ * a run of 16+ digits right after `:`, `[`, `,` or the start of the text, maybe after white space
+ * and a `-`. Any such run covers a position `i` with `i % 16 === 15`, so only those positions are
+ * looked at (a digit there is widened to its whole run): about 1/16 of the characters, several
+ * times faster than a regular expression over a large file. Digits inside strings rarely follow
+ * those characters, and a false positive only costs the exact path.
+ */
+export function mayHoldLongInteger(text: string): boolean {
+  const n = text.length;
+  for (let i = 15; i < n; i += 16) {
+    if (!isDigit(text.charCodeAt(i))) continue;
+    let start = i;
+    while (start > 0 && isDigit(text.charCodeAt(start - 1))) start--;
+    let end = i + 1;
+    while (end < n && isDigit(text.charCodeAt(end))) end++;
+    if (end - start >= 16) {
+      let k = start - 1;
+      if (k >= 0 && text.charCodeAt(k) === 0x2d) k--;
+      while (k >= 0 && isSpace(text.charCodeAt(k))) k--;
+      if (k < 0) return true;
+      const c = text.charCodeAt(k);
+      if (c === 0x3a || c === 0x5b || c === 0x2c) return true;
+    }
+    // Go on from the first position of the form 16k + 15 at or after the run's end.
+    i = end + ((31 - (end % 16)) % 16) - 16;
+  }
+  return false;
+}
 
 /**
  * Rewrite every integer token outside ±(2^53 − 1) into the string `quoted + digits + '"'`, with a
@@ -273,7 +293,7 @@ function parseError(filePath: string, message: string, cause?: unknown, line = 1
 export function parseJson(input: string | Uint8Array, filePath = '(text)'): JsonValue {
   let text = typeof input === 'string' ? input : decodeText(input, filePath);
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const exact = LONG_INTEGER.test(text) || LONG_INTEGER_ROOT.test(text);
+  const exact = mayHoldLongInteger(text);
   let tag: string | undefined;
   let source = text;
   if (exact) {

@@ -126,9 +126,18 @@ export function absolute(path: string): string {
   return resolvePath(path);
 }
 
-/** True when the calling async context already holds the lock of `path`. */
+/**
+ * True when the calling async context already holds the lock of `path`: inside `withLock` (or an
+ * update function) while its lock is not yet released (or was lost). A call made from that
+ * context after a normal release (e.g. a promise callback that ran late) queues and locks like
+ * any other.
+ */
 export function holdsLock(path: string): boolean {
-  return held.getStore()?.has(path) ?? false;
+  const store = held.getStore();
+  if (store === undefined || !store.has(path)) return false;
+  const lock = store.get(path);
+  // A lost lock still counts: the direct path then refuses to write (LOCK_COMPROMISED).
+  return lock === undefined || !lock.released || lock.compromised !== undefined;
 }
 
 /** The lock the current async context holds on `path` (see {@link holdsLock}). */
@@ -406,6 +415,20 @@ export function queueExclusive<R>(path: string, fn: () => R | Promise<R>, lock: 
   return new Promise<unknown>((resolve, reject) =>
     enqueue(path, { kind: 'exclusive', fn, lock: resolved, resolve, reject }, lock.signal),
   ) as Promise<R>;
+}
+
+/**
+ * For a context holding the lock of `path` (inside `withLock`): throws `LOCK_COMPROMISED` when
+ * that lock has been lost meanwhile, so that nothing more is written under it.
+ */
+export function assertLockStillHeld(path: string): void {
+  const lock = heldLock(path);
+  if (lock?.compromised) throw lock.compromised;
+}
+
+/** True when other operations of this process wait for `path`'s queue (behind the one running). */
+export function othersQueued(path: string): boolean {
+  return (queues.get(path)?.ops.length ?? 0) > 0;
 }
 
 /** Resolves once every operation queued on `path` before this call has finished. */

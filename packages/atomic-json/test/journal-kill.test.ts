@@ -35,6 +35,9 @@ async function lane(dir: string): Promise<number> {
     const child = spawnNode(fixture('journal-writer.mjs'), [file, String(STALE_MS)]);
     const ready = await child.waitFor<{ from: number }>((m) => m.ready, 60_000);
     expect(ready.from).toBeGreaterThanOrEqual(lastAcked);
+    // Kill while it appends: after its first acknowledged append (the previous child's lock, left
+    // behind by the kill, is taken over only after staleMs; a kill before that kills no append).
+    await child.waitFor((m) => m.acked !== undefined, 60_000);
     await new Promise((r) => setTimeout(r, 20 + Math.random() * 250));
     child.kill('SIGKILL');
     const exit = await child.exited;

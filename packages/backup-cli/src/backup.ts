@@ -19,7 +19,7 @@ import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
 import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
-import { skippedEntry, walkTree, type SkippedEntry } from './walk.js';
+import { skippedEntry, walkTree, type SkippedEntry, type TreeEntry } from './walk.js';
 import { findPrevious, storedMode, tryLink, type PreviousBackup } from './incremental.js';
 import { hasRetentionRule, pruneBackups, validatePolicy, type PruneResult, type RetentionPolicy } from './prune.js';
 
@@ -321,9 +321,12 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       };
       await runPool(plainIdx, concurrency, (i, lane) => copyOne(i, lane));
       for (const pair of journaled) {
-        await copyJournaled(join(realSource, relText(entries[pair.snapshot]!.rel)), warnings, async () => {
+        const snapshotFile = join(realSource, relText(entries[pair.snapshot]!.rel));
+        await copyJournaled(snapshotFile, warnings, async () => {
           await copyOne(pair.snapshot, 0);
-          if (pair.journal !== undefined) await copyOne(pair.journal, 0, true);
+          // A journal started after the walk listed the directory extends this very snapshot: taken too.
+          const journal = pair.journal ?? (await lateJournal(entries, pair.snapshot, snapshotFile, (rel) => excluded(rel, false, true)));
+          if (journal !== undefined) await copyOne(journal, 0, true);
         });
       }
     } finally {
@@ -465,6 +468,18 @@ function journaledPairs(entries: readonly { rel: Rel; kind: string }[], fileIdx:
     if (journal !== undefined || rel === REGISTRY_REL) pairs.push({ snapshot: i, journal });
   }
   return pairs;
+}
+
+/**
+ * Under the document's lock: when `<file>.journal` exists now but was not in the walk (a writer
+ * started it after the directory was listed), add it as an entry and return its index.
+ */
+async function lateJournal(entries: TreeEntry[], snapshot: number, file: string, isExcluded: (rel: string) => boolean): Promise<number | undefined> {
+  const rel = entries[snapshot]!.rel;
+  if (typeof rel !== 'string' || isExcluded(`${rel}.journal`)) return undefined;
+  const st = await lstatOrUndefined(`${file}.journal`);
+  if (st === undefined || !st.isFile()) return undefined; // no journal: the snapshot alone is the document
+  return entries.push({ rel: `${rel}.journal`, kind: 'file' }) - 1;
 }
 
 /**

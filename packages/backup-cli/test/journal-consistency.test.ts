@@ -4,6 +4,7 @@
  * and opens as a registry without any "foreign snapshot" repair. A partial restore of the
  * registry takes its journal along.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -53,6 +54,40 @@ describe('backups of a journaled registry while a node writes it', () => {
       writer.proc.kill('SIGKILL');
       await writer.exited;
     }
+  });
+
+  it('a journal a node starts after the walk listed the directory is in the backup, with the snapshot it extends', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    const reg = await PeerRegistry.open({ dataRoot: data });
+    for (let i = 0; i < 5; i++) await reg.addPeer({ nodeId: `p${i}`, address: `ws://10.0.0.${i}:8000` });
+    await reg.close(); // compacted: the walk finds no journal
+    let acked: string | undefined;
+    const r = await createBackup({
+      source: data,
+      backupDir: join(root, 'bk'),
+      name: 'late',
+      fsync: false,
+      onProgress: (p) => {
+        // The walk is done, nothing is copied yet: a real node process starts the journal now.
+        if (p.phase !== 'copy' || p.files !== 0 || acked !== undefined) return;
+        expect(existsSync(join(data, 'mesh', 'peer_registry.json.journal'))).toBe(false);
+        const out = execFileSync(process.execPath, [join(FIXTURES, 'start-journal.mjs'), data, 'late-peer'], { cwd: join(FIXTURES, '..', '..'), encoding: 'utf8' });
+        acked = (JSON.parse(out.trim().split('\n').at(-1)!) as { acked: string }).acked;
+      },
+    });
+    expect(acked).toBe('late-peer'); // acknowledged (durable) before the backup copied the registry
+    const mesh = join(r.path, 'mesh');
+    const journal = readFileSync(join(mesh, 'peer_registry.json.journal'));
+    expect(journalBase(journal)).toBe(createHash('sha256').update(readFileSync(join(mesh, 'peer_registry.json'))).digest('hex'));
+    const restored = join(root, 'restored');
+    await restoreBackup({ name: 'late', backupDir: join(root, 'bk'), target: restored, fsync: false });
+    const events: string[] = [];
+    const copy = await PeerRegistry.open({ dataRoot: restored, onJournalEvent: (e) => events.push(e.type) });
+    expect(copy.hasPeer('late-peer')).toBe(true);
+    expect(copy.getPeerCount()).toBe(6);
+    expect(events.filter((t) => t === 'foreign-snapshot' || t === 'tail-dropped')).toEqual([]);
+    await copy.close();
   });
 
   it('restore --include of the registry takes its journal along (a stale journal is never replayed onto it)', async () => {

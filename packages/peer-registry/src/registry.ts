@@ -159,6 +159,16 @@ function checkOptions(opts: PeerRegistryOptions): void {
 
 const CONSTRUCT = Symbol('PeerRegistry.construct');
 
+type CounterOp = Extract<Op, { kind: 'success' | 'failure' | 'touch' }>;
+
+/** An op that only changes counters or `last_seen` of an existing peer, well-formed. */
+function isCounterOp(op: Op): op is CounterOp {
+  if (op === null || typeof op !== 'object' || typeof op.kind !== 'string') return false;
+  if (op.kind === 'failure') return typeof op.id === 'string';
+  if (op.kind === 'success' || op.kind === 'touch') return typeof op.id === 'string' && typeof op.at === 'number' && Number.isFinite(op.at);
+  return false;
+}
+
 /** Delay of the compaction of a journal found at open. */
 const OPEN_COMPACTION_DELAY_MS = 100;
 
@@ -270,16 +280,24 @@ export class PeerRegistry {
     });
   }
 
-  /** Open the journal and build the peers of snapshot + journal. */
-  async #readAll(path: string, lock: LockOptions): Promise<Peer[]> {
+  /**
+   * Open the journal and build the peers of snapshot + journal. When the journal holds only
+   * counter ops (`success`, `failure`, `touch`: the bulk of a busy node's journal) and no
+   * `maxPeers` applies, the peers are built from the snapshot and those ops are returned to be
+   * applied to them (O(ops)), instead of folding them into the parsed document first (which
+   * indexes every record again); the journal folds them when it compacts. Same result.
+   */
+  async #readAll(path: string, lock: LockOptions): Promise<{ peers: Peer[]; counters: readonly CounterOp[] }> {
     try {
       const journal = await this.#openJournal(path, lock);
-      const raw = journal.current();
       this.#journal = journal;
-      if (raw === undefined) return [];
+      const { base, ops } = journal.parts();
+      const counters = ops.length > 0 && base !== undefined && this.maxPeers === undefined && ops.every(isCounterOp) ? (ops as readonly CounterOp[]) : [];
+      const raw = counters.length > 0 ? base : journal.current();
+      if (raw === undefined) return { peers: [], counters };
       const doc = checkDoc(raw, path);
       checkDepth(doc, path);
-      return loadPeers(doc, path);
+      return { peers: loadPeers(doc, path), counters };
     } catch (err) {
       this.#journal = undefined;
       throw fileError(err, path, 'load');
@@ -287,7 +305,7 @@ export class PeerRegistry {
   }
 
   async #load(path: string, onCorrupt: 'throw' | 'quarantine', lock: LockOptions): Promise<void> {
-    let peers: Peer[];
+    let peers: { peers: Peer[]; counters: readonly CounterOp[] };
     try {
       peers = await this.#readAll(path, lock);
     } catch (err) {
@@ -331,7 +349,15 @@ export class PeerRegistry {
       }, OPEN_COMPACTION_DELAY_MS);
       timer.unref?.();
     }
-    this.#index.load(peers);
+    this.#index.load(peers.peers);
+    // As applyOps applies them to the records (same arithmetic: Peer's own methods); an unknown id is skipped.
+    for (const op of peers.counters) {
+      const p = this.#index.peers.get(op.id);
+      if (p === undefined) continue;
+      if (op.kind === 'success') p.recordConnectionSuccess(op.at);
+      else if (op.kind === 'failure') p.recordConnectionFailure();
+      else p.updateActivity(op.at);
+    }
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */

@@ -54,6 +54,32 @@ describe('the journal of the peer registry', () => {
     expect((await readdir(join(root, 'mesh'))).sort()).toEqual(['peer_registry.json']);
   });
 
+  it('a journal of counter ops applied to the peers at open gives exactly the folded registry file', async () => {
+    const root = await tempDir();
+    const reg = await PeerRegistry.open({ dataRoot: root, compactMinBytes: 1 << 30 });
+    await reg.addPeer({ nodeId: 'top', address: 'ws://10.0.0.1:8000', healthScore: 1 });
+    await reg.addPeer({ nodeId: 'low', address: 'ws://10.0.0.2:8000', healthScore: 0.1 });
+    await reg.addPeer({ nodeId: 'mid', address: 'ws://10.0.0.3:8000', healthScore: 0.5, metadata: { big: 2n ** 64n } });
+    await reg.flush({ compact: true });
+    // Counter ops only (the fast path at open), with an unknown id among them.
+    for (let i = 0; i < 30; i++) {
+      const id = ['top', 'low', 'mid', 'gone'][i % 4]!;
+      if (i % 3 === 0) await reg.recordConnectionSuccess(id);
+      else if (i % 3 === 1) await reg.recordConnectionFailure(id);
+      else await reg.updatePeerActivity(id);
+    }
+    const live = reg.listPeers().map((p) => p.toDict());
+    // The node dies: no compaction, the journal stays.
+    expect(existsSync(`${fileOf(root)}.journal`)).toBe(true);
+    const opened = await PeerRegistry.open({ dataRoot: root, compactMinBytes: 1 << 30 });
+    const view = opened.listPeers().map((p) => p.toDict());
+    expect(view).toEqual(live);
+    await opened.close(); // folds the journal into the file (applyOps on the records)
+    const folded = await PeerRegistry.open({ dataRoot: root });
+    expect(folded.listPeers().map((p) => p.toDict())).toEqual(view);
+    await reg.close();
+  });
+
   it('open() replays a journal left by a killed process, then folds it into the registry file', async () => {
     const root = await tempDir();
     const child = spawnNode(mutator, [root, 'k', 'forever'], { cwd: join(here, '..') });
@@ -82,6 +108,9 @@ describe('the journal of the peer registry', () => {
       for (let k = 0; k < KILLS; k++) {
         const child = spawnNode(mutator, [root, 'w', 'forever'], { cwd: join(here, '..') });
         await child.waitFor((m) => (m as { ready?: boolean }).ready === true, 60_000);
+        // Kill while it mutates: after its first acknowledged mutation (the lock a previous kill left
+        // behind is only taken over after staleMs; a kill before that kills no mutation).
+        await child.waitFor((m) => (m as { acked?: number }).acked !== undefined, 60_000);
         await new Promise((r) => setTimeout(r, 30 + Math.random() * 300));
         child.kill('SIGKILL');
         const exit = await child.exited;
@@ -222,5 +251,7 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     await restored.close();
     const live = await PeerRegistry.open({ dataRoot: root });
     expect(live.getPeer('p')!.successfulConnections).toBe(2);
+    // b's background compaction of the journal it found at open must not run into the temp dir's removal.
+    await Promise.all([a.close(), b.close(), live.close()]);
   });
 });
