@@ -9,16 +9,17 @@ import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js'
 import { PathChangedError, readlinkConfined } from './confine.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
-import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool, writeNewFile } from './fsutil.js';
+import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
-import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
+import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, resolveDataRoot, validateBackupName } from './paths.js';
+import { writeBackupMetadata } from './write-metadata.js';
 import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
-import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
+import { joinRel, manifestPathFields, manifestTargetFields, NAME_ESCAPE, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
 import { skippedEntry, walkTree, type SkippedEntry } from './walk.js';
 import { findPrevious, storedMode, tryLink, type PreviousBackup } from './incremental.js';
 import { hasRetentionRule, pruneBackups, validatePolicy, type PruneResult, type RetentionPolicy } from './prune.js';
@@ -109,18 +110,6 @@ export interface BackupResult extends BackupInfo {
 }
 
 const toArray = (x: string | readonly string[] | undefined): string[] => (x === undefined ? [] : typeof x === 'string' ? [x] : [...x]);
-
-/**
- * The text of `.backup_metadata.json`: JSON, 2-space indentation, `manifest` last with one entry
- * per line (a third of the size of a fully indented manifest: it is written for every backup,
- * linked or not). `list` reads only what comes before `\n  "manifest": [` (head.ts).
- */
-export function metadataText(meta: BackupMetadata): string {
-  const { manifest, ...head } = meta;
-  const top = JSON.stringify(head, null, 2).slice(0, -2); // without the closing "\n}"
-  const entries = (manifest ?? []).map((e) => `    ${JSON.stringify(e)}`).join(',\n');
-  return `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`;
-}
 
 /** Why an entry whose path changed under the backup was not copied. */
 const CHANGED_PATH = 'a directory on its path was replaced during the backup (by a symlink, or moved): not copied, nothing outside the source is ever read';
@@ -248,8 +237,9 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     const entries = walked.entries;
     const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);
     // Where each entry goes inside the backup: its own path, but for the reserved top-level
-    // names (`.backup_metadata.json`...), stored with one more `~` (metadata `name_escape: 1`).
-    const stored = (rel: Rel): Rel => storedRel(rel, true);
+    // names (`.backup_metadata.json`, `.backup_manifest.json`...), stored with one more `~`
+    // (metadata `name_escape: 2`).
+    const stored = (rel: Rel): Rel => storedRel(rel, NAME_ESCAPE);
 
     // Directories: created 0700 inside the backup (their real modes are in the manifest).
     for (let i = 0; i < entries.length; i++) {
@@ -382,16 +372,17 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       root_mode: modeToString(walked.rootMode),
       durability,
       summary,
-      name_escape: 1,
+      name_escape: NAME_ESCAPE,
       linked_from: previous && linkedFiles > 0 ? previous.name : null,
       linked_files: linkedFiles,
       linked_bytes: linkedBytes,
-      // Last, always: `list` reads only what comes before it (head.ts).
       manifest: finalManifest,
     };
-    // Created exclusively (never through a symlink, never over anything): the partial dir is
-    // ours and fresh, and no source entry is stored under this name (name_escape).
-    await writeNewFile(join(partial, METADATA_FILE), metadataText(meta), 0o600, fsync);
+    // `.backup_manifest.json` (a hard link to the previous backup's when byte-identical), then
+    // `.backup_metadata.json`, each created exclusively (never through a symlink, never over
+    // anything): the partial dir is ours and fresh, and no source entry is stored under these
+    // names (name_escape).
+    await writeBackupMetadata(partial, meta, { mode: 0o600, fsync, linkBase: previous?.manifestRef !== undefined ? { path: previous.path, ref: previous.manifestRef } : undefined });
     if (fsync) await fsyncDir(partial);
 
 

@@ -4,9 +4,9 @@ import type { CopiedFile, CopyWorker } from './copy.js';
 import { openedAt } from './confine.js';
 import { errCode, parseMode } from './fsutil.js';
 import { newestFirst, scanBackupDir } from './list.js';
-import { checkManifest, FORMAT_NAME, nameEscapeOf, readMetadata, type ManifestFile } from './metadata.js';
+import { checkManifest, FORMAT_NAME, nameEscapeOf, readMetadata, type ManifestFile, type ManifestFileRef } from './metadata.js';
 import { sourceKey } from './prune.js';
-import { entryRel, relKey } from './relpath.js';
+import { entryRel, relKey, type NameEscape } from './relpath.js';
 import { storedPathOf } from './verify.js';
 
 /**
@@ -25,9 +25,11 @@ import { storedPathOf } from './verify.js';
 export interface PreviousBackup {
   name: string;
   path: string;
-  nameEscape: boolean;
+  nameEscape: NameEscape;
   /** Its file entries, by `relKey` of the source path. */
   files: Map<string, ManifestFile>;
+  /** Its manifest file (format 2), shared by the new backup when byte-identical. */
+  manifestRef?: ManifestFileRef;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function findPrevious(realBackupDir: string, realSource: string): P
       if (checkManifest(meta.manifest, { nameEscape }).length > 0) continue;
       const files = new Map<string, ManifestFile>();
       for (const m of meta.manifest) if (m.type === 'file') files.set(relKey(entryRel(m)!), m);
-      return { name: c.name, path: c.path, nameEscape, files };
+      return { name: c.name, path: c.path, nameEscape, files, ...(meta.manifest_file !== undefined ? { manifestRef: meta.manifest_file } : {}) };
     } catch {
       // damaged: try the next one
     }

@@ -22,6 +22,7 @@ export { BackupError, exitCodeOf, type BackupErrorCode, type BackupErrorDetails,
 export { ALWAYS_EXCLUDES, DEFAULT_EXCLUDES, createExcludeMatcher, type ExcludeMatcher } from './exclude.js';
 export {
   METADATA_FILE,
+  MANIFEST_FILE,
   defaultBackupDir,
   defaultBackupName,
   resolveBackupDir,
@@ -32,6 +33,7 @@ export {
   FORMAT_VERSION,
   TOOL_VERSION,
   type BackupMetadata,
+  type ManifestFileRef,
   type ManifestEntry,
   type ManifestFile,
   type ManifestDir,
