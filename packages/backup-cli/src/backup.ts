@@ -152,32 +152,13 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
 
   // --- check everything before touching the disk -------------------------------------------
-  const source = opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot();
-  const name = opts.name ?? defaultBackupName(started);
-  validateBackupName(name);
-  const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
+  const { source, name, excludes, backupDir } = backupInputs(opts, started);
   const excluded = createExcludeMatcher(excludes);
-  const backupDir = resolveBackupDir(opts.backupDir, process.env, source);
 
   // Finish or undo a restore of this source that was killed (it may even be absent for an
   // instant of the swap: its data is then beside it).
   const recovery = await recoverInterruptedRestores(source);
-  let realSource: string;
-  try {
-    const st = await stat(source);
-    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-    realSource = await realpath(source);
-  } catch (err) {
-    const code = errCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new BackupError(
-        'SOURCE_NOT_FOUND',
-        `The source ${source} does not exist or is not a directory. Pass --source DIR (or set PROJECT_DAWN_DATA_ROOT) to the Dawn data root.`,
-        { path: source, cause: err },
-      );
-    }
-    throw ioError(source, 'read the source', err);
-  }
+  const realSource = await realSourceOf(source);
 
   if (realSource !== source) {
     const more = await recoverInterruptedRestores(realSource);
@@ -192,24 +173,10 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     throw ioError(backupDir, 'create the backup dir', err);
   }
   const realBackupDir = await realpath(backupDir);
-  if (realBackupDir === realSource) {
-    throw new BackupError('INVALID_OPTION', `The backup dir ${backupDir} is the source itself. Choose a backup dir outside the source (--backup-dir).`, {
-      path: backupDir,
-    });
-  }
-  const finalPath = join(backupDir, name);
-  if (await lstatOrUndefined(finalPath)) {
-    throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" already exists at ${finalPath}. Choose another --name, or remove the old backup first.`, {
-      path: finalPath,
-    });
-  }
+  const { finalPath, skipRel } = await checkTarget(backupDir, realBackupDir, realSource, name);
   const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir, { warn: (m) => warnings.push(m) });
   // The newest complete backup of the same source: unchanged files become hard links to its files.
   const previous: PreviousBackup | undefined = opts.full ? undefined : await findPrevious(realBackupDir, realSource);
-
-  // A backup dir inside the source is never copied into itself.
-  const backupRel = relative(realSource, realBackupDir);
-  const skipRel = backupRel !== '' && !backupRel.startsWith('..') && !isAbsolute(backupRel) ? posix(backupRel) : undefined;
 
   // --- build under a temporary name ---------------------------------------------------------
   const partial = join(backupDir, partialDirName(name));
@@ -433,6 +400,57 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     if (BackupError.is(err)) throw err;
     throw ioError(partial, 'build the backup in', err);
   }
+}
+
+/** The source, name, effective excludes and backup dir of a backup (usage errors thrown here, before the disk). */
+export function backupInputs(opts: CreateBackupOptions, started: Date): { source: string; name: string; excludes: string[]; backupDir: string } {
+  const source = opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot();
+  const name = opts.name ?? defaultBackupName(started);
+  validateBackupName(name);
+  const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
+  createExcludeMatcher(excludes); // INVALID_OPTION
+  return { source, name, excludes, backupDir: resolveBackupDir(opts.backupDir, process.env, source) };
+}
+
+/** The real path of the source directory. @throws {BackupError} `SOURCE_NOT_FOUND`, `IO`. */
+export async function realSourceOf(source: string): Promise<string> {
+  try {
+    const st = await stat(source);
+    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    return await realpath(source);
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new BackupError(
+        'SOURCE_NOT_FOUND',
+        `The source ${source} does not exist or is not a directory. Pass --source DIR (or set PROJECT_DAWN_DATA_ROOT) to the Dawn data root.`,
+        { path: source, cause: err },
+      );
+    }
+    throw ioError(source, 'read the source', err);
+  }
+}
+
+/**
+ * Where the backup goes, checked: not the source itself (`INVALID_OPTION`), no backup of that
+ * name yet (`BACKUP_EXISTS`); and the backup dir's path inside the source, if it is there (never
+ * copied into itself).
+ */
+export async function checkTarget(backupDir: string, realBackupDir: string, realSource: string, name: string): Promise<{ finalPath: string; skipRel: string | undefined }> {
+  if (realBackupDir === realSource) {
+    throw new BackupError('INVALID_OPTION', `The backup dir ${backupDir} is the source itself. Choose a backup dir outside the source (--backup-dir).`, {
+      path: backupDir,
+    });
+  }
+  const finalPath = join(backupDir, name);
+  if (await lstatOrUndefined(finalPath)) {
+    throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" already exists at ${finalPath}. Choose another --name, or remove the old backup first.`, {
+      path: finalPath,
+    });
+  }
+  const backupRel = relative(realSource, realBackupDir);
+  const skipRel = backupRel !== '' && !backupRel.startsWith('..') && !isAbsolute(backupRel) ? posix(backupRel) : undefined;
+  return { finalPath, skipRel };
 }
 
 /** A snapshot file and its journal (`X` and `X.journal`), by entry index. */

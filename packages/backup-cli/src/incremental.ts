@@ -92,6 +92,35 @@ export async function tryLink(
   prev: ManifestFile,
   previous: PreviousBackup,
 ): Promise<{ linked: CopiedFile } | undefined> {
+  const ok = await linkable(worker, src, prev, previous);
+  if (!ok) return undefined;
+  const { h, prevPath, pst } = ok;
+  try {
+    fs.linkSync(prevPath, dst); // never follows a symlink (linkat without AT_SYMLINK_FOLLOW); fails on anything existing
+  } catch (err) {
+    if (NO_LINK.has(errCode(err))) return undefined;
+    throw err;
+  }
+  // What was linked is the inode checked above (not something swapped in meanwhile).
+  const lst = fs.lstatSync(dst);
+  if (lst.ino !== pst.ino || lst.dev !== pst.dev) {
+    fs.unlinkSync(dst);
+    return undefined;
+  }
+  return { linked: h };
+}
+
+/**
+ * Whether `src` would be linked to the previous backup's file (every check of {@link tryLink}
+ * but the link itself: read-only, for `backup --dry-run` too). Returns the hashed source and the
+ * previous file examined, or `undefined` (it would be copied).
+ */
+export async function linkable(
+  worker: CopyWorker,
+  src: string | Buffer,
+  prev: ManifestFile,
+  previous: PreviousBackup,
+): Promise<{ h: CopiedFile; prevPath: string | Buffer; pst: fs.Stats } | undefined> {
   const prevMode = parseMode(prev.mode);
   if (prevMode === undefined || typeof prev.mtime !== 'number') return undefined;
   // Cheap first: a size, mode or mtime that differs means a copy (one read, not two).
@@ -121,17 +150,5 @@ export async function tryLink(
     return undefined;
   }
   if (!pst.isFile() || pst.size !== prev.size || (pst.mode & 0o7777) !== storedMode(prevMode) || !sameTime(pst.mtimeMs / 1000, prev.mtime)) return undefined;
-  try {
-    fs.linkSync(prevPath, dst); // never follows a symlink (linkat without AT_SYMLINK_FOLLOW); fails on anything existing
-  } catch (err) {
-    if (NO_LINK.has(errCode(err))) return undefined;
-    throw err;
-  }
-  // What was linked is the inode checked above (not something swapped in meanwhile).
-  const lst = fs.lstatSync(dst);
-  if (lst.ino !== pst.ino || lst.dev !== pst.dev) {
-    fs.unlinkSync(dst);
-    return undefined;
-  }
-  return { linked: h };
+  return { h, prevPath, pst };
 }

@@ -1,4 +1,5 @@
 export { createBackup, type CreateBackupOptions, type BackupResult } from './backup.js';
+export { planBackup, type BackupPlan, type PlannedFile, type PlannedExclusion } from './backup-plan.js';
 export { listBackups, showBackup, type ListOptions, type ListResult, type DamagedBackup, type ShowOptions, type BackupDetails } from './list.js';
 export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
 export { diffBackup, type DiffOptions, type DiffResult, type DiffEntry } from './diff.js';
