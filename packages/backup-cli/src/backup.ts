@@ -9,16 +9,17 @@ import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js'
 import { PathChangedError, readlinkConfined } from './confine.js';
 import { BackupError, ioError } from './errors.js';
 import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
-import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool, writeNewFile } from './fsutil.js';
+import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
-import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, METADATA_FILE, resolveDataRoot, validateBackupName } from './paths.js';
+import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, resolveDataRoot, validateBackupName } from './paths.js';
+import { writeBackupMetadata } from './write-metadata.js';
 import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
 import { readSummary } from './summary.js';
-import { joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
+import { joinRel, manifestPathFields, manifestTargetFields, NAME_ESCAPE, relFromBytes, relKey, relText, storedRel, type Rel } from './relpath.js';
 import { skippedEntry, walkTree, type SkippedEntry, type TreeEntry } from './walk.js';
 import { findPrevious, storedMode, tryLink, type PreviousBackup } from './incremental.js';
 import { hasRetentionRule, pruneBackups, validatePolicy, type PruneResult, type RetentionPolicy } from './prune.js';
@@ -110,18 +111,6 @@ export interface BackupResult extends BackupInfo {
 
 const toArray = (x: string | readonly string[] | undefined): string[] => (x === undefined ? [] : typeof x === 'string' ? [x] : [...x]);
 
-/**
- * The text of `.backup_metadata.json`: JSON, 2-space indentation, `manifest` last with one entry
- * per line (a third of the size of a fully indented manifest: it is written for every backup,
- * linked or not). `list` reads only what comes before `\n  "manifest": [` (head.ts).
- */
-export function metadataText(meta: BackupMetadata): string {
-  const { manifest, ...head } = meta;
-  const top = JSON.stringify(head, null, 2).slice(0, -2); // without the closing "\n}"
-  const entries = (manifest ?? []).map((e) => `    ${JSON.stringify(e)}`).join(',\n');
-  return `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`;
-}
-
 /** Why an entry whose path changed under the backup was not copied. */
 const CHANGED_PATH = 'a directory on its path was replaced during the backup (by a symlink, or moved): not copied, nothing outside the source is ever read';
 
@@ -163,32 +152,13 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
 
   // --- check everything before touching the disk -------------------------------------------
-  const source = opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot();
-  const name = opts.name ?? defaultBackupName(started);
-  validateBackupName(name);
-  const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
+  const { source, name, excludes, backupDir } = backupInputs(opts, started);
   const excluded = createExcludeMatcher(excludes);
-  const backupDir = resolveBackupDir(opts.backupDir, process.env, source);
 
   // Finish or undo a restore of this source that was killed (it may even be absent for an
   // instant of the swap: its data is then beside it).
   const recovery = await recoverInterruptedRestores(source);
-  let realSource: string;
-  try {
-    const st = await stat(source);
-    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-    realSource = await realpath(source);
-  } catch (err) {
-    const code = errCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new BackupError(
-        'SOURCE_NOT_FOUND',
-        `The source ${source} does not exist or is not a directory. Pass --source DIR (or set PROJECT_DAWN_DATA_ROOT) to the Dawn data root.`,
-        { path: source, cause: err },
-      );
-    }
-    throw ioError(source, 'read the source', err);
-  }
+  const realSource = await realSourceOf(source);
 
   if (realSource !== source) {
     const more = await recoverInterruptedRestores(realSource);
@@ -203,24 +173,10 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     throw ioError(backupDir, 'create the backup dir', err);
   }
   const realBackupDir = await realpath(backupDir);
-  if (realBackupDir === realSource) {
-    throw new BackupError('INVALID_OPTION', `The backup dir ${backupDir} is the source itself. Choose a backup dir outside the source (--backup-dir).`, {
-      path: backupDir,
-    });
-  }
-  const finalPath = join(backupDir, name);
-  if (await lstatOrUndefined(finalPath)) {
-    throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" already exists at ${finalPath}. Choose another --name, or remove the old backup first.`, {
-      path: finalPath,
-    });
-  }
+  const { finalPath, skipRel } = await checkTarget(backupDir, realBackupDir, realSource, name);
   const cleanedLeftovers = await cleanBackupDirLeftovers(backupDir, { warn: (m) => warnings.push(m) });
   // The newest complete backup of the same source: unchanged files become hard links to its files.
   const previous: PreviousBackup | undefined = opts.full ? undefined : await findPrevious(realBackupDir, realSource);
-
-  // A backup dir inside the source is never copied into itself.
-  const backupRel = relative(realSource, realBackupDir);
-  const skipRel = backupRel !== '' && !backupRel.startsWith('..') && !isAbsolute(backupRel) ? posix(backupRel) : undefined;
 
   // --- build under a temporary name ---------------------------------------------------------
   const partial = join(backupDir, partialDirName(name));
@@ -248,8 +204,9 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     const entries = walked.entries;
     const manifest: (ManifestEntry | undefined)[] = new Array(entries.length);
     // Where each entry goes inside the backup: its own path, but for the reserved top-level
-    // names (`.backup_metadata.json`...), stored with one more `~` (metadata `name_escape: 1`).
-    const stored = (rel: Rel): Rel => storedRel(rel, true);
+    // names (`.backup_metadata.json`, `.backup_manifest.json`...), stored with one more `~`
+    // (metadata `name_escape: 2`).
+    const stored = (rel: Rel): Rel => storedRel(rel, NAME_ESCAPE);
 
     // Directories: created 0700 inside the backup (their real modes are in the manifest).
     for (let i = 0; i < entries.length; i++) {
@@ -385,16 +342,17 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       root_mode: modeToString(walked.rootMode),
       durability,
       summary,
-      name_escape: 1,
+      name_escape: NAME_ESCAPE,
       linked_from: previous && linkedFiles > 0 ? previous.name : null,
       linked_files: linkedFiles,
       linked_bytes: linkedBytes,
-      // Last, always: `list` reads only what comes before it (head.ts).
       manifest: finalManifest,
     };
-    // Created exclusively (never through a symlink, never over anything): the partial dir is
-    // ours and fresh, and no source entry is stored under this name (name_escape).
-    await writeNewFile(join(partial, METADATA_FILE), metadataText(meta), 0o600, fsync);
+    // `.backup_manifest.json` (a hard link to the previous backup's when byte-identical), then
+    // `.backup_metadata.json`, each created exclusively (never through a symlink, never over
+    // anything): the partial dir is ours and fresh, and no source entry is stored under these
+    // names (name_escape).
+    await writeBackupMetadata(partial, meta, { mode: 0o600, fsync, linkBase: previous?.manifestRef !== undefined ? { path: previous.path, ref: previous.manifestRef } : undefined });
     if (fsync) await fsyncDir(partial);
 
 
@@ -445,6 +403,57 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     if (BackupError.is(err)) throw err;
     throw ioError(partial, 'build the backup in', err);
   }
+}
+
+/** The source, name, effective excludes and backup dir of a backup (usage errors thrown here, before the disk). */
+export function backupInputs(opts: CreateBackupOptions, started: Date): { source: string; name: string; excludes: string[]; backupDir: string } {
+  const source = opts.source !== undefined ? resolve(expandHome(opts.source)) : resolveDataRoot();
+  const name = opts.name ?? defaultBackupName(started);
+  validateBackupName(name);
+  const excludes = effectiveExcludes(toArray(opts.exclude), opts.defaultExcludes ?? true);
+  createExcludeMatcher(excludes); // INVALID_OPTION
+  return { source, name, excludes, backupDir: resolveBackupDir(opts.backupDir, process.env, source) };
+}
+
+/** The real path of the source directory. @throws {BackupError} `SOURCE_NOT_FOUND`, `IO`. */
+export async function realSourceOf(source: string): Promise<string> {
+  try {
+    const st = await stat(source);
+    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    return await realpath(source);
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new BackupError(
+        'SOURCE_NOT_FOUND',
+        `The source ${source} does not exist or is not a directory. Pass --source DIR (or set PROJECT_DAWN_DATA_ROOT) to the Dawn data root.`,
+        { path: source, cause: err },
+      );
+    }
+    throw ioError(source, 'read the source', err);
+  }
+}
+
+/**
+ * Where the backup goes, checked: not the source itself (`INVALID_OPTION`), no backup of that
+ * name yet (`BACKUP_EXISTS`); and the backup dir's path inside the source, if it is there (never
+ * copied into itself).
+ */
+export async function checkTarget(backupDir: string, realBackupDir: string, realSource: string, name: string): Promise<{ finalPath: string; skipRel: string | undefined }> {
+  if (realBackupDir === realSource) {
+    throw new BackupError('INVALID_OPTION', `The backup dir ${backupDir} is the source itself. Choose a backup dir outside the source (--backup-dir).`, {
+      path: backupDir,
+    });
+  }
+  const finalPath = join(backupDir, name);
+  if (await lstatOrUndefined(finalPath)) {
+    throw new BackupError('BACKUP_EXISTS', `A backup named "${name}" already exists at ${finalPath}. Choose another --name, or remove the old backup first.`, {
+      path: finalPath,
+    });
+  }
+  const backupRel = relative(realSource, realBackupDir);
+  const skipRel = backupRel !== '' && !backupRel.startsWith('..') && !isAbsolute(backupRel) ? posix(backupRel) : undefined;
+  return { finalPath, skipRel };
 }
 
 /** A snapshot file and its journal (`X` and `X.journal`), by entry index. */

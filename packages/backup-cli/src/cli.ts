@@ -3,6 +3,7 @@ import { isatty } from 'node:tty';
 import { cac, type CAC, type Command } from 'cac';
 import { count, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
+import { planBackup, type BackupPlan } from './backup-plan.js';
 import { diffBackup, type DiffEntry } from './diff.js';
 import { BackupError, exitCodeOf, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES } from './exclude.js';
@@ -129,8 +130,7 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
   if (!ctx.flags.push && explicitRepo(ctx) !== undefined) throw new BackupError('USAGE', 'backup --repo URL needs --push (backup --push --repo URL backs up, then pushes the new backup).');
   const push = ctx.flags.push ? pushTarget(ctx) : undefined;
   ctx.started = true;
-  const progress = bar(ctx);
-  const result = await createBackup({
+  const what = {
     ...(source !== undefined ? { source } : {}),
     ...(backupDir !== undefined ? { backupDir } : {}),
     ...(name !== undefined ? { name } : {}),
@@ -140,8 +140,11 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     full: ctx.flags.full,
     // With --push, the local prune waits until the new backup is off-site (see below).
     ...(pruning && !push ? { keep } : {}),
-    onProgress: progress.update,
-  }).finally(() => progress.done());
+  };
+  // A dry run (with --push too) changes nothing and pushes nothing: it shows what the backup would do.
+  if (ctx.flags.dryRun) return printBackupPlan(ctx, await planBackup(what));
+  const progress = bar(ctx);
+  const result = await createBackup({ ...what, onProgress: progress.update }).finally(() => progress.done());
   const pushed = push ? await pushAfterBackup(push, result.name, dirname(result.path)) : undefined;
   if (pushed && 'error' in pushed) {
     ctx.io.stderr.write(
@@ -389,6 +392,26 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   return 0;
 }
 
+/** `backup --dry-run`: the plan, one line per file (printed even with --quiet: it is the listing). */
+function printBackupPlan(ctx: Ctx, plan: BackupPlan): number {
+  if (ctx.json) {
+    printJson(ctx, plan);
+    return 0;
+  }
+  const linked = plan.linkedFrom !== null ? `, ${plan.linkedFiles} unchanged file(s) (${formatBytes(plan.linkedBytes)}) linked to ${plan.linkedFrom}` : '';
+  println(
+    ctx,
+    `Dry run: backup ${ctx.out.bold(plan.name)} of ${plan.sourceDir} would write ${plan.newFiles} file(s) (${formatBytes(plan.newBytes)})${linked}; ` +
+      `${plan.excluded.length} excluded, ${plan.skipped.length} skipped. Nothing was changed.`,
+  );
+  const line = (verb: string, path: string, size: string) => `  ${verb} ${size.padStart(9)}  ${path}`;
+  for (const f of plan.backup) println(ctx, line(ctx.out.green('backup'.padEnd(8)), f.path, formatBytes(f.size)));
+  for (const f of plan.link) println(ctx, line('link'.padEnd(8), f.path, formatBytes(f.size)));
+  for (const x of plan.excluded) println(ctx, `${line(ctx.out.dim('exclude'.padEnd(8)), x.path, '')}  ${ctx.out.dim(`(${x.pattern})`)}`);
+  for (const k of plan.skipped) println(ctx, `${line(ctx.out.yellow('skip'.padEnd(8)), k.rel, '')}: ${k.reason}`);
+  return 0;
+}
+
 /** `restore --dry-run`: the plan, one line per entry (printed even with --quiet: it is the listing). */
 function printPlan(ctx: Ctx, plan: RestorePlan): number {
   for (const w of plan.warnings) warn(ctx, w);
@@ -548,6 +571,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--no-default-excludes', `Do not apply the default excludes (${DEFAULT_EXCLUDES.slice(0, 4).join(' ')}); lock dirs and temp files stay excluded`)
     .option('--no-fsync', 'Skip fsync (faster; a power loss soon after may damage the backup)')
     .option('--full', 'Copy every file (default: unchanged files are hard links to the newest backup of the same source)')
+    .option('--dry-run', 'Show what would be backed up (written), linked (unchanged) and excluded (with the pattern); change nothing')
     .option('--keep-last <n>', 'After a successful backup, prune this source: keep the N newest backups')
     .option('--keep-daily <n>', 'After a successful backup, prune this source: keep the newest of each of the last N days')
     .option('--keep-weekly <n>', 'After a successful backup, prune this source: keep the newest of each of the last N ISO weeks')
@@ -564,6 +588,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .example(`  ${BIN} backup --keep-last 24 --keep-daily 7 --keep-weekly 8 --keep-monthly 12`)
     .example(`  ${BIN} backup --source ~/.project-dawn --backup-dir /mnt/backups --name before_upgrade`)
     .example(`  ${BIN} backup --exclude 'cache/' --exclude 'agents/*/scratch'`)
+    .example(`  ${BIN} backup --dry-run --exclude 'cache/'`)
     .action(run(() => cmdBackup(ctx)));
 
   cli

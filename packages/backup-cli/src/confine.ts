@@ -33,7 +33,7 @@ export class PathChangedError extends Error {
 let procWorks: boolean | undefined;
 
 /** Whether `/proc/self/fd` shows the paths of open descriptors (tested once on a known descriptor). */
-function procFdWorks(): boolean {
+export function procFdWorks(): boolean {
   if (procWorks === undefined) {
     try {
       const fd = fs.openSync('/', constants.O_RDONLY);

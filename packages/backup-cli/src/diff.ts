@@ -12,7 +12,7 @@ import { createExcludeMatcher, DEFAULT_EXCLUDES } from './exclude.js';
 import { modeToString } from './fsutil.js';
 import { checkManifest, nameEscapeOf, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { expandHome, resolveDataRoot } from './paths.js';
-import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, type Rel } from './relpath.js';
+import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, type NameEscape, type Rel } from './relpath.js';
 import { readlinkConfined } from './confine.js';
 import { manifestFromTree, openBackup, storedPathOf } from './verify.js';
 import { walkTree } from './walk.js';
@@ -120,7 +120,7 @@ async function sha256Of(path: string | Buffer): Promise<string | undefined> {
   }
 }
 
-function sideFromManifest(root: string, manifest: readonly ManifestEntry[], nameEscape: boolean): Side {
+function sideFromManifest(root: string, manifest: readonly ManifestEntry[], nameEscape: NameEscape): Side {
   const entries = entriesOf(manifest);
   return {
     entries,

@@ -87,16 +87,31 @@ function compile(pattern: string): CompiledPattern {
  * ```
  */
 export function createExcludeMatcher(patterns: readonly string[]): ExcludeMatcher {
-  const compiled = patterns.map(compile);
+  const why = explainExclude(patterns);
+  return (relPath, isDir, exact = true) => why(relPath, isDir, exact) !== undefined;
+}
+
+/** An atomic-json temp file, as {@link explainExclude} names the reason. */
+export const TEMP_FILE_REASON = '(atomic-json temp file)';
+
+/**
+ * Like {@link createExcludeMatcher}, but says **why**: the first pattern that excludes the path,
+ * {@link TEMP_FILE_REASON} for an atomic-json temp file, `undefined` when it is not excluded
+ * (for `backup --dry-run`).
+ *
+ * @throws {BackupError} `INVALID_OPTION` for an empty or malformed pattern.
+ */
+export function explainExclude(patterns: readonly string[]): (relPath: string, isDir: boolean, exact?: boolean) => string | undefined {
+  const compiled = patterns.map((p) => ({ pattern: p, ...compile(p) }));
   return (relPath, isDir, exact = true) => {
     const slash = relPath.lastIndexOf('/');
     const name = slash < 0 ? relPath : relPath.slice(slash + 1);
-    if (!isDir && exact && isTempFileName(name)) return true;
+    if (!isDir && exact && isTempFileName(name)) return TEMP_FILE_REASON;
     for (const c of compiled) {
       if (c.dirOnly && !isDir) continue;
-      if (c.test(c.basename ? name : relPath)) return true;
+      if (c.test(c.basename ? name : relPath)) return c.pattern;
     }
-    return false;
+    return undefined;
   };
 }
 

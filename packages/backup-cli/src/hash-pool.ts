@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 /**
  * Large files are copied and hashed in worker threads: sha256 of a 10 MiB file costs more CPU
@@ -110,7 +110,9 @@ export class HashPool {
   }
 
   private spawn(): Lane {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    // Loaded on first use: most runs (small files only) never start a worker.
+    const { Worker: WorkerThread } = process.getBuiltinModule('node:worker_threads');
+    const worker = new WorkerThread(WORKER_SOURCE, { eval: true });
     const lane: Lane = { worker, busy: false };
     worker.on('message', (msg: { id: number; ok?: PoolResult; err?: { message: string; code?: string } }) => {
       const p = this.pending.get(msg.id);

@@ -4,9 +4,9 @@ import type { CopiedFile, CopyWorker } from './copy.js';
 import { openedAt } from './confine.js';
 import { errCode, parseMode } from './fsutil.js';
 import { newestFirst, scanBackupDir } from './list.js';
-import { checkManifest, FORMAT_NAME, nameEscapeOf, readMetadata, type ManifestFile } from './metadata.js';
+import { checkManifest, FORMAT_NAME, nameEscapeOf, readMetadata, type ManifestFile, type ManifestFileRef } from './metadata.js';
 import { sourceKey } from './prune.js';
-import { entryRel, relKey } from './relpath.js';
+import { entryRel, relKey, type NameEscape } from './relpath.js';
 import { storedPathOf } from './verify.js';
 
 /**
@@ -25,9 +25,11 @@ import { storedPathOf } from './verify.js';
 export interface PreviousBackup {
   name: string;
   path: string;
-  nameEscape: boolean;
+  nameEscape: NameEscape;
   /** Its file entries, by `relKey` of the source path. */
   files: Map<string, ManifestFile>;
+  /** Its manifest file (format 2), shared by the new backup when byte-identical. */
+  manifestRef?: ManifestFileRef;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function findPrevious(realBackupDir: string, realSource: string): P
       if (checkManifest(meta.manifest, { nameEscape }).length > 0) continue;
       const files = new Map<string, ManifestFile>();
       for (const m of meta.manifest) if (m.type === 'file') files.set(relKey(entryRel(m)!), m);
-      return { name: c.name, path: c.path, nameEscape, files };
+      return { name: c.name, path: c.path, nameEscape, files, ...(meta.manifest_file !== undefined ? { manifestRef: meta.manifest_file } : {}) };
     } catch {
       // damaged: try the next one
     }
@@ -90,6 +92,35 @@ export async function tryLink(
   prev: ManifestFile,
   previous: PreviousBackup,
 ): Promise<{ linked: CopiedFile } | undefined> {
+  const ok = await linkable(worker, src, prev, previous);
+  if (!ok) return undefined;
+  const { h, prevPath, pst } = ok;
+  try {
+    fs.linkSync(prevPath, dst); // never follows a symlink (linkat without AT_SYMLINK_FOLLOW); fails on anything existing
+  } catch (err) {
+    if (NO_LINK.has(errCode(err))) return undefined;
+    throw err;
+  }
+  // What was linked is the inode checked above (not something swapped in meanwhile).
+  const lst = fs.lstatSync(dst);
+  if (lst.ino !== pst.ino || lst.dev !== pst.dev) {
+    fs.unlinkSync(dst);
+    return undefined;
+  }
+  return { linked: h };
+}
+
+/**
+ * Whether `src` would be linked to the previous backup's file (every check of {@link tryLink}
+ * but the link itself: read-only, for `backup --dry-run` too). Returns the hashed source and the
+ * previous file examined, or `undefined` (it would be copied).
+ */
+export async function linkable(
+  worker: CopyWorker,
+  src: string | Buffer,
+  prev: ManifestFile,
+  previous: PreviousBackup,
+): Promise<{ h: CopiedFile; prevPath: string | Buffer; pst: fs.Stats } | undefined> {
   const prevMode = parseMode(prev.mode);
   if (prevMode === undefined || typeof prev.mtime !== 'number') return undefined;
   // Cheap first: a size, mode or mtime that differs means a copy (one read, not two).
@@ -119,17 +150,5 @@ export async function tryLink(
     return undefined;
   }
   if (!pst.isFile() || pst.size !== prev.size || (pst.mode & 0o7777) !== storedMode(prevMode) || !sameTime(pst.mtimeMs / 1000, prev.mtime)) return undefined;
-  try {
-    fs.linkSync(prevPath, dst); // never follows a symlink (linkat without AT_SYMLINK_FOLLOW); fails on anything existing
-  } catch (err) {
-    if (NO_LINK.has(errCode(err))) return undefined;
-    throw err;
-  }
-  // What was linked is the inode checked above (not something swapped in meanwhile).
-  const lst = fs.lstatSync(dst);
-  if (lst.ino !== pst.ino || lst.dev !== pst.dev) {
-    fs.unlinkSync(dst);
-    return undefined;
-  }
-  return { linked: h };
+  return { h, prevPath, pst };
 }

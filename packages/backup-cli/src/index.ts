@@ -1,4 +1,5 @@
 export { createBackup, type CreateBackupOptions, type BackupResult } from './backup.js';
+export { planBackup, type BackupPlan, type PlannedFile, type PlannedExclusion } from './backup-plan.js';
 export { listBackups, showBackup, type ListOptions, type ListResult, type DamagedBackup, type ShowOptions, type BackupDetails } from './list.js';
 export { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
 export { diffBackup, type DiffOptions, type DiffResult, type DiffEntry } from './diff.js';
@@ -22,6 +23,7 @@ export { BackupError, exitCodeOf, type BackupErrorCode, type BackupErrorDetails,
 export { ALWAYS_EXCLUDES, DEFAULT_EXCLUDES, createExcludeMatcher, type ExcludeMatcher } from './exclude.js';
 export {
   METADATA_FILE,
+  MANIFEST_FILE,
   defaultBackupDir,
   defaultBackupName,
   resolveBackupDir,
@@ -32,6 +34,7 @@ export {
   FORMAT_VERSION,
   TOOL_VERSION,
   type BackupMetadata,
+  type ManifestFileRef,
   type ManifestEntry,
   type ManifestFile,
   type ManifestDir,

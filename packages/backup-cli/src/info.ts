@@ -1,6 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FORMAT_NAME, createdAtOf, type BackupMetadata, type SummaryRecord } from './metadata.js';
+import { FORMAT_NAME, createdAtOf, hasManifest, type BackupMetadata, type SummaryRecord } from './metadata.js';
 import { METADATA_FILE } from './paths.js';
 import { readSummary } from './summary.js';
 import { joinRel } from './relpath.js';
@@ -67,7 +67,7 @@ async function summaryReadNow(path: string): Promise<BackupSummary | null> {
  * no counts nor summary: they are walked and read now, unless `light` (then `null`).
  */
 export async function infoFromMetadata(name: string, path: string, meta: BackupMetadata, opts: { light?: boolean } = {}): Promise<BackupInfo> {
-  const python = meta.format !== FORMAT_NAME || !Array.isArray(meta.manifest);
+  const python = meta.format !== FORMAT_NAME || !hasManifest(meta);
   let fallbackTime = 0;
   try {
     fallbackTime = (await lstat(join(path, METADATA_FILE))).mtimeMs / 1000;
@@ -99,7 +99,7 @@ export async function infoFromMetadata(name: string, path: string, meta: BackupM
     timestamp: typeof meta.timestamp === 'string' ? meta.timestamp : '',
     sourceDir: typeof meta.source_dir === 'string' ? meta.source_dir : null,
     origin: python ? 'python' : 'dawn-backup',
-    checksums: Array.isArray(meta.manifest),
+    checksums: hasManifest(meta),
     formatVersion: typeof meta.format_version === 'number' ? meta.format_version : 0,
     toolVersion: typeof meta.tool_version === 'string' ? meta.tool_version : null,
     hostname: typeof meta.hostname === 'string' ? meta.hostname : null,

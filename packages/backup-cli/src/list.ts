@@ -6,7 +6,6 @@ import { infoFromMetadata, type BackupInfo } from './info.js';
 import { checkManifest, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
 import { resolveBackupDir } from './paths.js';
 import { openBackup } from './verify.js';
-import { readMetadataHead } from './head.js';
 
 /** Options of {@link listBackups}. */
 export interface ListOptions {
@@ -58,9 +57,11 @@ export function assertSoundManifest(name: string, path: string, meta: BackupMeta
 async function scanOne(name: string, path: string, light: boolean, head: boolean): Promise<ScannedBackup> {
   try {
     if (head) {
-      // The head of the metadata (every field but the manifest): see head.ts.
-      const h = await readMetadataHead(path);
-      if (h) return { ok: true, info: await infoFromMetadata(name, path, h, { light }), meta: h };
+      // The metadata without the per-file manifest: its own file is not read (format 2), or only
+      // the head of a format 1 file is parsed (see readMetadata).
+      const h = await readMetadata(path, name, { manifest: false, head: true });
+      assertSoundManifest(name, path, h); // a format 1 file parsed whole (its head unusable): its manifest checked, as before
+      return { ok: true, info: await infoFromMetadata(name, path, h, { light }), meta: h };
     }
     const meta = await readMetadata(path, name);
     assertSoundManifest(name, path, meta);
@@ -75,8 +76,9 @@ async function scanOne(name: string, path: string, light: boolean, head: boolean
 /**
  * Read every backup of a backup dir, each on its own: one that cannot be read is reported, never
  * thrown. `light` skips what only `list` needs (walking Python backups, reading their summary).
- * `head` reads only the head of each metadata file when it can (the manifest is then `[]`, not
- * read nor checked: see `head.ts`); without it every manifest is read and checked.
+ * `head` reads each metadata file without its manifest (a format 2 backup's manifest file is not
+ * read; of a format 1 file only the head is parsed, the manifest then `[]`): manifests are then
+ * neither read nor checked. Without it every manifest is read and checked.
  *
  * @throws {BackupError} `IO` when the backup dir itself cannot be read.
  */
@@ -122,7 +124,7 @@ export const newestFirst = (a: { createdAt: number; name: string }, b: { created
  * ```
  */
 export async function listBackups(opts: ListOptions = {}): Promise<ListResult> {
-  // The head of each metadata file only: a 20,000-file manifest is never parsed to be listed.
+  // Each metadata file without its manifest: a 20,000-file manifest is never read to be listed.
   const { backupDir, scanned } = await scanBackupDir(opts.backupDir, { head: true });
   const result: ListResult = { backupDir, backups: [], damaged: [] };
   for (const s of scanned) {

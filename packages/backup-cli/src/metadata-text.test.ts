@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { metadataText } from './backup.js';
+import { metadataText } from './write-metadata.js';
 import type { BackupMetadata } from './metadata.js';
 
 describe('metadataText: the metadata file as written', () => {

@@ -4,11 +4,19 @@ import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { errCode, parseMode } from './fsutil.js';
-import { METADATA_FILE, parseIsoLocal } from './paths.js';
-import { entryRel, entryTarget, parentRel, relKey, relText, storedRel, type Rel } from './relpath.js';
+import { MANIFEST_FILE, METADATA_FILE, parseIsoLocal } from './paths.js';
+import { createHash } from 'node:crypto';
+import { entryRel, entryTarget, ownFiles, parentRel, relKey, relText, storedRel, type NameEscape, type Rel } from './relpath.js';
 
-/** Version of the metadata format this package writes (Python backups have none: 0). */
-export const FORMAT_VERSION = 1;
+/**
+ * Version of the metadata format this package writes (Python backups have none: 0). `1`: the
+ * manifest inline in `.backup_metadata.json` (`manifest`); `2`: the manifest in its own file
+ * `.backup_manifest.json`, named by `manifest_file` (both are read).
+ */
+export const FORMAT_VERSION = 2;
+
+/** The `format` marker of a `.backup_manifest.json`. */
+export const MANIFEST_FORMAT = 'dawn-backup-manifest';
 
 /** The `format` marker of metadata written by this package. */
 export const FORMAT_NAME = 'dawn-backup';
@@ -68,6 +76,22 @@ export interface SummaryRecord {
 }
 
 /**
+ * Where a backup's per-file manifest is (`format_version` 2): the file {@link MANIFEST_FILE} beside
+ * the metadata, which holds the entries only (nothing about the backup itself), so two backups of
+ * an unchanged tree have byte-identical manifests and share one file (a hard link).
+ */
+export interface ManifestFileRef {
+  /** The file's name in the backup: always `.backup_manifest.json`. */
+  name: string;
+  /** sha256 of the whole file (hex). */
+  sha256: string;
+  /** Its size in bytes. */
+  size: number;
+  /** How many entries it holds. */
+  entries: number;
+}
+
+/**
  * The contents of `.backup_metadata.json`. The first four fields are the Python
  * implementation's; the rest are added by this package (absent in Python backups).
  * Unknown fields are kept.
@@ -103,6 +127,13 @@ export interface BackupMetadata {
    * stored as they are.
    */
   name_escape?: number;
+  /** Format 2: where the manifest is (see {@link ManifestFileRef}); `manifest` is then read from it. */
+  manifest_file?: ManifestFileRef;
+  /**
+   * The per-file manifest. In memory, as {@link readMetadata} returns it, always the whole
+   * manifest (read from `manifest_file` when the backup has one); on disk, inline only in
+   * format 1 backups.
+   */
   manifest?: ManifestEntry[];
   [key: string]: unknown;
 }
@@ -261,18 +292,35 @@ export function metadataProblems(raw: unknown): string[] {
     }
   }
   if (raw.manifest !== undefined && !Array.isArray(raw.manifest)) problems.push(`manifest: expected a list, got ${describe(raw.manifest)}`);
-  if (raw.format === FORMAT_NAME && !Array.isArray(raw.manifest)) problems.push(`manifest: missing, though format is "${FORMAT_NAME}" (its checksums are gone)`);
+  const mf = raw.manifest_file;
+  if (mf !== undefined) {
+    if (!isPlainObject(mf)) problems.push(`manifest_file: expected an object, got ${describe(mf)}`);
+    else {
+      if (mf.name !== MANIFEST_FILE) problems.push(`manifest_file.name: expected "${MANIFEST_FILE}", got ${describe(mf.name)}`);
+      if (typeof mf.sha256 !== 'string' || !SHA256.test(mf.sha256)) problems.push(`manifest_file.sha256: expected a sha256 (64 hex digits), got ${describe(mf.sha256)}`);
+      for (const f of ['size', 'entries']) {
+        const v = mf[f];
+        if (!(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) problems.push(`manifest_file.${f}: expected a whole number ≥ 0, got ${describe(v)}`);
+      }
+    }
+  }
+  if (mf !== undefined && raw.manifest !== undefined) problems.push('manifest: present inline, though manifest_file names the manifest file (one or the other)');
+  if (mf !== undefined && raw.name_escape !== 2) problems.push(`name_escape: expected 2 in a backup with a manifest_file, got ${describe(raw.name_escape)}`);
+  if (raw.format === FORMAT_NAME && !Array.isArray(raw.manifest) && mf === undefined) problems.push(`manifest: missing, though format is "${FORMAT_NAME}" (its checksums are gone)`);
   return problems;
 }
 
 /**
  * Read and validate a backup's metadata (see {@link metadataProblems}). Never blocks and never
- * follows a link: the file must be a regular file ({@link readRegularFile}).
+ * follows a link: the file must be a regular file ({@link readRegularFile}). The returned
+ * `manifest` is the whole manifest, read from the manifest file of a format 2 backup (checked
+ * against its recorded sha256), unless `manifest: false` (then `manifest` is absent for format 2).
+ * `head: true` (for `list`): of a format 1 file (manifest inline) only the head is parsed, `manifest` being `[]` (see `metadataHeadOf`).
  *
  * @throws {BackupError} `BACKUP_INVALID` (missing, not a regular file, too large, not JSON, a
  *   field of the wrong type...: the message names every problem), `IO`.
  */
-export async function readMetadata(backupPath: string, name: string): Promise<BackupMetadata> {
+export async function readMetadata(backupPath: string, name: string, opts: { manifest?: boolean; head?: boolean } = {}): Promise<BackupMetadata> {
   const file = join(backupPath, METADATA_FILE);
   const bytes = await readRegularFile(file, { name, maxBytes: MAX_METADATA_BYTES });
   if (bytes === undefined) {
@@ -281,6 +329,10 @@ export async function readMetadata(backupPath: string, name: string): Promise<Ba
       `Backup "${name}" has no ${METADATA_FILE} (${file}): it is incomplete or not a backup. Remove it or restore from another backup.`,
       { path: file },
     );
+  }
+  if (opts.head) {
+    const head = metadataHeadOf(bytes);
+    if (head) return head;
   }
   let raw: unknown;
   try {
@@ -293,7 +345,95 @@ export async function readMetadata(backupPath: string, name: string): Promise<Ba
     const shown = problems.slice(0, 5).join('; ') + (problems.length > 5 ? `; and ${problems.length - 5} more` : '');
     throw invalid(name, file, `is malformed: ${shown}`);
   }
-  return raw as BackupMetadata;
+  const meta = raw as BackupMetadata;
+  if (meta.manifest_file !== undefined && opts.manifest !== false) {
+    const got = await loadManifestFile(backupPath, meta.manifest_file);
+    if (!got.ok) {
+      throw new BackupError(
+        'BACKUP_INVALID',
+        `Backup "${name}": its manifest ${got.problem.path} ${got.problem.detail}. The backup was left untouched; run \`dawn-backup verify ${name}\`, and restore from another backup.`,
+        { path: join(backupPath, MANIFEST_FILE), problems: [got.problem] },
+      );
+    }
+    meta.manifest = got.manifest;
+  }
+  return meta;
+}
+
+const HEAD_MARKER = Buffer.from('\n  "manifest": [');
+
+/**
+ * The **head** of a format 1 `.backup_metadata.json` (manifest inline): every field before
+ * `manifest`, without parsing the per-file manifest, with `manifest: []` standing in for it;
+ * `undefined` when it cannot be used (then the whole file is parsed). Format 1 files were
+ * written with `manifest` last (2-space indentation), so the head ends at the one line
+ * `\n  "manifest": [` (a newline inside a JSON string is always escaped). Used only when the
+ * file ends as such a manifest ends (`]\n}\n`: a truncated file is parsed whole, and reported),
+ * the head parses and passes the same field checks as the whole file, and its `format` is
+ * `dawn-backup`. What the head cannot see: damage inside the manifest itself (`show`, `verify`,
+ * `restore` and `prune` read the whole file; only `list` uses the head).
+ */
+function metadataHeadOf(bytes: Buffer): BackupMetadata | undefined {
+  const at = bytes.indexOf(HEAD_MARKER);
+  if (at < 0 || !bytes.subarray(bytes.length - 4).equals(Buffer.from(']\n}\n'))) return undefined;
+  let text = bytes.subarray(0, at).toString('utf8').trimEnd();
+  if (!text.endsWith(',')) return undefined;
+  text = `${text.slice(0, -1)}\n}`;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isPlainObject(raw) || 'manifest' in raw || 'manifest_file' in raw) return undefined;
+  const meta = { ...raw, manifest: [] } as unknown as BackupMetadata;
+  if (meta.format !== FORMAT_NAME || metadataProblems(meta).length > 0) return undefined;
+  return meta;
+}
+
+/** Whether a backup has a sha256 manifest (inline, or in its manifest file); Python backups have none. */
+export const hasManifest = (meta: BackupMetadata): boolean => Array.isArray(meta.manifest) || meta.manifest_file !== undefined;
+
+/** What {@link loadManifestFile} found: the entries, or what is wrong with the file (a verify problem). */
+export type ManifestLoad = { ok: true; manifest: ManifestEntry[] } | { ok: false; problem: VerifyProblem };
+
+/**
+ * Read a backup's manifest file and check it against its {@link ManifestFileRef} (size, sha256,
+ * entry count). Never follows a link nor blocks (see {@link readRegularFile}). Problems are
+ * returned (path {@link MANIFEST_FILE}), never thrown, but for `IO` errors.
+ */
+export async function loadManifestFile(backupPath: string, ref: ManifestFileRef): Promise<ManifestLoad> {
+  const file = join(backupPath, MANIFEST_FILE);
+  const bad = (kind: VerifyProblem['kind'], detail: string): ManifestLoad => ({ ok: false, problem: { path: MANIFEST_FILE, kind, detail } });
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await readRegularFile(file, { name: MANIFEST_FILE, maxBytes: MAX_METADATA_BYTES });
+  } catch (err) {
+    if (BackupError.is(err) && err.code === 'BACKUP_INVALID') return bad('type', `is not a regular file of a sane size (${err.message.split(': ').slice(1).join(': ') || err.message})`);
+    throw err;
+  }
+  if (bytes === undefined) return bad('missing', 'is missing (the per-file checksums are gone)');
+  if (bytes.length !== ref.size) return bad('modified', `is ${bytes.length} bytes, the metadata records ${ref.size} (damaged)`);
+  if (createHash('sha256').update(bytes).digest('hex') !== ref.sha256) return bad('modified', 'does not match the sha256 the metadata records (damaged)');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return bad('modified', 'is not valid JSON');
+  }
+  if (!isPlainObject(doc) || doc.format !== MANIFEST_FORMAT || !Array.isArray(doc.entries)) return bad('modified', `is not a ${MANIFEST_FORMAT} document`);
+  if (doc.entries.length !== ref.entries) return bad('modified', `holds ${doc.entries.length} entries, the metadata records ${ref.entries}`);
+  return { ok: true, manifest: doc.entries as ManifestEntry[] };
+}
+
+/**
+ * The text of a `.backup_manifest.json`: the entries only, one per line, in the order given
+ * (deterministic: the same entries always give the same bytes, so an unchanged tree gives a
+ * byte-identical file that the next backup hard-links).
+ */
+export function manifestFileText(manifest: readonly ManifestEntry[]): string {
+  const lines = manifest.map((e) => JSON.stringify(e));
+  return `{"format":"${MANIFEST_FORMAT}","format_version":1,"entries":[${lines.length > 0 ? `\n${lines.join(',\n')}\n` : ''}]}\n`;
 }
 
 /** Unix seconds of a backup: `created_at`, else the parsed `timestamp`, else `fallback`. */
@@ -308,11 +448,11 @@ export function createdAtOf(meta: BackupMetadata, fallback: number): number {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/** Whether a backup stores reserved top-level names escaped (see {@link BackupMetadata.name_escape}). */
-export const nameEscapeOf = (meta: BackupMetadata): boolean => meta.name_escape === 1;
+/** How a backup stores reserved top-level names (see {@link BackupMetadata.name_escape}, {@link NameEscape}). */
+export const nameEscapeOf = (meta: BackupMetadata): number => (meta.name_escape === 1 || meta.name_escape === 2 ? meta.name_escape : 0);
 
 /** Why a manifest path is unsafe, or `undefined` when it is a plain relative path. */
-export function unsafePathReason(path: unknown, opts: { nameEscape?: boolean } = {}): string | undefined {
+export function unsafePathReason(path: unknown, opts: { nameEscape?: NameEscape } = {}): string | undefined {
   if (Buffer.isBuffer(path)) {
     // Structure only (segments are split at the byte 0x2f): latin1 maps each byte to one char.
     if (path.length === 0) return 'empty';
@@ -329,7 +469,11 @@ export function unsafePathReason(path: unknown, opts: { nameEscape?: boolean } =
     if (part === '.') return 'has a "." segment';
     if (part === '..') return 'has a ".." segment (would leave the target)';
   }
-  if (storedRel(path, opts.nameEscape ?? false) === METADATA_FILE) return `is the reserved ${METADATA_FILE}`;
+  if (parts.length === 1) {
+    // Only a top-level name can be stored as one of the backup's own files.
+    const stored = storedRel(path, opts.nameEscape ?? false);
+    if (typeof stored === 'string' && ownFiles(opts.nameEscape ?? false).includes(stored)) return `is the reserved ${stored}`;
+  }
   return undefined;
 }
 
@@ -340,7 +484,7 @@ export function unsafePathReason(path: unknown, opts: { nameEscape?: boolean } =
  * is sound). `checksums: false` accepts file entries without a sha256 (a manifest built from a
  * Python backup's tree); `nameEscape` is the backup's {@link nameEscapeOf}.
  */
-export function checkManifest(manifest: readonly unknown[], opts: { checksums?: boolean; nameEscape?: boolean } = {}): VerifyProblem[] {
+export function checkManifest(manifest: readonly unknown[], opts: { checksums?: boolean; nameEscape?: NameEscape } = {}): VerifyProblem[] {
   const needSha = opts.checksums ?? true;
   const nameEscape = opts.nameEscape ?? false;
   const problems: VerifyProblem[] = [];

@@ -13,7 +13,8 @@ import { HashPool } from './hash-pool.js';
 import { includeMayReach, type IncludeMatcher } from './include.js';
 import { partialDirName } from './leftovers.js';
 import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
-import { isoLocal, METADATA_FILE, preRestoreName } from './paths.js';
+import { isoLocal, preRestoreName } from './paths.js';
+import { writeBackupMetadata } from './write-metadata.js';
 import { restoreTempPaths } from './recover.js';
 import {
   entryRel,
@@ -27,6 +28,8 @@ import {
   relText,
   storedRel,
   type Rel,
+  type NameEscape,
+  NAME_ESCAPE,
 } from './relpath.js';
 import { readSummary } from './summary.js';
 import { checkFile, readProblem, storedPathOf } from './verify.js';
@@ -253,7 +256,7 @@ export interface PartialInput {
   backupPath: string;
   realBackupPath: string;
   meta: BackupMetadata;
-  nameEscape: boolean;
+  nameEscape: NameEscape;
   verified: boolean;
   target: string;
   /** Target's stats before (undefined: absent). */
@@ -493,7 +496,7 @@ async function savePartial(c: PartialInput, concurrency: number): Promise<string
   for (let i = 2; await lstatOrUndefined(join(c.backupDir, name)); i++) name = `${preRestoreName(started)}_${i}`;
   const finalPath = join(c.backupDir, name);
   const partial = join(c.backupDir, partialDirName(name));
-  const stored = (rel: Rel): Rel => storedRel(rel, true);
+  const stored = (rel: Rel): Rel => storedRel(rel, NAME_ESCAPE);
   const planned = plannedDurability(c.fsync);
   try {
     await mkdir(partial, { mode: 0o700 });
@@ -577,12 +580,12 @@ async function savePartial(c: PartialInput, concurrency: number): Promise<string
       root_mode: modeToString(c.tst!.mode),
       durability,
       summary,
-      name_escape: 1,
+      name_escape: NAME_ESCAPE,
       include: c.plan.include ?? [],
       restored_from: c.name,
       manifest,
     };
-    await writeNewFile(join(partial, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`, 0o600, c.fsync);
+    await writeBackupMetadata(partial, meta, { mode: 0o600, fsync: c.fsync });
     if (c.fsync) await fsyncDir(partial);
     await rename(partial, finalPath);
     if (c.fsync) await fsyncDir(c.backupDir);

@@ -6,6 +6,12 @@ import { BackupError } from './errors.js';
 /** The file each backup holds at its root, describing it (the Python implementation's name): `.backup_metadata.json`. */
 export const METADATA_FILE = '.backup_metadata.json';
 
+/**
+ * The file holding a backup's per-file manifest, beside {@link METADATA_FILE} (backups with
+ * `format_version` 2 and later; older ones hold the manifest inline in the metadata).
+ */
+export const MANIFEST_FILE = '.backup_manifest.json';
+
 /** Longest accepted backup name (leaves room for the temporary names built from it). */
 export const MAX_NAME_LENGTH = 200;
 

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { METADATA_FILE } from './paths.js';
+import { MANIFEST_FILE, METADATA_FILE } from './paths.js';
 
 /**
  * Names are bytes. A path relative to a tree root, `/`-separated: a `string` when its bytes are
@@ -99,10 +99,36 @@ export function manifestTargetFields(target: string | Buffer): { target: string;
   return typeof target === 'string' ? { target } : { target: target.toString('utf8'), target_b64: target.toString('base64') };
 }
 
-// --- reserved name escaping (`name_escape: 1`) -----------------------------------------------------
+// --- reserved name escaping (`name_escape`) -------------------------------------------------------
 
-/** Top-level names that are stored with one more `~` in a backup with `name_escape: 1`. */
-const ESCAPED_TOP = /^\.backup_metadata\.json~*$/;
+/**
+ * How a backup stores the source's top-level names that collide with its own files (its
+ * metadata's `name_escape`): `0` (or `false`, older and Python backups) as they are; `1` (or
+ * `true`) `.backup_metadata.json`, `.backup_metadata.json~`... with one more `~`; `2` (every
+ * backup with a separate manifest file) the same, and `.backup_manifest.json`,
+ * `.backup_manifest.json~`... too.
+ */
+export type NameEscape = boolean | number;
+
+/** The `name_escape` level this package writes. */
+export const NAME_ESCAPE = 2;
+
+const ESCAPED_METADATA = /^\.backup_metadata\.json~*$/;
+const ESCAPED_MANIFEST = /^\.backup_manifest\.json~*$/;
+
+const levelOf = (escape: NameEscape): number => (escape === true ? 1 : escape === false ? 0 : escape);
+
+/** Whether `top` is a reserved top-level name (or one with `~`s appended) at this escape level. */
+function escapedTop(top: string, level: number): boolean {
+  return (level >= 1 && ESCAPED_METADATA.test(top)) || (level >= 2 && ESCAPED_MANIFEST.test(top));
+}
+
+/** The backup's own top-level files at this escape level (never a source entry). */
+export function ownFiles(escape: NameEscape): readonly string[] {
+  return levelOf(escape) >= 2 ? OWN_2 : OWN_1;
+}
+const OWN_1: readonly string[] = Object.freeze([METADATA_FILE]);
+const OWN_2: readonly string[] = Object.freeze([METADATA_FILE, MANIFEST_FILE]);
 
 function splitTop(rel: Rel): { top: string; rest: Buffer | string } {
   // The escaped names are ASCII: look at the first segment as latin1 (one char per byte).
@@ -120,21 +146,22 @@ function join2(top: string, rest: Buffer | string): Rel {
 }
 
 /**
- * Where an entry of the source is stored inside a backup. With `name_escape: 1` (every backup
- * made since this rule), a top-level name `.backup_metadata.json`, `.backup_metadata.json~`,
- * `.backup_metadata.json~~`... gets one more `~`, so the backup's own {@link METADATA_FILE}
- * never collides with a source entry and the mapping is one-to-one. Without it (older and
- * Python backups), names are stored as they are.
+ * Where an entry of the source is stored inside a backup (see {@link NameEscape}): a reserved
+ * top-level name gets one more `~`, so the backup's own {@link METADATA_FILE} (and, at level 2,
+ * {@link MANIFEST_FILE}) never collides with a source entry and the mapping is one-to-one.
+ * Without escaping (older and Python backups), names are stored as they are.
  */
-export function storedRel(rel: Rel, escape: boolean): Rel {
-  if (!escape) return rel;
+export function storedRel(rel: Rel, escape: NameEscape): Rel {
+  const level = levelOf(escape);
+  if (level === 0) return rel;
   const { top, rest } = splitTop(rel);
-  return ESCAPED_TOP.test(top) ? join2(`${top}~`, rest) : rel;
+  return escapedTop(top, level) ? join2(`${top}~`, rest) : rel;
 }
 
 /** The inverse of {@link storedRel} (for names found in a backup's tree). */
-export function unstoredRel(stored: Rel, escape: boolean): Rel {
-  if (!escape) return stored;
+export function unstoredRel(stored: Rel, escape: NameEscape): Rel {
+  const level = levelOf(escape);
+  if (level === 0) return stored;
   const { top, rest } = splitTop(stored);
-  return ESCAPED_TOP.test(top) && top !== METADATA_FILE ? join2(top.slice(0, -1), rest) : stored;
+  return escapedTop(top, level) && !ownFiles(level).includes(top) ? join2(top.slice(0, -1), rest) : stored;
 }

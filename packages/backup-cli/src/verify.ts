@@ -5,12 +5,13 @@ import { HashPool } from './hash-pool.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
 import { BackupError, type VerifyProblem } from './errors.js';
 import { errCode, modeToString, runPool } from './fsutil.js';
-import { checkManifest, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry } from './metadata.js';
-import { METADATA_FILE, resolveBackupDir, validateBackupName } from './paths.js';
+import { checkManifest, loadManifestFile, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry, type ManifestFile } from './metadata.js';
+import { canHashByDir, DIR_HASH_MAX, hashByDir, type DirFile } from './hash-dir.js';
+import { MANIFEST_FILE, METADATA_FILE, resolveBackupDir, validateBackupName } from './paths.js';
 import type { ProgressListener } from './progress.js';
-import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, storedRel, unstoredRel, type Rel } from './relpath.js';
+import { entryRel, entryTarget, joinRel, manifestPathFields, manifestTargetFields, relFromBytes, relKey, relText, ownFiles, parentRel, storedRel, unstoredRel, type NameEscape, type Rel } from './relpath.js';
 import { walkTree } from './walk.js';
-import { annotateShared } from './shared.js';
+import { annotateShared, annotateSharedFile } from './shared.js';
 
 /** Options of {@link verifyBackup}. */
 export interface VerifyOptions {
@@ -45,6 +46,8 @@ export interface VerifyResult {
 export async function openBackup(opts: {
   name: string;
   backupDir?: string | undefined;
+  /** Read the manifest file too (format 2). @default true */
+  manifest?: boolean;
 }): Promise<{ path: string; realPath: string; backupDir: string; meta: BackupMetadata }> {
   validateBackupName(opts.name);
   const backupDir = resolveBackupDir(opts.backupDir);
@@ -64,7 +67,7 @@ export async function openBackup(opts: {
   if (!st.isDirectory()) {
     throw new BackupError('BACKUP_INVALID', `${path} is not a backup directory. Run \`dawn-backup list\` to see the backups.`, { path });
   }
-  const meta = await readMetadata(path, opts.name);
+  const meta = await readMetadata(path, opts.name, { manifest: opts.manifest ?? true });
   // Files are read by paths built on the backup's real path, each open checked (see confine.ts).
   const realPath = await realpath(path).catch(() => path);
   return { path, realPath, backupDir, meta };
@@ -91,7 +94,7 @@ export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
 const problemAt = (rel: Rel): { path: string; pathB64?: string } => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
 
 /** Where a (checked) manifest entry lies inside the backup's tree. */
-export function storedPathOf(root: string, m: ManifestEntry, nameEscape: boolean): string | Buffer {
+export function storedPathOf(root: string, m: ManifestEntry, nameEscape: NameEscape): string | Buffer {
   return joinRel(root, storedRel(entryRel(m)!, nameEscape));
 }
 
@@ -100,9 +103,10 @@ export function storedPathOf(root: string, m: ManifestEntry, nameEscape: boolean
  * missing, extra, type changed, symlink target changed. Names are compared as bytes;
  * `nameEscape` is the backup's `name_escape` (see {@link nameEscapeOf}).
  */
-export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape = false): Promise<VerifyProblem[]> {
+export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape: NameEscape = false): Promise<VerifyProblem[]> {
   // Confined: a directory of the backup replaced by a symlink is never listed through it.
-  const walked = await walkTree(root, { exclude: (rel) => rel === METADATA_FILE, confined: true });
+  const own = ownFiles(nameEscape); // the backup's own files (metadata, manifest): never source entries
+  const walked = await walkTree(root, { exclude: (rel) => own.includes(rel), confined: true });
   // Keyed by the source path each stored entry stands for.
   const actual = new Map<string, { rel: Rel; kind: string }>();
   for (const e of walked.entries) {
@@ -176,8 +180,21 @@ export function readProblem(path: string, err: unknown): VerifyProblem {
  * ```
  */
 export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
-  const { path, realPath, meta } = await openBackup(opts);
+  const { path, realPath, meta } = await openBackup({ ...opts, manifest: false });
   const result: VerifyResult = { name: opts.name, path, status: 'ok', ok: true, files: 0, bytes: 0, problems: [] };
+  if (meta.manifest_file !== undefined) {
+    // The manifest file, checked against the sha256 the metadata records: a missing or damaged
+    // one is damage like any other (and names the backups sharing it).
+    const got = await loadManifestFile(realPath, meta.manifest_file);
+    if (!got.ok) {
+      await annotateSharedFile(path, MANIFEST_FILE, got.problem);
+      result.status = 'damaged';
+      result.ok = false;
+      result.problems = [got.problem];
+      return result;
+    }
+    meta.manifest = got.manifest;
+  }
   if (!Array.isArray(meta.manifest)) {
     result.status = 'unverifiable';
     result.ok = false;
@@ -194,13 +211,26 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
   const manifest = meta.manifest;
   const problems = await compareTree(realPath, manifest, nameEscape);
   const broken = new Set(problems.map((p) => (p.pathB64 !== undefined ? `\0${p.pathB64}` : p.path))); // relKey
-  const files = manifest.filter((m): m is Extract<ManifestEntry, { type: 'file' }> => m.type === 'file' && !broken.has(relKey(entryRel(m)!)));
+  const files = manifest.filter((m): m is ManifestFile => m.type === 'file' && !broken.has(relKey(entryRel(m)!)));
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   const workers: CopyWorker[] = [];
   opts.onProgress?.({ phase: 'verify', files: 0, totalFiles: files.length, bytes: 0 });
+  // Small files directory by directory, synchronously (hash-dir.ts); the others through the pool.
+  const byDir = canHashByDir() ? files.filter((m) => m.size <= DIR_HASH_MAX) : [];
+  const rest = byDir.length > 0 ? files.filter((m) => m.size > DIR_HASH_MAX) : files;
+  await hashByDir(groupByDir(realPath, byDir, nameEscape), (m, r) => {
+    if (r.ok) {
+      const p = checkFile(m, r);
+      if (p) problems.push(p);
+      result.bytes += r.size;
+    } else problems.push(readProblem(m.path, r.error));
+    result.files++;
+    opts.onProgress?.({ phase: 'verify', files: result.files, totalFiles: files.length, bytes: result.bytes });
+  });
+  if (rest.length === 0) return finishVerify(path, manifest, nameEscape, problems, result);
   const pool = new HashPool();
   try {
-    await runPool(files, concurrency, async (m, lane) => {
+    await runPool(rest, concurrency, async (m, lane) => {
       const worker = (workers[lane] ??= new CopyWorker(false, pool));
       try {
         const got = await worker.copy({ src: storedPathOf(realPath, m, nameEscape), expectedSize: m.size, confined: true });
@@ -217,6 +247,10 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
   } finally {
     await pool.close();
   }
+  return finishVerify(path, manifest, nameEscape, problems, result);
+}
+
+async function finishVerify(path: string, manifest: readonly ManifestEntry[], nameEscape: NameEscape, problems: VerifyProblem[], result: VerifyResult): Promise<VerifyResult> {
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   await annotateShared(path, manifest, nameEscape, problems); // incremental backups: damage shared by hard links
   result.problems = problems;
@@ -225,4 +259,33 @@ export async function verifyBackup(opts: VerifyOptions): Promise<VerifyResult> {
     result.ok = false;
   }
   return result;
+}
+
+/** Files grouped by the directory of the backup they are stored in (for {@link hashByDir}). */
+function groupByDir(root: string, files: readonly ManifestFile[], nameEscape: NameEscape): { dir: string | Buffer; files: DirFile<ManifestFile>[] }[] {
+  const groups = new Map<string, { dir: string | Buffer; files: DirFile<ManifestFile>[] }>();
+  let last: { key: string; g: { dir: string | Buffer; files: DirFile<ManifestFile>[] } } | undefined;
+  for (const m of files) {
+    const stored = storedRel(entryRel(m)!, nameEscape);
+    let key: string;
+    let name: string | Buffer;
+    if (typeof stored === 'string') {
+      const i = stored.lastIndexOf('/');
+      key = i < 0 ? '' : stored.slice(0, i);
+      name = stored.slice(i + 1);
+    } else {
+      const parent = parentRel(stored);
+      key = parent === undefined ? '' : relKey(parent);
+      name = relFromBytes(stored.subarray(stored.lastIndexOf(0x2f) + 1));
+    }
+    // The manifest is sorted (parents first): files of one directory mostly come together.
+    let g = last?.key === key ? last.g : groups.get(key);
+    if (!g) {
+      const parent = parentRel(stored);
+      groups.set(key, (g = { dir: parent === undefined ? root : joinRel(root, parent), files: [] }));
+    }
+    last = { key, g };
+    g.files.push({ name, item: m });
+  }
+  return [...groups.values()];
 }

@@ -125,8 +125,8 @@ describe('options and output', () => {
     expect(one.excludes).toContain('*.bak');
     const two = json(await cli(['backup', '--name', '008', '--exclude', '*.bak', '--exclude', 'cache/', '--json'], env));
     expect(two.excludes.slice(-2)).toEqual(['*.bak', 'cache/']);
-    expect((await readdir(join(backups, '007'))).sort()).toEqual(['.backup_metadata.json', 'agents', 'cache', 'logs', 'mesh']);
-    expect((await readdir(join(backups, '008'))).sort()).toEqual(['.backup_metadata.json', 'agents', 'logs', 'mesh']);
+    expect((await readdir(join(backups, '007'))).sort()).toEqual(['.backup_manifest.json', '.backup_metadata.json', 'agents', 'cache', 'logs', 'mesh']);
+    expect((await readdir(join(backups, '008'))).sort()).toEqual(['.backup_manifest.json', '.backup_metadata.json', 'agents', 'logs', 'mesh']);
     const shown = json(await cli(['show', '007', '--json'], env));
     expect(shown.name).toBe('007');
   });

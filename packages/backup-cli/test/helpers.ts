@@ -157,3 +157,29 @@ export function snapshotBytes(
 /** `root/relBytes` as a Buffer path. */
 export const bpath = (root: string, ...parts: (string | Buffer)[]): Buffer =>
   Buffer.concat([Buffer.from(root), ...parts.flatMap((p) => [SEP, typeof p === 'string' ? Buffer.from(p) : p])]);
+
+/** The files a backup holds besides the source's (its metadata and, since format 2, its manifest). */
+export const OWN_FILES = ['.backup_metadata.json', '.backup_manifest.json'];
+
+/** A backup's metadata as written, with its manifest (read from `.backup_manifest.json` in format 2). */
+export function backupMeta(backupPath: string): any {
+  const meta = JSON.parse(fs.readFileSync(join(backupPath, '.backup_metadata.json'), 'utf8'));
+  if (meta.manifest_file) meta.manifest = JSON.parse(fs.readFileSync(join(backupPath, meta.manifest_file.name), 'utf8')).entries;
+  return meta;
+}
+
+/**
+ * Turn a backup made now into one as the previous release wrote it (format 1): the manifest
+ * inline in `.backup_metadata.json` (last, as `metadataText` lays it out), no manifest file,
+ * `name_escape: 1`. The backup must not hold a top-level `.backup_manifest.json*` of the source.
+ */
+export function toFormat1(backupPath: string): void {
+  const meta = backupMeta(backupPath);
+  const { manifest, manifest_file: _ref, ...head } = meta;
+  const file = join(backupPath, '.backup_metadata.json');
+  const top = JSON.stringify({ ...head, format_version: 1, name_escape: 1 }, null, 2).slice(0, -2);
+  const entries = (manifest as unknown[]).map((e) => `    ${JSON.stringify(e)}`).join(',\n');
+  fs.rmSync(join(backupPath, '.backup_manifest.json'));
+  fs.rmSync(file);
+  fs.writeFileSync(file, `${top},\n  "manifest": [${entries === '' ? ']' : `\n${entries}\n  ]`}\n}\n`, { mode: 0o600 });
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { isTempFileName, withLock } from '@dawn/atomic-json';
 import { copyFixture, spawnNode, useTempDir, type ChildExit } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
-import { BIN, bpath, cli, json, showBytes, snapshotBytes } from './helpers.js';
+import { backupMeta, BIN, bpath, cli, json, showBytes, snapshotBytes, toFormat1 } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-hostile-');
 
@@ -110,7 +110,7 @@ describe('B9: names are bytes', () => {
     expect(b.code, b.stderr).toBe(0);
     expect(json(b).skipped).toEqual([]);
     expect(json(b).warnings).toEqual([]);
-    const meta = JSON.parse(await readFile(join(backups, 'bytes/.backup_metadata.json'), 'utf8'));
+    const meta = backupMeta(join(backups, 'bytes'));
     const byB64 = (b: Buffer) => meta.manifest.find((m: any) => m.path_b64 === b.toString('base64'));
     expect(byB64(ff)).toMatchObject({ type: 'file', path: '\uFFFD' });
     expect(byB64(fe)).toMatchObject({ type: 'file', path: '\uFFFD' });
@@ -197,7 +197,7 @@ describe('B10: exclude exactly what atomic-json creates', () => {
 });
 
 describe('B11: every backup that reports success can be restored', () => {
-  it('a regular .backup_metadata.json (and .backup_metadata.json~) at the top of the source: backup, verify, restore and undo all succeed', async () => {
+  it('a regular .backup_metadata.json, .backup_manifest.json (and their ~ names) at the top of the source: backup, verify, diff, restore and undo all succeed', async () => {
     const root = await tempDir();
     const src = join(root, 'src');
     await mkdir(join(src, '.backup_metadata.json~'), { recursive: true });
@@ -205,17 +205,28 @@ describe('B11: every backup that reports success can be restored', () => {
     await writeFile(join(src, '.backup_metadata.json~/inner.json'), '{"inner": true}\n');
     await writeFile(join(src, '.backup_metadata.json~~'), 'two tildes\n');
     await writeFile(join(src, 'data.json'), '{"a": 1}\n');
+    // the same for the manifest file's name (format 2)
+    await mkdir(join(src, '.backup_manifest.json~'));
+    await writeFile(join(src, '.backup_manifest.json'), '{"format":"dawn-backup-manifest","format_version":1,"entries":[]}\n');
+    await writeFile(join(src, '.backup_manifest.json~/inner.json'), '{"inner": 2}\n');
     const backups = join(root, 'backups');
     const b = await cli(['backup', '--source', src, '--backup-dir', backups, '--name', 'meta', '--json']);
     expect(b.code, b.stderr).toBe(0);
     expect(json(b).skipped).toEqual([]);
-    expect(json(b).fileCount).toBe(4);
+    expect(json(b).fileCount).toBe(6);
+    expect(fs.readFileSync(join(backups, 'meta/.backup_manifest.json~'), 'utf8')).toContain('"entries":[]');
     expect((await cli(['verify', 'meta', '--backup-dir', backups])).code).toBe(0);
+    const d = json(await cli(['diff', 'meta', '--source', src, '--backup-dir', backups, '--json']));
+    expect([d.added, d.removed, d.modified]).toEqual([[], [], []]);
+    const again = await cli(['backup', '--source', src, '--backup-dir', backups, '--name', 'meta2', '--json']);
+    expect(json(again)).toMatchObject({ linkedFrom: 'meta', linkedFiles: 6, newFiles: 0 });
+    expect((await cli(['verify', 'meta2', '--backup-dir', backups])).code).toBe(0);
     expect((await cli(['list', '--backup-dir', backups, '--json'])).code).toBe(0);
 
     const live = join(root, 'live');
     await mkdir(live);
     await writeFile(join(live, '.backup_metadata.json'), 'the live one\n');
+    await writeFile(join(live, '.backup_manifest.json'), 'the live manifest-named one\n');
     await writeFile(join(live, 'live.json'), '{}\n');
     const liveBefore = snapshotBytes(live);
     const r = await cli(['restore', 'meta', '--backup-dir', backups, '--target', live, '--force', '--json']); // another source's backup: --force;
@@ -268,7 +279,7 @@ describe('C: symlinks and special files on the backup side', () => {
       expect(made.skipped.map((s: any) => s.rel).sort()).toEqual(expectSkipped.sort());
       for (const s of made.skipped) expect(s.reason).toMatch(/not a regular file, directory or symlink/);
       expect(made.warnings).toHaveLength(expectSkipped.length);
-      const meta = JSON.parse(await readFile(join(backups, 'special/.backup_metadata.json'), 'utf8'));
+      const meta = backupMeta(join(backups, 'special'));
       const link = (p: string) => meta.manifest.find((m: any) => m.path === p);
       expect(link('to-fifo')).toEqual({ path: 'to-fifo', type: 'symlink', target: outFifo });
       expect(link('to-zero')).toEqual({ path: 'to-zero', type: 'symlink', target: '/dev/zero' });
@@ -331,7 +342,8 @@ describe('older backups (no name_escape, no path_b64) read as before', () => {
     await writeFile(join(src, 'a.json'), '{}\n');
     const backups = join(root, 'backups');
     expect((await cli(['backup', '--source', src, '--backup-dir', backups, '--name', 'old'])).code).toBe(0);
-    // Make it look like a backup of the previous version: names stored as they are, no name_escape.
+    // Make it look like a backup of an older version: names stored as they are, no name_escape.
+    toFormat1(join(backups, 'old'));
     const metaFile = join(backups, 'old/.backup_metadata.json');
     const meta = JSON.parse(await readFile(metaFile, 'utf8'));
     expect(meta.name_escape).toBe(1);

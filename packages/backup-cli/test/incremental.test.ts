@@ -1,9 +1,10 @@
-import { chmod, lstat, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { createBackup, listBackups, pruneBackups, restoreBackup, showBackup, verifyBackup } from '../src/index.js';
-import { cli, json, makeManyFiles, makeRichTree, snapshot } from './helpers.js';
+import { backupMeta, cli, json, makeManyFiles, makeRichTree, OWN_FILES, snapshot, toFormat1 } from './helpers.js';
 
 /**
  * Issue 11, sections 1, 2 and 5: incremental backups (hard links to the newest backup of the
@@ -17,7 +18,7 @@ async function inodes(root: string): Promise<Map<string, number>> {
   const walk = async (rel: string) => {
     for (const n of (await readdir(join(root, rel))).sort()) {
       const r = rel ? `${rel}/${n}` : n;
-      if (!rel && n === '.backup_metadata.json') continue;
+      if (!rel && OWN_FILES.includes(n)) continue;
       const st = await lstat(join(root, r));
       if (st.isDirectory()) await walk(r);
       else if (st.isFile()) out.set(r, st.ino);
@@ -173,10 +174,120 @@ describe('incremental backups: unchanged files are hard links to the previous ba
   });
 });
 
-describe('list reads the summary apart from the manifest', () => {
+describe('the manifest in its own file (.backup_manifest.json), shared like any unchanged file', () => {
+  const MF = '.backup_manifest.json';
+  const ino = async (backupDir: string, name: string) => (await lstat(join(backupDir, name, MF))).ino;
+
+  it('is a hard link between backups of an unchanged tree, a new file when one file changes; the metadata is small and names it by sha256', async () => {
+    const { source, backupDir } = await setup();
+    await createBackup({ source, backupDir, name: 'b1', fsync: false });
+    await createBackup({ source, backupDir, name: 'b2', fsync: false });
+    expect(await ino(backupDir, 'b2')).toBe(await ino(backupDir, 'b1'));
+    const meta = JSON.parse(await readFile(join(backupDir, 'b2/.backup_metadata.json'), 'utf8'));
+    expect(meta).not.toHaveProperty('manifest');
+    expect(meta).toMatchObject({ format_version: 2, name_escape: 2, manifest_file: { name: MF, entries: backupMeta(join(backupDir, 'b2')).manifest.length } });
+    const bytes = await readFile(join(backupDir, 'b2', MF));
+    expect(meta.manifest_file.size).toBe(bytes.length);
+    expect(meta.manifest_file.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    // nothing backup-specific in the manifest: no name, no time
+    expect(Object.keys(JSON.parse(bytes.toString())).sort()).toEqual(['entries', 'format', 'format_version']);
+    await writeFile(join(source, 'agents/a1/state.json'), '{"agent_id":"a1","name":"a1","state":{"n":3}}');
+    await createBackup({ source, backupDir, name: 'b3', fsync: false });
+    expect(await ino(backupDir, 'b3')).not.toBe(await ino(backupDir, 'b2'));
+    for (const n of ['b1', 'b2', 'b3']) expect((await verifyBackup({ backupDir, name: n })).status, n).toBe('ok');
+    // the restored tree never holds the backup's manifest file
+    const target = join(backupDir, '..', 'restored');
+    await restoreBackup({ backupDir, name: 'b2', target });
+    expect(await readdir(target)).not.toContain(MF);
+    // --full writes its own manifest file
+    await createBackup({ source, backupDir, name: 'b4', fsync: false, full: true });
+    expect(await ino(backupDir, 'b4')).not.toBe(await ino(backupDir, 'b3'));
+  });
+
+  it('pruning the older backup leaves the newer one (sharing its manifest) whole', async () => {
+    const { source, backupDir } = await setup();
+    const hour = 3_600_000;
+    await createBackup({ source, backupDir, name: 'b1', fsync: false, now: new Date(Date.now() - 2 * hour) });
+    await createBackup({ source, backupDir, name: 'b2', fsync: false, now: new Date(Date.now() - hour) });
+    expect(await ino(backupDir, 'b2')).toBe(await ino(backupDir, 'b1'));
+    const r = await pruneBackups({ backupDir, keepLast: 1 });
+    expect(r.removed.map((d) => d.name)).toEqual(['b1']);
+    expect((await verifyBackup({ backupDir, name: 'b2' })).status).toBe('ok');
+    expect((await listBackups({ backupDir })).backups.map((b) => b.name)).toEqual(['b2']);
+  });
+
+  it('a damaged shared manifest: verify reports it (exit 3) in every backup linking it and names the others; list still lists; show and restore refuse', async () => {
+    const { root, source, backupDir } = await setup();
+    for (const n of ['b1', 'b2', 'b3']) await createBackup({ source, backupDir, name: n, fsync: false });
+    const file = join(backupDir, 'b2', MF);
+    const text = await readFile(file, 'utf8');
+    await writeFile(file, text.replace('"type":"file"', '"type":"fil3"')); // same size, in place: damages all three
+    for (const n of ['b1', 'b2', 'b3']) {
+      const v = await verifyBackup({ backupDir, name: n });
+      expect(v.status, n).toBe('damaged');
+      expect(v.problems).toEqual([expect.objectContaining({ path: MF, kind: 'modified', sharedWith: ['b1', 'b2', 'b3'].filter((x) => x !== n) })]);
+      const c = await cli(['verify', n, '--backup-dir', backupDir, '--json']);
+      expect(c.code).toBe(3);
+      expect(JSON.parse(c.stdout).problems[0].path).toBe(MF);
+    }
+    expect((await listBackups({ backupDir })).backups.map((b) => b.name).sort()).toEqual(['b1', 'b2', 'b3']);
+    await expect(showBackup({ backupDir, name: 'b2' })).rejects.toMatchObject({ code: 'BACKUP_INVALID' });
+    const target = join(root, 'never');
+    const rr = await cli(['restore', 'b2', '--backup-dir', backupDir, '--target', target]);
+    expect(rr.code).toBe(3);
+    await expect(lstat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+    // the next backup never links to the damaged manifest: it writes its own
+    const b4 = await createBackup({ source, backupDir, name: 'b4', fsync: false });
+    expect(await ino(backupDir, 'b4')).not.toBe(await ino(backupDir, 'b3'));
+    expect((await verifyBackup({ backupDir, name: b4.name })).status).toBe('ok');
+  });
+
+  it('a missing manifest file, or one replaced by a symlink: verify exits 3 naming it; nothing is followed', async () => {
+    const { root, source, backupDir } = await setup();
+    await createBackup({ source, backupDir, name: 'b1', fsync: false });
+    await createBackup({ source, backupDir, name: 'b2', full: true, fsync: false });
+    await rm(join(backupDir, 'b1', MF));
+    const v1 = json(await cli(['verify', 'b1', '--backup-dir', backupDir, '--json']));
+    expect(v1).toMatchObject({ status: 'damaged', problems: [{ path: MF, kind: 'missing' }] });
+    const outside = join(root, 'outside.json');
+    await writeFile(outside, await readFile(join(backupDir, 'b2', MF)));
+    await rm(join(backupDir, 'b2', MF));
+    await symlink(outside, join(backupDir, 'b2', MF));
+    const v2 = await cli(['verify', 'b2', '--backup-dir', backupDir, '--json']);
+    expect(v2.code).toBe(3);
+    expect(JSON.parse(v2.stdout)).toMatchObject({ status: 'damaged', problems: [{ path: MF, kind: 'type' }] });
+    const l = json(await cli(['list', '--verify', '--backup-dir', backupDir, '--json']));
+    expect(l.backups.map((b: any) => b.verification.status)).toEqual(['damaged', 'damaged']);
+  });
+
+  it('a backup of the previous release (manifest inline) still lists, shows, verifies, diffs, restores, restores in part, and is linked to by the next backup', async () => {
+    const { root, source, backupDir } = await setup();
+    const old = await createBackup({ source, backupDir, name: 'old', fsync: false, now: new Date(Date.now() - 60_000) });
+    toFormat1(join(backupDir, 'old'));
+    expect(await readdir(join(backupDir, 'old'))).not.toContain(MF);
+    expect((await listBackups({ backupDir })).backups).toEqual([expect.objectContaining({ name: 'old', checksums: true, formatVersion: 1, fileCount: old.fileCount })]);
+    expect((await showBackup({ backupDir, name: 'old', manifest: true })).manifest).toHaveLength(backupMeta(join(backupDir, 'old')).manifest.length);
+    expect((await verifyBackup({ backupDir, name: 'old' })).status).toBe('ok');
+    const d = json(await cli(['diff', 'old', '--source', source, '--backup-dir', backupDir, '--json']));
+    expect([d.added, d.removed, d.modified]).toEqual([[], [], []]);
+    const target = join(root, 'restored');
+    await restoreBackup({ backupDir, name: 'old', target });
+    expect(await readdir(target)).not.toContain('.backup_metadata.json');
+    await writeFile(join(target, 'agents/a1/state.json'), '{"broken": true}');
+    expect((await cli(['restore', 'old', '--backup-dir', backupDir, '--target', target, '--include', 'agents/a1/**', '--force'])).code).toBe(0);
+    expect(await readFile(join(target, 'agents/a1/state.json'), 'utf8')).toContain('"n":1');
+    const next = await createBackup({ source, backupDir, name: 'next', fsync: false });
+    expect(next.linkedFrom).toBe('old');
+    expect(next.linkedFiles).toBe(next.fileCount);
+    expect((await verifyBackup({ backupDir, name: 'next' })).status).toBe('ok');
+  });
+});
+
+describe('list reads the summary apart from the manifest (format 1 backups: manifest inline, only the head is parsed)', () => {
   it('a backup whose manifest cannot be parsed is still listed from its head; show and verify still read the manifest', async () => {
     const { source, backupDir } = await setup();
     const b = await createBackup({ source, backupDir, name: 'b1', fsync: false });
+    toFormat1(join(backupDir, 'b1')); // as the previous release wrote it: manifest inline
     const file = join(backupDir, 'b1/.backup_metadata.json');
     const text = await readFile(file, 'utf8');
     const at = text.indexOf('"manifest": [');
@@ -197,6 +308,7 @@ describe('list reads the summary apart from the manifest', () => {
   it('falls back to the whole file when the head cannot be used (manifest not last, truncated file)', async () => {
     const { source, backupDir } = await setup();
     await createBackup({ source, backupDir, name: 'b1', fsync: false });
+    toFormat1(join(backupDir, 'b1'));
     const file = join(backupDir, 'b1/.backup_metadata.json');
     const meta = JSON.parse(await readFile(file, 'utf8'));
     const { manifest, ...rest } = meta;
@@ -214,6 +326,7 @@ describe('list reads the summary apart from the manifest', () => {
     const source = join(root, 'many');
     await makeManyFiles(source, 3000, 'x');
     await createBackup({ source, backupDir, name: 'big', fsync: false });
+    toFormat1(join(backupDir, 'big'));
     const file = join(backupDir, 'big/.backup_metadata.json');
     const text = await readFile(file, 'utf8');
     expect(text.length).toBeGreaterThan(400_000);

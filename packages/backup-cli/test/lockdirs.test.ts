@@ -6,6 +6,7 @@ import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { createBackup, restoreBackup } from '../src/index.js';
 import { isAtomicJsonLockDir, LOCK_FRESH_MS, lockDirVerdict } from '../src/lockdir.js';
+import { backupMeta } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-lockdirs-');
 
@@ -13,7 +14,7 @@ const tempDir = useTempDir('dawn-backup-lockdirs-');
 const age = (path: string) => utimes(path, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
 
 const paths = (b: { path: string }) =>
-  (JSON.parse(fs.readFileSync(join(b.path, '.backup_metadata.json'), 'utf8')) as { manifest: { path: string }[] }).manifest.map((m) => m.path);
+  (backupMeta(b.path) as { manifest: { path: string }[] }).manifest.map((m) => m.path);
 
 describe('only real atomic-json lock directories are left out; every other *.lock directory is data', () => {
   it('the rule: empty, and beside its file or fresh', () => {

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { canMountTmpfs, copyDir, spawnNode, tmpfsSkipReason, useTempDir, withTinyFs } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { BackupError, createBackup, listBackups, planRestore, restoreBackup, verifyBackup } from '../src/index.js';
-import { BIN, cli, json, makeManyFiles, snapshot } from './helpers.js';
+import { BIN, cli, json, makeManyFiles, OWN_FILES, snapshot } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-partial-');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,7 +60,7 @@ describe('restore --include (partial restore)', () => {
     expect(r.preRestoreBackup).toMatch(/^pre_restore_/);
     const pre = r.preRestoreBackup!;
     expect((await verifyBackup({ name: pre, backupDir: backups })).ok).toBe(true);
-    const saved = await snapshot(join(backups, pre), ['.backup_metadata.json']);
+    const saved = await snapshot(join(backups, pre), OWN_FILES);
     expect(Object.keys(saved).sort()).toEqual(['agents', 'agents/first_agent', 'agents/first_agent/memory', 'agents/first_agent/memory/m1.json', 'agents/first_agent/memory/m2.json', 'agents/first_agent/state.json']);
     const listed = await listBackups({ backupDir: backups });
     expect(listed.damaged).toEqual([]);
@@ -144,7 +144,7 @@ describe('restore --include (partial restore)', () => {
     await file(data, 'agents/first_agent/state.json/inner.json', '{}');
     const r = await restoreBackup({ name: 'v1', backupDir: backups, target: data, include: ['agents/first_agent'], fsync: false });
     expect(part(await snapshot(data), (p) => inAgent(p) && !isLog(p))).toEqual(part(v1, (p) => inAgent(p) && !isLog(p)));
-    const saved = await snapshot(join(backups, r.preRestoreBackup!), ['.backup_metadata.json']);
+    const saved = await snapshot(join(backups, r.preRestoreBackup!), OWN_FILES);
     expect(saved['agents/first_agent/memory']).toMatch(/^file /);
     expect(saved['agents/first_agent/state.json/inner.json']).toMatch(/^file /);
   });

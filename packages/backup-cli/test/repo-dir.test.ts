@@ -27,7 +27,7 @@ describe('encrypted repository (init --encrypt)', () => {
 
   it('objects and snapshots are sealed, names reveal no content hash, the right password reads it all, a wrong one is WRONG_PASSWORD', async () => {
     const { readdir, readFile, writeFile } = await import('node:fs/promises');
-    const { cli, json, makeRichTree, snapshot, without, RICH_EXCLUDED } = await import('./helpers.js');
+    const { backupMeta, cli, json, makeRichTree, snapshot, without, RICH_EXCLUDED } = await import('./helpers.js');
     const root = await tmp();
     const data = join(root, 'data');
     await makeRichTree(data);
@@ -44,7 +44,7 @@ describe('encrypted repository (init --encrypt)', () => {
     const p = await run(['push', '--repo', repo, '--json']);
     expect(p.code, p.stderr).toBe(0);
 
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const meta = backupMeta(join(root, 'backups', 'b1'));
     const hashes = new Set<string>(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256));
     const names: string[] = [];
     for (const d of await readdir(join(repo, 'objects'))) names.push(...(await readdir(join(repo, 'objects', d))));

@@ -4,7 +4,7 @@ import { spawnNode } from '@dawn/test-utils';
 import { expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
 import { hashOfKey, objectKey, OBJECTS_PREFIX } from '../src/repo/format.js';
-import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
+import { backupMeta, BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 
 /** How a suite reaches its repository: a fresh URL per test, and the environment (S3 settings). */
 export interface RepoTarget {
@@ -87,7 +87,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
   it('a damaged object: verify --read-data, pull and restore exit 3, nothing local changes', async () => {
     const { root, data, env, repo, run } = await setup('damaged');
     expect((await run(['push', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const meta = backupMeta(join(root, 'backups', 'b1'));
     const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
     await tamper(repo, env, victim.sha256, 'damage');
     expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0); // present...
@@ -106,7 +106,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
   it('a deleted object (a snapshot naming a missing object): verify exits 3, pull leaves nothing behind', async () => {
     const { root, env, repo, run } = await setup('deleted');
     expect((await run(['push', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const meta = backupMeta(join(root, 'backups', 'b1'));
     const victim = meta.manifest.find((m: any) => m.path === 'big.bin');
     await tamper(repo, env, victim.sha256, 'delete');
     const v = await run(['verify', 'b1', '--repo', repo, '--json']);
@@ -338,7 +338,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['backup', '--name', 'many', '--quiet'])).code).toBe(0);
     const repo = target.url('kill');
     expect((await run(['init', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'many', '.backup_metadata.json'), 'utf8'));
+    const meta = backupMeta(join(root, 'backups', 'many'));
     const total = new Set(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256)).size;
     let killed = 0;
     const delays: number[] = [];

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { copyDir, useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { BackupError, createBackup, restoreBackup } from '../src/index.js';
-import { cli, json, makeRichTree, snapshot, STACK } from './helpers.js';
+import { cli, json, makeRichTree, OWN_FILES, snapshot, STACK } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-safety-');
 const isRoot = process.getuid?.() === 0;
@@ -33,7 +33,7 @@ async function ageLocks(data: string): Promise<void> {
 
 /** What a tree holds, directory modes aside (a backup keeps its directories 0700; their modes are in the manifest). */
 async function contents(root: string): Promise<Record<string, string>> {
-  const snap = await snapshot(root, ['.backup_metadata.json']);
+  const snap = await snapshot(root, OWN_FILES);
   for (const k of Object.keys(snap)) if (snap[k]!.startsWith('dir ')) snap[k] = 'dir';
   return snap;
 }

@@ -2,7 +2,7 @@ import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { copyFixture, useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
-import { cli, json, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
+import { backupMeta, cli, json, makeRichTree, OWN_FILES, RICH_EXCLUDED, snapshot, without } from './helpers.js';
 
 const tempDir = useTempDir('dawn-backup-rt-');
 
@@ -22,8 +22,8 @@ describe('round trip through the binary', () => {
     expect((await stat(made.path)).mode & 0o777).toBe(0o700);
 
     // metadata keeps the Python fields
-    const meta = JSON.parse(await (await import('node:fs/promises')).readFile(join(made.path, '.backup_metadata.json'), 'utf8'));
-    expect(meta).toMatchObject({ backup_name: made.name, source_dir: data, backup_dir: made.path, format_version: 1, file_count: 3 });
+    const meta = backupMeta(made.path);
+    expect(meta).toMatchObject({ backup_name: made.name, source_dir: data, backup_dir: made.path, format_version: 2, file_count: 3 });
     expect(meta.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/);
     expect(meta.manifest.find((m: any) => m.path === 'mesh/peer_registry.json')).toMatchObject({ type: 'file', size: 1871, mode: '0644' });
 
@@ -58,7 +58,7 @@ describe('round trip through the binary', () => {
     const r = await cli(['restore', name, '--backup-dir', join(root, 'backups'), '--target', target]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: .*no checksums/);
-    expect(await snapshot(target)).toEqual(without(await snapshot(join(root, 'backups', name)), ['.backup_metadata.json']));
+    expect(await snapshot(target)).toEqual(without(await snapshot(join(root, 'backups', name)), OWN_FILES));
   });
 
   it('round-trips nested and empty dirs, unicode names, symlinks, modes (0600, 0755, 0700 dirs) and mtimes', async () => {

@@ -7,6 +7,7 @@ import { syncFileSystem } from '../durability.js';
 import { listBackups } from '../list.js';
 import { planPrune, type RetentionPolicy } from '../prune.js';
 import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry, type ManifestFile } from '../metadata.js';
+import { writeBackupMetadata } from '../write-metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
 import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
@@ -483,7 +484,7 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
       await symlink(target as string, storedPathOf(tmp, m, nameEscape) as string);
     }
     for (const d of [...dirs].reverse()) await chmod(storedPathOf(tmp, d, nameEscape), parseMode(d.mode) ?? 0o755);
-    await writeNewFile(join(tmp, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`, 0o644, false);
+    await writeBackupMetadata(tmp, meta, { mode: 0o644, fsync: false }); // the manifest file too (format 2), or inline as pushed (format 1)
     if (meta.root_mode !== undefined) await chmod(tmp, parseMode(meta.root_mode) ?? 0o755);
     await syncFileSystem(tmp);
     if (await lstat(final).catch(() => undefined)) throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" appeared in ${backupDir} meanwhile; nothing was changed.`, { path: final });
