@@ -1,7 +1,18 @@
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import lockfile from 'proper-lockfile';
+import type * as ProperLockfile from 'proper-lockfile';
 import { abortedError, AtomicJsonError, ioError } from './errors.js';
 import { fsl } from './fs-layer.js';
+
+let lockfileModule: typeof ProperLockfile | undefined;
+/**
+ * proper-lockfile, loaded on first use: it (with graceful-fs) takes about 25 ms to load, which
+ * a program that only reads (a CLI's `list`, `verify`) should not pay at every start.
+ * @internal
+ */
+export function properLockfile(): typeof ProperLockfile {
+  return (lockfileModule ??= createRequire(import.meta.url)('proper-lockfile') as typeof ProperLockfile);
+}
 
 /**
  * How to take the cross-process lock on `<file>.lock` (for `withLock`, and as `lock` of
@@ -119,7 +130,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   for (;;) {
     if (opts.signal?.aborted) throw abortedError(file, opts.signal);
     try {
-      const release = await lockfile.lock(file, {
+      const release = await properLockfile().lock(file, {
         realpath: false,
         stale: staleMs,
         retries: 0,

@@ -5,10 +5,9 @@
  */
 import * as fs from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fileTypeOf } from './fs-layer.js';
-import { DEFAULT_STALE_MS, DEFAULT_TIMEOUT_MS, lockHeldInThisProcess, lockPathOf, type LockOptions } from './lock.js';
+import { DEFAULT_STALE_MS, DEFAULT_TIMEOUT_MS, lockHeldInThisProcess, lockPathOf, properLockfile, type LockOptions } from './lock.js';
 import type { ReadOptions, UpdateOptions } from './operations.js';
 import { parseJson } from './parse.js';
 import { holdsLock, type WriteOptions } from './queue.js';
@@ -68,7 +67,7 @@ function lockSync(path: string, opts: LockOptions): () => void {
   let madeDir = false;
   for (;;) {
     try {
-      const release = lockfile.lockSync(path, { realpath: false, stale, onCompromised: () => {} });
+      const release = properLockfile().lockSync(path, { realpath: false, stale, onCompromised: () => {} });
       return () => {
         try {
           release();

@@ -122,3 +122,26 @@ describe('compromised lock: the operation in flight rejects with LOCK_COMPROMISE
     expect((await readdir(dir)).filter((n) => n.endsWith(TEMP_SUFFIX))).toEqual([]);
   });
 });
+
+describe('start-up cost', () => {
+  it('proper-lockfile is loaded on the first lock, not by importing the package or reading', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'f.json');
+    const script = `
+      import { createRequire } from 'node:module';
+      const require = createRequire(import.meta.url);
+      const loaded = () => Object.keys(require.cache).some((k) => k.includes('proper-lockfile'));
+      const aj = await import(${JSON.stringify(join(fixture('..'), '..', 'dist', 'index.js'))});
+      const atImport = loaded();
+      await aj.readJson(${JSON.stringify(file)}, { default: {} });
+      const afterRead = loaded();
+      await aj.writeJson(${JSON.stringify(file)}, { v: 1 });
+      const afterLockedWrite = loaded();
+      aj.writeJsonSync(${JSON.stringify(file)}, { v: 2 });
+      console.log(JSON.stringify({ atImport, afterRead, afterLockedWrite, v: aj.readJsonSync(${JSON.stringify(file)}).v }));
+    `;
+    const { execFileSync } = await import('node:child_process');
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+    expect(out).toEqual({ atImport: false, afterRead: false, afterLockedWrite: true, v: 2 });
+  });
+});
