@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { spawnNode } from '@dawn/test-utils';
 import { expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
-import { hashOfKey, objectKey, OBJECTS_PREFIX } from '../src/repo/format.js';
+import { idOfPackKey, INDEX_PREFIX, objectKey, packKey, PACKS_PREFIX } from '../src/repo/format.js';
+import { hasBlob, loadCatalog, plainRepo } from '../src/repo/store.js';
 import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
 
 /** How a suite reaches its repository: a fresh URL per test, and the environment (S3 settings). */
@@ -14,20 +15,40 @@ export interface RepoTarget {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function storedObjects(url: string, env: NodeJS.ProcessEnv): Promise<string[]> {
-  const backend = await openBackend(url, { env });
-  return (await backend.list(OBJECTS_PREFIX)).map(hashOfKey).filter((h): h is string => h !== undefined);
+/** The contents (blob names) a repository holds: loose objects and blobs of indexed packs that are there. */
+export async function storedObjects(url: string, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const cat = await loadCatalog(plainRepo(await openBackend(url, { env }), 2, env), 8);
+  return [...new Set([...cat.loose, ...cat.packed.keys()])].filter((n) => hasBlob(cat, n));
 }
 
-/** Overwrite an object in place, around the repository's own rules (a bit-rotted or tampered store). */
-async function tamper(url: string, env: NodeJS.ProcessEnv, hash: string, how: 'damage' | 'delete'): Promise<void> {
+/** Packs in the store, and the packs its indexes name. */
+export async function storedPacks(url: string, env: NodeJS.ProcessEnv): Promise<{ packs: string[]; indexed: Set<string>; indexes: number }> {
   const backend = await openBackend(url, { env });
-  const key = objectKey(hash);
-  if (how === 'delete') return backend.delete(key);
+  const cat = await loadCatalog(plainRepo(backend, 2, env), 8);
+  const packs = (await backend.list(PACKS_PREFIX)).map(idOfPackKey).filter((id): id is string => id !== undefined);
+  return { packs, indexed: new Set([...cat.packed.values()].map((l) => l.pack)), indexes: (await backend.list(INDEX_PREFIX)).length };
+}
+
+/**
+ * Damage or delete a content in place, around the repository's own rules (a bit-rotted or
+ * tampered store): a loose object, or the blob's bytes inside its pack (`delete`: the whole pack).
+ */
+export async function tamper(url: string, env: NodeJS.ProcessEnv, hash: string, how: 'damage' | 'delete'): Promise<'loose' | 'packed'> {
+  const backend = await openBackend(url, { env });
+  const cat = await loadCatalog(plainRepo(backend, 2, env), 8);
+  const loc = cat.packed.get(hash);
+  const key = cat.loose.has(hash) ? objectKey(hash) : packKey(loc!.pack);
+  const kind = cat.loose.has(hash) ? 'loose' : 'packed';
+  if (how === 'delete') {
+    await backend.delete(key);
+    return kind;
+  }
   const body = Buffer.from((await backend.get(key))!);
-  body.writeUInt8(body.readUInt8(body.length - 1) ^ 0xff, body.length - 1);
+  const at = kind === 'loose' ? body.length - 1 : loc!.offset + loc!.length - 1;
+  body.writeUInt8(body.readUInt8(at) ^ 0xff, at);
   await backend.delete(key);
   expect(await backend.putIfAbsent(key, body)).toBe(true);
+  return kind;
 }
 
 /**
@@ -89,7 +110,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['push', '--repo', repo])).code).toBe(0);
     const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
     const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
-    await tamper(repo, env, victim.sha256, 'damage');
+    expect(await tamper(repo, env, victim.sha256, 'damage')).toBe('packed'); // a blob inside a pack
     expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0); // present...
     const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
     expect(v.code).toBe(3); // ...but damaged
@@ -108,7 +129,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['push', '--repo', repo])).code).toBe(0);
     const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
     const victim = meta.manifest.find((m: any) => m.path === 'big.bin');
-    await tamper(repo, env, victim.sha256, 'delete');
+    expect(await tamper(repo, env, victim.sha256, 'delete')).toBe('loose');
     const v = await run(['verify', 'b1', '--repo', repo, '--json']);
     expect(v.code).toBe(3);
     expect(json(v).problems).toEqual([expect.objectContaining({ path: 'big.bin', kind: 'missing' })]);
@@ -147,7 +168,8 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     const objectsBefore = (await storedObjects(repo, env)).length;
 
     const dry = json(await run(['prune', '--repo', repo, '--keep-last', '1', '--dry-run', '--json']));
-    expect(dry).toMatchObject({ dryRun: true, kept: ['b3'], garbage: 2, garbageDeleted: 0 });
+    // node.key v1 sits in b1's pack beside live contents (kept), v2 alone in b2's pack (dead)
+    expect(dry).toMatchObject({ dryRun: true, kept: ['b3'], garbage: 2, garbageDeleted: 0, packsDeleted: 1, packsPartlyLive: 1 });
     expect(dry.removed.sort()).toEqual(['b1', 'b2']);
     expect((await storedObjects(repo, env)).length).toBe(objectsBefore);
 
@@ -163,9 +185,13 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
 
     const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json']);
     expect(pruned.code, pruned.stderr).toBe(0);
-    expect(json(pruned)).toMatchObject({ kept: ['b3'], garbage: 2, garbageDeleted: 2 });
+    expect(json(pruned)).toMatchObject({ kept: ['b3'], garbage: 2, garbageDeleted: 1, packsDeleted: 1, packsPartlyLive: 1 });
+    expect(json(pruned).deadBytesKept).toBeGreaterThan(0);
     expect(json(await run(['list', '--repo', repo, '--json'])).backups.map((b: any) => b.name)).toEqual(['b3']);
-    expect((await storedObjects(repo, env)).length).toBe(objectsBefore - 2);
+    expect((await storedObjects(repo, env)).length).toBe(objectsBefore - 1);
+    const afterPrune = await storedPacks(repo, env);
+    expect(afterPrune.packs.sort()).toEqual([...afterPrune.indexed].sort()); // every pack indexed, the dead one gone
+    expect(afterPrune.indexes).toBe(1); // the indexes were merged into one
     expect((await run(['verify', 'b3', '--repo', repo, '--read-data'])).code).toBe(0);
 
     // a prune running elsewhere: push refuses (BUSY), nothing is written
@@ -185,7 +211,8 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     const root = await tempDir();
     const data = join(root, 'data');
     await makeManyFiles(data, 3000, 'k');
-    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), NO_COLOR: '1' };
+    // Packs of 4 KiB (about 40 small contents each): a kill lands between packs and indexes.
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), NO_COLOR: '1', DAWN_BACKUP_INTERNAL_PACK_TARGET: '4096' };
     const run = (args: string[]) => cli(args, env);
     expect((await run(['backup', '--name', 'many', '--quiet'])).code).toBe(0);
     const repo = target.url('kill');
@@ -225,5 +252,12 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect(new Set(await storedObjects(repo, env)).size).toBe(total);
     expect((await run(['verify', 'many', '--repo', repo, '--read-data'])).code).toBe(0);
     expect(json(await run(['push', '--repo', repo, '--json'])).pushed[0].uploaded).toBe(0);
+    // packs a killed run uploaded without their index are garbage: prune removes exactly those
+    const { packs, indexed } = await storedPacks(repo, env);
+    const orphans = packs.filter((id) => !indexed.has(id)).length;
+    const pr = json(await run(['prune', '--repo', repo, '--keep-last', '1', '--json']));
+    expect(pr).toMatchObject({ packsDeleted: orphans, garbage: 0 });
+    expect((await storedPacks(repo, env)).packs.length).toBe(packs.length - orphans);
+    expect((await run(['verify', 'many', '--repo', repo, '--read-data'])).code).toBe(0);
   }, 300_000);
 }
