@@ -143,6 +143,99 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
   });
 
+  it('packs: small contents packed and deduplicated across pushes, a large one streamed (multipart above the part size); far fewer requests than files', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const { mkdir, writeFile: wf } = await import('node:fs/promises');
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await mkdir(join(data, 'small'), { recursive: true });
+    await mkdir(join(data, 'big'), { recursive: true });
+    for (let i = 0; i < 200; i++) await wf(join(data, 'small', `f${i}`), randomBytes(1024));
+    await wf(join(data, 'big', 'huge.bin'), randomBytes(12 * 1024 * 1024 + 5)); // 3 parts of 5 MiB
+    const env = {
+      ...target.env(),
+      PROJECT_DAWN_DATA_ROOT: data,
+      DAWN_BACKUP_DIR: join(root, 'backups'),
+      DAWN_BACKUP_INTERNAL_PACK_TARGET: '16384',
+      DAWN_BACKUP_INTERNAL_PART_SIZE: String(5 * 1024 * 1024),
+    };
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    const repo = target.url('packs');
+    expect((await run(['backup', '--name', 'b1', '--quiet'])).code).toBe(0);
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    const p1 = await run(['push', '--repo', repo, '--json']);
+    expect(p1.code, p1.stderr).toBe(0);
+    const first = json(p1).pushed[0];
+    expect(first).toMatchObject({ files: 201, objects: 201, uploaded: 201 });
+    expect(first.packs).toBeGreaterThanOrEqual(10);
+    expect(first.requests).toBeLessThan(first.files / 2);
+    const { packs, indexed } = await storedPacks(repo, env);
+    expect(packs.length).toBe(first.packs);
+    expect(new Set(packs)).toEqual(indexed);
+    // the same contents in another backup: nothing uploaded, no pack written
+    expect((await run(['backup', '--name', 'b2', '--quiet'])).code).toBe(0);
+    expect(json(await run(['push', 'b2', '--repo', repo, '--json'])).pushed[0]).toMatchObject({ snapshot: 'created', uploaded: 0, packs: 0 });
+    // one changed file: one content, one (small) pack
+    await wf(join(data, 'small', 'f7'), 'changed');
+    expect((await run(['backup', '--name', 'b3', '--quiet'])).code).toBe(0);
+    expect(json(await run(['push', 'b3', '--repo', repo, '--json'])).pushed[0]).toMatchObject({ uploaded: 1, packs: 1 });
+    const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(json(v)).toMatchObject({ checked: 201, bytes: 200 * 1024 + 12 * 1024 * 1024 + 5 });
+    const fresh = join(root, 'fresh');
+    const r = await run(['restore', 'b1', '--repo', repo, '--target', join(fresh, 'data'), '--backup-dir', join(fresh, 'backups')]);
+    expect(r.code, r.stderr).toBe(0);
+    const before = await snapshot(join(root, 'backups', 'b1'));
+    delete before['.backup_metadata.json'];
+    expect(await snapshot(join(fresh, 'data'))).toEqual(before);
+
+    // a local backup whose large file no longer matches its manifest: no object, no snapshot
+    await wf(join(data, 'big', 'other.bin'), randomBytes(6 * 1024 * 1024));
+    expect((await run(['backup', '--name', 'b4', '--quiet'])).code).toBe(0);
+    const meta4 = JSON.parse(await readFile(join(root, 'backups', 'b4', '.backup_metadata.json'), 'utf8'));
+    const other = meta4.manifest.find((m: any) => m.path === 'big/other.bin');
+    const { open } = await import('node:fs/promises');
+    const h = await open(join(root, 'backups', 'b4', 'big', 'other.bin'), 'r+');
+    await h.write(Buffer.from('X'), 0, 1, 6 * 1024 * 1024 - 1);
+    await h.close();
+    const bad = await run(['push', 'b4', '--repo', repo, '--json']);
+    expect(bad.code, bad.stderr).toBe(3);
+    expect(JSON.parse(bad.stderr).error.code).toBe('VERIFY_FAILED');
+    expect(await storedObjects(repo, env)).not.toContain(other.sha256);
+    expect(json(await run(['list', '--repo', repo, '--json'])).backups.map((b: any) => b.name).sort()).toEqual(['b1', 'b2', 'b3']);
+
+    // the large object damaged in the store: verify --read-data and restore exit 3
+    const huge = meta4.manifest.find((m: any) => m.path === 'big/huge.bin');
+    expect(await tamper(repo, env, huge.sha256, 'damage')).toBe('loose');
+    const dv = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
+    expect(dv.code).toBe(3);
+    expect(json(dv).problems).toEqual([expect.objectContaining({ path: 'big/huge.bin', kind: 'modified' })]);
+    const fresh2 = join(root, 'fresh2');
+    expect((await run(['restore', 'b1', '--repo', repo, '--target', join(fresh2, 'data'), '--backup-dir', join(fresh2, 'backups')])).code).toBe(3);
+    await expect(readdir(fresh2)).rejects.toThrow(/ENOENT/);
+  }, 180_000);
+
+  it('a pack missing: verify names every file whose content was in it (exit 3), pull leaves nothing, a push puts them back', async () => {
+    const { root, env, repo, run } = await setup('pack-missing');
+    expect((await run(['push', '--repo', repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
+    expect(await tamper(repo, env, victim.sha256, 'delete')).toBe('packed');
+    const small = meta.manifest.filter((m: any) => m.type === 'file' && m.size < 512 * 1024).map((m: any) => m.path).sort();
+    const v = await run(['verify', 'b1', '--repo', repo, '--json']);
+    expect(v.code).toBe(3);
+    expect(json(v).problems.map((p: any) => p.path).sort()).toEqual(small);
+    expect(json(v).problems.every((p: any) => p.kind === 'missing')).toBe(true);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(3);
+    const before = await snapshot(root);
+    expect((await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')])).code).toBe(3);
+    expect(await snapshot(root)).toEqual(before);
+    const p = json(await run(['push', 'b1', '--repo', repo, '--json'])).pushed[0];
+    expect(p).toMatchObject({ snapshot: 'exists', packs: 1 });
+    expect(p.uploaded).toBe(new Set(meta.manifest.filter((m: any) => m.type === 'file' && m.size < 512 * 1024).map((m: any) => m.sha256)).size);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
+  });
+
   it('not a repository, a bad URL: clear coded errors', async () => {
     const { run } = await setup('errors');
     const none = await run(['list', '--repo', target.url('never-initialised'), '--json']);

@@ -13,9 +13,10 @@ export interface Backend {
   putIfAbsent(key: string, body: Uint8Array): Promise<boolean>;
   /**
    * Store a stream under `key` unless the key exists, never holding it whole (multipart on S3).
-   * `false` when it existed. When `body` throws, nothing is stored under `key`.
+   * `false` when it existed. When `body` throws, nothing is stored under `key`. `sizeHint`: about
+   * how many bytes the body holds (lets S3 skip the existence check for a single PUT).
    */
-  putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array>): Promise<boolean>;
+  putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array>, sizeHint?: number): Promise<boolean>;
   /** The bytes under `key`, or `undefined` when there is no such key. */
   get(key: string): Promise<Uint8Array | undefined>;
   /** `length` bytes from `offset` (fewer when the object is shorter); `undefined` when there is no such key. */

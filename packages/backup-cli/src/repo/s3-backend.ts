@@ -1,6 +1,7 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { BackupError } from '../errors.js';
 import type { Backend, BackendOptions } from './backend.js';
+import { tuning } from './format.js';
 
 interface AwsError {
   name?: string;
@@ -26,7 +27,7 @@ export class S3Backend implements Backend {
   readonly url: string;
   requests = 0;
   /** Part size of streamed uploads (multipart above it). */
-  partSize = 16 * 1024 * 1024;
+  readonly partSize: number;
   private readonly client: S3Client;
   private readonly endpoint: string | undefined;
 
@@ -46,6 +47,7 @@ export class S3Backend implements Backend {
     // Node >= 20.19 with a pinned SDK, so the warning would only be noise in the CLI's output.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.url = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
+    this.partSize = tuning(env).partSize;
     this.endpoint = opts.s3Endpoint || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     const config: S3ClientConfig = {
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
@@ -111,10 +113,11 @@ export class S3Backend implements Backend {
    * Streamed upload with `@aws-sdk/lib-storage` (one PUT up to {@link partSize}, multipart
    * above). `If-None-Match: *` is sent on the PUT and on the multipart completion; a server that
    * ignores it on the completion (Ceph RGW does, see the README) can at worst replace an object
-   * by the same content, since keys are content-addressed and checked first with HEAD.
+   * by the same content, since keys are content-addressed and checked first with HEAD (skipped
+   * when `sizeHint` says a single PUT, which the condition guards, will do).
    */
-  async putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array>): Promise<boolean> {
-    if (await this.exists(key)) return false;
+  async putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array>, sizeHint?: number): Promise<boolean> {
+    if ((sizeHint === undefined || sizeHint >= this.partSize) && (await this.exists(key))) return false;
     const { Upload } = await import('@aws-sdk/lib-storage');
     const { Readable } = await import('node:stream');
     let fromBody: { err: unknown } | undefined;

@@ -156,7 +156,14 @@ export async function loadCatalog(repo: Repo, concurrency: number): Promise<Cata
 
 function addIndex(cat: Catalog, key: string, packs: IndexPack[]): void {
   cat.indexes.set(key, packs);
-  for (const p of packs) for (const [name, offset, length] of p.blobs) cat.packed.set(name, { pack: p.id, offset, length });
+  // A blob in several packs (two pushes at once, or a repair after a pack went missing): the
+  // location in a pack that is there wins.
+  for (const p of packs) {
+    for (const [name, offset, length] of p.blobs) {
+      const cur = cat.packed.get(name);
+      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length });
+    }
+  }
 }
 
 /** Whether a blob is stored (loose, or in a pack that is there). */
