@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BackupError, ioError } from '../errors.js';
 import type { Backend } from './backend.js';
@@ -97,16 +97,22 @@ export class DirBackend implements Backend {
     }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+  /** An open handle on the file of `key`; `undefined` when there is no such key. */
+  private async openKey(key: string): Promise<{ p: string; h: FileHandle } | undefined> {
     const p = this.pathOf(key);
     this.requests++;
-    let h;
     try {
-      h = await open(p, 'r');
+      return { p, h: await open(p, 'r') };
     } catch (err) {
       if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
       throw ioError(p, 'read', err);
     }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    const opened = await this.openKey(key);
+    if (!opened) return undefined;
+    const { p, h } = opened;
     try {
       const buf = Buffer.alloc(length);
       let got = 0;
@@ -124,16 +130,8 @@ export class DirBackend implements Backend {
   }
 
   async getStream(key: string): Promise<AsyncIterable<Buffer> | undefined> {
-    const p = this.pathOf(key);
-    this.requests++;
-    let h;
-    try {
-      h = await open(p, 'r');
-    } catch (err) {
-      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
-      throw ioError(p, 'read', err);
-    }
-    return createReadStream('', { fd: h, highWaterMark: 1024 * 1024 });
+    const opened = await this.openKey(key);
+    return opened && createReadStream('', { fd: opened.h, highWaterMark: 1024 * 1024 });
   }
 
   async get(key: string): Promise<Buffer | undefined> {
