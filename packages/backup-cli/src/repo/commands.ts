@@ -133,7 +133,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
-  const pulled = await pullBackup({ ...r, name, backupDir });
+  const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
   const res = await restoreBackup({
     name: pulled.name,
     backupDir: pulled.backupDir,

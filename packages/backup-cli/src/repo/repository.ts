@@ -429,7 +429,7 @@ export interface PullResult {
  * against the manifest's sha256 before anything is visible; a missing or damaged object fails
  * with `VERIFY_FAILED` and leaves nothing behind. The result is verified like any local backup.
  */
-export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined }): Promise<PullResult> {
+export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined; /** `false`: skip the syncfs before the rename (`restore --no-fsync`). @default true */ fsync?: boolean }): Promise<PullResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
@@ -511,7 +511,7 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
     if (shape.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not match its manifest (${shape[0]!.path}: ${shape[0]!.detail}); nothing was pulled.`, { problems: shape });
     }
-    await syncFileSystem(tmp);
+    if (opts.fsync !== false) await syncFileSystem(tmp);
     if (await lstat(final).catch(() => undefined)) throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" appeared in ${backupDir} meanwhile; nothing was changed.`, { path: final });
     await rename(tmp, final);
     done = true;
