@@ -93,12 +93,11 @@ try {
   dawnBackup('list');
   dawnBackup('verify', 'demo_backup');
   await writeJson(join(dataRoot, 'config.json'), { listen: 'ws://0.0.0.0:8001' });
-  console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links)'));
-  dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2');
   console.log(dim('  (off-site: a repository, a directory here; s3://bucket/prefix works the same)'));
   const repo = join(work, 'offsite-repo');
   dawnBackup('init', '--repo', repo);
-  dawnBackup('push', 'demo_backup_2', '--repo', repo);
+  console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links; --push sends it off-site in the same step, as cron would)'));
+  dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2', '--push', '--repo', repo);
   dawnBackup('push', 'demo_backup_2', '--repo', repo); // unchanged: no file content uploaded
 
   step(3, 'Damage the live data: corrupt the peer registry, delete an agent; diff shows what changed since the backup');

@@ -8,7 +8,7 @@ import { BackupError } from './errors.js';
  */
 
 /** Options that take a value (camelCase, as cac names them). Everything else is a flag. */
-export const VALUE_OPTIONS = ['backupDir', 'source', 'name', 'exclude', 'include', 'target', 'keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepWithin', 'keepPreRestore', 'keepPreRestoreDays', 'repo', 's3Endpoint', 'passwordFile'] as const;
+export const VALUE_OPTIONS = ['backupDir', 'source', 'name', 'exclude', 'include', 'target', 'keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepWithin', 'keepPreRestore', 'keepPreRestoreDays', 'repo', 's3Endpoint', 'passwordFile', 'readDataSubset'] as const;
 export type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 /** Options that may be given several times (collected into an array). */

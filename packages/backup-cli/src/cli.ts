@@ -1,3 +1,5 @@
+import { dirname } from 'node:path';
+import { isatty } from 'node:tty';
 import { cac, type CAC, type Command } from 'cac';
 import { count, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
@@ -5,12 +7,13 @@ import { diffBackup, type DiffEntry } from './diff.js';
 import { BackupError, exitCodeOf, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES } from './exclude.js';
 import type { BackupInfo } from './info.js';
-import { listBackups, showBackup } from './list.js';
+import { listBackups, showBackup, type BackupDetails } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
-import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, registerRepoCommands } from './repo/commands.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands, repoTarget } from './repo/commands.js';
+import { diffRepo, showRepoBackup } from './repo/view.js';
 import { planRestore, restoreBackup } from './restore.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
@@ -121,6 +124,10 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
   if (!pruning && (keep.keepPreRestore !== undefined || keep.keepPreRestoreDays !== undefined)) {
     throw new BackupError('USAGE', 'backup prunes only with at least one of --keep-last N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-within DURATION.');
   }
+  // --push: the repository is checked for syntax now (a typo is a usage error before any work);
+  // reaching it is the push's business, after the backup is safe on disk.
+  if (!ctx.flags.push && explicitRepo(ctx) !== undefined) throw new BackupError('USAGE', 'backup --repo URL needs --push (backup --push --repo URL backs up, then pushes the new backup).');
+  const push = ctx.flags.push ? pushTarget(ctx) : undefined;
   ctx.started = true;
   const progress = bar(ctx);
   const result = await createBackup({
@@ -131,14 +138,30 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     defaultExcludes: ctx.flags.defaultExcludes,
     fsync: ctx.flags.fsync,
     full: ctx.flags.full,
-    ...(pruning ? { keep } : {}),
+    // With --push, the local prune waits until the new backup is off-site (see below).
+    ...(pruning && !push ? { keep } : {}),
     onProgress: progress.update,
   }).finally(() => progress.done());
-  // The backup is made; a failed prune afterwards is a failure of the command (exit 1).
-  const exit = result.pruneError ? 1 : 0;
+  const pushed = push ? await pushAfterBackup(push, result.name, dirname(result.path)) : undefined;
+  if (pushed && 'error' in pushed) {
+    ctx.io.stderr.write(
+      `${ctx.err.red('error:')} backup ${result.name} was created (${result.path}), but pushing it to ${pushed.repo} failed (${pushed.error.code}): ${pushed.error.message}\n` +
+        `The local backup is complete${pruning ? '; nothing was pruned' : ''}. Retry the push with: ${BIN} push ${result.name} --repo ${pushed.repo}\n`,
+    );
+  } else if (pushed && pruning) {
+    // Only now that the new backup is off-site does the local retention run: a failed push
+    // leaves every local backup in place for the retry.
+    try {
+      result.pruned = await pruneBackups({ ...keep, backupDir: dirname(result.path), ...(result.sourceDir !== null ? { source: result.sourceDir } : {}) });
+    } catch (err) {
+      result.pruneError = { code: BackupError.is(err) ? err.code : 'IO', message: err instanceof Error ? err.message : String(err) };
+    }
+  }
+  // The backup is made; a failed push or prune afterwards is a failure of the command (exit 1).
+  const exit = result.pruneError || (pushed && 'error' in pushed) ? 1 : 0;
   if (result.pruneError) ctx.io.stderr.write(`${ctx.err.red('error:')} backup ${result.name} was created, but pruning afterwards failed (${result.pruneError.code}): ${result.pruneError.message}\n`);
   if (ctx.json) {
-    printJson(ctx, result);
+    printJson(ctx, pushed ? { ...result, push: pushed } : result);
     return exit;
   }
   for (const w of result.warnings) warn(ctx, w);
@@ -168,6 +191,7 @@ async function cmdBackup(ctx: Ctx): Promise<number> {
     ]),
   );
   for (const n of s?.notes ?? []) println(ctx, ctx.out.dim(`  note: ${n}`));
+  if (pushed && !('error' in pushed)) printPushed(ctx, pushed.repo, pushed.pushed);
   if (result.pruned) {
     const removed = result.pruned.removed.map((d) => d.name);
     println(ctx, `Pruned ${removed.length} backup(s) of this source${removed.length > 0 ? `: ${removed.join(', ')}` : ''}; ${result.pruned.kept.length} kept.`);
@@ -244,8 +268,13 @@ async function cmdList(ctx: Ctx): Promise<number> {
 
 async function cmdShow(ctx: Ctx, name: string): Promise<number> {
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
+  const fromRepo = explicitRepo(ctx) !== undefined;
+  if (fromRepo && backupDir !== undefined) throw new BackupError('USAGE', 'show --repo reads the backup from the repository: --backup-dir does not go with it.');
+  const target = fromRepo ? repoTarget(ctx) : undefined;
   ctx.started = true;
-  const d = await showBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), manifest: ctx.flags.files });
+  const d: BackupDetails & { pushedAt?: number; pushedFrom?: string | null } = target
+    ? await showRepoBackup({ ...target, name, manifest: ctx.flags.files })
+    : await showBackup({ name, ...(backupDir !== undefined ? { backupDir } : {}), manifest: ctx.flags.files });
   if (ctx.json) {
     printJson(ctx, d);
     return 0;
@@ -259,6 +288,7 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
       ['  created:', `${formatTime(d.createdAt)} (${d.timestamp})`],
       ['  source:', d.sourceDir ?? '?'],
       ['  made by:', d.origin === 'python' ? 'the Python implementation' : `@dawn/backup-cli ${d.toolVersion ?? '?'} on ${d.hostname ?? '?'}`],
+      ...(d.pushedAt !== undefined ? [['  pushed:', `${formatTime(d.pushedAt)} from ${d.pushedFrom ?? '?'}`]] : []),
       ['  files:', `${d.fileCount ?? '?'} (${formatBytes(d.totalBytes)})${d.dirCount !== null ? `, ${d.dirCount} directories, ${d.symlinkCount ?? 0} symlinks` : ''}`],
       ['  checksums:', d.checksums ? 'sha256 for every file (run `verify` to check them)' : 'none: cannot be verified'],
       ['  durability:', d.durability ?? '?'],
@@ -292,6 +322,9 @@ async function cmdShow(ctx: Ctx, name: string): Promise<number> {
 
 async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
   if (explicitRepo(ctx) !== undefined) return cmdRepoVerify(ctx, name);
+  if (ctx.flags.readData || single(ctx.raw, 'readDataSubset', '--read-data-subset') !== undefined) {
+    throw new BackupError('USAGE', '--read-data and --read-data-subset go with --repo URL (a local verify always reads every file).');
+  }
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const progress = bar(ctx);
@@ -420,15 +453,20 @@ async function cmdDiff(ctx: Ctx, name: string, other: string | undefined): Promi
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const source = single(ctx.raw, 'source', '--source');
   if (other !== undefined && source !== undefined) throw new BackupError('USAGE', '--source compares a backup with a live directory; it does not go with a second backup name.');
+  const fromRepo = explicitRepo(ctx) !== undefined;
+  if (fromRepo && backupDir !== undefined) throw new BackupError('USAGE', 'diff --repo compares backups of the repository: --backup-dir does not go with it.');
+  const target = fromRepo ? repoTarget(ctx) : undefined;
   ctx.started = true;
-  const d = await diffBackup({ name, ...(other !== undefined ? { other } : {}), ...(backupDir !== undefined ? { backupDir } : {}), ...(source !== undefined ? { source } : {}) });
+  const which = { name, ...(other !== undefined ? { other } : {}), ...(source !== undefined ? { source } : {}) };
+  const d = target ? await diffRepo({ ...target, ...which }) : await diffBackup({ ...which, ...(backupDir !== undefined ? { backupDir } : {}) });
+  name = d.from.name;
   if (ctx.json) {
     printJson(ctx, d);
     return 0;
   }
   for (const n of d.notes) warn(ctx, n);
   const to = d.to.kind === 'live' ? `the live ${d.to.path}` : `backup ${d.to.name}`;
-  println(ctx, `From backup ${ctx.out.bold(name)} to ${to}:`);
+  println(ctx, `From backup ${ctx.out.bold(name)} to ${to}${d.from.repo !== undefined ? ` (in ${d.from.repo})` : ''}:`);
   const size = (x?: { size?: number }) => (x?.size !== undefined ? formatBytes(x.size) : '');
   const line = (mark: string, e: DiffEntry, detail: string) => println(ctx, `  ${mark} ${e.path}${detail ? `  ${ctx.out.dim(detail)}` : ''}`);
   for (const e of d.added) line(ctx.out.green('+'), e, `${e.to?.type === 'dir' ? 'dir' : size(e.to)}`);
@@ -459,6 +497,7 @@ interface Flags {
   full: boolean;
   readData: boolean;
   encrypt: boolean;
+  push: boolean;
 }
 
 function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
@@ -479,8 +518,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
         body: [
           '  PROJECT_DAWN_DATA_ROOT  the data root (default ~/.project-dawn): what backup backs up and restore restores into',
           '  DAWN_BACKUP_DIR         the backup dir of every command when --backup-dir is not given',
-          '  DAWN_BACKUP_REPO        the repository of init, push and pull when --repo is not given',
-          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository',
+          '  DAWN_BACKUP_REPO        the repository of init, push, pull and backup --push when --repo is not given',
+          '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository (else --password-file, else asked on a terminal)',
+          '  DAWN_BACKUP_LOCK_STALE  seconds after which another host\'s repository lock counts as stale (default 21600)',
           '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
@@ -515,7 +555,12 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--keep-within <duration>', 'After a successful backup, prune this source: keep all made within DURATION (36h, 7d, 2w, 6m, 1y) before the newest')
     .option('--keep-pre-restore <n>', 'With a --keep-* rule: keep the N newest pre_restore_* backups of this source (default 5)')
     .option('--keep-pre-restore-days <n>', 'With a --keep-* rule: also keep every pre_restore_* backup of the last N days (default 7)')
+    .option('--push', 'Then push the new backup into the repository (--repo, else $DAWN_BACKUP_REPO); with --keep-*, prune only after the push succeeded')
+    .option('--repo <url>', 'With --push: the repository (s3://bucket/prefix or a directory)')
+    .option('--s3-endpoint <url>', 'With --push: S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --push: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} backup`)
+    .example(`  ${BIN} backup --push --repo s3://backups/node-a --keep-last 24   # cron: one step`)
     .example(`  ${BIN} backup --keep-last 24 --keep-daily 7 --keep-weekly 8 --keep-monthly 12`)
     .example(`  ${BIN} backup --source ~/.project-dawn --backup-dir /mnt/backups --name before_upgrade`)
     .example(`  ${BIN} backup --exclude 'cache/' --exclude 'agents/*/scratch'`)
@@ -534,8 +579,12 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('show <name>', "Show a backup's metadata and summary (peers, agents, files, bytes, checksums)")
     .option('--files', 'Also list every file of the manifest')
+    .option('--repo <url>', 'Show the backup of this repository instead (`latest`: the newest of the data root); nothing is downloaded but its snapshot')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} show dawn_backup_20261125_101500`)
     .example(`  ${BIN} show nightly --files --json`)
+    .example(`  ${BIN} show latest --repo s3://backups/node-a`)
     .action(run((name) => cmdShow(ctx, name!)));
 
   cli
@@ -544,7 +593,9 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
     .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .option('--read-data', 'With --repo: download every object and check its sha256')
+    .option('--read-data-subset <n%|n/m>', 'With --repo: download and check only some stored objects: N% picked at random, or the slice n of m (1/7 .. 7/7 read everything once)')
     .example(`  ${BIN} verify dawn_backup_20261125_101500`)
+    .example(`  ${BIN} verify latest --repo s3://backups/node-a --read-data-subset 10%`)
     .action(run((name) => cmdVerify(ctx, name!)));
 
   cli
@@ -568,9 +619,13 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
   cli
     .command('diff <name> [other]', 'What differs between a backup and another backup, or the live source: files added, removed, modified, mode; peers and agents')
     .option('--source <dir>', 'The live directory to compare with (default: the backup\'s recorded source, else the data root)')
+    .option('--repo <url>', 'Compare backups of this repository (or one of them with the live source); only the peer registries are downloaded')
+    .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
+    .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} diff nightly                 # backup -> live data`)
     .example(`  ${BIN} diff nightly before_upgrade  # backup -> backup`)
     .example(`  ${BIN} diff nightly --json`)
+    .example(`  ${BIN} diff nightly latest --repo s3://backups/node-a`)
     .action(run((name, other) => cmdDiff(ctx, name!, other)));
 
   cli
@@ -625,7 +680,7 @@ function errorJson(err: unknown, exitCode: number, usage?: string): unknown {
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
-  io: CliIO = { stdout: guardStream(process.stdout), stderr: guardStream(process.stderr), env: process.env },
+  io: CliIO = { stdout: guardStream(process.stdout), stderr: guardStream(process.stderr), env: process.env, ...(isatty(0) ? { stdin: process.stdin } : {}) },
 ): Promise<number> {
   const code = await run(argv, io);
   // A reader that went away (`| head`) ends the output quietly; any other failure to write the
@@ -706,6 +761,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       full: has('--full'),
       readData: has('--read-data'),
       encrypt: has('--encrypt'),
+      push: has('--push'),
     },
   };
   let exitCode = 0;

@@ -45,8 +45,9 @@ export interface DiffEntry {
 
 /** The differences, `from` → `to`. */
 export interface DiffResult {
-  from: { kind: 'backup'; name: string };
-  to: { kind: 'backup'; name: string } | { kind: 'live'; path: string };
+  /** `repo`: the backup is a snapshot of this repository (`diff --repo`). */
+  from: { kind: 'backup'; name: string; repo?: string };
+  to: { kind: 'backup'; name: string; repo?: string } | { kind: 'live'; path: string };
   added: DiffEntry[];
   removed: DiffEntry[];
   /** Content changed (sha256, or a symlink's target). */
@@ -63,14 +64,44 @@ export interface DiffResult {
   notes: string[];
 }
 
-interface Side {
-  root: string;
+/** One side of a comparison: a backup (local or in a repository) or a live tree. */
+export interface DiffSide {
   /** By relKey. */
   entries: Map<string, { rel: Rel; e: ManifestEntry }>;
   /** sha256 of a file by relKey, computed on demand for entries that carry none. */
   hash(key: string): Promise<string | undefined>;
-  /** The file of `rel` in this side's tree (for reading the registry), or `undefined`. */
-  fileOf(rel: string): string | Buffer | undefined;
+  /**
+   * The bytes of the regular file `rel` of this side (only the peer registry is ever read), or
+   * `undefined` when the side has none. Throws when it cannot be read (the message goes into `notes`).
+   */
+  read(rel: string): Promise<Buffer | undefined>;
+}
+type Side = DiffSide;
+
+/** The entries of a manifest, by relKey. */
+export function entriesOf(manifest: readonly ManifestEntry[]): DiffSide['entries'] {
+  const entries: DiffSide['entries'] = new Map();
+  for (const e of manifest) {
+    const rel = entryRel(e);
+    if (rel !== undefined) entries.set(relKey(rel), { rel, e });
+  }
+  return entries;
+}
+
+/** A regular file's bytes, never through a symlink nor blocking on a FIFO; `undefined` when absent. */
+async function readRegular(path: string | Buffer | undefined): Promise<Buffer | undefined> {
+  if (path === undefined) return undefined;
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
+    if (!(await fh.stat()).isFile()) throw new Error('not a regular file');
+    return await fh.readFile();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
 }
 
 async function sha256Of(path: string | Buffer): Promise<string | undefined> {
@@ -90,22 +121,17 @@ async function sha256Of(path: string | Buffer): Promise<string | undefined> {
 }
 
 function sideFromManifest(root: string, manifest: readonly ManifestEntry[], nameEscape: boolean): Side {
-  const entries = new Map<string, { rel: Rel; e: ManifestEntry }>();
-  for (const e of manifest) {
-    const rel = entryRel(e);
-    if (rel !== undefined) entries.set(relKey(rel), { rel, e });
-  }
+  const entries = entriesOf(manifest);
   return {
-    root,
     entries,
     hash: async (key) => {
       const x = entries.get(key);
       if (!x || x.e.type !== 'file') return undefined;
       return x.e.sha256 !== '' ? x.e.sha256 : sha256Of(storedPathOf(root, x.e, nameEscape));
     },
-    fileOf: (rel) => {
+    read: (rel) => {
       const x = entries.get(rel);
-      return x && x.e.type === 'file' ? storedPathOf(root, x.e, nameEscape) : undefined;
+      return readRegular(x && x.e.type === 'file' ? storedPathOf(root, x.e, nameEscape) : undefined);
     },
   };
 }
@@ -130,7 +156,7 @@ async function backupSide(name: string, backupDir: string | undefined): Promise<
 }
 
 /** The live tree, as a backup of it with the same excludes would see it. */
-async function liveSide(root: string, meta: BackupMetadata): Promise<Side> {
+export async function liveSide(root: string, meta: BackupMetadata): Promise<DiffSide> {
   const patterns = Array.isArray(meta.excludes) ? meta.excludes.filter((p): p is string => typeof p === 'string') : [...DEFAULT_EXCLUDES];
   let excluded: (rel: string, isDir: boolean, exact?: boolean) => boolean;
   try {
@@ -159,7 +185,7 @@ async function liveSide(root: string, meta: BackupMetadata): Promise<Side> {
       const x = side.entries.get(key);
       return x && x.e.type === 'file' ? sha256Of(joinRel(root, x.rel)) : undefined;
     },
-    fileOf: (rel) => joinRel(root, rel),
+    read: (rel) => readRegular(joinRel(root, rel)),
   };
 }
 
@@ -179,17 +205,11 @@ function entryOf(rel: Rel, change: DiffEntry['change'], from?: ManifestEntry, to
 }
 
 async function idsOfRegistry(side: Side, notes: string[], label: string): Promise<Set<string> | undefined> {
-  const file = side.fileOf('mesh/peer_registry.json');
-  if (file === undefined) return undefined;
-  let fh;
+  const rel = 'mesh/peer_registry.json';
   try {
-    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      notes.push(`${label}: mesh/peer_registry.json is not a regular file; peers not compared`);
-      return undefined;
-    }
-    const doc = parseJson(await fh.readFile(), typeof file === 'string' ? file : file.toString()) as { peers?: unknown };
+    const bytes = await side.read(rel);
+    if (bytes === undefined) return undefined;
+    const doc = parseJson(bytes, `${label}: ${rel}`) as { peers?: unknown };
     const ids = new Set<string>();
     for (const p of Array.isArray(doc.peers) ? doc.peers : []) {
       const id = (p as { node_id?: unknown } | null)?.node_id;
@@ -197,11 +217,8 @@ async function idsOfRegistry(side: Side, notes: string[], label: string): Promis
     }
     return ids;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    notes.push(`${label}: cannot read mesh/peer_registry.json (${err instanceof Error ? err.message : String(err)}); peers not compared`);
+    notes.push(`${label}: cannot read ${rel} (${err instanceof Error ? err.message : String(err)}); peers not compared`);
     return undefined;
-  } finally {
-    await fh?.close().catch(() => {});
   }
 }
 
@@ -233,24 +250,35 @@ const setDiff = (a: Set<string>, b: Set<string>) => [...b].filter((x) => !a.has(
  */
 export async function diffBackup(opts: DiffOptions): Promise<DiffResult> {
   const left = await backupSide(opts.name, opts.backupDir);
-  let right: Side;
-  let to: DiffResult['to'];
   if (opts.other !== undefined) {
-    right = (await backupSide(opts.other, opts.backupDir)).side;
-    to = { kind: 'backup', name: opts.other };
-  } else {
-    const recorded = typeof left.meta.source_dir === 'string' && left.meta.source_dir !== '' ? left.meta.source_dir : undefined;
-    const root = resolve(expandHome(opts.source ?? recorded ?? resolveDataRoot()));
-    const { lstat } = await import('node:fs/promises');
-    const st = await lstat(root).catch(() => undefined);
-    if (!st?.isDirectory()) {
-      throw new BackupError('SOURCE_NOT_FOUND', `Cannot compare with ${root}: it does not exist or is not a directory. Pass --source DIR, or another backup's name.`, { path: root });
-    }
-    right = await liveSide(root, left.meta);
-    to = { kind: 'live', path: root };
+    const right = (await backupSide(opts.other, opts.backupDir)).side;
+    return diffSides(left.side, right, { kind: 'backup', name: opts.name }, { kind: 'backup', name: opts.other });
   }
-  const out: DiffResult = { from: { kind: 'backup', name: opts.name }, to, added: [], removed: [], modified: [], mode: [], type: [], peers: null, agents: null, notes: [] };
-  for (const [key, { rel, e }] of left.side.entries) {
+  const root = await liveRootOf(left.meta, opts.source);
+  return diffSides(left.side, await liveSide(root, left.meta), { kind: 'backup', name: opts.name }, { kind: 'live', path: root });
+}
+
+/**
+ * The live directory a backup is compared with: `source`, else the backup's recorded source,
+ * else the data root.
+ *
+ * @throws {BackupError} `SOURCE_NOT_FOUND` when it is not a directory.
+ */
+export async function liveRootOf(meta: BackupMetadata, source: string | undefined): Promise<string> {
+  const recorded = typeof meta.source_dir === 'string' && meta.source_dir !== '' ? meta.source_dir : undefined;
+  const root = resolve(expandHome(source ?? recorded ?? resolveDataRoot()));
+  const { lstat } = await import('node:fs/promises');
+  const st = await lstat(root).catch(() => undefined);
+  if (!st?.isDirectory()) {
+    throw new BackupError('SOURCE_NOT_FOUND', `Cannot compare with ${root}: it does not exist or is not a directory. Pass --source DIR, or another backup's name.`, { path: root });
+  }
+  return root;
+}
+
+/** What differs from side `left` to side `right` (see {@link diffBackup}). */
+export async function diffSides(left: DiffSide, right: DiffSide, from: DiffResult['from'], to: DiffResult['to']): Promise<DiffResult> {
+  const out: DiffResult = { from, to, added: [], removed: [], modified: [], mode: [], type: [], peers: null, agents: null, notes: [] };
+  for (const [key, { rel, e }] of left.entries) {
     const other = right.entries.get(key);
     if (!other) {
       out.removed.push(entryOf(rel, 'removed', e));
@@ -268,7 +296,7 @@ export async function diffBackup(opts: DiffOptions): Promise<DiffResult> {
       continue;
     }
     if (e.type === 'file' && o.type === 'file') {
-      const same = e.size === o.size && (await left.side.hash(key)) === (await right.hash(key));
+      const same = e.size === o.size && (await left.hash(key)) === (await right.hash(key));
       if (!same) {
         out.modified.push(entryOf(rel, 'modified', e, o));
         continue;
@@ -276,10 +304,10 @@ export async function diffBackup(opts: DiffOptions): Promise<DiffResult> {
     }
     if (brief(e).mode !== brief(o).mode) out.mode.push(entryOf(rel, 'mode', e, o));
   }
-  for (const [key, { rel, e }] of right.entries) if (!left.side.entries.has(key)) out.added.push(entryOf(rel, 'added', undefined, e));
-  const [pa, pb] = [await idsOfRegistry(left.side, out.notes, opts.name), await idsOfRegistry(right, out.notes, to.kind === 'live' ? to.path : to.name)];
+  for (const [key, { rel, e }] of right.entries) if (!left.entries.has(key)) out.added.push(entryOf(rel, 'added', undefined, e));
+  const [pa, pb] = [await idsOfRegistry(left, out.notes, from.name), await idsOfRegistry(right, out.notes, to.kind === 'live' ? to.path : to.name)];
   if (pa && pb) out.peers = { added: setDiff(pa, pb), removed: setDiff(pb, pa) };
-  const [aa, ab] = [agentIdsOf(left.side), agentIdsOf(right)];
+  const [aa, ab] = [agentIdsOf(left), agentIdsOf(right)];
   if (aa.size > 0 || ab.size > 0) out.agents = { added: setDiff(aa, ab), removed: setDiff(ab, aa) };
   return out;
 }

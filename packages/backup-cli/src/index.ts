@@ -56,3 +56,5 @@ export {
   type SnapshotDoc,
 } from './repo/repository.js';
 export { parseRepoUrl, openBackend, REPO_ENV, type Backend, type RepoLocation } from './repo/backend.js';
+export { showRepoBackup, diffRepo, type RepoBackupDetails } from './repo/view.js';
+export { parseDataSubset, selectSubset, type DataSubset } from './repo/subset.js';

@@ -12,8 +12,9 @@ import { formatStamp } from './paths.js';
  *
  * - `<backup-dir>/.<name>.partial-h<host>-<pid>-<tag>`: a backup being built (renamed to `<name>` when complete);
  * - `<backup-dir>/.<name>.deleting-h<host>-<pid>-<tag>`: a backup being removed by `prune`;
- * - `<parent of target>/.dawn-restore-<id>-<pid>-<tag>.new`: a restored tree being built;
- * - `<parent of target>/.dawn-restore-<id>-<pid>-<tag>.old`: the previous target during the swap.
+ * - `<parent of target>/.dawn-restore-<id>-h<host>-<pid>-<tag>.new`: a restored tree being built;
+ * - `<parent of target>/.dawn-restore-<id>-h<host>-<pid>-<tag>.old`: the previous target during the swap
+ *   (another host's are never touched, only reported: see `recoverInterruptedRestores`).
  *
  * `<host>` is {@link hostTag}: a backup dir may be shared by several machines (NFS) or
  * containers, whose pids mean nothing here. Names start with `.`, so `list` never shows them.

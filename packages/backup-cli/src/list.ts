@@ -166,14 +166,18 @@ export interface BackupDetails extends BackupInfo {
 export async function showBackup(opts: ShowOptions): Promise<BackupDetails> {
   const { path, meta } = await openBackup(opts);
   assertSoundManifest(opts.name, path, meta);
-  const info = await infoFromMetadata(opts.name, path, meta);
+  return detailsOf(await infoFromMetadata(opts.name, path, meta), meta, opts.manifest === true);
+}
+
+/** The details `show` prints, from a backup's info and (validated) metadata; the manifest when asked for. */
+export function detailsOf(info: BackupInfo, meta: BackupMetadata, manifest: boolean): BackupDetails {
   const details: BackupDetails = {
     ...info,
     dirCount: typeof meta.dir_count === 'number' ? meta.dir_count : null,
     symlinkCount: typeof meta.symlink_count === 'number' ? meta.symlink_count : null,
     durability: typeof meta.durability === 'string' ? meta.durability : null,
   };
-  if (opts.manifest && Array.isArray(meta.manifest)) details.manifest = meta.manifest.map(knownFields);
+  if (manifest && Array.isArray(meta.manifest)) details.manifest = meta.manifest.map(knownFields);
   return details;
 }
 

@@ -90,6 +90,8 @@ export interface CliIO {
   stdout: OutStream;
   stderr: OutStream;
   env: Readonly<Record<string, string | undefined>>;
+  /** A terminal to ask the password of an encrypted repository on (only used when it is a TTY). */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(mode: boolean): unknown };
 }
 
 /**

@@ -3,7 +3,7 @@ import { readdir, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from './errors.js';
 import { errCode, fsyncDir, isPidAlive, lstatOrUndefined, randomTag, removeTree } from './fsutil.js';
-import { parkLeftover, removeTreeReporting } from './leftovers.js';
+import { hostTag, parkLeftover, removeTreeReporting } from './leftovers.js';
 
 /** What {@link recoverInterruptedRestores} did. */
 export interface RecoveryReport {
@@ -17,7 +17,7 @@ const targetId = (target: string): string => createHash('sha256').update(basenam
 
 /** Paths of the temp dirs of one restore of `target` (beside it, so renames stay on one file system). */
 export function restoreTempPaths(target: string): { newDir: string; oldDir: string } {
-  const base = join(dirname(target), `.dawn-restore-${targetId(target)}-${process.pid}-${randomTag()}`);
+  const base = join(dirname(target), `.dawn-restore-${targetId(target)}-h${hostTag()}-${process.pid}-${randomTag()}`);
   return { newDir: `${base}.new`, oldDir: `${base}.old` };
 }
 
@@ -37,8 +37,11 @@ export function restoreTempPaths(target: string): { newDir: string; oldDir: stri
  * `<target>.restore-leftover-YYYYMMDD_HHMMSS` and reported as an action: it never blocks a
  * later run.
  *
- * Temp dirs of live processes are left alone. Called by `restore` (on its target) and by
- * `backup` (on its source) before they start.
+ * Temp dirs of live processes are left alone, and so are those of another host (the names carry
+ * a host tag; a pid says nothing about another machine sharing the parent over NFS): they are
+ * reported in `warnings`, never completed or removed here. Names without a host tag (older
+ * versions) are judged by their pid. Called by `restore` (on its target) and by `backup` (on its
+ * source) before they start.
  *
  * @throws errno errors of `readdir`/`rename`/`rm` beside the target.
  * @example
@@ -57,18 +60,25 @@ export async function recoverInterruptedRestores(target: string): Promise<Recove
     if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return report;
     throw ioError(parent, 'look for leftovers of interrupted restores in', err);
   }
-  const re = new RegExp(`^\\.dawn-restore-${targetId(target)}-(\\d+)-([0-9a-f]{8})\\.(new|old)$`);
-  const groups = new Map<string, { pid: number; newDir?: string; oldDir?: string }>();
+  const re = new RegExp(`^\\.dawn-restore-${targetId(target)}-(?:h([0-9a-f]{8})-)?(\\d+)-([0-9a-f]{8})\\.(new|old)$`);
+  const groups = new Map<string, { host?: string; pid: number; newDir?: string; oldDir?: string }>();
   for (const n of names) {
     const m = re.exec(n);
     if (!m) continue;
-    const key = `${m[1]}-${m[2]}`;
-    const g = groups.get(key) ?? { pid: Number(m[1]) };
-    if (m[3] === 'new') g.newDir = join(parent, n);
+    const key = `${m[1] ?? ''}-${m[2]}-${m[3]}`;
+    const g = groups.get(key) ?? { host: m[1], pid: Number(m[2]) };
+    if (m[4] === 'new') g.newDir = join(parent, n);
     else g.oldDir = join(parent, n);
     groups.set(key, g);
   }
   for (const g of groups.values()) {
+    if (g.host !== undefined && g.host !== hostTag()) {
+      report.warnings.push(
+        `Found ${[g.oldDir, g.newDir].filter(Boolean).join(' and ')}, left by a restore of ${target} on another host (tag h${g.host}); ` +
+          'left in place: finish or remove it from that host, or remove it by hand once you know that restore is gone.',
+      );
+      continue;
+    }
     if (isPidAlive(g.pid)) continue;
     try {
       await recoverOne(g, target, parent, report);

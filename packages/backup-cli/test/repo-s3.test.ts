@@ -2,10 +2,11 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir, repoRoot, useTempDir } from '@dawn/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, snapshot } from './helpers.js';
+import { openBackend } from '../src/repo/backend.js';
+import { cli, json, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 import { repoScenarios } from './repo-scenarios.js';
 
 const run = promisify(execFile);
@@ -72,11 +73,17 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
     await makeRichTree(data);
     expect((await cli(['backup', '--name', 'b1', '--quiet'], env)).code).toBe(0);
     const before = await snapshot(root);
+    const u = 's3://dawn-test/unreachable';
     for (const args of [
-      ['init', '--repo', 's3://dawn-test/unreachable'],
-      ['push', '--repo', 's3://dawn-test/unreachable'],
-      ['list', '--repo', 's3://dawn-test/unreachable'],
-      ['restore', 'latest', '--repo', 's3://dawn-test/unreachable', '--target', data],
+      ['init', '--repo', u],
+      ['push', '--repo', u],
+      ['list', '--repo', u],
+      ['show', 'latest', '--repo', u],
+      ['diff', 'b1', '--repo', u],
+      ['verify', 'b1', '--repo', u, '--read-data-subset', '10%'],
+      ['pull', 'b1', '--repo', u],
+      ['prune', '--repo', u, '--keep-last', '1'],
+      ['restore', 'latest', '--repo', u, '--target', data],
     ]) {
       const r = await cli([...args, '--json'], env);
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1);
@@ -84,10 +91,59 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
       expect(e.code).toBe('IO');
       expect(e.message).toContain('cannot be reached');
       expect(e.message).toContain('127.0.0.1:9');
+      const text = await cli(args, env);
+      expect(text.code).toBe(1);
+      expect(text.stderr).toContain('cannot be reached');
+      expect(text.stderr).not.toMatch(STACK);
+      expect(text.stderr).not.toContain('This looks like a bug');
     }
     // --s3-endpoint wins over the environment
     const wrong = await cli(['list', '--repo', 's3://dawn-test/unreachable', '--s3-endpoint', 'http://127.0.0.1:9', '--json'], { ...env, AWS_ENDPOINT_URL_S3: server.env.AWS_ENDPOINT_URL_S3 });
     expect(wrong.code).toBe(1);
     expect(await snapshot(root)).toEqual(before);
-  });
+    // backup --push: the backup is made and kept, the push fails with the same clear error
+    const bp = await cli(['backup', '--push', '--repo', u, '--name', 'b2', '--keep-last', '1'], env);
+    expect(bp.code).toBe(1);
+    expect(bp.stderr).toContain('cannot be reached');
+    expect(bp.stderr).toContain(`push b2 --repo ${u}`);
+    expect(bp.stderr).not.toMatch(STACK);
+    expect(json(await cli(['list', '--json'], env)).backups.map((b: any) => b.name).sort()).toEqual(['b1', 'b2']);
+  }, 240_000);
+
+  it('an encrypted repository on S3: init --encrypt, push, restore on a new machine; names reveal no content hash; a wrong password is WRONG_PASSWORD, exit 1, nothing changed', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    const { makeRichTree } = await import('./helpers.js');
+    await makeRichTree(data);
+    const repo = `s3://dawn-test/encrypted-${process.pid}`;
+    const env = { ...server.env, PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), DAWN_BACKUP_PASSWORD: 'correct horse battery staple' };
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    expect((await run(['backup', '--name', 'b1', '--quiet'])).code).toBe(0);
+    expect((await run(['init', '--repo', repo, '--encrypt'])).code).toBe(0);
+    const p = await run(['push', '--repo', repo, '--json']);
+    expect(p.code, p.stderr).toBe(0);
+    expect(json(p).pushed[0].uploaded).toBe(json(p).pushed[0].objects);
+    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    const hashes = new Set(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256));
+    const backend = await openBackend(repo, { env: server.env });
+    const keys = await backend.list('objects/');
+    expect(keys.length).toBe(hashes.size);
+    for (const k of keys) expect(hashes.has(k.split('/').pop())).toBe(false);
+    const snap = Buffer.from((await backend.get('snapshots/b1.json'))!);
+    expect(snap.includes(Buffer.from('node.key'))).toBe(false);
+    expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
+
+    const before = await snapshot(root);
+    for (const args of [['list', '--repo', repo], ['show', 'b1', '--repo', repo], ['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')], ['restore', 'b1', '--repo', repo, '--target', data]]) {
+      const r = await run([...args, '--json'], { DAWN_BACKUP_PASSWORD: 'wrong' });
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(JSON.parse(r.stderr).error.code).toBe('WRONG_PASSWORD');
+    }
+    expect(await snapshot(root)).toEqual(before);
+
+    const fresh = join(root, 'fresh');
+    const r = await run(['restore', 'latest', '--repo', repo, '--target', join(fresh, 'data'), '--backup-dir', join(fresh, 'backups')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await snapshot(join(fresh, 'data'))).toEqual(without(await snapshot(data), RICH_EXCLUDED));
+  }, 180_000);
 });

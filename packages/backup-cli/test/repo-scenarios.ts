@@ -1,11 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnNode } from '@dawn/test-utils';
 import { expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
 import { idOfPackKey, INDEX_PREFIX, objectKey, packKey, PACKS_PREFIX } from '../src/repo/format.js';
 import { hasBlob, loadCatalog, plainRepo } from '../src/repo/store.js';
-import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
+import { BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 
 /** How a suite reaches its repository: a fresh URL per test, and the environment (S3 settings). */
 export interface RepoTarget {
@@ -298,6 +298,168 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
     expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
   });
+
+  it('backup --push: backup then push in one step; a failed push exits 1 naming the local backup and the retry, and prunes nothing', async () => {
+    const { root, data, repo, run } = await setup('backup-push');
+    expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
+    await writeFile(join(data, 'keys/node.key'), 'rotated\n');
+    const ok = await run(['backup', '--push', '--repo', repo, '--name', 'b2', '--keep-last', '1', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const res = json(ok);
+    expect(res).toMatchObject({ name: 'b2', push: { pushed: [{ name: 'b2', snapshot: 'created', uploaded: 1 }] } });
+    expect(res.pruned.removed.map((d: any) => d.name)).toEqual(['b1']); // pruned only after the push
+    expect(json(await run(['list', '--repo', repo, '--json'])).backups.map((b: any) => b.name).sort()).toEqual(['b1', 'b2']);
+    // DAWN_BACKUP_REPO is the default; text output says both
+    const text = await run(['backup', '--push', '--name', 'b3'], { DAWN_BACKUP_REPO: repo });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('Created backup b3');
+    expect(text.stdout).toMatch(/Pushed b3 to .*0 uploaded/);
+    // the push fails (not a repository): the backup stays, nothing is pruned, the retry is named
+    const bad = join(root, 'not-a-repo');
+    const failed = await run(['backup', '--push', '--repo', bad, '--name', 'b4', '--keep-last', '1']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('backup b4 was created');
+    expect(failed.stderr).toContain(`push b4 --repo ${bad}`);
+    expect(failed.stderr).toContain('nothing was pruned');
+    expect(failed.stderr).not.toMatch(STACK);
+    const js = await run(['backup', '--push', '--repo', bad, '--name', 'b5', '--json']);
+    expect(js.code).toBe(1);
+    expect(json(js)).toMatchObject({ name: 'b5', push: { error: { code: 'REPO_INVALID' } } });
+    expect(json(await run(['list', '--json'])).backups.map((b: any) => b.name).sort()).toEqual(['b2', 'b3', 'b4', 'b5']);
+    // a malformed URL or --repo without --push: usage errors before any backup is made
+    expect((await run(['backup', '--push', '--repo', 'ftp://x/y', '--name', 'b6'])).code).toBe(2);
+    expect((await run(['backup', '--repo', repo, '--name', 'b6'])).code).toBe(2);
+    expect(json(await run(['list', '--json'])).backups).toHaveLength(4);
+  });
+
+  it('show --repo and diff --repo read the snapshots (latest works); verify --read-data-subset reads a part', async () => {
+    const { data, repo, run } = await setup('show-diff');
+    expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
+    await writeFile(join(data, 'mesh/peer_registry.json'), JSON.stringify({ version: 1, peers: [{ node_id: 'peer-new' }] }));
+    await writeFile(join(data, 'added.txt'), 'new file');
+    expect((await run(['backup', '--push', '--repo', repo, '--name', 'b2', '--quiet'])).code).toBe(0);
+
+    const local = json(await run(['show', 'b2', '--files', '--json']));
+    const remote = json(await run(['show', 'latest', '--repo', repo, '--files', '--json']));
+    const { path: _a, ...l } = local;
+    const { path: _b, repo: r, pushedAt, pushedFrom, ...rest } = remote;
+    expect(rest).toEqual(l);
+    expect(r).toBeTruthy();
+    expect(typeof pushedAt).toBe('number');
+    const text = await run(['show', 'b1', '--repo', repo]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('pushed:');
+    expect((await run(['show', 'nope', '--repo', repo])).code).toBe(1);
+
+    const ld = json(await run(['diff', 'b1', 'b2', '--json']));
+    const rd = json(await run(['diff', 'b1', 'latest', '--repo', repo, '--json']));
+    expect(rd.from).toMatchObject({ name: 'b1', repo: r });
+    expect({ ...rd, from: ld.from, to: ld.to }).toEqual(ld);
+    expect(rd.peers).toEqual({ added: ['peer-new'], removed: [] });
+    expect(rd.added.map((e: any) => e.path)).toEqual(['added.txt']);
+    // a snapshot against the live data root
+    await writeFile(join(data, 'live-only.txt'), 'x');
+    const live = json(await run(['diff', 'b2', '--repo', repo, '--json']));
+    expect(live.to).toEqual({ kind: 'live', path: data });
+    expect(live.added.map((e: any) => e.path)).toEqual(['live-only.txt']);
+
+    const all = json(await run(['verify', 'b2', '--repo', repo, '--read-data-subset', '100%', '--json']));
+    expect(all).toMatchObject({ ok: true, subset: '100%' });
+    expect(all.checked).toBe(all.objects);
+    let sum = 0;
+    for (let n = 1; n <= 3; n++) {
+      const v = await run(['verify', 'b2', '--repo', repo, '--read-data-subset', `${n}/3`, '--json']);
+      expect(v.code, v.stderr).toBe(0);
+      sum += json(v).checked;
+    }
+    expect(sum).toBe(all.objects);
+    // the subset is over stored objects (packs and loose objects), not files: 1% is one of them
+    const one = json(await run(['verify', 'b2', '--repo', repo, '--read-data-subset', '1%', '--json']));
+    expect(one.storedRead).toBe(1);
+    expect(one.checked).toBeGreaterThan(0);
+    expect(all.storedRead).toBe(all.stored);
+    expect((await run(['verify', 'b2', '--repo', repo, '--read-data-subset', '0%'])).code).toBe(2);
+    expect((await run(['verify', 'b2', '--repo', repo, '--read-data-subset', '1/2', '--read-data'])).code).toBe(2);
+  });
+
+  it('two nodes (two data roots, two processes) push into one repository at once: both complete, shared content stored once, both restore', async () => {
+    const root = await tempDir();
+    const repo = target.url('two-nodes');
+    const nodes = ['node-a', 'node-b'].map((n) => ({ name: n, data: join(root, n, 'data'), env: { ...target.env(), PROJECT_DAWN_DATA_ROOT: join(root, n, 'data'), DAWN_BACKUP_DIR: join(root, n, 'backups') } }));
+    for (const n of nodes) {
+      await makeManyFiles(n.data, 600, 'shared'); // the same 600 contents on both
+      await writeFile(join(n.data, 'own.txt'), `only on ${n.name}`);
+      expect((await cli(['backup', '--name', n.name, '--quiet'], n.env)).code).toBe(0);
+    }
+    expect((await cli(['init', '--repo', repo], nodes[0]!.env)).code).toBe(0);
+    const pushes = await Promise.all(nodes.map((n) => cli(['push', '--repo', repo, '--json'], n.env)));
+    for (const p of pushes) expect(p.code, p.stderr).toBe(0);
+    const [a, b] = pushes.map((p) => json(p).pushed[0]);
+    expect([a.snapshot, b.snapshot]).toEqual(['created', 'created']);
+    // Each node's own file, and every shared content at least once: two pushes racing on the same
+    // new small contents may both pack them (see the README: harmless, a reader takes any copy).
+    expect(a.uploaded + b.uploaded).toBeGreaterThanOrEqual(602);
+    expect(a.uploaded + b.uploaded).toBeLessThanOrEqual(1202);
+    expect((await storedObjects(repo, target.env())).length).toBe(602);
+    for (const n of nodes) {
+      expect((await cli(['verify', n.name, '--repo', repo, '--read-data'], n.env)).code).toBe(0);
+      const fresh = join(root, 'restored', n.name);
+      const r = await cli(['restore', n.name, '--repo', repo, '--target', join(fresh, 'data'), '--backup-dir', join(fresh, 'backups'), '--json'], target.env());
+      expect(r.code, r.stderr).toBe(0);
+      expect(await snapshot(join(fresh, 'data'))).toEqual(await snapshot(n.data));
+    }
+  }, 120_000);
+
+  it('prune --repo while a push is held mid-way (SIGSTOP after uploads, before its snapshot): refused while its lock is fresh; with a short stale timeout it collects, and the push re-uploads before it commits', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    await makeManyFiles(data, 3000, 'held');
+    // Packs of 4 KiB (some 30 blobs each, about 100 packs) so the push can be caught with some of
+    // its packs and indexes written and others not yet.
+    const env = { ...target.env(), PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), DAWN_BACKUP_INTERNAL_PACK_TARGET: '4096' };
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    expect((await run(['backup', '--name', 'held', '--quiet'])).code).toBe(0);
+    let held = false;
+    for (let attempt = 0; attempt < 5 && !held; attempt++) {
+      const repo = target.url(`held-${attempt}`);
+      expect((await run(['init', '--repo', repo])).code).toBe(0);
+      const child = spawnNode(BIN, ['push', '--repo', repo, '--json'], { env: { NO_COLOR: '1', ...env } });
+      let done = false;
+      const exited = child.exited.then((e) => ((done = true), e));
+      while (!done && (await storedObjects(repo, env)).length < 100) await sleep(20);
+      child.kill('SIGSTOP');
+      const listed = json(await run(['list', '--repo', repo, '--json']));
+      if (done || listed.backups.length > 0) {
+        child.kill('SIGCONT');
+        await exited;
+        continue; // finished before it could be held: try again
+      }
+      held = true;
+      const uploaded = await storedObjects(repo, env);
+      // its lock is fresh: prune refuses and deletes nothing
+      const refused = await run(['prune', '--repo', repo, '--keep-last', '1', '--json']);
+      expect(refused.code).toBe(1);
+      expect(JSON.parse(refused.stderr).error.code).toBe('BUSY');
+      expect((await storedObjects(repo, env)).sort()).toEqual(uploaded.sort());
+      // a prune that takes the held push for dead (stale timeout 0 s) collects its uncommitted objects...
+      const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_LOCK_STALE: '0' });
+      expect(pruned.code, pruned.stderr).toBe(0);
+      expect(json(pruned).garbageDeleted).toBeGreaterThan(0);
+      expect(json(pruned).packsDeleted).toBeGreaterThan(0); // its packs (and their indexes) went
+      // ...and the push, resumed, finds them gone and uploads them again (in new packs, each with
+      // its index) before its snapshot: it uploads more contents than the backup holds
+      child.kill('SIGCONT');
+      const exit = await exited;
+      expect(exit.code, exit.stderr).toBe(0);
+      const pushed = JSON.parse(exit.stdout).pushed[0];
+      expect(pushed).toMatchObject({ name: 'held', snapshot: 'created' });
+      expect(pushed.uploaded).toBeGreaterThan(pushed.objects);
+      expect((await storedObjects(repo, env)).length).toBe(pushed.objects);
+      const v = await run(['verify', 'held', '--repo', repo, '--read-data']);
+      expect(v.code, v.stderr).toBe(0);
+    }
+    expect(held, 'the push was never caught mid-way in 5 attempts').toBe(true);
+  }, 300_000);
 
   it('SIGKILL during push (at least 10 kills), then a rerun finishes without re-uploading what is there', async () => {
     const root = await tempDir();

@@ -425,6 +425,33 @@ describe.skipIf(!isRoot)('as root: ownership, mount points, full disks', () => {
     }
   });
 
+  it('B14: leftovers of a restore on another host (shared parent over NFS) are reported, never finished or removed; a restore of that target refuses', async () => {
+    const { root, data, backups } = await setup();
+    const id = createHash('sha256').update('data').digest('hex').slice(0, 12);
+    const pid = await deadPid(); // dead here; says nothing about the other host
+    const foreignNew = join(root, `.dawn-restore-${id}-h0badc0de-${pid}-0123abcd.new`);
+    const foreignOld = join(root, `.dawn-restore-${id}-h0badc0de-${pid}-0123abcd.old`);
+    await mkdir(foreignNew);
+    await writeFile(join(foreignNew, 'theirs'), 'being built over there');
+    await mkdir(foreignOld);
+    await writeFile(join(foreignOld, 'theirs'), 'their previous data');
+    const ownNew = join(root, `.dawn-restore-${id}-${pid}-4567cdef.new`); // an older version's name: judged by pid
+    await mkdir(ownNew);
+    const b = await cli(['backup', '--source', data, '--backup-dir', backups, '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(json(b).warnings.join('\n')).toMatch(/another host \(tag h0badc0de\).*left in place/);
+    expect(await readFile(join(foreignNew, 'theirs'), 'utf8')).toBe('being built over there');
+    expect(await readFile(join(foreignOld, 'theirs'), 'utf8')).toBe('their previous data');
+    await expect(lstat(ownNew)).rejects.toMatchObject({ code: 'ENOENT' });
+    // A restore of the same target while another host's restore may be running is refused, and changes nothing.
+    const before = await snapshot(data);
+    const r = await cli(['restore', 'b', '--backup-dir', backups, '--target', data, '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(JSON.parse(r.stderr).error).toMatchObject({ code: 'TARGET_INVALID', message: expect.stringMatching(/another host/) });
+    expect(await snapshot(data)).toEqual(before);
+    expect(await readFile(join(foreignNew, 'theirs'), 'utf8')).toBe('being built over there');
+  });
+
   it('B14: a partial backup of a dead run that cannot be removed never blocks backup or prune', async () => {
     const { backups, data } = await setup();
     const partial = join(backups, `.x.partial-${await deadPid()}-0123abcd`);

@@ -3,8 +3,10 @@ import { count, single, type RawArgs } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO, type Style } from '../output.js';
 import { restoreBackup } from '../restore.js';
-import { REPO_ENV } from './backend.js';
-import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup } from './repository.js';
+import { parseRepoUrl, REPO_ENV } from './backend.js';
+import { terminalPassword } from './prompt.js';
+import { parseDataSubset } from './subset.js';
+import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup, type PushResult } from './repository.js';
 
 /** What the repository commands need of the CLI's context (a subset of cli.ts's `Ctx`). */
 export interface RepoCtx {
@@ -24,17 +26,21 @@ const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.
 /** `--repo` as given (list, verify, restore: only then do they work on a repository). */
 export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw, 'repo', '--repo');
 
+type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env']; askPassword?: (req: { url: string; confirm: boolean }) => Promise<string> };
+
 /** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
-function repoOf(ctx: RepoCtx): { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env'] } {
+export function repoTarget(ctx: RepoCtx): RepoTarget {
   const repo = explicitRepo(ctx) ?? (ctx.io.env[REPO_ENV] || undefined);
   if (repo === undefined) throw new BackupError('USAGE', `No repository: give --repo s3://bucket/prefix (or a directory), or set ${REPO_ENV}.`);
   const s3Endpoint = single(ctx.raw, 's3Endpoint', '--s3-endpoint');
   const passwordFile = single(ctx.raw, 'passwordFile', '--password-file');
-  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env };
+  // On a terminal, a missing password is asked for (stderr: stdout stays the command's output).
+  const ask = ctx.io.stdin ? terminalPassword({ input: ctx.io.stdin, output: ctx.io.stderr }) : undefined;
+  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}) };
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   ctx.started = true;
   const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
   if (ctx.json) printJson(ctx, res);
@@ -45,27 +51,53 @@ export async function cmdInit(ctx: RepoCtx): Promise<number> {
   return 0;
 }
 
+/** One line per pushed backup (push, backup --push). */
+export function printPushed(ctx: RepoCtx, repo: string, res: readonly PushResult[]): void {
+  if (ctx.quiet) return;
+  for (const p of res) {
+    if (p.snapshot === 'exists') println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${repo}; nothing uploaded.`);
+    else
+      println(
+        ctx,
+        `${ctx.out.green('Pushed')} ${ctx.out.bold(p.name)} to ${repo}: ${p.files} files, ${p.objects} distinct contents, ${p.uploaded} uploaded (${formatBytes(p.uploadedBytes)}, ${formatBytes(p.storedBytes)} stored), ${p.objects - p.uploaded} already there.`,
+      );
+  }
+}
+
 export async function cmdPush(ctx: RepoCtx, names: string[]): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const res = await pushBackups({ ...r, names, backupDir });
   if (ctx.json) printJson(ctx, { repo: r.repo, pushed: res });
-  else if (!ctx.quiet) {
-    for (const p of res) {
-      if (p.snapshot === 'exists') println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${r.repo}; nothing uploaded.`);
-      else
-        println(
-          ctx,
-          `${ctx.out.green('Pushed')} ${ctx.out.bold(p.name)} to ${r.repo}: ${p.files} files, ${p.objects} distinct contents, ${p.uploaded} uploaded (${formatBytes(p.uploadedBytes)}, ${formatBytes(p.storedBytes)} stored), ${p.objects - p.uploaded} already there.`,
-        );
-    }
-  }
+  else printPushed(ctx, r.repo, res);
   return 0;
 }
 
+/** Where `backup --push` pushes: `--repo` / `$DAWN_BACKUP_REPO`, its syntax checked (`USAGE`). */
+export function pushTarget(ctx: RepoCtx): RepoTarget {
+  const r = repoTarget(ctx);
+  return { ...r, repo: parseRepoUrl(r.repo).url };
+}
+
+/**
+ * The push step of `backup --push`: the outcome, or the error as data (the backup is made; the
+ * caller reports a failed push without losing the backup's own result).
+ */
+export async function pushAfterBackup(
+  target: RepoTarget,
+  name: string,
+  backupDir: string,
+): Promise<{ repo: string; pushed: PushResult[] } | { repo: string; error: { code: string; message: string } }> {
+  try {
+    return { repo: target.repo, pushed: await pushBackups({ ...target, names: [name], backupDir }) };
+  } catch (err) {
+    return { repo: target.repo, error: { code: BackupError.is(err) ? err.code : 'IO', message: err instanceof Error ? err.message : String(err) } };
+  }
+}
+
 export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   ctx.started = true;
   const res = await listRepo(r);
   if (ctx.json) {
@@ -87,9 +119,12 @@ export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
 }
 
 export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
+  const subsetSpec = single(ctx.raw, 'readDataSubset', '--read-data-subset');
+  if (subsetSpec !== undefined && ctx.flags.readData) throw new BackupError('USAGE', '--read-data reads every object; --read-data-subset only some: give one of them.');
+  const readDataSubset = subsetSpec !== undefined ? parseDataSubset(subsetSpec) : undefined;
   ctx.started = true;
-  const res = await verifyRepoBackup({ ...r, name, readData: ctx.flags.readData });
+  const res = await verifyRepoBackup({ ...r, name, readData: ctx.flags.readData, ...(readDataSubset ? { readDataSubset } : {}) });
   if (ctx.json) {
     printJson(ctx, res);
     return res.ok ? 0 : 3;
@@ -100,7 +135,9 @@ export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number>
         ctx,
         ctx.flags.readData
           ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: ${res.objects} objects (${formatBytes(res.bytes)}) downloaded, each matches its sha256.`
-          : `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present (add --read-data to download and check their content).`,
+          : res.subset !== undefined
+            ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present; ${res.storedRead} of the ${res.stored} stored objects holding them (subset ${res.subset}: ${res.checked} contents, ${formatBytes(res.bytes)}) downloaded, each content matches its sha256.`
+            : `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present (add --read-data to download and check their content).`,
       );
     }
     return 0;
@@ -112,7 +149,7 @@ export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number>
 }
 
 export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
   const res = await pullBackup({ ...r, name, backupDir });
@@ -129,7 +166,7 @@ export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
 }
 
 export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
@@ -155,7 +192,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
 }
 
 export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
-  const r = repoOf(ctx);
+  const r = repoTarget(ctx);
   const policy = {
     keepLast: count(ctx.raw, 'keepLast', '--keep-last'),
     keepDaily: count(ctx.raw, 'keepDaily', '--keep-daily'),

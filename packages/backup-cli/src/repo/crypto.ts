@@ -145,8 +145,13 @@ export async function unlock(config: EncryptionConfig, password: string, url: st
   return keys;
 }
 
-/** The password: `--password-file` (first line), else `$DAWN_BACKUP_PASSWORD`. */
-export async function readPassword(opts: { passwordFile?: string | undefined; env: Readonly<Record<string, string | undefined>>; url: string }): Promise<string> {
+/** The password: `--password-file` (first line), else `$DAWN_BACKUP_PASSWORD`, else `ask` (a prompt on a terminal). */
+export async function readPassword(opts: {
+  passwordFile?: string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+  url: string;
+  ask?: (() => Promise<string>) | undefined;
+}): Promise<string> {
   if (opts.passwordFile !== undefined) {
     let text: string;
     try {
@@ -160,5 +165,6 @@ export async function readPassword(opts: { passwordFile?: string | undefined; en
   }
   const env = opts.env[PASSWORD_ENV];
   if (env !== undefined && env !== '') return env;
-  throw new BackupError('WRONG_PASSWORD', `${opts.url} is encrypted (or --encrypt was given): set ${PASSWORD_ENV} or give --password-file FILE.`, { path: opts.url });
+  if (opts.ask) return opts.ask();
+  throw new BackupError('WRONG_PASSWORD', `${opts.url} is encrypted (or --encrypt was given): set ${PASSWORD_ENV}, give --password-file FILE, or run on a terminal to be asked.`, { path: opts.url });
 }

@@ -13,6 +13,7 @@ import { entryTarget } from '../relpath.js';
 import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type BackendOptions } from './backend.js';
 import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
+import { selectSubset, type DataSubset } from './subset.js';
 import { CONFIG_KEY, objectKey, packKey, READABLE_FORMAT_VERSIONS, REPO_FORMAT, REPO_FORMAT_VERSION, sha256, SNAPSHOT_FORMAT, snapshotKey, SNAPSHOTS_PREFIX } from './format.js';
 import {
   blobAad,
@@ -43,10 +44,16 @@ export interface RepoOptions extends BackendOptions {
   /** The password of an encrypted repository (else `passwordFile`, else `$DAWN_BACKUP_PASSWORD`). */
   password?: string;
   passwordFile?: string | undefined;
+  /**
+   * Asked for the password when none of the above gives one (the CLI: a prompt on a terminal);
+   * `confirm` when it will encrypt a new repository.
+   */
+  askPassword?: ((req: { url: string; confirm: boolean }) => Promise<string>) | undefined;
 }
 
-async function passwordOf(opts: RepoOptions, url: string): Promise<string> {
-  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url }));
+async function passwordOf(opts: RepoOptions, url: string, confirm = false): Promise<string> {
+  const ask = opts.askPassword;
+  return opts.password ?? (await readPassword({ passwordFile: opts.passwordFile, env: opts.env ?? process.env, url, ask: ask && (() => ask({ url, confirm })) }));
 }
 
 /** The snapshot document of one pushed backup (`snapshots/<name>.json`). */
@@ -94,7 +101,7 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
     await openRepo(opts); // an existing repository must be one of ours (and open with this password)
     return { repo: backend.url, created: false, encrypted: Boolean(opts.encrypt) };
   }
-  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url))).config : null;
+  const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
   if (!created) await openRepo(opts);
@@ -167,10 +174,10 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
   const env = opts.env ?? process.env;
   const repo = await openRepo(opts);
   const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
-  return withPushLock(repo, () => pushNames(repo, names, opts));
+  return withPushLock(repo, (beforeCommit) => pushNames(repo, names, opts, beforeCommit), lockStaleSeconds(opts));
 }
 
-async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }): Promise<PushResult[]> {
+async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }, beforeCommit: () => Promise<void>): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
   const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
@@ -203,60 +210,64 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
     const mismatch = (f: ManifestFile) => problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
-    const small = todo.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
-    const loose = todo.filter((f) => !(repo.packing && f.size < repo.tuning.packSmall));
-    // Small contents: into packs; each pack is followed by its index before its blobs count.
-    const plainSize = new Map<string, number>();
-    const writer = new PackWriter(repo, catalog, (entries) => {
-      for (const [n, , len] of entries) {
-        result.uploaded++;
-        result.uploadedBytes += plainSize.get(n) ?? 0;
-        result.storedBytes += len;
-      }
-    });
-    const packing = runPool(small, conc, async (f) => {
-      // Small files are read synchronously: a promise-based open/stat/read/close costs more than
-      // reading a few KiB, and the event loop is free again within microseconds.
-      const path = storedPathOf(realPath, f, nameEscape);
-      const plain = f.size <= 64 * 1024 ? readFileSync(path) : await readFile(path);
-      if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
-      const n = repo.nameOf(f.sha256);
-      plainSize.set(n, plain.length);
-      await writer.add(n, await repo.encode(plain, blobAad(n)));
-    }).then(() => writer.finish());
-    // Larger contents (and every content of a version 1 repository): one object each, streamed.
-    const uploadLoose = async (f: ManifestFile) => {
-      const n = repo.nameOf(f.sha256);
-      const key = objectKey(n);
-      const path = storedPathOf(realPath, f, nameEscape);
-      const sent = { bytes: 0 };
-      let created: boolean;
-      if (f.size < repo.tuning.packSmall) {
-        const plain = await readFile(path);
-        if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
-        const stored = await repo.encode(plain, looseAad(n));
-        sent.bytes = stored.length;
-        created = await backend.putIfAbsent(key, stored);
-      } else {
-        try {
-          created = await backend.putStreamIfAbsent(key, counted(repo.encodeStream(checkedFile(path, f.size, f.sha256), looseAad(n)), sent), f.size + 64);
-        } catch (err) {
-          if (err instanceof LocalMismatchError) return void mismatch(f);
-          throw err;
+    /** Upload `list` into `into`: small contents packed (pack, then its index), the others loose. */
+    const upload = async (list: ManifestFile[], into: Catalog) => {
+      const small = list.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
+      const loose = list.filter((f) => !(repo.packing && f.size < repo.tuning.packSmall));
+      // Small contents: into packs; each pack is followed by its index before its blobs count.
+      const plainSize = new Map<string, number>();
+      const writer = new PackWriter(repo, into, (entries) => {
+        for (const [n, , len] of entries) {
+          result.uploaded++;
+          result.uploadedBytes += plainSize.get(n) ?? 0;
+          result.storedBytes += len;
         }
-      }
-      if (created) {
-        result.uploaded++;
-        result.uploadedBytes += f.size;
-        result.storedBytes += sent.bytes;
-      }
-      catalog.loose.add(n);
+      });
+      const packing = runPool(small, conc, async (f) => {
+        // Small files are read synchronously: a promise-based open/stat/read/close costs more than
+        // reading a few KiB, and the event loop is free again within microseconds.
+        const path = storedPathOf(realPath, f, nameEscape);
+        const plain = f.size <= 64 * 1024 ? readFileSync(path) : await readFile(path);
+        if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+        const n = repo.nameOf(f.sha256);
+        plainSize.set(n, plain.length);
+        await writer.add(n, await repo.encode(plain, blobAad(n)));
+      }).then(() => writer.finish());
+      // Larger contents (and every content of a version 1 repository): one object each, streamed.
+      const uploadLoose = async (f: ManifestFile) => {
+        const n = repo.nameOf(f.sha256);
+        const key = objectKey(n);
+        const path = storedPathOf(realPath, f, nameEscape);
+        const sent = { bytes: 0 };
+        let created: boolean;
+        if (f.size < repo.tuning.packSmall) {
+          const plain = await readFile(path);
+          if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+          const stored = await repo.encode(plain, looseAad(n));
+          sent.bytes = stored.length;
+          created = await backend.putIfAbsent(key, stored);
+        } else {
+          try {
+            created = await backend.putStreamIfAbsent(key, counted(repo.encodeStream(checkedFile(path, f.size, f.sha256), looseAad(n)), sent), f.size + 64);
+          } catch (err) {
+            if (err instanceof LocalMismatchError) return void mismatch(f);
+            throw err;
+          }
+        }
+        if (created) {
+          result.uploaded++;
+          result.uploadedBytes += f.size;
+          result.storedBytes += sent.bytes;
+        }
+        into.loose.add(n);
+      };
+      // Streams hold a part or two each (lib-storage): a few at once keep the memory bounded.
+      const large = loose.filter((f) => f.size >= repo.tuning.packSmall);
+      const uploading = Promise.all([runPool(loose.filter((f) => f.size < repo.tuning.packSmall), conc, uploadLoose), runPool(large, Math.min(conc, 4), uploadLoose)]);
+      await Promise.all([packing, uploading]);
+      result.packs += writer.packs;
     };
-    // Streams hold a part or two each (lib-storage): a few at once keep the memory bounded.
-    const large = loose.filter((f) => f.size >= repo.tuning.packSmall);
-    const uploading = Promise.all([runPool(loose.filter((f) => f.size < repo.tuning.packSmall), conc, uploadLoose), runPool(large, Math.min(conc, 4), uploadLoose)]);
-    await Promise.all([packing, uploading]);
-    result.packs += writer.packs;
+    await upload(todo, catalog);
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
@@ -265,7 +276,16 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       results.push(result);
       continue;
     }
-    // The snapshot last: it names only objects that are in the repository now.
+    // The snapshot last: it names only contents that are in the repository now. A prune may have
+    // collected some of them while this push was held up (see withPushLock): a pack, its index, or
+    // both, or a loose object. Look again (the store is listed anew; indexes already read are not
+    // read again) and upload what is missing, small contents into a new pack and its index.
+    await beforeCommit();
+    cat = await loadCatalog(repo, conc, catalog);
+    const now = cat;
+    const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
+    if (lost.length > 0) await upload(lost, now);
+    if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
     else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
@@ -345,8 +365,14 @@ export interface RepoVerifyResult {
   ok: boolean;
   files: number;
   objects: number;
-  /** Objects downloaded and checked (`readData`). */
+  /** Objects downloaded and checked (`readData`, `readDataSubset`). */
   checked: number;
+  /** With `readDataSubset`: how the objects to read were chosen (the others were only checked to exist). */
+  subset?: string;
+  /** With `readDataSubset`: the stored objects (packs and loose objects) holding the backup's contents. */
+  stored?: number;
+  /** With `readDataSubset`: how many of those were picked; `checked` counts the contents read from them. */
+  storedRead?: number;
   bytes: number;
   problems: VerifyProblem[];
 }
@@ -376,9 +402,10 @@ function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; fi
 
 /**
  * Check that every object a pushed backup needs is in the repository; with `readData`, download
- * each one and check it against the manifest's sha256 (the server is never trusted).
+ * each one and check it against the manifest's sha256 (the server is never trusted); with
+ * `readDataSubset`, download and check only a subset of the stored objects (see subset.ts).
  */
-export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean }): Promise<RepoVerifyResult> {
+export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean; readDataSubset?: DataSubset }): Promise<RepoVerifyResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
@@ -392,16 +419,32 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   const report = (name: string, p: { kind: 'missing' | 'modified'; detail: string }) => {
     for (const f of blobs.get(name)!.files) result.problems.push({ path: f.path, ...p });
   };
-  if (opts.readData) {
-    const problems = await readBlobs(repo, cat, [...blobs.values()].map((g) => g.w), { concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY }, async (w, chunks) => {
-      for await (const c of chunks) result.bytes += c.length;
-    });
-    result.checked = blobs.size - problems.size;
-    for (const [n, p] of problems) report(n, p);
-  } else {
+  // `readData` reads every content; otherwise every content must be present, and with
+  // `readDataSubset` the contents held by a subset of the stored objects (packs and loose
+  // objects, by id: see subset.ts) are read.
+  let toRead = [...blobs.values()].map((g) => g.w);
+  const subset = opts.readData ? undefined : opts.readDataSubset;
+  if (!opts.readData) {
     for (const [n, g] of blobs) {
       if (!hasBlob(cat, n)) report(n, { kind: 'missing', detail: `object ${g.w.sha256.slice(0, 16)}… is missing from the repository` });
     }
+    toRead = subset ? toRead.filter((w) => hasBlob(cat, w.name)) : [];
+  }
+  if (subset) {
+    const storedIn = (w: Wanted) => (cat.loose.has(w.name) ? w.name : cat.packed.get(w.name)!.pack);
+    const ids = [...new Set(toRead.map(storedIn))];
+    const picked = new Set(selectSubset(ids, subset));
+    toRead = toRead.filter((w) => picked.has(storedIn(w)));
+    result.subset = subset.kind === 'percent' ? `${subset.percent}%` : `${subset.n}/${subset.m}`;
+    result.stored = ids.length;
+    result.storedRead = picked.size;
+  }
+  if (toRead.length > 0) {
+    const problems = await readBlobs(repo, cat, toRead, { concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY }, async (w, chunks) => {
+      for await (const c of chunks) result.bytes += c.length;
+    });
+    result.checked = toRead.length - problems.size;
+    for (const [n, p] of problems) report(n, p);
   }
   result.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (result.problems.length > 0) {
@@ -529,6 +572,19 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
 const LOCKS_PREFIX = 'locks/';
 /** A lock older than this (by the reader's clock) is stale: its holder was killed. */
 export const LOCK_STALE_SECONDS = 6 * 3600;
+/** Overrides {@link LOCK_STALE_SECONDS} (seconds) for the command that reads the locks. */
+export const LOCK_STALE_ENV = 'DAWN_BACKUP_LOCK_STALE';
+
+/** The stale timeout this command applies to other processes' locks. */
+function lockStaleSeconds(opts: RepoOptions): number {
+  const raw = (opts.env ?? process.env)[LOCK_STALE_ENV];
+  if (raw === undefined || raw === '') return LOCK_STALE_SECONDS;
+  const v = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(v)) {
+    throw new BackupError('INVALID_OPTION', `${LOCK_STALE_ENV}="${raw}" is not a number of seconds (e.g. 21600 for 6 hours).`);
+  }
+  return v;
+}
 
 interface LockDoc {
   kind: 'push' | 'prune';
@@ -545,7 +601,7 @@ async function takeLock(repo: Repo, kind: LockDoc['kind']): Promise<string> {
 }
 
 /** Fresh locks of a kind, other than `own`. A lock dated in the future counts as fresh. */
-async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promise<LockDoc[]> {
+async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string, stale: number): Promise<LockDoc[]> {
   const out: LockDoc[] = [];
   const now = Date.now() / 1000;
   for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
@@ -560,26 +616,39 @@ async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string): Promi
     }
     const at = typeof doc.created_at === 'number' ? doc.created_at : now; // unreadable: fresh (safe side)
     if (doc.host === hostname() && typeof doc.pid === 'number' && !isPidAlive(doc.pid)) continue; // killed, on this host
-    if (now - at < LOCK_STALE_SECONDS) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
+    if (now - at < stale) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
   }
   return out;
 }
 
-function busy(repo: Repo, what: string, locks: LockDoc[]): BackupError {
+function busy(repo: Repo, what: string, locks: LockDoc[], stale: number): BackupError {
   const l = locks[0]!;
   return new BackupError(
     'BUSY',
-    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${LOCK_STALE_SECONDS / 3600} h.`,
+    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${stale >= 3600 ? `${stale / 3600} h` : `${stale} s`}.`,
   );
 }
 
-/** Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. */
-export async function withPushLock<T>(repo: Repo, fn: () => Promise<T>): Promise<T> {
-  const key = await takeLock(repo, 'push');
+/**
+ * Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. `fn` calls
+ * `beforeCommit` just before it writes a snapshot: the lock is renewed, and `BUSY` is thrown when
+ * a prune runs now. A prune that saw this push's lock as stale (the push was stopped for longer
+ * than the stale timeout) may have collected its uncommitted objects meanwhile: after
+ * `beforeCommit`, the push checks its objects again and uploads the missing ones before the
+ * snapshot (a prune starting after the renewal sees the fresh lock and refuses).
+ */
+export async function withPushLock<T>(repo: Repo, fn: (beforeCommit: () => Promise<void>) => Promise<T>, stale: number = LOCK_STALE_SECONDS): Promise<T> {
+  let key = await takeLock(repo, 'push');
   try {
-    const prunes = await freshLocks(repo, 'prune', key);
-    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes);
-    return await fn();
+    const prunes = await freshLocks(repo, 'prune', key, stale);
+    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
+    return await fn(async () => {
+      const renewed = await takeLock(repo, 'push');
+      await repo.backend.delete(key).catch(() => undefined);
+      key = renewed;
+      const running = await freshLocks(repo, 'prune', key, stale);
+      if (running.length > 0) throw busy(repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, stale);
+    });
   } finally {
     await repo.backend.delete(key).catch(() => undefined);
   }
@@ -613,8 +682,9 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   const repo = await openRepo(opts);
   const key = await takeLock(repo, 'prune');
   try {
-    const running = [...(await freshLocks(repo, 'push', key)), ...(await freshLocks(repo, 'prune', key))];
-    if (running.length > 0) throw busy(repo, 'Cannot prune now', running);
+    const stale = lockStaleSeconds(opts);
+    const running = [...(await freshLocks(repo, 'push', key, stale)), ...(await freshLocks(repo, 'prune', key, stale))];
+    if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
     const { backups, damaged } = await listRepo(opts);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
@@ -674,4 +744,51 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   } finally {
     await repo.backend.delete(key).catch(() => undefined);
   }
+}
+
+// --- read-only views (show and diff --repo) ----------------------------------------------------
+
+/** A pushed backup: its snapshot document, and a reader of its file contents. */
+export interface RepoSnapshotView {
+  repo: string;
+  name: string;
+  doc: SnapshotDoc;
+  /** The checked manifest (safe paths, a sha256 for every file). */
+  manifest: ManifestEntry[];
+  /** A file's content, downloaded and checked against its sha256 (`VERIFY_FAILED` when missing or damaged). */
+  readFile(f: ManifestFile): Promise<Buffer>;
+}
+
+/**
+ * Open one snapshot of a repository (`latest`: the newest of the data root) without downloading
+ * any file content.
+ *
+ * @throws {BackupError} `BACKUP_NOT_FOUND`, `BACKUP_INVALID`, `UNSAFE_PATH`, `REPO_INVALID`, `WRONG_PASSWORD`, `IO`.
+ */
+export async function openRepoSnapshot(opts: RepoOptions & { name: string }): Promise<RepoSnapshotView> {
+  const repo = await openRepo(opts);
+  const name = await resolveRepoName(opts, opts.name);
+  const doc = await readSnapshot(repo, name);
+  if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
+  const manifest = checkedManifest(name, doc.metadata, repo.url);
+  // Read through the same blob reader as pull (a content may be loose or in a pack): the catalog
+  // is loaded once, on the first read.
+  let cat: Promise<Catalog> | undefined;
+  return {
+    repo: repo.url,
+    name,
+    doc,
+    manifest,
+    readFile: async (f) => {
+      cat ??= loadCatalog(repo, opts.concurrency ?? DEFAULT_CONCURRENCY);
+      const parts: Buffer[] = [];
+      const w: Wanted = { name: repo.nameOf(f.sha256), sha256: f.sha256, size: f.size };
+      const problems = await readBlobs(repo, await cat, [w], { concurrency: 1 }, async (_w, chunks) => {
+        for await (const c of chunks) parts.push(c);
+      });
+      const p = problems.get(w.name);
+      if (p) throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${repo.url}: ${f.path}: ${p.detail}.`, { problems: [{ path: f.path, ...p }] });
+      return Buffer.concat(parts);
+    },
+  };
 }

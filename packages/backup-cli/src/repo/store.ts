@@ -128,8 +128,11 @@ function parseIndex(plain: Buffer | undefined): IndexPack[] | undefined {
   }
 }
 
-/** List loose objects and packs, and read every index (one request per index). */
-export async function loadCatalog(repo: Repo, concurrency: number): Promise<Catalog> {
+/**
+ * List loose objects and packs, and read every index (one request per index). Index objects are
+ * never rewritten (named by their hash): those `previous` has read are not read again.
+ */
+export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog): Promise<Catalog> {
   const b = repo.backend;
   const cat: Catalog = { loose: new Set(), packed: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
   const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
@@ -141,7 +144,9 @@ export async function loadCatalog(repo: Repo, concurrency: number): Promise<Cata
     const id = idOfPackKey(k);
     if (id) cat.packs.add(id);
   }
-  await runPool(indexes.filter(isIndexKey), concurrency, async (key) => {
+  const known = indexes.filter((k) => previous?.indexes.has(k));
+  for (const key of known) addIndex(cat, key, previous!.indexes.get(key)!);
+  await runPool(indexes.filter((k) => isIndexKey(k) && !previous?.indexes.has(k)), concurrency, async (key) => {
     const raw = await getBuffer(b, key);
     if (raw === undefined) return; // removed meanwhile (a prune merged it)
     const packs = parseIndex(await repo.decode(raw, INDEX_AAD));
