@@ -67,6 +67,12 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect((await run(['init', '--repo', repo])).code).toBe(0);
     return { root, data, env, repo, run };
   };
+  /** Push b1, then damage or delete in the store the content of one of its files. */
+  const pushAndTamper = async (s: Awaited<ReturnType<typeof setup>>, path: string, how: 'damage' | 'delete') => {
+    expect((await s.run(['push', '--repo', s.repo])).code).toBe(0);
+    const meta = JSON.parse(await readFile(join(s.root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
+    return { meta, kind: await tamper(s.repo, s.env, meta.manifest.find((m: any) => m.path === path).sha256, how) };
+  };
 
   it('round trip: init, push (newest by default), push again uploads nothing, list, verify, pull, restore latest on an empty machine', async () => {
     const { root, data, repo, run } = await setup('roundtrip');
@@ -106,11 +112,9 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
   });
 
   it('a damaged object: verify --read-data, pull and restore exit 3, nothing local changes', async () => {
-    const { root, data, env, repo, run } = await setup('damaged');
-    expect((await run(['push', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
-    const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
-    expect(await tamper(repo, env, victim.sha256, 'damage')).toBe('packed'); // a blob inside a pack
+    const s = await setup('damaged');
+    const { root, data, repo, run } = s;
+    expect((await pushAndTamper(s, 'keys/node.key', 'damage')).kind).toBe('packed'); // a blob inside a pack
     expect((await run(['verify', 'b1', '--repo', repo])).code).toBe(0); // present...
     const v = await run(['verify', 'b1', '--repo', repo, '--read-data', '--json']);
     expect(v.code).toBe(3); // ...but damaged
@@ -125,11 +129,9 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
   });
 
   it('a deleted object (a snapshot naming a missing object): verify exits 3, pull leaves nothing behind', async () => {
-    const { root, env, repo, run } = await setup('deleted');
-    expect((await run(['push', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
-    const victim = meta.manifest.find((m: any) => m.path === 'big.bin');
-    expect(await tamper(repo, env, victim.sha256, 'delete')).toBe('loose');
+    const s = await setup('deleted');
+    const { root, repo, run } = s;
+    expect((await pushAndTamper(s, 'big.bin', 'delete')).kind).toBe('loose');
     const v = await run(['verify', 'b1', '--repo', repo, '--json']);
     expect(v.code).toBe(3);
     expect(json(v).problems).toEqual([expect.objectContaining({ path: 'big.bin', kind: 'missing' })]);
@@ -215,11 +217,10 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
   }, 180_000);
 
   it('a pack missing: verify names every file whose content was in it (exit 3), pull leaves nothing, a push puts them back', async () => {
-    const { root, env, repo, run } = await setup('pack-missing');
-    expect((await run(['push', '--repo', repo])).code).toBe(0);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
-    const victim = meta.manifest.find((m: any) => m.path === 'keys/node.key');
-    expect(await tamper(repo, env, victim.sha256, 'delete')).toBe('packed');
+    const s = await setup('pack-missing');
+    const { root, repo, run } = s;
+    const { meta, kind } = await pushAndTamper(s, 'keys/node.key', 'delete');
+    expect(kind).toBe('packed');
     const small = meta.manifest.filter((m: any) => m.type === 'file' && m.size < 512 * 1024).map((m: any) => m.path).sort();
     const v = await run(['verify', 'b1', '--repo', repo, '--json']);
     expect(v.code).toBe(3);
