@@ -21,21 +21,23 @@ node -e '
 const fs=require("fs"),c=require("crypto"),r=process.argv[1];
 for(let i=0;i<10000;i++){const d=r+"/small/d"+(i%100);fs.mkdirSync(d,{recursive:true});fs.writeFileSync(d+"/f"+i,c.randomBytes(1024))}
 fs.mkdirSync(r+"/large",{recursive:true});for(let i=0;i<50;i++)fs.writeFileSync(r+"/large/f"+i,c.randomBytes(10*1024*1024));' "$ROOT/data"
-echo "| tree | dawn push (1st) | restic backup | rclone copy | dawn push (2nd, unchanged) | bytes of content in 2nd | dawn restore --repo | restic restore |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| tree | dawn push (1st) | requests | restic backup | rclone copy | dawn push (2nd, unchanged) | requests | bytes of content in 2nd | dawn restore --repo | restic restore |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).pushed[0][process.argv[1]]))' "$1"; }
 for t in small large; do
   src=$ROOT/data/$t
   export PROJECT_DAWN_DATA_ROOT=$src DAWN_BACKUP_DIR=$ROOT/backups-$t
   $BIN backup --name b --quiet --no-fsync
   $BIN init --repo "s3://bench-dawn/$t" --quiet
-  p1=$(secs $BIN push --repo "s3://bench-dawn/$t")
+  t0=$(date +%s.%N); out1=$($BIN push --repo "s3://bench-dawn/$t" --json); p1=$(echo "$(date +%s.%N) - $t0" | bc)
+  q1=$(echo "$out1" | field requests)
   restic -r "s3:$S3_ENDPOINT/bench-restic-$t" init --quiet >/dev/null
   rb=$(secs restic -r "s3:$S3_ENDPOINT/bench-restic-$t" backup --quiet "$DAWN_BACKUP_DIR/b")
   rc=$(secs env -u AWS_CA_BUNDLE rclone copy "$DAWN_BACKUP_DIR/b" "rgw:bench-rclone-$t/b")
   t0=$(date +%s.%N); out=$($BIN push --repo "s3://bench-dawn/$t" --json); p2=$(echo "$(date +%s.%N) - $t0" | bc)
-  up=$(echo "$out" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).pushed[0].uploadedBytes))')
+  up=$(echo "$out" | field uploadedBytes); q2=$(echo "$out" | field requests)
   dr=$(secs env PROJECT_DAWN_DATA_ROOT=$ROOT/new-$t/data DAWN_BACKUP_DIR=$ROOT/new-$t/backups $BIN restore b --repo "s3://bench-dawn/$t" --no-fsync)
   rr=$(secs restic -r "s3:$S3_ENDPOINT/bench-restic-$t" restore latest --target "$ROOT/restic-$t")
-  echo "| $t | ${p1}s | ${rb}s | ${rc}s | ${p2}s | $up | ${dr}s | ${rr}s |"
+  echo "| $t | ${p1}s | $q1 | ${rb}s | ${rc}s | ${p2}s | $q2 | $up | ${dr}s | ${rr}s |"
   rm -rf "$ROOT/new-$t" "$ROOT/restic-$t"
 done

@@ -46,13 +46,20 @@ describe('encrypted repository (init --encrypt)', () => {
 
     const meta = backupMeta(join(root, 'backups', 'b1'));
     const hashes = new Set<string>(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256));
-    const names: string[] = [];
-    for (const d of await readdir(join(repo, 'objects'))) names.push(...(await readdir(join(repo, 'objects', d))));
-    expect(names.length).toBe(hashes.size);
-    for (const n of names) expect(hashes.has(n)).toBe(false);
+    // loose objects, packs and indexes: no name and no byte reveals a content hash or a content
+    const stored: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true })) (e.isDirectory() ? await walk(join(dir, e.name)) : stored.push(join(dir, e.name)));
+    };
+    for (const d of ['objects', 'packs', 'index']) await walk(join(repo, d));
+    expect(stored.filter((f) => f.includes('/packs/')).length).toBeGreaterThan(0);
+    expect(stored.filter((f) => f.includes('/index/')).length).toBeGreaterThan(0);
     const keyFile = await readFile(join(data, 'keys/node.key'));
-    for (const d of await readdir(join(repo, 'objects'))) {
-      for (const n of await readdir(join(repo, 'objects', d))) expect((await readFile(join(repo, 'objects', d, n))).includes(keyFile.subarray(0, 12))).toBe(false);
+    for (const f of stored) {
+      expect(hashes.has(f.slice(f.lastIndexOf('/') + 1))).toBe(false);
+      const bytes = await readFile(f);
+      expect(bytes.includes(keyFile.subarray(0, 12))).toBe(false);
+      for (const h of hashes) expect(bytes.includes(Buffer.from(h))).toBe(false);
     }
     expect((await readFile(join(repo, 'snapshots', 'b1.json'))).includes(Buffer.from('node.key'))).toBe(false);
 

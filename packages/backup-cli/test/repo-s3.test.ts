@@ -6,7 +6,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir, repoRoot, useTempDir } from '@dawn/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
-import { cli, json, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
+import { backupMeta, cli, json, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 import { repoScenarios } from './repo-scenarios.js';
 
 const run = promisify(execFile);
@@ -123,14 +123,24 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
     const p = await run(['push', '--repo', repo, '--json']);
     expect(p.code, p.stderr).toBe(0);
     expect(json(p).pushed[0].uploaded).toBe(json(p).pushed[0].objects);
-    const meta = JSON.parse(await readFile(join(root, 'backups', 'b1', '.backup_metadata.json'), 'utf8'));
-    const hashes = new Set(meta.manifest.filter((m: any) => m.type === 'file').map((m: any) => m.sha256));
+    const meta = backupMeta(join(root, 'backups', 'b1'));
+    const files = meta.manifest.filter((m: any) => m.type === 'file');
+    const hashes = new Set(files.map((m: any) => m.sha256));
     const backend = await openBackend(repo, { env: server.env });
-    const keys = await backend.list('objects/');
-    expect(keys.length).toBe(hashes.size);
-    for (const k of keys) expect(hashes.has(k.split('/').pop())).toBe(false);
-    const snap = Buffer.from((await backend.get('snapshots/b1.json'))!);
-    expect(snap.includes(Buffer.from('node.key'))).toBe(false);
+    // large contents are loose objects, small ones in packs described by (sealed) indexes
+    const loose = await backend.list('objects/');
+    expect(loose.length).toBe(new Set(files.filter((m: any) => m.size >= 512 * 1024).map((m: any) => m.sha256)).size);
+    const packs = await backend.list('packs/');
+    const indexes = await backend.list('index/');
+    expect(packs.length).toBeGreaterThan(0);
+    expect(indexes.length).toBeGreaterThan(0);
+    for (const k of [...loose, ...packs, ...indexes]) expect(hashes.has(k.split('/').pop())).toBe(false);
+    for (const k of ['snapshots/b1.json', ...indexes, ...packs]) {
+      const body = Buffer.from((await backend.get(k))!);
+      expect(body.includes(Buffer.from('node.key'))).toBe(false);
+      expect(body.includes(Buffer.from('secret-key-material'))).toBe(false);
+      for (const h of hashes) expect(body.includes(Buffer.from(h as string))).toBe(false);
+    }
     expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
 
     const before = await snapshot(root);

@@ -11,8 +11,20 @@ export interface Backend {
   readonly url: string;
   /** Store `body` under `key` unless the key exists. `false` when it existed (nothing written). */
   putIfAbsent(key: string, body: Uint8Array): Promise<boolean>;
+  /**
+   * Store a stream under `key` unless the key exists, never holding it whole (multipart on S3).
+   * `false` when it existed. When `body` throws, nothing is stored under `key`. `sizeHint`: about
+   * how many bytes the body holds (lets S3 skip the existence check for a single PUT).
+   */
+  putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array>, sizeHint?: number): Promise<boolean>;
   /** The bytes under `key`, or `undefined` when there is no such key. */
   get(key: string): Promise<Uint8Array | undefined>;
+  /** `length` bytes from `offset` (fewer when the object is shorter); `undefined` when there is no such key. */
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array | undefined>;
+  /** The bytes under `key` as a stream, or `undefined` when there is no such key. */
+  getStream(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
+  /** Requests (S3) or file operations (directory) made so far. */
+  readonly requests: number;
   /** Whether `key` exists. */
   exists(key: string): Promise<boolean>;
   /** Every key starting with `prefix` (any order). */
@@ -85,9 +97,21 @@ export async function openBackend(url: string, opts: BackendOptions = {}): Promi
   return S3Backend.open(loc.bucket, loc.prefix, opts);
 }
 
+const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+
+/** `backend.getRange` as a Buffer. */
+export async function getRangeBuffer(backend: Backend, key: string, offset: number, length: number): Promise<Buffer | undefined> {
+  const v = await backend.getRange(key, offset, length);
+  return v === undefined ? undefined : asBuffer(v);
+}
+
+/** A backend stream as Buffers. */
+export async function* buffers(src: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  for await (const c of src) yield asBuffer(c);
+}
+
 /** `backend.get` as a Buffer (the public interface speaks Uint8Array: no `@types/node` needed by users). */
 export async function getBuffer(backend: Backend, key: string): Promise<Buffer | undefined> {
   const v = await backend.get(key);
-  if (v === undefined) return undefined;
-  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return v === undefined ? undefined : asBuffer(v);
 }

@@ -136,7 +136,7 @@ export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number>
         ctx.flags.readData
           ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: ${res.objects} objects (${formatBytes(res.bytes)}) downloaded, each matches its sha256.`
           : res.subset !== undefined
-            ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present; ${res.checked} of them (subset ${res.subset}, ${formatBytes(res.bytes)}) downloaded, each matches its sha256.`
+            ? `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present; ${res.storedRead} of the ${res.stored} stored objects holding them (subset ${res.subset}: ${res.checked} contents, ${formatBytes(res.bytes)}) downloaded, each content matches its sha256.`
             : `${ctx.out.green('OK')} backup ${res.name} in ${res.repo}: all ${res.objects} objects are present (add --read-data to download and check their content).`,
       );
     }
@@ -170,7 +170,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
-  const pulled = await pullBackup({ ...r, name, backupDir });
+  const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
   const res = await restoreBackup({
     name: pulled.name,
     backupDir: pulled.backupDir,

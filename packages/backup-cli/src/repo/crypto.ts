@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type DecipherGCM, type ScryptOptions } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BackupError } from '../errors.js';
+import { DamagedError } from './format.js';
 
 /** How an encrypted repository derives its keys (recorded in `config.json`). */
 export interface KdfParams {
@@ -61,6 +62,53 @@ export function open(keys: RepoKeys, sealed: Buffer, aad: string): Buffer | unde
   } catch {
     return undefined;
   }
+}
+
+/** {@link seal} as a stream (the tag follows the last ciphertext byte). */
+export async function* sealStream(keys: RepoKeys, src: AsyncIterable<Buffer>, aad: string): AsyncGenerator<Buffer> {
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', keys.enc, iv);
+  c.setAAD(Buffer.from(aad));
+  yield Buffer.concat([ENC_MAGIC, iv]);
+  for await (const chunk of src) {
+    const out = c.update(chunk);
+    if (out.length > 0) yield out;
+  }
+  yield Buffer.concat([c.final(), c.getAuthTag()]);
+}
+
+/**
+ * {@link open} as a stream. The plaintext is released before the tag is checked at the end: a
+ * consumer must discard what it got when this throws {@link DamagedError}.
+ */
+export async function* openStream(keys: RepoKeys, src: AsyncIterable<Buffer>, aad: string): AsyncGenerator<Buffer> {
+  const hl = ENC_MAGIC.length + 12;
+  let pending: Buffer = Buffer.alloc(0);
+  let d: DecipherGCM | undefined;
+  for await (const chunk of src) {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    if (!d) {
+      if (pending.length < hl) continue;
+      if (!pending.subarray(0, ENC_MAGIC.length).equals(ENC_MAGIC)) throw new DamagedError('not sealed');
+      d = createDecipheriv('aes-256-gcm', keys.enc, pending.subarray(ENC_MAGIC.length, hl)) as DecipherGCM;
+      d.setAAD(Buffer.from(aad));
+      pending = pending.subarray(hl);
+    }
+    if (pending.length > 16) {
+      const out = d.update(pending.subarray(0, pending.length - 16));
+      pending = pending.subarray(pending.length - 16);
+      if (out.length > 0) yield out;
+    }
+  }
+  if (!d || pending.length !== 16) throw new DamagedError('truncated sealed object');
+  d.setAuthTag(pending);
+  let last: Buffer;
+  try {
+    last = d.final();
+  } catch {
+    throw new DamagedError('authentication failed (damaged, or not sealed with this key)');
+  }
+  if (last.length > 0) yield last;
 }
 
 /** The object name of a content: HMAC-SHA256 of its sha256, so names reveal no plaintext hash. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BackupError, ioError } from '../errors.js';
 import type { Backend } from './backend.js';
@@ -25,6 +26,7 @@ async function fsyncDir(dir: string): Promise<void> {
  */
 export class DirBackend implements Backend {
   readonly url: string;
+  requests = 0;
   constructor(readonly root: string) {
     this.url = root;
   }
@@ -36,7 +38,11 @@ export class DirBackend implements Backend {
     return join(this.root, ...key.split('/'));
   }
 
-  async putIfAbsent(key: string, body: Buffer): Promise<boolean> {
+  putIfAbsent(key: string, body: Buffer): Promise<boolean> {
+    return this.putStreamIfAbsent(key, [body]);
+  }
+
+  async putStreamIfAbsent(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<boolean> {
     const final = this.pathOf(key);
     const dir = dirname(final);
     if (await this.exists(key)) return false;
@@ -46,10 +52,23 @@ export class DirBackend implements Backend {
       throw ioError(dir, 'create the repository directory', err);
     }
     const tmp = join(dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+    let fromBody: { err: unknown } | undefined;
     try {
       const h = await open(tmp, 'wx', 0o644);
+      this.requests++;
       try {
-        await h.writeFile(body);
+        const it = Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]();
+        for (;;) {
+          let n: IteratorResult<Uint8Array>;
+          try {
+            n = await it.next();
+          } catch (err) {
+            fromBody = { err };
+            throw err;
+          }
+          if (n.done) break;
+          for (let off = 0; off < n.value.length; ) off += (await h.write(n.value, off, n.value.length - off)).bytesWritten;
+        }
         await h.sync();
       } finally {
         await h.close();
@@ -63,6 +82,7 @@ export class DirBackend implements Backend {
       await fsyncDir(dir);
       return true;
     } catch (err) {
+      if (fromBody) throw fromBody.err;
       throw ioError(final, 'write', err, 'Nothing in the repository was overwritten.');
     } finally {
       await unlink(tmp).catch(() => undefined);
@@ -77,8 +97,46 @@ export class DirBackend implements Backend {
     }
   }
 
+  /** An open handle on the file of `key`; `undefined` when there is no such key. */
+  private async openKey(key: string): Promise<{ p: string; h: FileHandle } | undefined> {
+    const p = this.pathOf(key);
+    this.requests++;
+    try {
+      return { p, h: await open(p, 'r') };
+    } catch (err) {
+      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
+      throw ioError(p, 'read', err);
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    const opened = await this.openKey(key);
+    if (!opened) return undefined;
+    const { p, h } = opened;
+    try {
+      const buf = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await h.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    } catch (err) {
+      throw ioError(p, 'read', err);
+    } finally {
+      await h.close();
+    }
+  }
+
+  async getStream(key: string): Promise<AsyncIterable<Buffer> | undefined> {
+    const opened = await this.openKey(key);
+    return opened && createReadStream('', { fd: opened.h, highWaterMark: 1024 * 1024 });
+  }
+
   async get(key: string): Promise<Buffer | undefined> {
     const p = this.pathOf(key);
+    this.requests++;
     try {
       return await readFile(p);
     } catch (err) {
@@ -89,6 +147,7 @@ export class DirBackend implements Backend {
 
   async exists(key: string): Promise<boolean> {
     const p = this.pathOf(key);
+    this.requests++;
     try {
       return (await stat(p)).isFile();
     } catch (err) {
@@ -104,6 +163,7 @@ export class DirBackend implements Backend {
     const start = join(this.root, ...base.split('/').filter(Boolean));
     const out: string[] = [];
     const walk = async (dir: string, rel: string): Promise<void> => {
+      this.requests++;
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
@@ -124,6 +184,7 @@ export class DirBackend implements Backend {
 
   async delete(key: string): Promise<void> {
     const p = this.pathOf(key);
+    this.requests++;
     try {
       await unlink(p);
     } catch (err) {

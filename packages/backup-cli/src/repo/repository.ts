@@ -1,4 +1,5 @@
-import { chmod, lstat, mkdir, readFile, rename, rmdir, symlink } from 'node:fs/promises';
+import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, readFile, rename, rmdir, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BackupError, type VerifyProblem } from '../errors.js';
@@ -10,24 +11,30 @@ import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMeta
 import { writeBackupMetadata } from '../write-metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
-import { openBackup, storedPathOf, verifyBackup } from '../verify.js';
-import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
+import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
+import { getBuffer, openBackend, type BackendOptions } from './backend.js';
+import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
 import { selectSubset, type DataSubset } from './subset.js';
-import { macName, newEncryption, open as openSealed, readPassword, seal, unlock, type EncryptionConfig, type RepoKeys } from './crypto.js';
+import { CONFIG_KEY, objectKey, packKey, READABLE_FORMAT_VERSIONS, REPO_FORMAT, REPO_FORMAT_VERSION, sha256, SNAPSHOT_FORMAT, snapshotKey, SNAPSHOTS_PREFIX } from './format.js';
 import {
-  CONFIG_KEY,
-  decodeObject,
-  encodeObject,
-  hashOfKey,
-  objectKey,
-  OBJECTS_PREFIX,
-  REPO_FORMAT,
-  REPO_FORMAT_VERSION,
-  sha256,
-  SNAPSHOT_FORMAT,
-  snapshotKey,
-  SNAPSHOTS_PREFIX,
-} from './format.js';
+  blobAad,
+  checkedFile,
+  counted,
+  encryptedRepo,
+  hasBlob,
+  type IndexPack,
+  loadCatalog,
+  LocalMismatchError,
+  looseAad,
+  PackWriter,
+  plainRepo,
+  readBlobs,
+  type Catalog,
+  type Repo,
+  type Wanted,
+  writeIndex,
+  writeNewFileFrom,
+} from './store.js';
 
 /** Options every repository operation takes. */
 export interface RepoOptions extends BackendOptions {
@@ -43,34 +50,6 @@ export interface RepoOptions extends BackendOptions {
    * `confirm` when it will encrypt a new repository.
    */
   askPassword?: ((req: { url: string; confirm: boolean }) => Promise<string>) | undefined;
-}
-
-/** An open repository: its store, and how contents are named and encoded in it. */
-interface Repo {
-  backend: Backend;
-  url: string;
-  /** The object name (64 hex) of a content with this sha256. */
-  nameOf(sha256hex: string): string;
-  encode(plain: Buffer, key: string): Promise<Buffer>;
-  decode(stored: Buffer, key: string): Promise<Buffer | undefined>;
-}
-
-function plainRepo(backend: Backend): Repo {
-  return { backend, url: backend.url, nameOf: (h) => h, encode: (p) => encodeObject(p), decode: (s) => decodeObject(s) };
-}
-
-/** Compression first (ciphertext does not compress), then AES-256-GCM bound to the key name. */
-function encryptedRepo(backend: Backend, keys: RepoKeys): Repo {
-  return {
-    backend,
-    url: backend.url,
-    nameOf: (h) => macName(keys, h),
-    encode: async (p, key) => seal(keys, await encodeObject(p), key),
-    decode: async (s, key) => {
-      const inner = openSealed(keys, s, key);
-      return inner === undefined ? undefined : decodeObject(inner);
-    },
-  };
 }
 
 async function passwordOf(opts: RepoOptions, url: string, confirm = false): Promise<string> {
@@ -104,14 +83,15 @@ async function openRepo(opts: RepoOptions): Promise<Repo> {
   } catch (err) {
     throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY} is not valid JSON (${(err as Error).message}): not a usable repository.`, { path: backend.url });
   }
-  if (config.format !== REPO_FORMAT || config.format_version !== REPO_FORMAT_VERSION) {
-    throw new BackupError('REPO_INVALID', `${backend.url} is a repository of format ${JSON.stringify(config.format)} version ${JSON.stringify(config.format_version)}; this dawn-backup reads ${REPO_FORMAT} version ${REPO_FORMAT_VERSION}. Use a newer dawn-backup.`, { path: backend.url });
+  if (config.format !== REPO_FORMAT || typeof config.format_version !== 'number' || !READABLE_FORMAT_VERSIONS.includes(config.format_version)) {
+    throw new BackupError('REPO_INVALID', `${backend.url} is a repository of format ${JSON.stringify(config.format)} version ${JSON.stringify(config.format_version)}; this dawn-backup reads ${REPO_FORMAT} versions ${READABLE_FORMAT_VERSIONS.join(' and ')}. Use a newer dawn-backup.`, { path: backend.url });
   }
+  const env = opts.env ?? process.env;
   if (config.encryption !== undefined && config.encryption !== null) {
     if (typeof config.encryption !== 'object') throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY}: malformed encryption settings.`, { path: backend.url });
-    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url));
+    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env);
   }
-  return plainRepo(backend);
+  return plainRepo(backend, config.format_version, env);
 }
 
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */
@@ -143,6 +123,10 @@ export interface PushResult {
   uploadedBytes: number;
   /** Bytes sent for those objects (after compression). */
   storedBytes: number;
+  /** Packs written by this run (small contents are grouped into packs of a few MiB). */
+  packs: number;
+  /** Requests made to the store by this push (S3 HTTP requests; file operations for a directory). */
+  requests: number;
 }
 
 async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
@@ -171,15 +155,6 @@ function checkedManifest(name: string, meta: BackupMetadata, where: string): Man
   return meta.manifest!;
 }
 
-async function knownObjects(backend: Backend): Promise<Set<string>> {
-  const known = new Set<string>();
-  for (const key of await backend.list(OBJECTS_PREFIX)) {
-    const h = hashOfKey(key);
-    if (h) known.add(h);
-  }
-  return known;
-}
-
 /** The newest local backup of the data root (what `push` pushes by default). */
 async function newestLocal(backupDir: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<string> {
   const { backups, backupDir: dir } = await listBackups(backupDir !== undefined ? { backupDir } : {});
@@ -206,7 +181,8 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
 async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }, beforeCommit: () => Promise<void>): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
-  let known: Set<string> | undefined;
+  const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  let cat: Catalog | undefined;
   for (const name of names) {
     const { realPath, meta } = await openBackup({ name, backupDir: opts.backupDir });
     if (!Array.isArray(meta.manifest)) {
@@ -216,7 +192,8 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
     const files = manifest.filter(isFile);
     const byHash = new Map<string, ManifestFile>();
     for (const f of files) if (!byHash.has(f.sha256)) byHash.set(f.sha256, f);
-    const result: PushResult = { name, snapshot: 'exists', files: files.length, objects: byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0 };
+    const requestsBefore = backend.requests;
+    const result: PushResult = { name, snapshot: 'exists', files: files.length, objects: byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0, packs: 0, requests: 0 };
     const doc: SnapshotDoc = { format: SNAPSHOT_FORMAT, format_version: 1, pushed_at: Date.now() / 1000, pushed_from: hostname(), metadata: meta };
     const existing = await readSnapshot(repo, name).catch((err: unknown) => {
       if (BackupError.is(err) && err.code === 'BACKUP_INVALID') throw new BackupError('BACKUP_EXISTS', `${err.message} Remove it from the repository by hand to push "${name}" again.`);
@@ -227,47 +204,95 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
         throw new BackupError('BACKUP_EXISTS', `The repository ${backend.url} already holds another backup named "${name}"; nothing was pushed. Push it under a new name (backups are never merged).`);
       }
     }
-    // Even when the snapshot is there: objects that went missing are uploaded again (a repair).
-    known ??= await knownObjects(backend);
-    const todo = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
+    // Even when the snapshot is there: contents that went missing are uploaded again (a repair).
+    cat ??= await loadCatalog(repo, conc);
+    const catalog = cat;
+    const todo = [...byHash.values()].filter((f) => !hasBlob(catalog, repo.nameOf(f.sha256)));
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
-    const upload = (list: ManifestFile[]) => runPool(list, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
-      const path = storedPathOf(realPath, f, nameEscape);
-      const plain = await readFile(path);
-      if (plain.length !== f.size || sha256(plain) !== f.sha256) {
-        problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
-        return;
-      }
-      const key = objectKey(repo.nameOf(f.sha256));
-      const stored = await repo.encode(plain, key);
-      if (await backend.putIfAbsent(key, stored)) {
-        result.uploaded++;
-        result.uploadedBytes += plain.length;
-        result.storedBytes += stored.length;
-      }
-      known!.add(repo.nameOf(f.sha256));
-    });
-    await upload(todo);
+    const mismatch = (f: ManifestFile) => problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
+    /** Upload `list` into `into`: small contents packed (pack, then its index), the others loose. */
+    const upload = async (list: ManifestFile[], into: Catalog) => {
+      const small = list.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
+      const loose = list.filter((f) => !(repo.packing && f.size < repo.tuning.packSmall));
+      // Small contents: into packs; each pack is followed by its index before its blobs count.
+      const plainSize = new Map<string, number>();
+      const writer = new PackWriter(repo, into, (entries) => {
+        for (const [n, , len] of entries) {
+          result.uploaded++;
+          result.uploadedBytes += plainSize.get(n) ?? 0;
+          result.storedBytes += len;
+        }
+      });
+      const packing = runPool(small, conc, async (f) => {
+        // Small files are read synchronously: a promise-based open/stat/read/close costs more than
+        // reading a few KiB, and the event loop is free again within microseconds.
+        const path = storedPathOf(realPath, f, nameEscape);
+        const plain = f.size <= 64 * 1024 ? readFileSync(path) : await readFile(path);
+        if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+        const n = repo.nameOf(f.sha256);
+        plainSize.set(n, plain.length);
+        await writer.add(n, await repo.encode(plain, blobAad(n)));
+      }).then(() => writer.finish());
+      // Larger contents (and every content of a version 1 repository): one object each, streamed.
+      const uploadLoose = async (f: ManifestFile) => {
+        const n = repo.nameOf(f.sha256);
+        const key = objectKey(n);
+        const path = storedPathOf(realPath, f, nameEscape);
+        const sent = { bytes: 0 };
+        let created: boolean;
+        if (f.size < repo.tuning.packSmall) {
+          const plain = await readFile(path);
+          if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+          const stored = await repo.encode(plain, looseAad(n));
+          sent.bytes = stored.length;
+          created = await backend.putIfAbsent(key, stored);
+        } else {
+          try {
+            created = await backend.putStreamIfAbsent(key, counted(repo.encodeStream(checkedFile(path, f.size, f.sha256), looseAad(n)), sent), f.size + 64);
+          } catch (err) {
+            if (err instanceof LocalMismatchError) return void mismatch(f);
+            throw err;
+          }
+        }
+        if (created) {
+          result.uploaded++;
+          result.uploadedBytes += f.size;
+          result.storedBytes += sent.bytes;
+        }
+        into.loose.add(n);
+      };
+      // Streams hold a part or two each (lib-storage): a few at once keep the memory bounded.
+      const large = loose.filter((f) => f.size >= repo.tuning.packSmall);
+      const uploading = Promise.all([runPool(loose.filter((f) => f.size < repo.tuning.packSmall), conc, uploadLoose), runPool(large, Math.min(conc, 4), uploadLoose)]);
+      await Promise.all([packing, uploading]);
+      result.packs += writer.packs;
+    };
+    await upload(todo, catalog);
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
     if (existing) {
+      result.requests = backend.requests - requestsBefore;
       results.push(result);
       continue;
     }
-    // The snapshot last: it names only objects that are in the repository now. A prune may have
-    // collected some of them while this push was held up (see withPushLock): look again.
+    // The snapshot last: it names only contents that are in the repository now. A prune may have
+    // collected some of them while this push was held up (see withPushLock): a pack, its index, or
+    // both, or a loose object. Look again (the store is listed anew; indexes already read are not
+    // read again) and upload what is missing, small contents into a new pack and its index.
     await beforeCommit();
-    known = await knownObjects(backend);
-    const lost = [...byHash.values()].filter((f) => !known!.has(repo.nameOf(f.sha256)));
-    if (lost.length > 0) await upload(lost);
+    cat = await loadCatalog(repo, conc, catalog);
+    const now = cat;
+    const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
+    if (lost.length > 0) await upload(lost, now);
     if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
     else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
       throw new BackupError('BACKUP_EXISTS', `Another push wrote a different backup named "${name}" into ${backend.url} at the same time; its objects are kept, no snapshot of this one was written.`);
     }
+    result.requests = backend.requests - requestsBefore;
     results.push(result);
   }
   return results;
@@ -345,19 +370,35 @@ export interface RepoVerifyResult {
   checked: number;
   /** With `readDataSubset`: how the objects to read were chosen (the others were only checked to exist). */
   subset?: string;
+  /** With `readDataSubset`: the stored objects (packs and loose objects) holding the backup's contents. */
+  stored?: number;
+  /** With `readDataSubset`: how many of those were picked; `checked` counts the contents read from them. */
+  storedRead?: number;
   bytes: number;
   problems: VerifyProblem[];
 }
 
-async function fetchChecked(repo: Repo, f: ManifestFile): Promise<{ plain?: Buffer; problem?: VerifyProblem }> {
-  const key = objectKey(repo.nameOf(f.sha256));
-  const stored = await getBuffer(repo.backend, key);
-  if (stored === undefined) return { problem: { path: f.path, kind: 'missing', detail: `object ${f.sha256.slice(0, 16)}… is missing from the repository` } };
-  const plain = await repo.decode(stored, key);
-  if (plain === undefined || plain.length !== f.size || sha256(plain) !== f.sha256) {
-    return { problem: { path: f.path, kind: 'modified', detail: `object ${f.sha256.slice(0, 16)}… is damaged (its content does not match the manifest's sha256)` } };
+/** Create a new file (`O_EXCL|O_NOFOLLOW`) holding `chunks`, with `mode`. */
+function writeNewFileSync(path: string | Buffer, chunks: Buffer[], mode: number): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o600);
+  try {
+    for (const c of chunks) for (let off = 0; off < c.length; ) off += writeSync(fd, c, off, c.length - off);
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
   }
-  return { plain };
+}
+
+/** The distinct contents of a manifest's files, by blob name, with the files holding each. */
+function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; files: ManifestFile[] }> {
+  const out = new Map<string, { w: Wanted; files: ManifestFile[] }>();
+  for (const f of files) {
+    const name = repo.nameOf(f.sha256);
+    const g = out.get(name);
+    if (g) g.files.push(f);
+    else out.set(name, { w: { name, sha256: f.sha256, size: f.size }, files: [f] });
+  }
+  return out;
 }
 
 /**
@@ -373,34 +414,38 @@ export async function verifyRepoBackup(opts: RepoOptions & { name: string; readD
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${backend.url}. Run \`dawn-backup list --repo ${backend.url}\`.`);
   const manifest = checkedManifest(name, doc.metadata, backend.url);
   const files = manifest.filter(isFile);
-  const byHash = new Map<string, ManifestFile[]>();
-  for (const f of files) byHash.set(f.sha256, [...(byHash.get(f.sha256) ?? []), f]);
-  const result: RepoVerifyResult = { name, repo: backend.url, status: 'ok', ok: true, files: files.length, objects: byHash.size, checked: 0, bytes: 0, problems: [] };
-  // `readData` reads every object; `readDataSubset` checks that every object exists and reads the
-  // chosen subset (by stored object id: see subset.ts).
+  const blobs = blobsOf(repo, files);
+  const result: RepoVerifyResult = { name, repo: backend.url, status: 'ok', ok: true, files: files.length, objects: blobs.size, checked: 0, bytes: 0, problems: [] };
+  const cat = await loadCatalog(repo, opts.concurrency ?? DEFAULT_CONCURRENCY);
+  const report = (name: string, p: { kind: 'missing' | 'modified'; detail: string }) => {
+    for (const f of blobs.get(name)!.files) result.problems.push({ path: f.path, ...p });
+  };
+  // `readData` reads every content; otherwise every content must be present, and with
+  // `readDataSubset` the contents held by a subset of the stored objects (packs and loose
+  // objects, by id: see subset.ts) are read.
+  let toRead = [...blobs.values()].map((g) => g.w);
   const subset = opts.readData ? undefined : opts.readDataSubset;
   if (!opts.readData) {
-    const known = await knownObjects(backend);
-    for (const [h, group] of byHash) {
-      if (!known.has(repo.nameOf(h))) for (const f of group) result.problems.push({ path: f.path, kind: 'missing', detail: `object ${h.slice(0, 16)}… is missing from the repository` });
+    for (const [n, g] of blobs) {
+      if (!hasBlob(cat, n)) report(n, { kind: 'missing', detail: `object ${g.w.sha256.slice(0, 16)}… is missing from the repository` });
     }
+    toRead = subset ? toRead.filter((w) => hasBlob(cat, w.name)) : [];
   }
-  if (opts.readData || subset) {
-    let groups = [...byHash.values()];
-    if (subset) {
-      const picked = new Set(selectSubset([...byHash.keys()].map((h) => repo.nameOf(h)), subset));
-      groups = groups.filter((g) => picked.has(repo.nameOf(g[0]!.sha256)));
-      result.subset = subset.kind === 'percent' ? `${subset.percent}%` : `${subset.n}/${subset.m}`;
-    }
-    await runPool(groups, opts.concurrency ?? DEFAULT_CONCURRENCY, async (group) => {
-      const r = await fetchChecked(repo, group[0]!);
-      if (r.problem) {
-        if (!subset || r.problem.kind !== 'missing') for (const f of group) result.problems.push({ ...r.problem, path: f.path });
-      } else {
-        result.checked++;
-        result.bytes += r.plain!.length;
-      }
+  if (subset) {
+    const storedIn = (w: Wanted) => (cat.loose.has(w.name) ? w.name : cat.packed.get(w.name)!.pack);
+    const ids = [...new Set(toRead.map(storedIn))];
+    const picked = new Set(selectSubset(ids, subset));
+    toRead = toRead.filter((w) => picked.has(storedIn(w)));
+    result.subset = subset.kind === 'percent' ? `${subset.percent}%` : `${subset.n}/${subset.m}`;
+    result.stored = ids.length;
+    result.storedRead = picked.size;
+  }
+  if (toRead.length > 0) {
+    const problems = await readBlobs(repo, cat, toRead, { concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY }, async (w, chunks) => {
+      for await (const c of chunks) result.bytes += c.length;
     });
+    result.checked = toRead.length - problems.size;
+    for (const [n, p] of problems) report(n, p);
   }
   result.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (result.problems.length > 0) {
@@ -428,7 +473,7 @@ export interface PullResult {
  * against the manifest's sha256 before anything is visible; a missing or damaged object fails
  * with `VERIFY_FAILED` and leaves nothing behind. The result is verified like any local backup.
  */
-export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined }): Promise<PullResult> {
+export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined; /** `false`: skip the syncfs before the rename (`restore --no-fsync`). @default true */ fsync?: boolean }): Promise<PullResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
   const name = await resolveRepoName(opts, opts.name);
@@ -462,19 +507,37 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
     const nameEscape = nameEscapeOf(meta);
     const dirs = manifest.filter((m) => m.type === 'dir');
     for (const d of dirs) await mkdir(storedPathOf(tmp, d, nameEscape) as string, { recursive: true, mode: 0o700 });
-    const problems: VerifyProblem[] = [];
-    await runPool(files, opts.concurrency ?? DEFAULT_CONCURRENCY, async (f) => {
-      if (problems.length > 0) return;
-      const r = await fetchChecked(repo, f);
-      if (r.problem) {
-        problems.push(r.problem);
-        return;
+    const blobs = blobsOf(repo, files);
+    const cat = await loadCatalog(repo, opts.concurrency ?? DEFAULT_CONCURRENCY);
+    const made = new Set<string>(dirs.map((d) => storedPathOf(tmp, d, nameEscape)).filter((p): p is string => typeof p === 'string'));
+    const parentOf = (p: string | Buffer) => {
+      if (typeof p !== 'string') return; // a name that is not UTF-8: its directory is in the manifest
+      const dir = dirname(p);
+      if (!made.has(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+      made.add(dir);
+    };
+    const found = await readBlobs(repo, cat, [...blobs.values()].map((g) => g.w), { concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY, stopOnProblem: true }, async (w, chunks) => {
+      // The first file gets the bytes, the others (same content) a copy. Contents read whole
+      // (packed blobs) are written synchronously: creating thousands of small files through the
+      // thread pool is slower than doing it in place.
+      const [first, ...others] = blobs.get(w.name)!.files;
+      const path = storedPathOf(tmp, first!, nameEscape);
+      parentOf(path);
+      if (Array.isArray(chunks)) writeNewFileSync(path, chunks as Buffer[], parseMode(first!.mode) ?? 0o644);
+      else {
+        await writeNewFileFrom(path, chunks, 0o600);
+        await chmod(path, parseMode(first!.mode) ?? 0o644);
       }
-      const path = storedPathOf(tmp, f, nameEscape);
-      if (typeof path === 'string') await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      await writeNewFile(path, r.plain!, 0o600, false);
-      await chmod(path, parseMode(f.mode) ?? 0o644);
+      for (const f of others) {
+        const p = storedPathOf(tmp, f, nameEscape);
+        parentOf(p);
+        copyFileSync(path, p, constants.COPYFILE_EXCL);
+        chmodSync(p, parseMode(f.mode) ?? 0o644);
+      }
     });
+    const problems: VerifyProblem[] = [];
+    for (const [n, p] of found) for (const f of blobs.get(n)!.files) problems.push({ path: f.path, ...p });
+    problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     if (problems.length > 0) {
       throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${backend.url} is damaged (${problems.length} problem(s), first: ${problems[0]!.path}: ${problems[0]!.detail}); nothing was pulled. Run \`dawn-backup verify ${name} --repo ${backend.url} --read-data\`.`, { problems });
     }
@@ -486,7 +549,13 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
     for (const d of [...dirs].reverse()) await chmod(storedPathOf(tmp, d, nameEscape), parseMode(d.mode) ?? 0o755);
     await writeBackupMetadata(tmp, meta, { mode: 0o644, fsync: false }); // the manifest file too (format 2), or inline as pushed (format 1)
     if (meta.root_mode !== undefined) await chmod(tmp, parseMode(meta.root_mode) ?? 0o755);
-    await syncFileSystem(tmp);
+    // Every content was checked against its sha256 before it was written; the tree itself
+    // (names, types, symlink targets) is checked against the manifest before it becomes visible.
+    const shape = await compareTree(tmp, manifest, nameEscape);
+    if (shape.length > 0) {
+      throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not match its manifest (${shape[0]!.path}: ${shape[0]!.detail}); nothing was pulled.`, { problems: shape });
+    }
+    if (opts.fsync !== false) await syncFileSystem(tmp);
     if (await lstat(final).catch(() => undefined)) throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" appeared in ${backupDir} meanwhile; nothing was changed.`, { path: final });
     await rename(tmp, final);
     done = true;
@@ -495,11 +564,6 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
       await removeTree(tmp).catch(() => undefined);
       if (createdDir) await rmdir(backupDir).catch(() => undefined);
     }
-  }
-  const v = await verifyBackup({ name, backupDir });
-  if (!v.ok) {
-    await removeTree(final).catch(() => undefined);
-    throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not verify (${v.problems[0]?.path}: ${v.problems[0]?.detail}); it was removed.`, { problems: v.problems });
   }
   return result;
 }
@@ -597,9 +661,16 @@ export interface RepoPruneResult {
   dryRun: boolean;
   kept: string[];
   removed: string[];
-  /** Objects no remaining snapshot names (deleted unless `dryRun`). */
+  /** Contents (blobs) no remaining snapshot names. */
   garbage: number;
+  /** Of those, how many are gone from the store (loose objects, and blobs of deleted packs). */
   garbageDeleted: number;
+  /** Packs deleted: every blob unreferenced, or named by no index (unless `dryRun`: would be). */
+  packsDeleted: number;
+  /** Packs kept because some of their blobs are still referenced although others are not. */
+  packsPartlyLive: number;
+  /** Stored bytes of unreferenced blobs inside kept packs. */
+  deadBytesKept: number;
 }
 
 /**
@@ -620,25 +691,55 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
       opts.policy,
     );
-    const result: RepoPruneResult = { repo: repo.url, dryRun: Boolean(opts.dryRun), kept: [], removed: [], garbage: 0, garbageDeleted: 0 };
+    const result: RepoPruneResult = { repo: repo.url, dryRun: Boolean(opts.dryRun), kept: [], removed: [], garbage: 0, garbageDeleted: 0, packsDeleted: 0, packsPartlyLive: 0, deadBytesKept: 0 };
     for (const d of plan) (d.keep ? result.kept : result.removed).push(d.name);
     if (!opts.dryRun) for (const name of result.removed) await repo.backend.delete(snapshotKey(name));
     if (damaged.length > 0) return result; // an unreadable snapshot may name anything: collect nothing
+    const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
     const referenced = new Set<string>();
     for (const name of result.kept) {
       const doc = await readSnapshot(repo, name);
       for (const m of doc?.metadata.manifest ?? []) if (m.type === 'file') referenced.add(repo.nameOf(m.sha256));
     }
-    const garbage = (await repo.backend.list(OBJECTS_PREFIX)).filter((k) => {
-      const h = hashOfKey(k);
-      return h !== undefined && !referenced.has(h);
-    });
-    result.garbage = garbage.length;
+    const cat = await loadCatalog(repo, conc);
+    // An unreadable index may describe live packs: collect nothing (a repair is a matter for a person).
+    if (cat.damagedIndexes.length > 0) return result;
+    const deadLoose = [...cat.loose].filter((n) => !referenced.has(n));
+    const dead = new Set(deadLoose);
+    for (const n of cat.packed.keys()) if (!referenced.has(n)) dead.add(n);
+    result.garbage = dead.size;
+    // Packs: deleted when none of their blobs is referenced; a partly-live pack is kept whole.
+    const packs = new Map<string, IndexPack>();
+    for (const list of cat.indexes.values()) for (const p of list) packs.set(p.id, p);
+    const deadPacks = [...packs.values()].filter((p) => p.blobs.every(([n]) => !referenced.has(n)));
+    // (A pack that went missing is left out of the merged index.)
+    const livePacks = [...packs.values()].filter((p) => cat.packs.has(p.id) && p.blobs.some(([n]) => referenced.has(n)));
+    for (const p of livePacks) {
+      const deadBlobs = p.blobs.filter(([n]) => !referenced.has(n));
+      if (deadBlobs.length > 0) {
+        result.packsPartlyLive++;
+        result.deadBytesKept += deadBlobs.reduce((a, [, , len]) => a + len, 0);
+      }
+    }
+    // Packs no index names: left by a push killed between a pack and its index (no running
+    // push holds a fresh lock, checked above).
+    const orphans = [...cat.packs].filter((id) => !packs.has(id));
+    const deadInPacks = new Set<string>();
+    for (const p of deadPacks) for (const [n] of p.blobs) if (!cat.loose.has(n) || dead.has(n)) deadInPacks.add(n);
+    result.packsDeleted = deadPacks.length + orphans.length;
     if (!opts.dryRun) {
-      await runPool(garbage, opts.concurrency ?? DEFAULT_CONCURRENCY, async (k) => {
-        await repo.backend.delete(k);
-        result.garbageDeleted++;
+      // One index for the packs that stay, before the old ones go (a kill in between leaves
+      // duplicates, which are harmless); the dead packs go last, once no index names them.
+      if (deadPacks.length > 0 || cat.indexes.size > 1) {
+        const fresh = livePacks.length > 0 ? await writeIndex(repo, livePacks) : undefined;
+        await runPool([...cat.indexes.keys()].filter((k) => k !== fresh), conc, (k) => repo.backend.delete(k));
+      }
+      await runPool([...deadPacks.map((p) => p.id), ...orphans], conc, (id) => repo.backend.delete(packKey(id)));
+      await runPool(deadLoose, conc, async (n) => {
+        await repo.backend.delete(objectKey(n));
       });
+      const stillStored = new Set([...livePacks.flatMap((p) => p.blobs.map(([n]) => n))]);
+      result.garbageDeleted = [...dead].filter((n) => !stillStored.has(n)).length;
     }
     return result;
   } finally {
@@ -671,15 +772,24 @@ export async function openRepoSnapshot(opts: RepoOptions & { name: string }): Pr
   const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
   const manifest = checkedManifest(name, doc.metadata, repo.url);
+  // Read through the same blob reader as pull (a content may be loose or in a pack): the catalog
+  // is loaded once, on the first read.
+  let cat: Promise<Catalog> | undefined;
   return {
     repo: repo.url,
     name,
     doc,
     manifest,
     readFile: async (f) => {
-      const r = await fetchChecked(repo, f);
-      if (r.problem) throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${repo.url}: ${r.problem.path}: ${r.problem.detail}.`, { problems: [r.problem] });
-      return r.plain!;
+      cat ??= loadCatalog(repo, opts.concurrency ?? DEFAULT_CONCURRENCY);
+      const parts: Buffer[] = [];
+      const w: Wanted = { name: repo.nameOf(f.sha256), sha256: f.sha256, size: f.size };
+      const problems = await readBlobs(repo, await cat, [w], { concurrency: 1 }, async (_w, chunks) => {
+        for await (const c of chunks) parts.push(c);
+      });
+      const p = problems.get(w.name);
+      if (p) throw new BackupError('VERIFY_FAILED', `Backup "${name}" in ${repo.url}: ${f.path}: ${p.detail}.`, { problems: [{ path: f.path, ...p }] });
+      return Buffer.concat(parts);
     },
   };
 }

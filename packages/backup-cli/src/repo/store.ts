@@ -1,0 +1,398 @@
+import { createHash } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { runPool } from '../fsutil.js';
+import { buffers, getBuffer, getRangeBuffer, type Backend } from './backend.js';
+import { macName, open as openSealed, openStream, seal, sealStream, type RepoKeys } from './crypto.js';
+import {
+  DamagedError,
+  decodeObject,
+  decodeStream,
+  encodeObject,
+  encodeStream,
+  hashOfKey,
+  idOfPackKey,
+  INDEX_FORMAT,
+  INDEX_PREFIX,
+  indexKey,
+  isIndexKey,
+  objectKey,
+  OBJECTS_PREFIX,
+  PACK_MAGIC,
+  packKey,
+  PACKS_PREFIX,
+  sha256,
+  tuning,
+} from './format.js';
+
+/**
+ * The storage layer of a repository: how contents are named, encoded, packed, indexed and read
+ * back. A content ("blob") is named by `nameOf(sha256)` (the sha256 itself, or its HMAC in an
+ * encrypted repository) and lives either loose (`objects/<2>/<name>`, one object) or in a pack
+ * (`packs/<2>/<id>`) that an index (`index/<id>`) describes.
+ */
+export interface Repo {
+  backend: Backend;
+  url: string;
+  /** The repository's format version (1: loose objects only; 2: packs and indexes too). */
+  version: number;
+  /** Whether small contents go into packs (version 2). */
+  packing: boolean;
+  tuning: ReturnType<typeof tuning>;
+  /** The blob name (64 hex) of a content with this sha256. */
+  nameOf(sha256hex: string): string;
+  encode(plain: Buffer, aad: string): Promise<Buffer>;
+  decode(stored: Buffer, aad: string): Promise<Buffer | undefined>;
+  encodeStream(plain: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
+  /** Throws {@link DamagedError} when the stored bytes are not a valid object. */
+  decodeStream(stored: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
+}
+
+/** What an encrypted blob, loose object or index is bound to (AES-GCM additional data). */
+export const blobAad = (name: string): string => `blob/${name}`;
+export const looseAad = (name: string): string => objectKey(name);
+export const INDEX_AAD = 'index';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function plainRepo(backend: Backend, version: number, env: Env): Repo {
+  return {
+    backend,
+    url: backend.url,
+    version,
+    packing: version >= 2,
+    tuning: tuning(env),
+    nameOf: (h) => h,
+    encode: (p) => encodeObject(p),
+    decode: (s) => decodeObject(s),
+    encodeStream: (p) => encodeStream(p),
+    decodeStream: (s) => decodeStream(s),
+  };
+}
+
+/** Compression first (ciphertext does not compress), then AES-256-GCM bound to the name. */
+export function encryptedRepo(backend: Backend, keys: RepoKeys, version: number, env: Env): Repo {
+  return {
+    ...plainRepo(backend, version, env),
+    nameOf: (h) => macName(keys, h),
+    encode: async (p, aad) => seal(keys, await encodeObject(p), aad),
+    decode: async (s, aad) => {
+      const inner = openSealed(keys, s, aad);
+      return inner === undefined ? undefined : decodeObject(inner);
+    },
+    encodeStream: (p, aad) => sealStream(keys, encodeStream(p), aad),
+    decodeStream: (s, aad) => decodeStream(openStream(keys, s, aad)),
+  };
+}
+
+// --- the catalog: where each blob is ------------------------------------------------------------
+
+export interface BlobLoc {
+  pack: string;
+  offset: number;
+  length: number;
+}
+/** One pack as an index describes it: `[blob name, offset, stored length]` per blob. */
+export interface IndexPack {
+  id: string;
+  size: number;
+  blobs: [string, number, number][];
+}
+export interface Catalog {
+  loose: Set<string>;
+  packed: Map<string, BlobLoc>;
+  /** Packs present in the store (listed). */
+  packs: Set<string>;
+  /** Every readable index object and the packs it describes. */
+  indexes: Map<string, IndexPack[]>;
+  /** Index objects that could not be read (damaged): what they describe is unknown. */
+  damagedIndexes: string[];
+}
+
+function parseIndex(plain: Buffer | undefined): IndexPack[] | undefined {
+  try {
+    if (plain === undefined) return undefined;
+    const doc = JSON.parse(plain.toString('utf8')) as { format?: unknown; packs?: unknown };
+    if (doc.format !== INDEX_FORMAT || !Array.isArray(doc.packs)) return undefined;
+    const hex = /^[0-9a-f]{64}$/;
+    const packs = doc.packs as IndexPack[];
+    for (const p of packs) {
+      if (typeof p !== 'object' || p === null || typeof p.id !== 'string' || !hex.test(p.id) || !Number.isSafeInteger(p.size) || !Array.isArray(p.blobs)) return undefined;
+      for (const b of p.blobs) {
+        if (!Array.isArray(b) || typeof b[0] !== 'string' || !hex.test(b[0]) || !Number.isSafeInteger(b[1]) || !Number.isSafeInteger(b[2]) || b[1] < PACK_MAGIC.length || b[2] < 0 || b[1] + b[2] > p.size) return undefined;
+      }
+    }
+    return packs;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * List loose objects and packs, and read every index (one request per index). Index objects are
+ * never rewritten (named by their hash): those `previous` has read are not read again.
+ */
+export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog): Promise<Catalog> {
+  const b = repo.backend;
+  const cat: Catalog = { loose: new Set(), packed: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
+  const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
+  for (const k of objects) {
+    const h = hashOfKey(k);
+    if (h) cat.loose.add(h);
+  }
+  for (const k of packs) {
+    const id = idOfPackKey(k);
+    if (id) cat.packs.add(id);
+  }
+  const known = indexes.filter((k) => previous?.indexes.has(k));
+  for (const key of known) addIndex(cat, key, previous!.indexes.get(key)!);
+  await runPool(indexes.filter((k) => isIndexKey(k) && !previous?.indexes.has(k)), concurrency, async (key) => {
+    const raw = await getBuffer(b, key);
+    if (raw === undefined) return; // removed meanwhile (a prune merged it)
+    const packs = parseIndex(await repo.decode(raw, INDEX_AAD));
+    if (!packs) {
+      cat.damagedIndexes.push(key);
+      return;
+    }
+    addIndex(cat, key, packs);
+  });
+  return cat;
+}
+
+function addIndex(cat: Catalog, key: string, packs: IndexPack[]): void {
+  cat.indexes.set(key, packs);
+  // A blob in several packs (two pushes at once, or a repair after a pack went missing): the
+  // location in a pack that is there wins.
+  for (const p of packs) {
+    for (const [name, offset, length] of p.blobs) {
+      const cur = cat.packed.get(name);
+      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length });
+    }
+  }
+}
+
+/** Whether a blob is stored (loose, or in a pack that is there). */
+export function hasBlob(cat: Catalog, name: string): boolean {
+  if (cat.loose.has(name)) return true;
+  const loc = cat.packed.get(name);
+  return loc !== undefined && cat.packs.has(loc.pack);
+}
+
+/** Write one index describing `packs`; returns its key. */
+export async function writeIndex(repo: Repo, packs: IndexPack[]): Promise<string> {
+  const stored = await repo.encode(Buffer.from(JSON.stringify({ format: INDEX_FORMAT, format_version: 1, packs })), INDEX_AAD);
+  const key = indexKey(sha256(stored));
+  await repo.backend.putIfAbsent(key, stored);
+  return key;
+}
+
+// --- writing ------------------------------------------------------------------------------------
+
+/**
+ * Collects small blobs into packs. A pack is uploaded once it reaches the target size, then an
+ * index naming its blobs; only then do its blobs count as committed (`onCommitted`). At most
+ * `maxInFlight` packs are uploading at once, so a push killed at any moment loses at most those.
+ */
+export class PackWriter {
+  private blobs: Buffer[] = [];
+  private entries: [string, number, number][] = [];
+  private size = PACK_MAGIC.length;
+  private readonly inflight = new Set<Promise<void>>();
+  private failed: { err: unknown } | undefined;
+  packs = 0;
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly cat: Catalog,
+    private readonly onCommitted: (entries: [string, number, number][]) => void,
+    private readonly maxInFlight = 3,
+  ) {}
+
+  async add(name: string, stored: Buffer): Promise<void> {
+    if (this.failed) throw this.failed.err;
+    this.entries.push([name, this.size, stored.length]);
+    this.blobs.push(stored);
+    this.size += stored.length;
+    if (this.size >= this.repo.tuning.packTarget) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const body = Buffer.concat([PACK_MAGIC, ...this.blobs]);
+    const entries = this.entries;
+    this.blobs = [];
+    this.entries = [];
+    this.size = PACK_MAGIC.length;
+    while (this.inflight.size >= this.maxInFlight) await Promise.race(this.inflight);
+    const p: Promise<void> = this.upload(body, entries)
+      .catch((err: unknown) => {
+        this.failed ??= { err };
+      })
+      .finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+
+  private async upload(body: Buffer, entries: [string, number, number][]): Promise<void> {
+    const id = sha256(body);
+    await this.repo.backend.putIfAbsent(packKey(id), body);
+    const pack: IndexPack = { id, size: body.length, blobs: entries };
+    const key = await writeIndex(this.repo, [pack]);
+    this.cat.packs.add(id);
+    addIndex(this.cat, key, [pack]);
+    this.packs++;
+    this.onCommitted(entries);
+  }
+
+  /** Upload the last, partial pack and wait for every upload. */
+  async finish(): Promise<void> {
+    await this.flush();
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
+    if (this.failed) throw this.failed.err;
+  }
+}
+
+/** A local file that does not match its manifest entry (thrown while it is being uploaded). */
+export class LocalMismatchError extends Error {}
+
+/** The bytes of a local file, checked against its size and sha256 as the last chunk goes by. */
+export async function* checkedFile(path: string | Buffer, size: number, sha: string): AsyncGenerator<Buffer> {
+  const h = createHash('sha256');
+  let n = 0;
+  for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+    const chunk = c as Buffer;
+    h.update(chunk);
+    n += chunk.length;
+    if (n > size) throw new LocalMismatchError('larger than its manifest entry');
+    yield chunk;
+  }
+  if (n !== size || h.digest('hex') !== sha) throw new LocalMismatchError('does not match its manifest entry');
+}
+
+/** Count the bytes going by. */
+export async function* counted(src: AsyncIterable<Buffer>, into: { bytes: number }): AsyncGenerator<Buffer> {
+  for await (const c of src) {
+    into.bytes += c.length;
+    yield c;
+  }
+}
+
+// --- reading ------------------------------------------------------------------------------------
+
+export interface Wanted {
+  name: string;
+  sha256: string;
+  size: number;
+}
+export interface BlobProblem {
+  kind: 'missing' | 'modified';
+  detail: string;
+}
+
+const GAP = 1024 * 1024;
+const MAX_RANGE = 16 * 1024 * 1024;
+
+/**
+ * Read blobs and hand each one's plaintext to `sink` (a stream for large loose objects); every
+ * blob is checked against its size and sha256 (a stream: when the sink has consumed it). Blobs
+ * of a pack are read by ranged GETs, neighbours (gaps up to 1 MiB) in one request, so a restore
+ * of a whole backup reads whole packs. Returns the problems by blob name.
+ */
+export async function readBlobs(
+  repo: Repo,
+  cat: Catalog,
+  wanted: Wanted[],
+  opts: { concurrency: number; stopOnProblem?: boolean },
+  sink: (w: Wanted, chunks: AsyncIterable<Buffer> | Iterable<Buffer>) => Promise<void>,
+): Promise<Map<string, BlobProblem>> {
+  const problems = new Map<string, BlobProblem>();
+  const short = (w: Wanted) => `${w.sha256.slice(0, 16)}…`;
+  const damaged = (w: Wanted, why = 'its content does not match the manifest\'s sha256') =>
+    problems.set(w.name, { kind: 'modified', detail: `object ${short(w)} is damaged (${why})` });
+  const stop = () => Boolean(opts.stopOnProblem) && problems.size > 0;
+  const byPack = new Map<string, { w: Wanted; loc: BlobLoc }[]>();
+  const loose: Wanted[] = [];
+  for (const w of wanted) {
+    const loc = cat.packed.get(w.name);
+    if (cat.loose.has(w.name)) loose.push(w);
+    else if (loc) byPack.set(loc.pack, [...(byPack.get(loc.pack) ?? []), { w, loc }]);
+    else problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
+  }
+  const ranges: { pack: string; start: number; end: number; items: { w: Wanted; loc: BlobLoc }[] }[] = [];
+  for (const [pack, items] of byPack) {
+    items.sort((a, b) => a.loc.offset - b.loc.offset);
+    let cur: (typeof ranges)[number] | undefined;
+    for (const it of items) {
+      const end = it.loc.offset + it.loc.length;
+      if (cur && it.loc.offset - cur.end <= GAP && end - cur.start <= MAX_RANGE) {
+        cur.end = Math.max(cur.end, end);
+        cur.items.push(it);
+      } else {
+        cur = { pack, start: it.loc.offset, end, items: [it] };
+        ranges.push(cur);
+      }
+    }
+  }
+  const check = async (w: Wanted, plain: Buffer | undefined) => {
+    if (plain === undefined || plain.length !== w.size || sha256(plain) !== w.sha256) damaged(w);
+    else await sink(w, [plain]);
+  };
+  const fromPacks = runPool(ranges, Math.min(opts.concurrency, 8), async (r) => {
+    if (stop()) return;
+    const buf = await getRangeBuffer(repo.backend, packKey(r.pack), r.start, r.end - r.start);
+    for (const { w, loc } of r.items) {
+      if (buf === undefined) {
+        problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository (its pack ${r.pack.slice(0, 16)}… is gone)` });
+        continue;
+      }
+      const slice = buf.subarray(loc.offset - r.start, loc.offset - r.start + loc.length);
+      await check(w, slice.length === loc.length ? await repo.decode(slice, blobAad(w.name)) : undefined);
+    }
+  });
+  const fromLoose = runPool(loose, opts.concurrency, async (w) => {
+    if (stop()) return;
+    const key = objectKey(w.name);
+    if (w.size < repo.tuning.packSmall) {
+      const stored = await getBuffer(repo.backend, key);
+      if (stored === undefined) problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
+      else await check(w, await repo.decode(stored, looseAad(w.name)));
+      return;
+    }
+    const s = await repo.backend.getStream(key);
+    if (s === undefined) {
+      problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
+      return;
+    }
+    const h = createHash('sha256');
+    let n = 0;
+    const hashed = async function* (): AsyncGenerator<Buffer> {
+      for await (const c of repo.decodeStream(buffers(s), looseAad(w.name))) {
+        h.update(c);
+        n += c.length;
+        if (n > w.size) throw new DamagedError('longer than its manifest entry');
+        yield c;
+      }
+    };
+    try {
+      await sink(w, hashed());
+    } catch (err) {
+      if (err instanceof DamagedError) {
+        damaged(w, err.message);
+        return;
+      }
+      throw err;
+    }
+    if (n !== w.size || h.digest('hex') !== w.sha256) damaged(w);
+  });
+  await Promise.all([fromPacks, fromLoose]);
+  return problems;
+}
+
+/** Consume a stream into a new file (`O_EXCL|O_NOFOLLOW`, never over anything). */
+export async function writeNewFileFrom(path: string | Buffer, chunks: AsyncIterable<Buffer> | Iterable<Buffer>, mode: number): Promise<void> {
+  const h = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), mode);
+  try {
+    for await (const c of chunks) for (let off = 0; off < c.length; ) off += (await h.write(c, off, c.length - off)).bytesWritten;
+  } finally {
+    await h.close();
+  }
+}
