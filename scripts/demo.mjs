@@ -96,7 +96,9 @@ try {
   console.log(dim('  (off-site: a repository, a directory here; s3://bucket/prefix works the same)'));
   const repo = join(work, 'offsite-repo');
   dawnBackup('init', '--repo', repo);
-  console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links; --push sends it off-site in the same step, as cron would)'));
+  console.log(dim('  (config.json changed; the next backup is incremental: unchanged files are hard links. --dry-run shows what it would do, changing nothing)'));
+  dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2', '--dry-run');
+  console.log(dim('  (--push sends the new backup off-site in the same step, as cron would)'));
   dawnBackup('backup', '--source', dataRoot, '--name', 'demo_backup_2', '--push', '--repo', repo);
   dawnBackup('push', 'demo_backup_2', '--repo', repo); // unchanged: no file content uploaded
 
