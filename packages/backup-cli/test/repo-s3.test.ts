@@ -122,6 +122,8 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
     expect((await run(['init', '--repo', repo, '--encrypt'])).code).toBe(0);
     const p = await run(['push', '--repo', repo, '--json']);
     expect(p.code, p.stderr).toBe(0);
+    // Nothing on stderr of a successful run (cron mails it): not even the SDK's Node-version notice.
+    expect(p.stderr).toBe('');
     expect(json(p).pushed[0].uploaded).toBe(json(p).pushed[0].objects);
     const meta = backupMeta(join(root, 'backups', 'b1'));
     const files = meta.manifest.filter((m: any) => m.type === 'file');
