@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runNode, type ChildExit } from '@dawn/test-utils';
@@ -84,7 +84,12 @@ export async function makeRichTree(root: string): Promise<void> {
   await file('logs/dawn.log', 'log line\n');
   await file('tools/__pycache__/x.pyc', 'bytecode');
   await file('scratch.tmp', 'tmp');
+  // A lock dir left by a node that died a minute ago (stale): excluded by the backup, which takes
+  // it over at once to copy the registry. A fresh one would make every backup of this tree wait
+  // for it to go stale (10 s), as it should for a live node: tests of that make their own.
   await mkdir(join(root, 'mesh/peer_registry.json.lock'));
+  const old = new Date(Date.now() - 60_000);
+  await utimes(join(root, 'mesh/peer_registry.json.lock'), old, old);
   await file('mesh/.0123456789ab-0123456789abcdef.ajtmp', 'half-written');
 }
 
