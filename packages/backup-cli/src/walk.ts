@@ -5,7 +5,7 @@ import { PathChangedError, readDirConfined } from './confine.js';
 import { isAtomicJsonLockDir, isLockDirName } from './lockdir.js';
 import { ioError } from './errors.js';
 import { errCode } from './fsutil.js';
-import { baseText, childRel, compareRel, joinRel, relBytes, relKey, relText, type Rel } from './relpath.js';
+import { baseText, childRel, compareRel, joinRel, relBytes, relFromBytes, relKey, relText, type Rel } from './relpath.js';
 
 /**
  * One entry of a walked tree. `rel` is relative to the root, `/`-separated: a string, or the
@@ -100,6 +100,7 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
   const rootMode = (await lstat(root)).mode & 0o7777;
   const queue: Rel[] = [''];
   const lockDirs = new Set<string>(); // relKey of empty lock directories
+  const emptyLockShaped: Rel[] = []; // empty `<x>.lock` directories not (yet) taken for locks
   let active = 0;
   let failure: { err: unknown } | undefined;
 
@@ -129,10 +130,17 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
       // A held lock is released (its directory removed) at any moment: one gone by now was a lock
       // (or an empty directory deleted meanwhile); either way it is not in the tree any more.
       const gone = async () => lstat(abs).then(() => false, (e: unknown) => errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR');
-      if ((await isAtomicJsonLockDir(abs, { entries: 0 })) || (await gone())) {
-        lockDirs.add(relKey(rel));
-        return;
+      // A node that releases and takes the lock again back to back (atomic-json's lease) removes
+      // and re-creates it between two looks: gone at the first, back at the second. Look again;
+      // only what is neither a lock nor gone three times over is data.
+      for (let look = 0; look < 3; look++) {
+        if ((await isAtomicJsonLockDir(abs, { entries: 0 })) || (await gone())) {
+          lockDirs.add(relKey(rel));
+          return;
+        }
       }
+      emptyLockShaped.push(rel); // judged again on the walk's own listing, below
+
     }
     for (const d of dirents) {
       const child = childRel(rel, d.name);
@@ -193,6 +201,16 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Wa
     pump();
   });
 
+  // The rule's "beside its file" half, on the walk's own listing rather than on a later look at
+  // the file system (which a lock released and taken again meanwhile can fool): an empty
+  // `<x>.lock` listed beside a regular file `<x>` is a lock.
+  if (emptyLockShaped.length > 0) {
+    const files = new Set(entries.filter((e) => e.kind === 'file').map((e) => relKey(e.rel)));
+    for (const rel of emptyLockShaped) {
+      const sibling = typeof rel === 'string' ? rel.slice(0, -'.lock'.length) : relFromBytes(rel.subarray(0, rel.length - '.lock'.length));
+      if (files.has(relKey(sibling))) lockDirs.add(relKey(rel));
+    }
+  }
   const kept = lockDirs.size === 0 ? entries : entries.filter((e) => !lockDirs.has(relKey(e.rel)));
   if (kept.every((e) => typeof e.rel === 'string')) {
     kept.sort((a, b) => compareRel(a.rel, b.rel));

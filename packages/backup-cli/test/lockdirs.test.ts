@@ -102,3 +102,26 @@ describe('only real atomic-json lock directories are left out; every other *.loc
     expect(fs.existsSync(join(src, 'mesh/peer_registry.json.lock'))).toBe(false);
   });
 });
+
+describe('a lock released and taken again back to back while the walk looks at it', () => {
+  it('is never taken for data (a real child process churns `x.lock` with rmdir/mkdir; 300 walks)', async () => {
+    const { walkTree } = await import('../src/walk.js');
+    const { spawn } = await import('node:child_process');
+    const dir = await tempDir();
+    await writeFile(join(dir, 'x'), '{}');
+    const lock = join(dir, 'x.lock');
+    // A writer's lock cycle with no pause: the directory is gone for an instant, then back.
+    const churn = spawn(process.execPath, ['-e', `const fs=require('fs');for(;;){try{fs.mkdirSync(${JSON.stringify(lock)})}catch{}try{fs.rmdirSync(${JSON.stringify(lock)})}catch{}}`], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      let kept = 0;
+      for (let i = 0; i < 300; i++) {
+        const w = await walkTree(dir, { skipLockDirs: true, confined: true });
+        if (w.entries.some((e) => String(e.rel) === 'x.lock' || (Buffer.isBuffer(e.rel) && e.rel.toString() === 'x.lock'))) kept++;
+      }
+      expect(kept).toBe(0);
+    } finally {
+      churn.kill('SIGKILL');
+    }
+  }, 60_000);
+});
