@@ -23,7 +23,8 @@ export type { CliIO, OutStream } from './output.js';
 
 const BIN = 'dawn-backup';
 
-interface Ctx {
+/** @internal The context every command gets (the repository commands take a part of it: `RepoCtx`). */
+export interface Ctx {
   io: CliIO;
   /** The unfiltered stderr, for the progress bar's own control characters. */
   rawStderr: OutStream;
@@ -506,7 +507,8 @@ async function cmdDiff(ctx: Ctx, name: string, other: string | undefined): Promi
 
 // --- wiring ------------------------------------------------------------------------------------
 
-interface Flags {
+/** @internal */
+export interface Flags {
   verbose: boolean;
   json: boolean;
   quiet: boolean;

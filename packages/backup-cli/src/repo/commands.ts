@@ -1,24 +1,18 @@
 import type { CAC } from 'cac';
-import { count, single, type RawArgs } from '../argv.js';
+import type { Ctx, Flags } from '../cli.js';
+import { count, single } from '../argv.js';
 import { BackupError } from '../errors.js';
-import { formatBytes, formatTime, table, type CliIO, type Style } from '../output.js';
+import { formatBytes, formatTime, table, type CliIO } from '../output.js';
 import { restoreBackup } from '../restore.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
 import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
 import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup, type PushResult } from './repository.js';
 
-/** What the repository commands need of the CLI's context (a subset of cli.ts's `Ctx`). */
-export interface RepoCtx {
-  io: CliIO;
-  raw: RawArgs;
-  json: boolean;
-  quiet: boolean;
-  out: Style;
-  err: Style;
-  started: boolean;
-  flags: { overwrite: boolean; force: boolean; fsync: boolean; readData: boolean; encrypt: boolean; dryRun: boolean };
-}
+/** What the repository commands need of the CLI's context (a part of cli.ts's `Ctx`). */
+export type RepoCtx = Pick<Ctx, 'io' | 'raw' | 'json' | 'quiet' | 'out' | 'err' | 'started'> & {
+  flags: Pick<Flags, 'overwrite' | 'force' | 'fsync' | 'readData' | 'encrypt' | 'dryRun'>;
+};
 
 const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
 const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
