@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import { chmod, mkdir, realpath, rename, stat, symlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { AtomicJsonError, withLock } from '@dawn/atomic-json';
 import { HashPool } from './hash-pool.js';
@@ -12,9 +11,9 @@ import { createExcludeMatcher, effectiveExcludes } from './exclude.js';
 import { errCode, fsyncDir, lstatOrUndefined, modeToString, removeTree, runPool } from './fsutil.js';
 import { infoFromMetadata, type BackupInfo } from './info.js';
 import { cleanBackupDirLeftovers, partialDirName } from './leftovers.js';
-import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestEntry } from './metadata.js';
-import { defaultBackupName, expandHome, isoLocal, resolveBackupDir, resolveDataRoot, validateBackupName } from './paths.js';
-import { writeBackupMetadata } from './write-metadata.js';
+import { manifestCounts, type ManifestEntry } from './metadata.js';
+import { defaultBackupName, expandHome, resolveBackupDir, resolveDataRoot, validateBackupName } from './paths.js';
+import { newBackupMetadata, writeBackupMetadata } from './write-metadata.js';
 import type { ProgressListener } from './progress.js';
 import { withDataRootLock } from './oplock.js';
 import { recoverInterruptedRestores } from './recover.js';
@@ -310,7 +309,7 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
     }
 
     const finalManifest = manifest.filter((m): m is ManifestEntry => m !== undefined);
-    const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(finalManifest);
+    const { fileCount, totalBytes } = manifestCounts(finalManifest);
 
     // Read from the finished copy (read-only): the summary describes exactly what the backup holds.
     const summary = await readSummary(partial);
@@ -323,31 +322,10 @@ async function createBackupLocked(opts: CreateBackupOptions): Promise<BackupResu
       entries.filter((e) => e.kind === 'dir').map((e) => stored(e.rel)),
       concurrency,
     );
-    const meta: BackupMetadata = {
-      backup_name: name,
-      timestamp: isoLocal(started),
-      source_dir: realSource,
-      backup_dir: finalPath,
-      format: FORMAT_NAME,
-      format_version: FORMAT_VERSION,
-      tool: '@dawn/backup-cli',
-      tool_version: TOOL_VERSION,
-      hostname: hostname(),
-      created_at: started.getTime() / 1000,
-      excludes,
-      file_count: fileCount,
-      dir_count: dirCount,
-      symlink_count: symlinkCount,
-      total_bytes: totalBytes,
-      root_mode: modeToString(walked.rootMode),
-      durability,
-      summary,
-      name_escape: NAME_ESCAPE,
-      linked_from: previous && linkedFiles > 0 ? previous.name : null,
-      linked_files: linkedFiles,
-      linked_bytes: linkedBytes,
-      manifest: finalManifest,
-    };
+    const meta = newBackupMetadata(
+      { name, started, sourceDir: realSource, backupPath: finalPath, excludes, manifest: finalManifest, rootMode: walked.rootMode, durability, summary },
+      { linked_from: previous && linkedFiles > 0 ? previous.name : null, linked_files: linkedFiles, linked_bytes: linkedBytes },
+    );
     // `.backup_manifest.json` (a hard link to the previous backup's when byte-identical), then
     // `.backup_metadata.json`, each created exclusively (never through a symlink, never over
     // anything): the partial dir is ours and fresh, and no source entry is stored under these

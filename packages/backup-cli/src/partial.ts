@@ -1,7 +1,6 @@
 import { isTempFileName } from '@dawn/atomic-json';
 import type { Stats } from 'node:fs';
 import { chmod, lchown, mkdir, rename, rmdir, symlink, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { lstatConfined, PathChangedError, readlinkConfined } from './confine.js';
 import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js';
@@ -12,9 +11,9 @@ import { errCode, fsyncDir, lstatOrUndefined, modeToString, parseMode, removeTre
 import { HashPool } from './hash-pool.js';
 import { includeMayReach, type IncludeMatcher } from './include.js';
 import { partialDirName } from './leftovers.js';
-import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, TOOL_VERSION, type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
-import { isoLocal, preRestoreName } from './paths.js';
-import { writeBackupMetadata } from './write-metadata.js';
+import { type BackupMetadata, type ManifestDir, type ManifestEntry, type ManifestFile } from './metadata.js';
+import { preRestoreName } from './paths.js';
+import { newBackupMetadata, writeBackupMetadata } from './write-metadata.js';
 import { restoreTempPaths } from './recover.js';
 import {
   entryRel,
@@ -557,34 +556,13 @@ async function savePartial(c: PartialInput, concurrency: number): Promise<string
       await symlink(target, joinRel(partial, stored(e.rel)));
       manifest.push({ ...manifestPathFields(e.rel), type: 'symlink', ...manifestTargetFields(target) });
     }
-    const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(manifest);
     const summary = await readSummary(partial);
     const durability = await makeDurable(planned, partial, savedFiles, dirsMade.map(stored), concurrency);
     const excludes = Array.isArray(c.meta.excludes) ? c.meta.excludes.filter((x): x is string => typeof x === 'string') : [...DEFAULT_EXCLUDES];
-    const meta: BackupMetadata = {
-      backup_name: name,
-      timestamp: isoLocal(started),
-      source_dir: c.target,
-      backup_dir: finalPath,
-      format: FORMAT_NAME,
-      format_version: FORMAT_VERSION,
-      tool: '@dawn/backup-cli',
-      tool_version: TOOL_VERSION,
-      hostname: hostname(),
-      created_at: started.getTime() / 1000,
-      excludes,
-      file_count: fileCount,
-      dir_count: dirCount,
-      symlink_count: symlinkCount,
-      total_bytes: totalBytes,
-      root_mode: modeToString(c.tst!.mode),
-      durability,
-      summary,
-      name_escape: NAME_ESCAPE,
-      include: c.plan.include ?? [],
-      restored_from: c.name,
-      manifest,
-    };
+    const meta = newBackupMetadata(
+      { name, started, sourceDir: c.target, backupPath: finalPath, excludes, manifest, rootMode: c.tst!.mode, durability, summary },
+      { include: c.plan.include ?? [], restored_from: c.name },
+    );
     await writeBackupMetadata(partial, meta, { mode: 0o600, fsync: c.fsync });
     if (c.fsync) await fsyncDir(partial);
     await rename(partial, finalPath);

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { openedAt } from './confine.js';
 import { BackupError } from './errors.js';
-import { errCode, writeNewFile } from './fsutil.js';
-import { manifestFileText, type BackupMetadata, type ManifestFileRef } from './metadata.js';
-import { MANIFEST_FILE, METADATA_FILE } from './paths.js';
+import { errCode, modeToString, writeNewFile } from './fsutil.js';
+import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, manifestFileText, TOOL_VERSION, type BackupMetadata, type ManifestEntry, type ManifestFileRef } from './metadata.js';
+import { isoLocal, MANIFEST_FILE, METADATA_FILE } from './paths.js';
 import { NAME_ESCAPE } from './relpath.js';
 
 /**
@@ -14,6 +15,51 @@ import { NAME_ESCAPE } from './relpath.js';
  * `\n  "manifest": [` (head.ts). Written only for a backup pulled from a repository that was
  * pushed in this format (its names may not be escaped for a separate manifest file).
  */
+/**
+ * The metadata every backup this tool makes carries (a `backup`, a `pre_restore_*` of a partial
+ * restore): the Python fields, format, tool, counts from the manifest, and `extra` (what only
+ * that kind of backup has) after them.
+ */
+export function newBackupMetadata(
+  f: {
+    name: string;
+    started: Date;
+    sourceDir: string;
+    backupPath: string;
+    excludes: string[];
+    manifest: ManifestEntry[];
+    rootMode: number;
+    durability: BackupMetadata['durability'];
+    summary: BackupMetadata['summary'];
+  },
+  extra: Partial<BackupMetadata>,
+): BackupMetadata {
+  const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(f.manifest);
+  return {
+    backup_name: f.name,
+    timestamp: isoLocal(f.started),
+    source_dir: f.sourceDir,
+    backup_dir: f.backupPath,
+    format: FORMAT_NAME,
+    format_version: FORMAT_VERSION,
+    tool: '@dawn/backup-cli',
+    tool_version: TOOL_VERSION,
+    hostname: hostname(),
+    created_at: f.started.getTime() / 1000,
+    excludes: f.excludes,
+    file_count: fileCount,
+    dir_count: dirCount,
+    symlink_count: symlinkCount,
+    total_bytes: totalBytes,
+    root_mode: modeToString(f.rootMode),
+    durability: f.durability,
+    summary: f.summary,
+    name_escape: NAME_ESCAPE,
+    ...extra,
+    manifest: f.manifest,
+  };
+}
+
 export function metadataText(meta: BackupMetadata): string {
   const { manifest, ...head } = meta;
   const top = JSON.stringify(head, null, 2).slice(0, -2); // without the closing "\n}"
