@@ -75,6 +75,16 @@ export function parseRepoUrl(url: string): RepoLocation {
   if (scheme !== undefined) {
     throw new BackupError('USAGE', `Unsupported repository URL "${url}": use s3://bucket/prefix, file:///path or a directory path.`);
   }
+  // A scheme without "//" (`file:/mnt/nas`, restic's `s3:bucket/x` or `s3:http://host/bucket`) is
+  // never a relative directory: taken for one, the backups would silently stay on the local disk.
+  const bare = isAbsolute(url) ? undefined : /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase(); // (C:\ on Windows is absolute)
+  if (bare === 'file') return parseRepoUrl(`file://${url.slice('file:'.length)}`);
+  if (bare !== undefined) {
+    throw new BackupError('USAGE', `"${url}" looks like a URL but is not one this tool reads: use s3://bucket/prefix, file:///path or a directory path (write ./${url} for a directory of that name).`);
+  }
+  if (url.startsWith('~')) {
+    throw new BackupError('USAGE', `"${url}": "~" is not expanded here (the shell expands it only unquoted, crontab variables never): give the absolute path.`);
+  }
   const path = isAbsolute(url) ? url : resolve(url);
   return { kind: 'dir', path, url: path };
 }

@@ -125,13 +125,24 @@ export async function newEncryption(password: string, kdf: { N: number; r: numbe
   };
 }
 
+/**
+ * The costs a repository's config may ask for. config.json is not authenticated: a damaged or
+ * hostile one must not make a command run scrypt for days (p) or allocate terabytes (r).
+ */
+export const KDF_BOUNDS = { maxN: 2 ** 22, maxR: 32, maxP: 16, maxMemory: 2 ** 32 } as const;
+
+function kdfWithinBounds(k: { N: number; r: number; p: number }): boolean {
+  if (![k.N, k.r, k.p].every((x) => Number.isSafeInteger(x) && x > 0)) return false;
+  return k.N <= KDF_BOUNDS.maxN && k.r <= KDF_BOUNDS.maxR && k.p <= KDF_BOUNDS.maxP && 128 * k.N * k.r <= KDF_BOUNDS.maxMemory;
+}
+
 /** Keys derived in this process (one derivation per command, however often the repository is opened). */
 const derived = new Map<string, Buffer>();
 
 /** The keys of an encrypted repository; `WRONG_PASSWORD` when the password does not open it. */
 export async function unlock(config: EncryptionConfig, password: string, url: string): Promise<RepoKeys> {
   const k = config.kdf;
-  if (config.algorithm !== 'aes-256-gcm' || k?.name !== 'scrypt' || ![k.N, k.r, k.p].every((x) => Number.isSafeInteger(x) && x > 0) || k.N > 2 ** 22) {
+  if (config.algorithm !== 'aes-256-gcm' || k?.name !== 'scrypt' || !kdfWithinBounds(k) || typeof k.salt !== 'string' || typeof config.key_check !== 'string') {
     throw new BackupError('REPO_INVALID', `${url}: unknown or unsafe encryption settings in config.json; use a newer dawn-backup.`, { path: url });
   }
   const memo = `${k.N}:${k.r}:${k.p}:${k.salt}:${createHmac('sha256', 'dawn-memo').update(password).digest('hex')}`;

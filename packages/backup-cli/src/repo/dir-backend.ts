@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BackupError, ioError } from '../errors.js';
 import type { Backend } from './backend.js';
@@ -76,8 +77,11 @@ export class DirBackend implements Backend {
       try {
         await link(tmp, final);
       } catch (err) {
-        if (errCode(err) === 'EEXIST') return false;
-        throw err;
+        if (errCode(err) !== 'EEXIST') throw err;
+        // Only a regular file is an existing object: a directory or a FIFO in its place is damage
+        // that must not pass for "already there" (a snapshot would name an object that is not).
+        if ((await stat(final).catch(() => undefined))?.isFile()) return false;
+        throw Object.assign(new Error('something that is not a regular file is in the way (remove it by hand)'), { code: 'EEXIST' });
       }
       await fsyncDir(dir);
       return true;
@@ -97,24 +101,39 @@ export class DirBackend implements Backend {
     }
   }
 
-  /** An open handle on the file of `key`; `undefined` when there is no such key. */
-  private async openKey(key: string): Promise<{ p: string; h: FileHandle } | undefined> {
+  /**
+   * An open handle on the file of `key`; `undefined` when there is no such key. Opened without
+   * blocking and checked to be a regular file: a FIFO put in a key's place (damage, or a hostile
+   * store) must not hang the command.
+   */
+  private async openKey(key: string): Promise<{ p: string; h: FileHandle; size: number } | undefined> {
     const p = this.pathOf(key);
     this.requests++;
+    let h: FileHandle;
     try {
-      return { p, h: await open(p, 'r') };
+      h = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
       throw ioError(p, 'read', err);
+    }
+    try {
+      const st = await h.stat();
+      if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
+      return { p, h, size: st.size };
+    } catch (err) {
+      await h.close();
+      throw ioError(p, 'read', err, 'The repository is damaged at this key.');
     }
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
     const opened = await this.openKey(key);
     if (!opened) return undefined;
-    const { p, h } = opened;
+    const { p, h, size } = opened;
     try {
-      const buf = Buffer.alloc(length);
+      // Never more than the file holds: a damaged or hostile index may name any length.
+      const buf = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+      length = buf.length;
       let got = 0;
       while (got < length) {
         const { bytesRead } = await h.read(buf, got, length - got, offset + got);
@@ -135,13 +154,15 @@ export class DirBackend implements Backend {
   }
 
   async get(key: string): Promise<Buffer | undefined> {
-    const p = this.pathOf(key);
-    this.requests++;
+    const opened = await this.openKey(key);
+    if (!opened) return undefined;
+    const { p, h } = opened;
     try {
-      return await readFile(p);
+      return await h.readFile();
     } catch (err) {
-      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return undefined;
       throw ioError(p, 'read', err);
+    } finally {
+      await h.close();
     }
   }
 
