@@ -1,9 +1,11 @@
+import { resolve } from 'node:path';
 import type { CAC } from 'cac';
 import type { Ctx, Flags } from '../cli.js';
 import { count, single } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
 import { restoreBackup } from '../restore.js';
+import { expandHome, relatePaths, resolveDataRoot } from '../paths.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
 import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
@@ -33,8 +35,23 @@ export function repoTarget(ctx: RepoCtx): RepoTarget {
   return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}) };
 }
 
+/**
+ * A directory repository inside `dir` (the data root a backup copies, or the target a restore
+ * replaces) would be copied into every backup, and deleted by a restore from it (`--overwrite`
+ * keeps no pre_restore copy): refuse it.
+ */
+async function refuseRepoInside(repo: string, dir: string, code: 'USAGE' | 'TARGET_INVALID', what: string): Promise<void> {
+  const loc = parseRepoUrl(repo);
+  if (loc.kind !== 'dir') return;
+  const { relation, realB } = await relatePaths(loc.path, dir);
+  if (relation === 'same' || relation === 'inside') {
+    throw new BackupError(code, `The repository ${loc.path} lies inside ${what} ${realB}: ${code === 'USAGE' ? 'every backup would copy it, and a restore would remove it' : 'the restore would replace it, and every backup it holds would be gone'}. Put the repository outside it (another disk is the point of a repository).`, { path: loc.path });
+  }
+}
+
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
   const r = repoTarget(ctx);
+  await refuseRepoInside(r.repo, resolveDataRoot(undefined, ctx.io.env), 'USAGE', 'the data root');
   ctx.started = true;
   const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
   if (ctx.json) printJson(ctx, res);
@@ -164,6 +181,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   ctx.started = true;
+  await refuseRepoInside(r.repo, target !== undefined ? resolve(expandHome(target)) : resolveDataRoot(undefined, ctx.io.env), 'TARGET_INVALID', 'the restore target');
   const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
   const res = await restoreBackup({
     name: pulled.name,
