@@ -280,7 +280,7 @@ describe('review findings: a careless operator', () => {
     try {
       const res = await pullBackup({ repo: s.repo, name: 'b1', backupDir, env: {}, fsync: false }).catch((err: unknown) => err);
       if (res instanceof Error) expect((res as { code?: string }).code).toBe('BACKUP_EXISTS');
-      else expect(res.reused).toBe(true);
+      else expect((res as { reused: boolean }).reused).toBe(true);
     } finally {
       hooks.beforeRename = undefined;
     }
