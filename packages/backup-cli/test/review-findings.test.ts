@@ -286,6 +286,30 @@ describe('review findings: a careless operator', () => {
     }
   });
 
+  // FINDING (hang; reads outside): push reads the local backup's files with readFileSync /
+  // createReadStream, following symlinks and blocking on FIFOs (local verify/restore open them
+  // O_NOFOLLOW|O_NONBLOCK through confine.ts). A FIFO in place of a backup file hangs the cron
+  // push forever, holding its repository lock (another host's prune is BUSY for 6 h); a symlink
+  // is followed (run as root, a backup dir writable by the node's user lets that user have any
+  // file the manifest's sha256 matches uploaded, e.g. after editing the manifest). Wanted: push
+  // opens each file O_RDONLY|O_NOFOLLOW|O_NONBLOCK (directories through confine.ts), fstat says
+  // a regular file, else VERIFY_FAILED naming it, no snapshot.
+  it.fails('a FIFO or a symlink in place of a local backup file: push fails with VERIFY_FAILED, never hangs or follows', async () => {
+    const s = await setup();
+    const file = join(s.root, 'backups', 'b1', 'a.txt');
+    execFileSync('rm', [file]);
+    execFileSync('mkfifo', [file]);
+    const p = await runWatched(['push', 'b1', '--repo', s.repo, '--json'], s.env, 20_000);
+    expect(p.code, 'push hung on a FIFO').toBe(1);
+    expect(JSON.parse(p.stderr).error.code).toBe('VERIFY_FAILED');
+    execFileSync('rm', [file]);
+    await writeFile(join(s.root, 'elsewhere.txt'), 'hello\n'); // the very content the manifest names
+    execFileSync('ln', ['-s', join(s.root, 'elsewhere.txt'), file]);
+    const q = await s.run(['push', 'b1', '--repo', s.repo, '--json']);
+    expect(q.code, q.stdout).toBe(1);
+    expect(JSON.parse(q.stderr).error.code).toBe('VERIFY_FAILED');
+  });
+
   // FINDING (unclear error): pull --backup-dir naming a regular file dies with a raw ENOTDIR
   // ("looks like a bug"). Wanted: a coded error naming the path.
   it.fails('pull --backup-dir that is a regular file: a coded error naming it', async () => {
