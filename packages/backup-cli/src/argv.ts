@@ -1,4 +1,5 @@
 import { BackupError } from './errors.js';
+import { withinStart, type RetentionPolicy } from './prune.js';
 
 /**
  * The one place where cac's parsing traps are undone. cac (through mri) turns `--name 007`
@@ -74,4 +75,34 @@ export function count(raw: RawArgs, key: ValueOption, flag: string): number | un
     throw new BackupError('USAGE', `${flag} needs a whole number ≥ 0, got ${JSON.stringify(v)}.`);
   }
   return Number(v);
+}
+
+/**
+ * The retention options (`--keep-*`) of local `prune`, `backup` (which prunes after a successful
+ * backup) and `prune --repo`: one reading of them, so no command drops one silently.
+ */
+export function keepOptions(raw: RawArgs): RetentionPolicy {
+  const keepWithin = single(raw, 'keepWithin', '--keep-within');
+  if (keepWithin !== undefined) {
+    try {
+      withinStart(keepWithin, 0);
+    } catch (err) {
+      throw new BackupError('USAGE', (err as Error).message);
+    }
+  }
+  const policy: RetentionPolicy = {};
+  const counts = [
+    ['keepLast', '--keep-last'],
+    ['keepDaily', '--keep-daily'],
+    ['keepWeekly', '--keep-weekly'],
+    ['keepMonthly', '--keep-monthly'],
+    ['keepPreRestore', '--keep-pre-restore'],
+    ['keepPreRestoreDays', '--keep-pre-restore-days'],
+  ] as const;
+  for (const [key, flag] of counts) {
+    const v = count(raw, key, flag);
+    if (v !== undefined) policy[key] = v;
+  }
+  if (keepWithin !== undefined) policy.keepWithin = keepWithin;
+  return policy;
 }

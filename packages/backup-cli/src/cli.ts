@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { isatty } from 'node:tty';
 import { cac, type CAC, type Command } from 'cac';
-import { count, many, scanArgv, single, type RawArgs } from './argv.js';
+import { count, keepOptions as keepOptionsOf, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
 import { planBackup, type BackupPlan } from './backup-plan.js';
 import { diffBackup, type DiffEntry } from './diff.js';
@@ -11,7 +11,7 @@ import type { BackupInfo } from './info.js';
 import { listBackups, showBackup, type BackupDetails } from './list.js';
 import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
-import { hasRetentionRule, pruneBackups, withinStart, type RetentionPolicy } from './prune.js';
+import { hasRetentionRule, pruneBackups, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
 import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands, repoTarget } from './repo/commands.js';
 import { diffRepo, showRepoBackup } from './repo/view.js';
@@ -89,31 +89,7 @@ function agentsText(b: BackupInfo): string {
 // --- commands ---------------------------------------------------------------------------------
 
 /** The retention options of `prune` (and of `backup`, which prunes after a successful backup). */
-function keepOptions(ctx: Ctx): RetentionPolicy {
-  const keepWithin = single(ctx.raw, 'keepWithin', '--keep-within');
-  if (keepWithin !== undefined) {
-    try {
-      withinStart(keepWithin, 0);
-    } catch (err) {
-      throw new BackupError('USAGE', (err as Error).message);
-    }
-  }
-  const policy: RetentionPolicy = {};
-  const counts = [
-    ['keepLast', '--keep-last'],
-    ['keepDaily', '--keep-daily'],
-    ['keepWeekly', '--keep-weekly'],
-    ['keepMonthly', '--keep-monthly'],
-    ['keepPreRestore', '--keep-pre-restore'],
-    ['keepPreRestoreDays', '--keep-pre-restore-days'],
-  ] as const;
-  for (const [key, flag] of counts) {
-    const v = count(ctx.raw, key, flag);
-    if (v !== undefined) policy[key] = v;
-  }
-  if (keepWithin !== undefined) policy.keepWithin = keepWithin;
-  return policy;
-}
+const keepOptions = (ctx: Ctx): RetentionPolicy => keepOptionsOf(ctx.raw);
 
 async function cmdBackup(ctx: Ctx): Promise<number> {
   const { raw } = ctx;

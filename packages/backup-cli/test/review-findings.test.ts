@@ -232,6 +232,48 @@ describe('review findings: a careless operator', () => {
     expect(await readdir(target)).toContain('config.json');
   });
 
+  // FINDING (data loss): `restore NAME --repo URL` ignored --dry-run and --include: a dry run
+  // replaced the whole data root for real, and `--include mesh/x.json` restored everything (with
+  // --overwrite, no pre_restore copy: the current data was gone). Fixed in commands.ts: --include
+  // is passed on, --dry-run is refused (USAGE) before anything is pulled or changed.
+  it('restore --repo honours --include, and refuses --dry-run instead of restoring for real', async () => {
+    const s = await setup();
+    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    await writeFile(join(s.data, 'a.txt'), 'changed since\n');
+    await writeFile(join(s.data, 'mesh', 'secret.txt'), 'changed too\n');
+    await writeFile(join(s.data, 'new.txt'), 'made since\n');
+    const before = await snapshot(s.data);
+    const d = await s.run(['restore', 'b1', '--repo', s.repo, '--dry-run', '--json']);
+    expect(d.code).toBe(2);
+    expect(JSON.parse(d.stderr).error.code).toBe('USAGE');
+    expect(await snapshot(s.data)).toEqual(before);
+    expect(await readdir(join(s.root, 'backups'))).toEqual(['b1']);
+    const r = await s.run(['restore', 'b1', '--repo', s.repo, '--include', 'mesh/secret.txt', '--overwrite', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(join(s.data, 'mesh', 'secret.txt'), 'utf8')).toBe('TOP-SECRET-PLAINTEXT-0123456789\n');
+    expect(await readFile(join(s.data, 'a.txt'), 'utf8')).toBe('changed since\n');
+    expect(await readFile(join(s.data, 'new.txt'), 'utf8')).toBe('made since\n');
+  });
+
+  // FINDING (data loss): `prune --repo` read only --keep-last/-daily/-weekly: --keep-monthly and
+  // --keep-within were dropped silently (`--keep-daily 7 --keep-monthly 12` deleted every monthly
+  // backup), and `--keep-monthly N` alone was a usage error. Fixed: one keepOptions (argv.ts) for
+  // local prune, backup and prune --repo.
+  it('prune --repo honours --keep-within and --keep-monthly like local prune', async () => {
+    const s = await setup();
+    for (const n of ['b2', 'b3']) {
+      await writeFile(join(s.data, `${n}.txt`), n);
+      expect((await s.run(['backup', '--name', n, '--quiet'])).code).toBe(0);
+    }
+    expect((await s.run(['push', 'b1', 'b2', 'b3', '--repo', s.repo])).code).toBe(0);
+    const w = await s.run(['prune', '--repo', s.repo, '--keep-last', '1', '--keep-within', '1y', '--json']);
+    expect(w.code, w.stderr).toBe(0);
+    expect(json(w).removed).toEqual([]);
+    const m = await s.run(['prune', '--repo', s.repo, '--keep-monthly', '1', '--dry-run', '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    expect(json(m).kept).toHaveLength(1);
+  });
+
   // FINDING (data loss): a directory repository inside the data root (`--repo $DATA/offsite`) is
   // copied into every backup, and `restore NAME --repo $DATA/offsite --overwrite` replaced the
   // data root and with it deleted the whole repository, every backup of every node in it, exit 0

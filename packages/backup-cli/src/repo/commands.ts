@@ -1,9 +1,10 @@
 import { resolve } from 'node:path';
 import type { CAC } from 'cac';
 import type { Ctx, Flags } from '../cli.js';
-import { count, single } from '../argv.js';
+import { keepOptions, many, single } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
+import { hasRetentionRule } from '../prune.js';
 import { restoreBackup } from '../restore.js';
 import { expandHome, relatePaths, resolveDataRoot } from '../paths.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
@@ -180,6 +181,11 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
   const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
+  const include = many(ctx.raw, 'include');
+  // Once ignored here: --dry-run restored for real, --include restored everything.
+  if (ctx.flags.dryRun) {
+    throw new BackupError('USAGE', `restore --repo does not do dry runs (it would download the backup): run \`dawn-backup pull ${name} --repo ${r.repo}\`, then \`dawn-backup restore ${name} --dry-run\`.`);
+  }
   ctx.started = true;
   await refuseRepoInside(r.repo, target !== undefined ? resolve(expandHome(target)) : resolveDataRoot(undefined, ctx.io.env), 'TARGET_INVALID', 'the restore target');
   const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
@@ -187,6 +193,7 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
     name: pulled.name,
     backupDir: pulled.backupDir,
     ...(target !== undefined ? { target } : {}),
+    ...(include.length > 0 ? { include } : {}),
     overwrite: ctx.flags.overwrite,
     force: ctx.flags.force,
     fsync: ctx.flags.fsync,
@@ -205,17 +212,12 @@ export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number
 
 export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
   const r = repoTarget(ctx);
-  const policy = {
-    keepLast: count(ctx.raw, 'keepLast', '--keep-last'),
-    keepDaily: count(ctx.raw, 'keepDaily', '--keep-daily'),
-    keepWeekly: count(ctx.raw, 'keepWeekly', '--keep-weekly'),
-    keepPreRestore: count(ctx.raw, 'keepPreRestore', '--keep-pre-restore'),
-    keepPreRestoreDays: count(ctx.raw, 'keepPreRestoreDays', '--keep-pre-restore-days'),
-  };
-  if (policy.keepLast === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined) {
-    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N.');
+  // The same options as local prune (--keep-monthly and --keep-within were once dropped here,
+  // silently deleting what they should have kept).
+  const clean = keepOptions(ctx.raw);
+  if (!hasRetentionRule(clean)) {
+    throw new BackupError('USAGE', 'prune needs at least one of --keep-last N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-within DURATION.');
   }
-  const clean = Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
   ctx.started = true;
   const res = await pruneRepo({ ...r, policy: clean, dryRun: ctx.flags.dryRun });
   if (ctx.json) printJson(ctx, res);
