@@ -352,6 +352,46 @@ describe('review findings: a careless operator', () => {
     expect(JSON.parse(q.stderr).error.code).toBe('VERIFY_FAILED');
   });
 
+  // FINDING (wrong result): `latest` in a repository shared by several nodes (allowed: "each
+  // under its own prefix or not") is the newest backup of ANY host whose data root has the same
+  // path, and every node has the same default path: `restore latest --repo URL` on node A
+  // restores node B's registry and keys. Wanted: prefer this host's backups; when only other
+  // hosts have the path and there is more than one of them, refuse `latest` and name them (a
+  // brand-new machine with one source in the repository keeps working).
+  it.fails("latest in a repository two nodes push into: this node's newest backup, never another node's", async () => {
+    const s = await setup();
+    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    // node B: same data-root path, its backup made later
+    expect((await s.run(['backup', '--name', 'nodeb_1', '--quiet'])).code).toBe(0);
+    const metaPath = join(s.root, 'backups', 'nodeb_1', '.backup_metadata.json');
+    await writeFile(metaPath, JSON.stringify({ ...JSON.parse(await readFile(metaPath, 'utf8')), hostname: 'node-b' }, null, 2));
+    expect((await s.run(['push', 'nodeb_1', '--repo', s.repo])).code).toBe(0);
+    const r = await s.run(['pull', 'latest', '--repo', s.repo, '--backup-dir', join(s.root, 'fresh'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r).name).toBe('b1');
+  });
+
+  // FINDING (wrong result): `init --encrypt` on an existing unencrypted repository exits 0,
+  // "already exists; nothing changed", and --json reports `"encrypted": true` (what was asked,
+  // not what is): the operator believes the repository is encrypted while every push stays
+  // plaintext. Wanted: REPO_INVALID ("exists and is not encrypted; --encrypt cannot be applied").
+  it.fails('init --encrypt on an existing plain repository is an error, never "encrypted": true', async () => {
+    const s = await setup();
+    const r = await s.run(['init', '--repo', s.repo, '--encrypt', '--json'], { DAWN_BACKUP_PASSWORD: 'pw' });
+    expect(r.code === 0 ? json(r).encrypted : false).toBe(false);
+    expect(r.code).toBe(1);
+  });
+
+  // FINDING (wrong result, minor): `list --repo URL --verify` ignored --verify and printed the
+  // plain listing with exit 0, as if every backup had been checked. Fixed in commands.ts: USAGE,
+  // naming `verify NAME --repo URL --read-data`.
+  it('list --repo --verify is a usage error, not a listing that looks checked', async () => {
+    const s = await setup();
+    const r = await s.run(['list', '--repo', s.repo, '--verify', '--json']);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stderr).error.message).toContain('--read-data');
+  });
+
   // FINDING (unclear error): pull --backup-dir naming a regular file dies with a raw ENOTDIR
   // ("looks like a bug"). Wanted: a coded error naming the path.
   it.fails('pull --backup-dir that is a regular file: a coded error naming it', async () => {

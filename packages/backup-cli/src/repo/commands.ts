@@ -14,7 +14,7 @@ import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBacku
 
 /** What the repository commands need of the CLI's context (a part of cli.ts's `Ctx`). */
 export type RepoCtx = Pick<Ctx, 'io' | 'raw' | 'json' | 'quiet' | 'out' | 'err' | 'started'> & {
-  flags: Pick<Flags, 'overwrite' | 'force' | 'fsync' | 'readData' | 'encrypt' | 'dryRun'>;
+  flags: Pick<Flags, 'overwrite' | 'force' | 'fsync' | 'readData' | 'encrypt' | 'dryRun' | 'verify'>;
 };
 
 const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
@@ -110,6 +110,8 @@ export async function pushAfterBackup(
 
 export async function cmdRepoList(ctx: RepoCtx): Promise<number> {
   const r = repoTarget(ctx);
+  // (once ignored: the listing looked like a check that never ran)
+  if (ctx.flags.verify) throw new BackupError('USAGE', `list --repo does not check contents: run \`dawn-backup verify NAME --repo ${r.repo} --read-data\` for each backup.`);
   ctx.started = true;
   const res = await listRepo(r);
   if (ctx.json) {
