@@ -141,6 +141,19 @@ function corruptJournal(jpath: string, offset: number, what: string): AtomicJson
 }
 
 /**
+ * Whether a whole, checksummed record (a JSON object payload: `{` first) starts somewhere at or
+ * after `from`. Only called on the failure path.
+ */
+function frameAfter(buf: Buffer, from: number): boolean {
+  for (let p = from; p + 9 <= buf.length; p++) {
+    const len = buf.readUInt32LE(p);
+    if (len === 0 || buf[p + 8] !== 0x7b || p + 8 + len > buf.length) continue;
+    if ((crc32(buf.subarray(p + 8, p + 8 + len)) >>> 0) === buf.readUInt32LE(p + 4)) return true;
+  }
+  return false;
+}
+
+/**
  * Parse records from `buf` (which starts at file offset `base`). A bad record followed only by
  * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`.
  */
@@ -170,6 +183,10 @@ function parseRecords(
     const sum = buf.readUInt32LE(off + 4);
     const end = off + 8 + len;
     if (end > buf.length) {
+      // A torn append leaves a prefix of one record, so nothing checksummed can follow its
+      // header. A record found after it means this length field is damaged: CORRUPT, never a
+      // tail to drop (that would drop every acknowledged record after it).
+      if (frameAfter(buf, off + 8)) throw corruptJournal(jpath, base + off, 'record length runs past the end of the file, with records after it');
       fail('record longer than the file', buf.length, off);
       break;
     }

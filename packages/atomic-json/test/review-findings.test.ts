@@ -61,4 +61,33 @@ describe('review findings: JournaledJson', () => {
     const k = await open(file, events);
     expect(k.current()).toEqual({ count: 3, names: ['ours'], theirs: 'kept' });
   });
+
+  // FINDING (data loss): a damaged length field in a record before the tail (one flipped high
+  // bit: the record now "runs past the end of the file") was taken for a torn tail: open()
+  // dropped that record and every acknowledged record after it, and truncated the journal (the
+  // evidence gone too), reporting only a `tail-dropped` event. The README promises CORRUPT for
+  // damage before the tail. Fixed in journal.ts: a record running past the end is a torn tail
+  // only if no checksummed record starts after its header; otherwise CORRUPT, nothing written.
+  it('a damaged length field before the last record is CORRUPT, never a silently dropped tail', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    for (let i = 1; i <= 5; i++) await j.append([i]);
+    const jpath = journalPathOf(file);
+    const bytes = await readFile(jpath);
+    // the header record, then the first ops record: damage the second ops record's length
+    let off = 0;
+    for (let r = 0; r < 2; r++) off += 8 + bytes.readUInt32LE(off);
+    bytes[off + 3] ^= 0x40;
+    await writeFile(jpath, bytes);
+    const events: JournalEvent[] = [];
+    await expect(open(file, events)).rejects.toMatchObject({ code: 'CORRUPT' });
+    expect(events).toEqual([]);
+    expect(await readFile(jpath)).toEqual(bytes); // left for a person to look at
+    // a real torn tail (the last record cut short) is still dropped quietly
+    bytes[off + 3] ^= 0x40;
+    await writeFile(jpath, bytes.subarray(0, bytes.length - 3));
+    const k = await open(file, events);
+    expect(k.current()!.count).toBe(1 + 2 + 3 + 4);
+    expect(events.map((e) => e.type)).toEqual(['tail-dropped']);
+  });
 });
