@@ -77,14 +77,14 @@ describe('review findings: JournaledJson', () => {
     // the header record, then the first ops record: damage the second ops record's length
     let off = 0;
     for (let r = 0; r < 2; r++) off += 8 + bytes.readUInt32LE(off);
-    bytes[off + 3] ^= 0x40;
+    bytes[off + 3] = bytes[off + 3]! ^ 0x40;
     await writeFile(jpath, bytes);
     const events: JournalEvent[] = [];
     await expect(open(file, events)).rejects.toMatchObject({ code: 'CORRUPT' });
     expect(events).toEqual([]);
     expect(await readFile(jpath)).toEqual(bytes); // left for a person to look at
     // a real torn tail (the last record cut short) is still dropped quietly
-    bytes[off + 3] ^= 0x40;
+    bytes[off + 3] = bytes[off + 3]! ^ 0x40;
     await writeFile(jpath, bytes.subarray(0, bytes.length - 3));
     const k = await open(file, events);
     expect(k.current()!.count).toBe(1 + 2 + 3 + 4);
