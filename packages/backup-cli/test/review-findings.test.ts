@@ -204,6 +204,34 @@ describe('review findings: a hostile or damaged directory repository', () => {
     expect(r.code, r.stdout).toBe(1);
     expect(JSON.parse(r.stderr).error.code).toBe('BUSY');
   });
+
+  // FINDING (possible data loss, skewed clocks): a lock's age is `now - created_at`, with
+  // created_at from the writer's clock. A node whose clock is behind by more than the stale
+  // timeout (a Raspberry Pi without RTC before NTP, a VM restored from a snapshot) writes locks
+  // that every other node takes for stale at once: a prune elsewhere collects the packs its push
+  // relies on (dedup against old snapshots the prune removes), and nothing stops the push's
+  // commit either. Wanted: ages measured on the store's clock (S3 LastModified, the file's
+  // mtime), e.g. the other lock's LastModified against that of the lock just written.
+  it.fails('a push lock written by a node whose clock is 7 h behind still stops prune (BUSY)', async () => {
+    const s = await setup();
+    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    const lock = { kind: 'push', host: 'node-with-a-slow-clock', pid: 4242, created_at: Date.now() / 1000 - 7 * 3600 };
+    await writeFile(join(s.repo, 'locks', 'push-node-with-a-slow-clock-4242-bbbbbbbb.json'), JSON.stringify(lock)); // written now
+    const r = await s.run(['prune', '--repo', s.repo, '--keep-last', '1', '--json']);
+    expect(r.code, r.stdout).toBe(1);
+    expect(JSON.parse(r.stderr).error.code).toBe('BUSY');
+  });
+
+  // FINDING (possible data loss, careless operator): DAWN_BACKUP_LOCK_STALE accepts 0 (or 5):
+  // every lock is then stale at once, so a prune and a push run together with no protection (the
+  // push's re-check before its snapshot relies on the other's lock being fresh). Wanted: a floor
+  // (say 300 s: a push renews its lock right before committing), else INVALID_OPTION.
+  it.fails('DAWN_BACKUP_LOCK_STALE=0 is refused', async () => {
+    const s = await setup();
+    const r = await s.run(['prune', '--repo', s.repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_LOCK_STALE: '0' });
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stderr).error.code).toBe('INVALID_OPTION');
+  });
 });
 
 describe('review findings: a careless operator', () => {
