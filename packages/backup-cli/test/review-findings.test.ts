@@ -308,13 +308,17 @@ describe('review findings: a careless operator', () => {
   // (without --overwrite only the pre_restore backup still held a copy). Fixed in commands.ts:
   // init refuses a directory repository inside the data root (USAGE), restore --repo one inside
   // the target (TARGET_INVALID), before anything changes.
-  it('a directory repository inside the data root: init refuses it, restore --repo never deletes it', async () => {
+  it('a directory repository inside the data root (or the backup dir): init refuses it, restore --repo never deletes it', async () => {
     const s = await setup();
     const inner = join(s.data, 'offsite');
     const i = await s.run(['init', '--repo', inner, '--json']);
     expect(i.code).toBe(2);
     expect(JSON.parse(i.stderr).error.code).toBe('USAGE');
     expect(await readdir(s.data)).not.toContain('offsite');
+    // nor in the backup dir (local list took its directories for damaged backups)
+    const b = await s.run(['init', '--repo', join(s.root, 'backups'), '--json']);
+    expect(b.code).toBe(2);
+    expect(await readdir(join(s.root, 'backups'))).toEqual(['b1']);
     // one made anyway (by an older version, or by hand): a restore from it leaves it alone
     await mkdir(inner);
     for (const name of ['config.json']) await writeFile(join(inner, name), await readFile(join(s.repo, name)));

@@ -6,7 +6,7 @@ import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
 import { hasRetentionRule } from '../prune.js';
 import { restoreBackup } from '../restore.js';
-import { expandHome, relatePaths, resolveDataRoot } from '../paths.js';
+import { expandHome, relatePaths, resolveBackupDir, resolveDataRoot } from '../paths.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
 import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
@@ -46,13 +46,15 @@ async function refuseRepoInside(repo: string, dir: string, code: 'USAGE' | 'TARG
   if (loc.kind !== 'dir') return;
   const { relation, realB } = await relatePaths(loc.path, dir);
   if (relation === 'same' || relation === 'inside') {
-    throw new BackupError(code, `The repository ${loc.path} lies inside ${what} ${realB}: ${code === 'USAGE' ? 'every backup would copy it, and a restore would remove it' : 'the restore would replace it, and every backup it holds would be gone'}. Put the repository outside it (another disk is the point of a repository).`, { path: loc.path });
+    const why = code === 'TARGET_INVALID' ? 'the restore would replace it, and every backup it holds would be gone' : what === 'the data root' ? 'every backup would copy it, and a restore would remove it' : 'its directories would pass for damaged backups, and it would share the disk of the backups it is meant to outlive';
+    throw new BackupError(code, `The repository ${loc.path} lies inside ${what} ${realB}: ${why}. Put the repository outside it (another disk is the point of a repository).`, { path: loc.path });
   }
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
   const r = repoTarget(ctx);
   await refuseRepoInside(r.repo, resolveDataRoot(undefined, ctx.io.env), 'USAGE', 'the data root');
+  await refuseRepoInside(r.repo, resolveBackupDir(undefined, ctx.io.env as NodeJS.ProcessEnv), 'USAGE', 'the backup dir');
   ctx.started = true;
   const res = await initRepo({ ...r, encrypt: ctx.flags.encrypt });
   if (ctx.json) printJson(ctx, res);
