@@ -143,6 +143,31 @@ describe('review findings: a hostile or damaged directory repository', () => {
     expect(JSON.parse(r.stderr).error.message).toContain('config.json');
   });
 
+  // FINDING (crash / memory): a 3 MB snapshot document that inflates to 2 GB (a "zip bomb":
+  // deflate reaches 1000:1 on a run of one byte) was inflated whole: `list --repo` (and so prune
+  // and `latest`) held 4 GiB for 33 s with a 6 MB one, and on a node with 1.5 GB of memory died
+  // with std::bad_alloc. Fixed in format.ts: an object read whole inflates to at most
+  // max(64 MiB, 32 × its stored size), beyond that it is damaged.
+  it('a decompression bomb in place of a snapshot: list --repo reports it damaged, within 1.5 GB of memory', async () => {
+    const s = await setup();
+    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    const { createDeflateRaw } = await import('node:zlib');
+    const d = createDeflateRaw({ level: 9 });
+    const parts: Buffer[] = [Buffer.from('DAWNOBJ1\x01', 'latin1')];
+    d.on('data', (c: Buffer) => parts.push(c));
+    const ended = new Promise((resolve) => d.on('end', resolve));
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    for (let i = 0; i < 2000; i++) if (!d.write(chunk)) await new Promise((resolve) => d.once('drain', resolve));
+    d.end();
+    await ended;
+    await writeFile(join(s.repo, 'snapshots', 'bomb.json'), Buffer.concat(parts));
+    const out = execFileSync('bash', ['-c', `ulimit -v 1500000; "${process.execPath}" "${BIN}" list --repo "${s.repo}" --json; echo "exit=$?"`], { env: { ...process.env, ...s.env, NO_COLOR: '1' }, encoding: 'utf8' });
+    expect(out).toContain('exit=3');
+    const listed = JSON.parse(out.slice(0, out.lastIndexOf('exit=')));
+    expect(listed.backups.map((b: any) => b.name)).toEqual(['b1']);
+    expect(listed.damaged.map((b: any) => b.name)).toEqual(['bomb']);
+  });
+
   // FINDING (wrong result): a directory (or FIFO) sitting where an object belongs made
   // putIfAbsent answer "already there": push exited 0 with a committed snapshot naming an object
   // that does not exist. Fixed in dir-backend.ts: only a regular file counts as an existing key.

@@ -191,6 +191,15 @@ function entropyBits(b: Buffer): number {
   return h;
 }
 
+/**
+ * The most a stored object read whole may inflate to: 64 MiB, or 32 times its stored size. Read
+ * whole are snapshots and indexes (JSON full of sha256 hex, which deflate cannot shrink 5 times)
+ * and blobs under the pack threshold (well under 64 MiB, however well they compress); larger
+ * contents are streamed and checked against their size. A damaged or hostile object that would
+ * inflate further (a "zip bomb": 6 MB made `list --repo` hold 4 GiB) is damaged.
+ */
+export const maxInflated = (storedLength: number): number => Math.max(64 * 1024 * 1024, 32 * storedLength);
+
 /** The plaintext of a stored object; `undefined` when it is not a valid object (damaged). */
 export async function decodeObject(stored: Buffer): Promise<Buffer | undefined> {
   if (stored.length < OBJECT_MAGIC.length + 1 || !stored.subarray(0, OBJECT_MAGIC.length).equals(OBJECT_MAGIC)) return undefined;
@@ -198,14 +207,15 @@ export async function decodeObject(stored: Buffer): Promise<Buffer | undefined> 
   const body = stored.subarray(OBJECT_MAGIC.length + 1);
   if (enc === ENCODING.raw) return body;
   if (enc === ENCODING.deflate) {
+    const limit = { maxOutputLength: maxInflated(stored.length) };
     if (body.length <= SMALL_SYNC) {
       try {
-        return inflateRawSync(body);
+        return inflateRawSync(body, limit);
       } catch {
         return undefined;
       }
     }
-    return inflate(body).catch(() => undefined);
+    return inflate(body, limit).catch(() => undefined);
   }
   return undefined;
 }
