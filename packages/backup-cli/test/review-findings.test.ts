@@ -198,6 +198,20 @@ describe('review findings: a hostile or damaged directory repository', () => {
     expect(json(r).damaged.map((d: any) => d.name)).toEqual(['evil']);
   });
 
+  // FINDING (wrong result, silent): while any snapshot document (or index) is unreadable, prune
+  // --repo removes snapshots but collects no garbage at all (rightly: that snapshot may name
+  // anything), yet prints "N backup(s) removed; 0 unreferenced object(s) deleted" and exits 0.
+  // Every cron run repeats it; the repository grows forever unnoticed. Wanted: the output and
+  // --json say garbage collection was skipped and why (naming the damaged snapshot), exit 3.
+  it.fails('prune --repo with a damaged snapshot says it collected nothing and why (exit 3)', async () => {
+    const s = await setup();
+    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    await writeFile(join(s.repo, 'snapshots', 'zz.json'), 'garbage');
+    const r = await s.run(['prune', '--repo', s.repo, '--keep-last', '1']);
+    expect(r.code).toBe(3);
+    expect(r.stdout + r.stderr).toContain('zz');
+  });
+
   // FINDING (wrong result): a content damaged inside a pack can never be repaired by pushing
   // again: push sees the blob indexed and says "nothing uploaded", verify --read-data keeps
   // exiting 3, and every later backup with that content shares the damage. Only deleting the
