@@ -17,6 +17,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
+import { crc32Range } from './crc32.js';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 import { fsl } from './fs-layer.js';
@@ -103,10 +104,38 @@ export interface JournalOptions<T, Op> {
   onRemote?(change: RemoteChange<T, Op>): void;
 }
 
-interface ParsedRecord {
-  value: Record<string, unknown>;
-  end: number;
+/**
+ * A journal record as read: an ops record in the form {@link encodeRecord} writes
+ * (`{"ops":[...]}`) is its ops array itself, without the wrapper object; any other record (the
+ * header, a compaction marker, an ops record written otherwise) is its payload's object.
+ */
+type RecordValue = unknown[] | Record<string, unknown>;
+
+/** The ops of a record, or `undefined` when it is not an ops record. */
+function opsOf(value: RecordValue): unknown[] | undefined {
+  if (Array.isArray(value)) return value;
+  return Array.isArray(value.ops) ? value.ops : undefined;
 }
+
+/** The ops of `values[from..]`, in order, and the number of ops records they came from. */
+function collectOps<Op>(values: readonly RecordValue[], from: number): { ops: Op[]; records: number } {
+  const ops: Op[] = [];
+  let records = 0;
+  for (let i = from; i < values.length; i++) {
+    const o = opsOf(values[i]!);
+    if (o === undefined) continue;
+    records++;
+    pushAll(ops, o as Op[]);
+  }
+  return { ops, records };
+}
+
+/** `to.push(...from)` without spreading (a spread of ~100,000 items or more overflows the stack). */
+function pushAll<X>(to: X[], from: readonly X[]): void {
+  for (let i = 0; i < from.length; i++) to.push(from[i]!);
+}
+
+const isRecordObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function sha256(buf: Uint8Array | string): string {
   return createHash('sha256').update(buf).digest('hex');
@@ -123,6 +152,20 @@ function encodeRecord(value: unknown, path: string): Buffer {
   head.writeUInt32LE(payload.length, 0);
   head.writeUInt32LE(crc32(payload) >>> 0, 4);
   return Buffer.concat([head, payload]);
+}
+
+/** `{"ops":[` */
+const OPS_OPEN = Buffer.from('{"ops":[', 'latin1');
+
+/**
+ * Does the payload `buf[start..end)` look like `{"ops":[…]}`? Then `[…]` (its bytes without the
+ * first 7 and the last 1) is the ops array, if the payload is what it seems: the caller checks that
+ * by parsing.
+ */
+function looksLikeOps(buf: Buffer, start: number, end: number): boolean {
+  if (end - start < 10 || buf[end - 1] !== 0x7d || buf[end - 2] !== 0x5d) return false;
+  for (let k = 0; k < OPS_OPEN.length; k++) if (buf[start + k] !== OPS_OPEN[k]) return false;
+  return true;
 }
 
 function allZero(buf: Uint8Array, from: number): boolean {
@@ -148,10 +191,13 @@ function parseRecords(
   buf: Buffer,
   base: number,
   jpath: string,
-): { records: ParsedRecord[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
-  // Pass 1: framing and checksums. Pass 2: every payload parsed in one go (one JSON array),
-  // falling back to one parse per record to find a bad one.
-  const frames: { start: number; end: number }[] = [];
+): { values: RecordValue[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
+  // Pass 1: framing and checksums, over the one buffer (no object or slice per record).
+  // Pass 2: every payload parsed in one go, as one JSON array; an ops record enters it as its ops
+  // array alone (no wrapper object to build and drop). If that array does not come out as one
+  // value of the expected kind per record, each record is parsed alone to find the bad one.
+  const starts: number[] = [];
+  const ends: number[] = [];
   let off = 0;
   let torn: { offset: number; bytes: number; reason: string } | undefined;
   const fail = (reason: string, recordEnd: number, at: number) => {
@@ -173,55 +219,63 @@ function parseRecords(
       fail('record longer than the file', buf.length, off);
       break;
     }
-    if ((crc32(buf.subarray(off + 8, end)) >>> 0) !== sum) {
+    if (crc32Range(buf, off + 8, end) !== sum) {
       fail('checksum mismatch', end, off);
       break;
     }
-    frames.push({ start: off + 8, end });
+    starts.push(off + 8);
+    ends.push(end);
     off = end;
   }
   const validEnd = base + off;
-  let values: unknown[] | undefined;
-  if (frames.length > 1) {
-    // One JSON array of every payload, built in one buffer: `[p1,p2,...]` (each payload is
-    // where its 8-byte frame header was, so the array is at most as long as the records).
-    const all = Buffer.allocUnsafe(off + 1);
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      all[at] = i === 0 ? 0x5b : 0x2c; // '[' first, then ','
-      at += 1 + buf.copy(all, at + 1, frames[i]!.start, frames[i]!.end);
-    }
-    all[at++] = 0x5d; // ']'
-    try {
-      const parsed = parseJson(all.subarray(0, at), jpath);
-      if (Array.isArray(parsed) && parsed.length === frames.length) values = parsed;
-    } catch {
-      values = undefined;
-    }
+  const n = starts.length;
+  if (n === 0) return torn === undefined ? { values: [], validEnd } : { values: [], validEnd, torn };
+  // `[v1,v2,...]` in one buffer: each record's 8-byte frame header makes room for its separator
+  // (and an ops record loses 8 bytes), so the array is at most as long as the records.
+  const opsShaped = new Uint8Array(n);
+  const all = Buffer.allocUnsafe(off + 1);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    all[at++] = i === 0 ? 0x5b : 0x2c; // '[' first, then ','
+    const s = starts[i]!;
+    const e = ends[i]!;
+    if (looksLikeOps(buf, s, e)) {
+      opsShaped[i] = 1;
+      at += buf.copy(all, at, s + OPS_OPEN.length - 1, e - 1); // `[...]`
+    } else at += buf.copy(all, at, s, e);
   }
-  const records: ParsedRecord[] = [];
-  for (let i = 0; i < frames.length; i++) {
-    const f = frames[i]!;
-    let value: unknown;
-    if (values !== undefined) value = values[i];
-    else {
-      try {
-        value = parseJson(buf.subarray(f.start, f.end), jpath);
-      } catch {
-        value = undefined;
-      }
+  all[at++] = 0x5d; // ']'
+  let values: RecordValue[] | undefined;
+  try {
+    const parsed = parseJson(all.subarray(0, at), jpath);
+    if (Array.isArray(parsed) && parsed.length === n) {
+      let ok = true;
+      for (let i = 0; i < n && ok; i++) ok = opsShaped[i] === 1 ? Array.isArray(parsed[i]) : isRecordObject(parsed[i]);
+      if (ok) values = parsed as RecordValue[];
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  } catch {
+    values = undefined;
+  }
+  if (values !== undefined) return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
+  values = [];
+  for (let i = 0; i < n; i++) {
+    let value: unknown;
+    try {
+      value = parseJson(buf.subarray(starts[i]!, ends[i]!), jpath);
+    } catch {
+      value = undefined;
+    }
+    if (!isRecordObject(value)) {
       // A checksummed record that is not a record object: a writer's bug, never a torn write.
-      const recStart = f.start - 8;
-      if (i === frames.length - 1 && torn === undefined && (f.end >= buf.length || allZero(buf, f.end))) {
-        return { records, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
+      const recStart = starts[i]! - 8;
+      if (i === n - 1 && torn === undefined && (ends[i]! >= buf.length || allZero(buf, ends[i]!))) {
+        return { values, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
       }
       throw corruptJournal(jpath, base + recStart, 'payload is not a record object');
     }
-    records.push({ value: value as Record<string, unknown>, end: base + f.end });
+    values.push(value);
   }
-  return torn === undefined ? { records, validEnd } : { records, validEnd, torn };
+  return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
 }
 
 async function statOrUndefined(p: string) {
@@ -453,7 +507,7 @@ export class JournaledJson<T, Op> {
       p = this.#pending = deferred();
       if (!this.#draining) this.#startDrain();
     }
-    p.ops.push(...ops);
+    pushAll(p.ops, ops);
     return p.promise;
   }
 
@@ -632,8 +686,9 @@ export class JournaledJson<T, Op> {
     if (parsed.torn) {
       this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
     }
-    const [header, ...rest] = parsed.records;
-    if (header === undefined || header.value.journal !== 1) {
+    const values = parsed.values;
+    const header = values[0];
+    if (header === undefined || Array.isArray(header) || header.journal !== 1) {
       if (header !== undefined) throw corruptJournal(this.journalPath, 0, 'no journal header');
       // Only a torn header: the journal never acknowledged anything.
       await this.#removeJournal();
@@ -641,33 +696,21 @@ export class JournaledJson<T, Op> {
       return;
     }
     if (parsed.torn) await this.#truncate(parsed.validEnd);
-    let start = 0;
+    let marker = 0; // index of the compaction marker naming the snapshot, if any
     let foreign = false;
-    if (header.value.base !== this.#snapHash) {
-      let marker = -1;
-      for (let i = rest.length - 1; i >= 0; i--) {
-        if (rest[i]!.value.compact === this.#snapHash && this.#snapHash !== null) {
-          marker = i;
-          break;
-        }
+    if (header.base !== this.#snapHash) {
+      for (let i = values.length - 1; i >= 1 && marker === 0; i--) {
+        const v = values[i]!;
+        if (!Array.isArray(v) && v.compact === this.#snapHash && this.#snapHash !== null) marker = i;
       }
-      if (marker >= 0) start = marker + 1;
-      else foreign = true;
+      if (marker === 0) foreign = true;
     }
-    const ops: Op[] = [];
-    let records = 0;
-    for (let i = start; i < rest.length; i++) {
-      const r = rest[i]!.value;
-      if (Array.isArray(r.ops)) {
-        ops.push(...(r.ops as Op[]));
-        records++;
-      }
-    }
+    const { ops, records } = collectOps<Op>(values, marker + 1);
     this.#unfolded = ops;
     this.#records = records;
     this.#jIno = jst.ino;
     this.#jEnd = parsed.validEnd;
-    if (start > 0) {
+    if (marker > 0) {
       this.#opts.onEvent?.({ type: 'compaction-resumed', path: this.path });
       if (records === 0) {
         await this.#removeJournal();
@@ -750,30 +793,24 @@ export class JournaledJson<T, Op> {
       this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
       await this.#truncate(parsed.validEnd);
     }
-    let records = parsed.records;
+    const values = parsed.values;
     if (from === 0) {
-      const header = records[0];
+      const header = values[0];
       if (header === undefined) {
         await this.#removeJournal();
         return;
       }
       if (!(await this.#ensureHash())) return this.#loadAll(true);
-      if (header.value.journal !== 1 || header.value.base !== this.#snapHash) return this.#loadAll(true);
-      records = records.slice(1);
+      if (Array.isArray(header) || header.journal !== 1 || header.base !== this.#snapHash) return this.#loadAll(true);
     }
-    const ops: Op[] = [];
-    for (const r of records) {
-      if (Array.isArray(r.value.ops)) {
-        ops.push(...(r.value.ops as Op[]));
-        this.#records++;
-      } else if (typeof r.value.compact === 'string') {
-        // Another process is compacting and died before replacing the snapshot (else the mark moved).
-      }
-    }
+    // A compaction marker here: another process is compacting and died before replacing the
+    // snapshot (else the snapshot's mark moved); the records around it stay valid.
+    const { ops, records } = collectOps<Op>(values, from === 0 ? 1 : 0);
+    this.#records += records;
     this.#jIno = jst.ino;
     this.#jEnd = parsed.validEnd;
     if (ops.length > 0) {
-      this.#unfolded.push(...ops);
+      pushAll(this.#unfolded, ops);
       this.#opts.onRemote?.({ kind: 'ops', ops });
     }
   }
@@ -846,7 +883,7 @@ export class JournaledJson<T, Op> {
     } else {
       await this.#writeToJournal([rec], false);
     }
-    this.#unfolded.push(...ops);
+    pushAll(this.#unfolded, ops);
     this.#records++;
     this.#appends++;
     this.#appendedBytes += rec.length;
