@@ -6,8 +6,9 @@
  *
  * Journal file: a sequence of records `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`,
  * each payload a lossless JSON text:
- * - first record, the header: `{"journal": 1, "base": "<sha-256 hex of the snapshot's bytes>" | null}`
- *   (`null`: the journal extends a missing snapshot);
+ * - first record, the header: `{"journal": 1, "base": "<sha-256 hex of the snapshot's bytes>" | null, "mark"?: "<dev:ino:size:mtimeNs:ctimeNs>"}`
+ *   (`null`: the journal extends a missing snapshot; `mark`: the snapshot's file mark when the
+ *   journal was started: a snapshot that still has it is the one named, without hashing it);
  * - `{"ops": [...]}`: one appended batch;
  * - `{"compact": "<sha-256 hex>"}`: a compaction is about to replace the snapshot by the document
  *   whose bytes have this hash (everything before the marker is folded into it).
@@ -23,7 +24,7 @@ import { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 import { fsl } from './fs-layer.js';
 import { MAX_LOCK_POLL_MS, type LockOptions } from './lock.js';
 import { withLock } from './operations.js';
-import { parseJson } from './parse.js';
+import { decodeText, parseJson } from './parse.js';
 import { absolute, assertLockStillHeld, directWrite, holdsLock, othersQueued, readBytes, resolveWriteOptions } from './queue.js';
 import { serialize } from './serialize.js';
 
@@ -137,6 +138,41 @@ function pushAll<X>(to: X[], from: readonly X[]): void {
 
 const isRecordObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
+/** What a journal's header says of the snapshot it extends. */
+interface JournalHeader {
+  base: string | null;
+  /** The snapshot's file mark when the journal was started ({@link markText}), if recorded. */
+  mark?: string;
+}
+
+/**
+ * A snapshot's {@link FileMark} as a journal header records it: `dev:ino:size:mtimeNs:ctimeNs`.
+ * `undefined` when there is no file or the mark proves nothing (no real inode number).
+ */
+function markText(m: FileMark | undefined): string | undefined {
+  if (m === undefined || m.ino === 0n) return undefined;
+  return `${m.dev}:${m.ino}:${m.size}:${m.mtimeNs}:${m.ctimeNs}`;
+}
+
+/**
+ * The header of the journal `buf`, if its first record is a well-formed header; `undefined`
+ * otherwise (never throws: the full parse that follows reports damage).
+ */
+function headerOf(buf: Buffer, jpath: string): JournalHeader | undefined {
+  if (buf.length < 8) return undefined;
+  const end = 8 + buf.readUInt32LE(0);
+  if (end > buf.length || crc32Range(buf, 8, end) !== buf.readUInt32LE(4)) return undefined;
+  let v: unknown;
+  try {
+    v = parseJson(buf.subarray(8, end), jpath);
+  } catch {
+    return undefined;
+  }
+  if (!isRecordObject(v) || v.journal !== 1 || (typeof v.base !== 'string' && v.base !== null)) return undefined;
+  // A mark is only meaningful beside a hash (a journal on a missing snapshot records none).
+  return typeof v.mark === 'string' && typeof v.base === 'string' ? { base: v.base, mark: v.mark } : { base: v.base };
+}
+
 function sha256(buf: Uint8Array | string): string {
   return createHash('sha256').update(buf).digest('hex');
 }
@@ -185,7 +221,9 @@ function corruptJournal(jpath: string, offset: number, what: string): AtomicJson
 
 /**
  * Parse records from `buf` (which starts at file offset `base`). A bad record followed only by
- * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`.
+ * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`. `buf` is used as
+ * scratch space: the records' frame headers are overwritten (the payloads and any torn tail are
+ * left as they were).
  */
 function parseRecords(
   buf: Buffer,
@@ -230,24 +268,26 @@ function parseRecords(
   const validEnd = base + off;
   const n = starts.length;
   if (n === 0) return torn === undefined ? { values: [], validEnd } : { values: [], validEnd, torn };
-  // `[v1,v2,...]` in one buffer: each record's 8-byte frame header makes room for its separator
-  // (and an ops record loses 8 bytes), so the array is at most as long as the records.
+  // Pass 2 works in place, copying nothing: the records become the text `[v1,v2,...` (a `]`
+  // follows). Each 8-byte frame header turns into its separator (`[` first, then `,`) and
+  // spaces; an ops record `{"ops":[…]}` turns its `{"ops":` and its last `}` into spaces,
+  // leaving its ops array.
   const opsShaped = new Uint8Array(n);
-  const all = Buffer.allocUnsafe(off + 1);
-  let at = 0;
+  const prefix = OPS_OPEN.length - 1; // `{"ops":`, without the `[`
   for (let i = 0; i < n; i++) {
-    all[at++] = i === 0 ? 0x5b : 0x2c; // '[' first, then ','
     const s = starts[i]!;
     const e = ends[i]!;
+    buf[s - 8] = i === 0 ? 0x5b : 0x2c;
+    for (let k = s - 7; k < s; k++) buf[k] = 0x20;
     if (looksLikeOps(buf, s, e)) {
       opsShaped[i] = 1;
-      at += buf.copy(all, at, s + OPS_OPEN.length - 1, e - 1); // `[...]`
-    } else at += buf.copy(all, at, s, e);
+      for (let k = s; k < s + prefix; k++) buf[k] = 0x20;
+      buf[e - 1] = 0x20;
+    }
   }
-  all[at++] = 0x5d; // ']'
   let values: RecordValue[] | undefined;
   try {
-    const parsed = parseJson(all.subarray(0, at), jpath);
+    const parsed = parseJson(`${decodeText(buf.subarray(0, off), jpath)}]`, jpath);
     if (Array.isArray(parsed) && parsed.length === n) {
       let ok = true;
       for (let i = 0; i < n && ok; i++) ok = opsShaped[i] === 1 ? Array.isArray(parsed[i]) : isRecordObject(parsed[i]);
@@ -257,6 +297,12 @@ function parseRecords(
     values = undefined;
   }
   if (values !== undefined) return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
+  // Some record is not what it seemed: put the payloads back and parse them one by one.
+  for (let i = 0; i < n; i++) {
+    if (opsShaped[i] !== 1) continue;
+    OPS_OPEN.copy(buf, starts[i]!, 0, prefix);
+    buf[ends[i]! - 1] = 0x7d;
+  }
   values = [];
   for (let i = 0; i < n; i++) {
     let value: unknown;
@@ -640,17 +686,22 @@ export class JournaledJson<T, Op> {
    * Read and parse the snapshot. Its hash is only needed next to a journal: computed here (on
    * the thread pool, while the snapshot parses) when `hash`, else on first need by #ensureHash.
    */
-  async #readSnapshot(hash: boolean): Promise<Buffer | undefined> {
+  async #readSnapshot(hash: boolean, header?: JournalHeader): Promise<Buffer | undefined> {
     const mark = await fileMark(this.path);
     const bytes = await readBytes(this.path);
-    const hashing = hash && bytes !== undefined ? sha256OffThread(bytes) : undefined;
+    // A journal header that recorded this very file's mark gives its hash: nothing to compute.
+    const named = header?.mark !== undefined && header.mark === markText(mark) ? header.base : undefined;
+    const hashing = hash && bytes !== undefined && named === undefined ? sha256OffThread(bytes) : undefined;
     hashing?.catch(() => {});
     this.#base = bytes === undefined ? undefined : (parseJson(bytes, this.path) as T);
-    this.#snapHash = bytes === undefined ? null : hashing === undefined ? undefined : await hashing;
     this.#snapSize = bytes?.length ?? 0;
     const after = await fileMark(this.path);
     // A mark that moved during the read: force a re-check at the next locked operation.
     this.#snapMark = mark !== undefined && after !== undefined && sameFileMark(mark, after) ? after : undefined;
+    if (bytes === undefined) this.#snapHash = null;
+    else if (!hash) this.#snapHash = undefined;
+    else if (hashing !== undefined) this.#snapHash = await hashing;
+    else this.#snapHash = this.#snapMark !== undefined ? named : sha256(bytes); // named, unless the file moved meanwhile
     if (bytes !== undefined && this.#snapMark === undefined) this.#stale = true;
     this.#unfolded = [];
     this.#dirty = false;
@@ -670,17 +721,19 @@ export class JournaledJson<T, Op> {
    */
   async #loadAll(report: boolean): Promise<void> {
     this.#stale = false;
-    await this.#readSnapshot(true);
+    // The journal first (only lock holders change it): its header may name the snapshot by its
+    // mark, which spares hashing the snapshot.
     const jst = await statOrUndefined(this.journalPath);
-    if (jst === undefined) {
-      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
-      return;
-    }
-    let bytes: Buffer;
+    let bytes: Buffer | undefined;
     try {
-      bytes = await readRange(this.journalPath, 0, Number(jst.size));
+      bytes = jst === undefined ? undefined : await readRange(this.journalPath, 0, Number(jst.size));
     } catch (err) {
       throw ioError(this.journalPath, 'read', err);
+    }
+    await this.#readSnapshot(true, bytes === undefined ? undefined : headerOf(bytes, this.journalPath));
+    if (jst === undefined || bytes === undefined) {
+      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+      return;
     }
     const parsed = parseRecords(bytes, 0, this.journalPath);
     if (parsed.torn) {
@@ -800,6 +853,11 @@ export class JournaledJson<T, Op> {
         await this.#removeJournal();
         return;
       }
+      // Started by another process on the snapshot we know (its header recorded that file's mark):
+      // its base is that snapshot's hash, no need to compute it.
+      if (this.#snapHash === undefined && !Array.isArray(header) && typeof header.base === 'string' && header.mark !== undefined && header.mark === markText(this.#snapMark)) {
+        this.#snapHash = header.base;
+      }
       if (!(await this.#ensureHash())) return this.#loadAll(true);
       if (Array.isArray(header) || header.journal !== 1 || header.base !== this.#snapHash) return this.#loadAll(true);
     }
@@ -877,7 +935,8 @@ export class JournaledJson<T, Op> {
     const rec = encodeRecord({ ops }, this.journalPath);
     if (this.#jIno === undefined) {
       if (this.#snapHash === undefined) throw new Error('internal: the snapshot hash is unknown when starting a journal');
-      const header = encodeRecord({ journal: 1, base: this.#snapHash }, this.journalPath);
+      const mark = this.#snapHash === null ? undefined : markText(this.#snapMark);
+      const header = encodeRecord({ journal: 1, base: this.#snapHash, ...(mark === undefined ? {} : { mark }) }, this.journalPath);
       this.#jEnd = 0;
       await this.#writeToJournal([header, rec], true);
     } else {
