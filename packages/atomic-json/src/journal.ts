@@ -268,10 +268,10 @@ function parseRecords(
   const validEnd = base + off;
   const n = starts.length;
   if (n === 0) return torn === undefined ? { values: [], validEnd } : { values: [], validEnd, torn };
-  // Pass 2 works in place, copying nothing: the records become the text `[v1,v2,...` (a `]`
-  // follows). Each 8-byte frame header turns into its separator (`[` first, then `,`) and
-  // spaces; an ops record `{"ops":[…]}` turns its `{"ops":` and its last `}` into spaces,
-  // leaving its ops array.
+  // Pass 2 works in place, copying nothing: the records become the text `[v1,v2,...]`. Each
+  // 8-byte frame header turns into its separator (`[` first, then `,`) and spaces; an ops record
+  // `{"ops":[…]}` turns its `{"ops":` and its last `}` into spaces, leaving its ops array (the
+  // last record's `}` becomes the closing `]`; after any other last record, a `]` is appended).
   const opsShaped = new Uint8Array(n);
   const prefix = OPS_OPEN.length - 1; // `{"ops":`, without the `[`
   for (let i = 0; i < n; i++) {
@@ -285,9 +285,12 @@ function parseRecords(
       buf[e - 1] = 0x20;
     }
   }
+  const closed = opsShaped[n - 1] === 1;
+  if (closed) buf[ends[n - 1]! - 1] = 0x5d;
   let values: RecordValue[] | undefined;
   try {
-    const parsed = parseJson(`${decodeText(buf.subarray(0, off), jpath)}]`, jpath);
+    const text = decodeText(buf.subarray(0, off), jpath);
+    const parsed = parseJson(closed ? text : `${text}]`, jpath);
     if (Array.isArray(parsed) && parsed.length === n) {
       let ok = true;
       for (let i = 0; i < n && ok; i++) ok = opsShaped[i] === 1 ? Array.isArray(parsed[i]) : isRecordObject(parsed[i]);
