@@ -1,10 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { appendFile, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { installLayer, errno } from '../test/fault-layer.js';
+import { crc32Range } from './crc32.js';
 import { AtomicJsonError } from './errors.js';
+import { fileMark } from './file-mark.js';
 import { realFs } from './fs-layer.js';
 import { JournaledJson, journalPathOf, type JournalEvent, type RemoteChange } from './journal.js';
 import { lockPathOf } from './lock.js';
@@ -30,6 +34,23 @@ const apply = (doc: Counter | undefined, ops: readonly Op[]): Counter => {
   }
   return d;
 };
+
+/** One journal record (the documented framing) around `payload`, a JSON text. */
+function record(payload: string): Buffer {
+  const body = Buffer.from(payload, 'utf8');
+  const head = Buffer.allocUnsafe(8);
+  head.writeUInt32LE(body.length, 0);
+  head.writeUInt32LE(crc32(body) >>> 0, 4);
+  return Buffer.concat([head, body]);
+}
+
+/** The journal's records' payloads, as JSON texts. */
+async function payloads(file: string): Promise<string[]> {
+  const buf = await readFile(journalPathOf(file));
+  const out: string[] = [];
+  for (let off = 0; off < buf.length; off += 8 + buf.readUInt32LE(off)) out.push(buf.toString('utf8', off + 8, off + 8 + buf.readUInt32LE(off)));
+  return out;
+}
 
 function open(file: string, extra: { events?: JournalEvent[]; remote?: RemoteChange<Counter, Op>[]; minBytes?: number } = {}) {
   return JournaledJson.open<Counter, Op>(file, {
@@ -244,5 +265,101 @@ describe('JournaledJson', () => {
     }));
     expect(copy.snap).toBeUndefined();
     expect(copy.jrnl.length).toBeGreaterThan(8);
+  });
+  it('replays records written in other forms as JSON reads them, in order, with markers and big integers', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    await j.append([1]);
+    const [header] = await payloads(file);
+    // Hand-written records after ours: other spacing, extra fields, a duplicate key (the last
+    // wins, as in JSON.parse), an empty batch, a marker naming no snapshot, a big integer.
+    const extra = [
+      '{ "ops" : [ "a" , 2 ] }',
+      '{"ops":["b"],"note":[3]}',
+      '{"ops":["lost"],"ops":["c"]}',
+      '{"ops":[]}',
+      '{"compact":"0000"}',
+      '{"ops":[9007199254740993]}',
+      '{"ops":["d",["nested]}"],{"x":"]},{"}]}',
+    ];
+    await appendFile(journalPathOf(file), Buffer.concat(extra.map(record)));
+    const k = await JournaledJson.open<Counter, unknown>(file, {
+      apply: (doc, ops) => ({ count: (doc?.count ?? 0) + ops.length, last: 0, names: ops.map((o) => (typeof o === 'bigint' ? `big:${o}` : JSON.stringify(o))) }),
+    });
+    expect(k.journalRecords).toBe(1 + 6);
+    expect(k.parts().ops).toEqual([1, 'a', 2, 'b', 'c', 9007199254740993n, 'd', ['nested]}'], { x: ']},{' }]);
+    expect(header).toMatch(/^\{"journal":1,"base":null\}$/);
+  });
+
+  it('the fast replay gives the same document as reading each record alone', async () => {
+    // Records that look like {"ops":[...]} but are not one array of ops each: the one-parse
+    // replay must notice and fall back, never merge or split records.
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    await j.append([1]);
+    const tricky = ['{"ops":["x"],"y":["z"]}', '{"ops":[1],"ops":[2]}', '{"ops":["],[" ]}'];
+    await appendFile(journalPathOf(file), Buffer.concat(tricky.map(record)));
+    const k = await JournaledJson.open<Counter, unknown>(file, { apply: (d) => d ?? { count: 0, last: 0 } });
+    expect(k.parts().ops).toEqual([1, 'x', 2, '],[']);
+  });
+
+  it('a checksummed record that is not JSON is CORRUPT before the end and a dropped tail at the end', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    await j.append([1]);
+    const jp = journalPathOf(file);
+    const good = await readFile(jp);
+    await writeFile(jp, Buffer.concat([good, record('{"ops":[2'), record('{"ops":[3]}')]));
+    const err = await open(file).catch((e: unknown) => e);
+    expect(AtomicJsonError.is(err) && err.code).toBe('CORRUPT');
+    await writeFile(jp, Buffer.concat([good, record('{"ops":[3]}'), record('{"ops":[2')]));
+    const events: JournalEvent[] = [];
+    expect((await open(file, { events })).current()).toEqual({ count: 2, last: 3 });
+    expect(events.map((e) => e.type)).toEqual(['tail-dropped']);
+  });
+
+  it('one batch of 200,000 ops is appended and replayed (no argument spread of the batch)', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const j = await open(file);
+    const ops = Array.from({ length: 200_000 }, (_, i) => i + 1);
+    await j.append(ops);
+    expect(j.current()).toEqual({ count: 200_000, last: 200_000 });
+    expect((await open(file)).current()).toEqual({ count: 200_000, last: 200_000 });
+  });
+
+  it("a journal's header records the snapshot's file mark; a snapshot with that mark is taken as the one named, any other is checked by its hash", async () => {
+    const file = join(await tmp(), 'doc.json');
+    await writeFile(file, JSON.stringify({ count: 1, last: 1 }));
+    const j = await open(file);
+    await j.append([2]);
+    const [header, ...rest] = await payloads(file);
+    const parsed = JSON.parse(header!) as { journal: number; base: string; mark: string };
+    const m = (await fileMark(file))!;
+    expect(parsed.mark).toBe(`${m.dev}:${m.ino}:${m.size}:${m.mtimeNs}:${m.ctimeNs}`);
+    // The mark stands for the hash: a header with this file's mark is not checked against its bytes...
+    const forged = Buffer.concat([record(JSON.stringify({ ...parsed, base: 'f'.repeat(64) })), ...rest.map(record)]);
+    await writeFile(journalPathOf(file), forged);
+    const events: JournalEvent[] = [];
+    expect((await open(file, { events })).current()).toEqual({ count: 2, last: 2 });
+    expect(events).toEqual([]);
+    // ...while any other mark (here: the snapshot rewritten in place, same bytes) sends the open back to the hash.
+    await writeFile(file, JSON.stringify({ count: 1, last: 1 }));
+    const again: JournalEvent[] = [];
+    expect((await open(file, { events: again })).current()).toEqual({ count: 2, last: 2 });
+    expect(again.map((e) => e.type)).toContain('foreign-snapshot');
+  });
+});
+
+describe('crc32Range', () => {
+  it('equals zlib.crc32 of the same bytes, for any range', () => {
+    const buf = randomBytes(5000);
+    for (const [from, to] of [[0, 0], [0, 1], [3, 11], [1, 4999], [0, 5000], [17, 17 + 64], [100, 4097]] as const) {
+      expect(crc32Range(buf, from, to)).toBe(crc32(buf.subarray(from, to)) >>> 0);
+    }
+    for (let i = 0; i < 200; i++) {
+      const from = Math.floor(Math.random() * 5000);
+      const to = from + Math.floor(Math.random() * (5000 - from));
+      expect(crc32Range(buf, from, to)).toBe(crc32(buf.subarray(from, to)) >>> 0);
+    }
   });
 });

@@ -6,8 +6,9 @@
  *
  * Journal file: a sequence of records `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`,
  * each payload a lossless JSON text:
- * - first record, the header: `{"journal": 1, "base": "<sha-256 hex of the snapshot's bytes>" | null}`
- *   (`null`: the journal extends a missing snapshot);
+ * - first record, the header: `{"journal": 1, "base": "<sha-256 hex of the snapshot's bytes>" | null, "mark"?: "<dev:ino:size:mtimeNs:ctimeNs>"}`
+ *   (`null`: the journal extends a missing snapshot; `mark`: the snapshot's file mark when the
+ *   journal was started: a snapshot that still has it is the one named, without hashing it);
  * - `{"ops": [...]}`: one appended batch;
  * - `{"compact": "<sha-256 hex>"}`: a compaction is about to replace the snapshot by the document
  *   whose bytes have this hash (everything before the marker is folded into it).
@@ -17,12 +18,13 @@ import { constants, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
+import { crc32Range } from './crc32.js';
 import { AtomicJsonError, ioError } from './errors.js';
 import { fileMark, sameFileMark, type FileMark } from './file-mark.js';
 import { fsl } from './fs-layer.js';
 import { MAX_LOCK_POLL_MS, type LockOptions } from './lock.js';
 import { withLock } from './operations.js';
-import { parseJson } from './parse.js';
+import { decodeText, parseJson } from './parse.js';
 import { absolute, assertLockStillHeld, directWrite, holdsLock, othersQueued, readBytes, resolveWriteOptions } from './queue.js';
 import { serialize } from './serialize.js';
 
@@ -103,9 +105,72 @@ export interface JournalOptions<T, Op> {
   onRemote?(change: RemoteChange<T, Op>): void;
 }
 
-interface ParsedRecord {
-  value: Record<string, unknown>;
-  end: number;
+/**
+ * A journal record as read: an ops record in the form {@link encodeRecord} writes
+ * (`{"ops":[...]}`) is its ops array itself, without the wrapper object; any other record (the
+ * header, a compaction marker, an ops record written otherwise) is its payload's object.
+ */
+type RecordValue = unknown[] | Record<string, unknown>;
+
+/** The ops of a record, or `undefined` when it is not an ops record. */
+function opsOf(value: RecordValue): unknown[] | undefined {
+  if (Array.isArray(value)) return value;
+  return Array.isArray(value.ops) ? value.ops : undefined;
+}
+
+/** The ops of `values[from..]`, in order, and the number of ops records they came from. */
+function collectOps<Op>(values: readonly RecordValue[], from: number): { ops: Op[]; records: number } {
+  const ops: Op[] = [];
+  let records = 0;
+  for (let i = from; i < values.length; i++) {
+    const o = opsOf(values[i]!);
+    if (o === undefined) continue;
+    records++;
+    pushAll(ops, o as Op[]);
+  }
+  return { ops, records };
+}
+
+/** `to.push(...from)` without spreading (a spread of ~100,000 items or more overflows the stack). */
+function pushAll<X>(to: X[], from: readonly X[]): void {
+  for (let i = 0; i < from.length; i++) to.push(from[i]!);
+}
+
+const isRecordObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** What a journal's header says of the snapshot it extends. */
+interface JournalHeader {
+  base: string | null;
+  /** The snapshot's file mark when the journal was started ({@link markText}), if recorded. */
+  mark?: string;
+}
+
+/**
+ * A snapshot's {@link FileMark} as a journal header records it: `dev:ino:size:mtimeNs:ctimeNs`.
+ * `undefined` when there is no file or the mark proves nothing (no real inode number).
+ */
+function markText(m: FileMark | undefined): string | undefined {
+  if (m === undefined || m.ino === 0n) return undefined;
+  return `${m.dev}:${m.ino}:${m.size}:${m.mtimeNs}:${m.ctimeNs}`;
+}
+
+/**
+ * The header of the journal `buf`, if its first record is a well-formed header; `undefined`
+ * otherwise (never throws: the full parse that follows reports damage).
+ */
+function headerOf(buf: Buffer, jpath: string): JournalHeader | undefined {
+  if (buf.length < 8) return undefined;
+  const end = 8 + buf.readUInt32LE(0);
+  if (end > buf.length || crc32Range(buf, 8, end) !== buf.readUInt32LE(4)) return undefined;
+  let v: unknown;
+  try {
+    v = parseJson(buf.subarray(8, end), jpath);
+  } catch {
+    return undefined;
+  }
+  if (!isRecordObject(v) || v.journal !== 1 || (typeof v.base !== 'string' && v.base !== null)) return undefined;
+  // A mark is only meaningful beside a hash (a journal on a missing snapshot records none).
+  return typeof v.mark === 'string' && typeof v.base === 'string' ? { base: v.base, mark: v.mark } : { base: v.base };
 }
 
 function sha256(buf: Uint8Array | string): string {
@@ -123,6 +188,20 @@ function encodeRecord(value: unknown, path: string): Buffer {
   head.writeUInt32LE(payload.length, 0);
   head.writeUInt32LE(crc32(payload) >>> 0, 4);
   return Buffer.concat([head, payload]);
+}
+
+/** `{"ops":[` */
+const OPS_OPEN = Buffer.from('{"ops":[', 'latin1');
+
+/**
+ * Does the payload `buf[start..end)` look like `{"ops":[…]}`? Then `[…]` (its bytes without the
+ * first 7 and the last 1) is the ops array, if the payload is what it seems: the caller checks that
+ * by parsing.
+ */
+function looksLikeOps(buf: Buffer, start: number, end: number): boolean {
+  if (end - start < 10 || buf[end - 1] !== 0x7d || buf[end - 2] !== 0x5d) return false;
+  for (let k = 0; k < OPS_OPEN.length; k++) if (buf[start + k] !== OPS_OPEN[k]) return false;
+  return true;
 }
 
 function allZero(buf: Uint8Array, from: number): boolean {
@@ -155,16 +234,21 @@ function frameAfter(buf: Buffer, from: number): boolean {
 
 /**
  * Parse records from `buf` (which starts at file offset `base`). A bad record followed only by
- * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`.
+ * zeros or nothing is a torn tail; a bad record followed by data is `CORRUPT`. `buf` is used as
+ * scratch space: the records' frame headers are overwritten (the payloads and any torn tail are
+ * left as they were).
  */
 function parseRecords(
   buf: Buffer,
   base: number,
   jpath: string,
-): { records: ParsedRecord[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
-  // Pass 1: framing and checksums. Pass 2: every payload parsed in one go (one JSON array),
-  // falling back to one parse per record to find a bad one.
-  const frames: { start: number; end: number }[] = [];
+): { values: RecordValue[]; validEnd: number; torn?: { offset: number; bytes: number; reason: string } } {
+  // Pass 1: framing and checksums, over the one buffer (no object or slice per record).
+  // Pass 2: every payload parsed in one go, as one JSON array; an ops record enters it as its ops
+  // array alone (no wrapper object to build and drop). If that array does not come out as one
+  // value of the expected kind per record, each record is parsed alone to find the bad one.
+  const starts: number[] = [];
+  const ends: number[] = [];
   let off = 0;
   let torn: { offset: number; bytes: number; reason: string } | undefined;
   const fail = (reason: string, recordEnd: number, at: number) => {
@@ -190,55 +274,74 @@ function parseRecords(
       fail('record longer than the file', buf.length, off);
       break;
     }
-    if ((crc32(buf.subarray(off + 8, end)) >>> 0) !== sum) {
+    if (crc32Range(buf, off + 8, end) !== sum) {
       fail('checksum mismatch', end, off);
       break;
     }
-    frames.push({ start: off + 8, end });
+    starts.push(off + 8);
+    ends.push(end);
     off = end;
   }
   const validEnd = base + off;
-  let values: unknown[] | undefined;
-  if (frames.length > 1) {
-    // One JSON array of every payload, built in one buffer: `[p1,p2,...]` (each payload is
-    // where its 8-byte frame header was, so the array is at most as long as the records).
-    const all = Buffer.allocUnsafe(off + 1);
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      all[at] = i === 0 ? 0x5b : 0x2c; // '[' first, then ','
-      at += 1 + buf.copy(all, at + 1, frames[i]!.start, frames[i]!.end);
-    }
-    all[at++] = 0x5d; // ']'
-    try {
-      const parsed = parseJson(all.subarray(0, at), jpath);
-      if (Array.isArray(parsed) && parsed.length === frames.length) values = parsed;
-    } catch {
-      values = undefined;
+  const n = starts.length;
+  if (n === 0) return torn === undefined ? { values: [], validEnd } : { values: [], validEnd, torn };
+  // Pass 2 works in place, copying nothing: the records become the text `[v1,v2,...]`. Each
+  // 8-byte frame header turns into its separator (`[` first, then `,`) and spaces; an ops record
+  // `{"ops":[…]}` turns its `{"ops":` and its last `}` into spaces, leaving its ops array (the
+  // last record's `}` becomes the closing `]`; after any other last record, a `]` is appended).
+  const opsShaped = new Uint8Array(n);
+  const prefix = OPS_OPEN.length - 1; // `{"ops":`, without the `[`
+  for (let i = 0; i < n; i++) {
+    const s = starts[i]!;
+    const e = ends[i]!;
+    buf[s - 8] = i === 0 ? 0x5b : 0x2c;
+    for (let k = s - 7; k < s; k++) buf[k] = 0x20;
+    if (looksLikeOps(buf, s, e)) {
+      opsShaped[i] = 1;
+      for (let k = s; k < s + prefix; k++) buf[k] = 0x20;
+      buf[e - 1] = 0x20;
     }
   }
-  const records: ParsedRecord[] = [];
-  for (let i = 0; i < frames.length; i++) {
-    const f = frames[i]!;
-    let value: unknown;
-    if (values !== undefined) value = values[i];
-    else {
-      try {
-        value = parseJson(buf.subarray(f.start, f.end), jpath);
-      } catch {
-        value = undefined;
-      }
+  const closed = opsShaped[n - 1] === 1;
+  if (closed) buf[ends[n - 1]! - 1] = 0x5d;
+  let values: RecordValue[] | undefined;
+  try {
+    const text = decodeText(buf.subarray(0, off), jpath);
+    const parsed = parseJson(closed ? text : `${text}]`, jpath);
+    if (Array.isArray(parsed) && parsed.length === n) {
+      let ok = true;
+      for (let i = 0; i < n && ok; i++) ok = opsShaped[i] === 1 ? Array.isArray(parsed[i]) : isRecordObject(parsed[i]);
+      if (ok) values = parsed as RecordValue[];
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  } catch {
+    values = undefined;
+  }
+  if (values !== undefined) return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
+  // Some record is not what it seemed: put the payloads back and parse them one by one.
+  for (let i = 0; i < n; i++) {
+    if (opsShaped[i] !== 1) continue;
+    OPS_OPEN.copy(buf, starts[i]!, 0, prefix);
+    buf[ends[i]! - 1] = 0x7d;
+  }
+  values = [];
+  for (let i = 0; i < n; i++) {
+    let value: unknown;
+    try {
+      value = parseJson(buf.subarray(starts[i]!, ends[i]!), jpath);
+    } catch {
+      value = undefined;
+    }
+    if (!isRecordObject(value)) {
       // A checksummed record that is not a record object: a writer's bug, never a torn write.
-      const recStart = f.start - 8;
-      if (i === frames.length - 1 && torn === undefined && (f.end >= buf.length || allZero(buf, f.end))) {
-        return { records, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
+      const recStart = starts[i]! - 8;
+      if (i === n - 1 && torn === undefined && (ends[i]! >= buf.length || allZero(buf, ends[i]!))) {
+        return { values, validEnd: base + recStart, torn: { offset: base + recStart, bytes: buf.length - recStart, reason: 'payload is not a record object' } };
       }
       throw corruptJournal(jpath, base + recStart, 'payload is not a record object');
     }
-    records.push({ value: value as Record<string, unknown>, end: base + f.end });
+    values.push(value);
   }
-  return torn === undefined ? { records, validEnd } : { records, validEnd, torn };
+  return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
 }
 
 async function statOrUndefined(p: string) {
@@ -470,7 +573,7 @@ export class JournaledJson<T, Op> {
       p = this.#pending = deferred();
       if (!this.#draining) this.#startDrain();
     }
-    p.ops.push(...ops);
+    pushAll(p.ops, ops);
     return p.promise;
   }
 
@@ -603,17 +706,22 @@ export class JournaledJson<T, Op> {
    * Read and parse the snapshot. Its hash is only needed next to a journal: computed here (on
    * the thread pool, while the snapshot parses) when `hash`, else on first need by #ensureHash.
    */
-  async #readSnapshot(hash: boolean): Promise<Buffer | undefined> {
+  async #readSnapshot(hash: boolean, header?: JournalHeader): Promise<Buffer | undefined> {
     const mark = await fileMark(this.path);
     const bytes = await readBytes(this.path);
-    const hashing = hash && bytes !== undefined ? sha256OffThread(bytes) : undefined;
+    // A journal header that recorded this very file's mark gives its hash: nothing to compute.
+    const named = header?.mark !== undefined && header.mark === markText(mark) ? header.base : undefined;
+    const hashing = hash && bytes !== undefined && named === undefined ? sha256OffThread(bytes) : undefined;
     hashing?.catch(() => {});
     this.#base = bytes === undefined ? undefined : (parseJson(bytes, this.path) as T);
-    this.#snapHash = bytes === undefined ? null : hashing === undefined ? undefined : await hashing;
     this.#snapSize = bytes?.length ?? 0;
     const after = await fileMark(this.path);
     // A mark that moved during the read: force a re-check at the next locked operation.
     this.#snapMark = mark !== undefined && after !== undefined && sameFileMark(mark, after) ? after : undefined;
+    if (bytes === undefined) this.#snapHash = null;
+    else if (!hash) this.#snapHash = undefined;
+    else if (hashing !== undefined) this.#snapHash = await hashing;
+    else this.#snapHash = this.#snapMark !== undefined ? named : sha256(bytes); // named, unless the file moved meanwhile
     if (bytes !== undefined && this.#snapMark === undefined) this.#stale = true;
     this.#unfolded = [];
     this.#dirty = false;
@@ -633,24 +741,27 @@ export class JournaledJson<T, Op> {
    */
   async #loadAll(report: boolean): Promise<void> {
     this.#stale = false;
-    await this.#readSnapshot(true);
+    // The journal first (only lock holders change it): its header may name the snapshot by its
+    // mark, which spares hashing the snapshot.
     const jst = await statOrUndefined(this.journalPath);
-    if (jst === undefined) {
-      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
-      return;
-    }
-    let bytes: Buffer;
+    let bytes: Buffer | undefined;
     try {
-      bytes = await readRange(this.journalPath, 0, Number(jst.size));
+      bytes = jst === undefined ? undefined : await readRange(this.journalPath, 0, Number(jst.size));
     } catch (err) {
       throw ioError(this.journalPath, 'read', err);
+    }
+    await this.#readSnapshot(true, bytes === undefined ? undefined : headerOf(bytes, this.journalPath));
+    if (jst === undefined || bytes === undefined) {
+      if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+      return;
     }
     const parsed = parseRecords(bytes, 0, this.journalPath);
     if (parsed.torn) {
       this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
     }
-    const [header, ...rest] = parsed.records;
-    if (header === undefined || header.value.journal !== 1) {
+    const values = parsed.values;
+    const header = values[0];
+    if (header === undefined || Array.isArray(header) || header.journal !== 1) {
       if (header !== undefined) throw corruptJournal(this.journalPath, 0, 'no journal header');
       // Only a torn header: the journal never acknowledged anything.
       await this.#removeJournal();
@@ -658,33 +769,21 @@ export class JournaledJson<T, Op> {
       return;
     }
     if (parsed.torn) await this.#truncate(parsed.validEnd);
-    let start = 0;
+    let marker = 0; // index of the compaction marker naming the snapshot, if any
     let foreign = false;
-    if (header.value.base !== this.#snapHash) {
-      let marker = -1;
-      for (let i = rest.length - 1; i >= 0; i--) {
-        if (rest[i]!.value.compact === this.#snapHash && this.#snapHash !== null) {
-          marker = i;
-          break;
-        }
+    if (header.base !== this.#snapHash) {
+      for (let i = values.length - 1; i >= 1 && marker === 0; i--) {
+        const v = values[i]!;
+        if (!Array.isArray(v) && v.compact === this.#snapHash && this.#snapHash !== null) marker = i;
       }
-      if (marker >= 0) start = marker + 1;
-      else foreign = true;
+      if (marker === 0) foreign = true;
     }
-    const ops: Op[] = [];
-    let records = 0;
-    for (let i = start; i < rest.length; i++) {
-      const r = rest[i]!.value;
-      if (Array.isArray(r.ops)) {
-        ops.push(...(r.ops as Op[]));
-        records++;
-      }
-    }
+    const { ops, records } = collectOps<Op>(values, marker + 1);
     this.#unfolded = ops;
     this.#records = records;
     this.#jIno = jst.ino;
     this.#jEnd = parsed.validEnd;
-    if (start > 0) {
+    if (marker > 0) {
       this.#opts.onEvent?.({ type: 'compaction-resumed', path: this.path });
       if (records === 0) {
         await this.#removeJournal();
@@ -767,30 +866,29 @@ export class JournaledJson<T, Op> {
       this.#opts.onEvent?.({ type: 'tail-dropped', path: this.journalPath, ...parsed.torn });
       await this.#truncate(parsed.validEnd);
     }
-    let records = parsed.records;
+    const values = parsed.values;
     if (from === 0) {
-      const header = records[0];
+      const header = values[0];
       if (header === undefined) {
         await this.#removeJournal();
         return;
       }
-      if (!(await this.#ensureHash())) return this.#loadAll(true);
-      if (header.value.journal !== 1 || header.value.base !== this.#snapHash) return this.#loadAll(true);
-      records = records.slice(1);
-    }
-    const ops: Op[] = [];
-    for (const r of records) {
-      if (Array.isArray(r.value.ops)) {
-        ops.push(...(r.value.ops as Op[]));
-        this.#records++;
-      } else if (typeof r.value.compact === 'string') {
-        // Another process is compacting and died before replacing the snapshot (else the mark moved).
+      // Started by another process on the snapshot we know (its header recorded that file's mark):
+      // its base is that snapshot's hash, no need to compute it.
+      if (this.#snapHash === undefined && !Array.isArray(header) && typeof header.base === 'string' && header.mark !== undefined && header.mark === markText(this.#snapMark)) {
+        this.#snapHash = header.base;
       }
+      if (!(await this.#ensureHash())) return this.#loadAll(true);
+      if (Array.isArray(header) || header.journal !== 1 || header.base !== this.#snapHash) return this.#loadAll(true);
     }
+    // A compaction marker here: another process is compacting and died before replacing the
+    // snapshot (else the snapshot's mark moved); the records around it stay valid.
+    const { ops, records } = collectOps<Op>(values, from === 0 ? 1 : 0);
+    this.#records += records;
     this.#jIno = jst.ino;
     this.#jEnd = parsed.validEnd;
     if (ops.length > 0) {
-      this.#unfolded.push(...ops);
+      pushAll(this.#unfolded, ops);
       this.#opts.onRemote?.({ kind: 'ops', ops });
     }
   }
@@ -857,13 +955,14 @@ export class JournaledJson<T, Op> {
     const rec = encodeRecord({ ops }, this.journalPath);
     if (this.#jIno === undefined) {
       if (this.#snapHash === undefined) throw new Error('internal: the snapshot hash is unknown when starting a journal');
-      const header = encodeRecord({ journal: 1, base: this.#snapHash }, this.journalPath);
+      const mark = this.#snapHash === null ? undefined : markText(this.#snapMark);
+      const header = encodeRecord({ journal: 1, base: this.#snapHash, ...(mark === undefined ? {} : { mark }) }, this.journalPath);
       this.#jEnd = 0;
       await this.#writeToJournal([header, rec], true);
     } else {
       await this.#writeToJournal([rec], false);
     }
-    this.#unfolded.push(...ops);
+    pushAll(this.#unfolded, ops);
     this.#records++;
     this.#appends++;
     this.#appendedBytes += rec.length;

@@ -169,6 +169,21 @@ function isCounterOp(op: Op): op is CounterOp {
   return false;
 }
 
+/**
+ * Apply counter ops (found in the journal at open) to the peers, as applyOps applies them to the
+ * records (same arithmetic: Peer's own methods); an unknown id is skipped.
+ */
+function applyCounters(peers: ReadonlyMap<string, Peer>, counters: readonly CounterOp[]): void {
+  for (let i = 0; i < counters.length; i++) {
+    const op = counters[i]!;
+    const p = peers.get(op.id);
+    if (p === undefined) continue;
+    if (op.kind === 'success') p.recordConnectionSuccess(op.at);
+    else if (op.kind === 'failure') p.recordConnectionFailure();
+    else p.updateActivity(op.at);
+  }
+}
+
 /** Delay of the compaction of a journal found at open. */
 const OPEN_COMPACTION_DELAY_MS = 100;
 
@@ -350,14 +365,7 @@ export class PeerRegistry {
       timer.unref?.();
     }
     this.#index.load(peers.peers);
-    // As applyOps applies them to the records (same arithmetic: Peer's own methods); an unknown id is skipped.
-    for (const op of peers.counters) {
-      const p = this.#index.peers.get(op.id);
-      if (p === undefined) continue;
-      if (op.kind === 'success') p.recordConnectionSuccess(op.at);
-      else if (op.kind === 'failure') p.recordConnectionFailure();
-      else p.updateActivity(op.at);
-    }
+    applyCounters(this.#index.peers, peers.counters);
   }
 
   /** Where `open()` moved a corrupt file with `onCorrupt: 'quarantine'`, if it did. */
