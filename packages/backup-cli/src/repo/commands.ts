@@ -3,7 +3,6 @@ import type { Ctx, Flags } from '../cli.js';
 import { count, single } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
-import { restoreBackup } from '../restore.js';
 import { parseRepoUrl, REPO_ENV } from './backend.js';
 import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
@@ -155,32 +154,6 @@ export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
         ? `Backup ${ctx.out.bold(res.name)} is already in ${res.backupDir} (intact); nothing downloaded.`
         : `${ctx.out.green('Pulled')} ${ctx.out.bold(res.name)} from ${res.repo} into ${res.path}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`,
     );
-  }
-  return 0;
-}
-
-export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoTarget(ctx);
-  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
-  const target = single(ctx.raw, 'target', '--target');
-  ctx.started = true;
-  const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
-  const res = await restoreBackup({
-    name: pulled.name,
-    backupDir: pulled.backupDir,
-    ...(target !== undefined ? { target } : {}),
-    overwrite: ctx.flags.overwrite,
-    force: ctx.flags.force,
-    fsync: ctx.flags.fsync,
-    onWarning: (m) => {
-      if (!ctx.json && !ctx.quiet) ctx.io.stderr.write(`${ctx.err.yellow('warning:')} ${m}\n`);
-    },
-  });
-  if (ctx.json) printJson(ctx, { ...res, pulled });
-  else if (!ctx.quiet) {
-    println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(res.name)} from ${pulled.repo} into ${res.target}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`);
-    println(ctx, ctx.out.dim(`  local copy of the backup: ${pulled.path}`));
-    if (res.preRestoreBackup) println(ctx, `The previous data was saved as backup ${ctx.out.bold(res.preRestoreBackup)}.`);
   }
   return 0;
 }
