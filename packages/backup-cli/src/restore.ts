@@ -673,8 +673,9 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
       const shape = await compareTree(newDir, manifest, false, { own: [] });
       if (shape.length > 0) throw c.source.damaged(opts.name, shape);
     }
-    // Run as root: every entry gets the owner it had in the target, new ones the target's owner.
-    if (owner) {
+    // Run as root: every entry gets the owner it had in the target, new ones the target's owner
+    // (nothing to do for a new target when what this process creates is already theirs).
+    if (owner && (tst || !(await createsAs(newDir, owner)))) {
       for (const m of manifest) {
         // Never the owner of something outside the target (a directory on the way swapped for a symlink).
         const prev = tst ? lstatConfined(joinRel(target, entryRel(m)!)) : undefined;
@@ -779,6 +780,16 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
   await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
   return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, include: null, removed: [], warnings };
+}
+
+/**
+ * Whether entries created in `dir` (made by this process) get `owner` already: this process's
+ * effective uid and gid are the owner's, and so is `dir`'s group (a set-group-ID parent passes its
+ * group on).
+ */
+async function createsAs(dir: string, owner: Owner): Promise<boolean> {
+  const st = await lstat(dir);
+  return process.geteuid?.() === owner.uid && process.getegid?.() === owner.gid && st.uid === owner.uid && st.gid === owner.gid;
 }
 
 function mountedTarget(target: string, cause?: unknown): BackupError {

@@ -53,15 +53,20 @@ function localOptions(opts: RepoRestoreOptions): RestoreOptions {
 }
 
 function repoOpener(ro: RepoOptions, url: { value: string }): SourceOpener {
-  return async (opts) => {
+  return async (opts, how) => {
     const repo = await openRepo(ro);
     url.value = repo.url;
+    const requests = ro.concurrency ?? DEFAULT_CONCURRENCY;
+    // Where each content is (listings and indexes): read while the snapshot is read and the
+    // target checked. A failure shows when the contents are read (never unhandled meanwhile).
+    const cat = how.dryRun ? undefined : loadCatalog(repo, requests);
+    cat?.catch(() => undefined);
     const name = await resolveRepoName(ro, opts.name);
     const doc = await readSnapshot(repo, name);
     if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
     const manifest = checkedManifest(name, doc.metadata, repo.url);
     const backupDir = resolveBackupDir(opts.backupDir, (ro.env ?? process.env) as NodeJS.ProcessEnv);
-    return { name, backupPath: `${repo.url}/${snapshotKey(name)}`, backupDir, meta: doc.metadata, manifest, source: repoSource(repo, ro.concurrency ?? DEFAULT_CONCURRENCY) };
+    return { name, backupPath: `${repo.url}/${snapshotKey(name)}`, backupDir, meta: doc.metadata, manifest, source: repoSource(repo, requests, cat) };
   };
 }
 
@@ -120,8 +125,8 @@ async function copyStaged(from: string | Buffer, to: string | Buffer, m: Manifes
  * reported like any other, and its file is only ever in the staging directory, which the restore
  * then removes.
  */
-function repoSource(repo: Repo, requests: number): StageSource {
-  let cat: Promise<Catalog> | undefined;
+function repoSource(repo: Repo, requests: number, catalog: Promise<Catalog> | undefined): StageSource {
+  let cat = catalog;
   return {
     verified: true,
     checkStagedTree: true,
