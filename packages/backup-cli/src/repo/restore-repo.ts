@@ -143,6 +143,9 @@ function repoSource(repo: Repo, requests: number, catalog: Promise<Catalog> | un
       const index = new Map<ManifestFile, number>();
       for (const [i, f] of files.entries()) index.set(f, i);
       cat ??= loadCatalog(repo, requests);
+      // Packed contents are written synchronously, a range of a pack at a time: let the event loop
+      // read the other downloads in between, so writing and downloading overlap.
+      let lastYield = performance.now();
       const found = await readBlobs(repo, await cat, [...blobs.values()].map((g) => g.w), { concurrency: requests, stopOnProblem: true }, async (w, chunks) => {
         const [first, ...others] = blobs.get(w.name)!.files;
         const path = dst(first!, index.get(first!)!);
@@ -153,6 +156,10 @@ function repoSource(repo: Repo, requests: number, catalog: Promise<Catalog> | un
           for (const f of others) {
             writeStagedSync(dst(f, index.get(f)!), chunks as Buffer[], f, o.fsync);
             o.onFile(f, f.size);
+          }
+          if (performance.now() - lastYield > 20) {
+            await new Promise((resolve) => setImmediate(resolve));
+            lastYield = performance.now();
           }
           return;
         }
