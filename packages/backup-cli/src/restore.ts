@@ -192,7 +192,7 @@ async function openLocal(opts: RestoreOptions, how: { dryRun: boolean; partial: 
 }
 
 /** A backup's manifest, checked: no absolute path, no `..`, nothing below a symlink (`UNSAFE_PATH`). */
-export function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
+function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
   const unsafe = checkManifest(meta.manifest!, { nameEscape: nameEscapeOf(meta) });
   if (unsafe.length > 0) {
     throw new BackupError(
