@@ -27,7 +27,6 @@ import {
   relText,
   storedRel,
   type Rel,
-  type NameEscape,
   NAME_ESCAPE,
 } from './relpath.js';
 import { readSummary } from './summary.js';
