@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
 import { backupMeta, cli, json, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 import { repoScenarios } from './repo-scenarios.js';
+import { repoRestoreScenarios } from './repo-restore.js';
 
 const run = promisify(execFile);
 const SCRIPT = resolve(repoRoot, 'scripts/s3-server.sh');
@@ -60,10 +61,12 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
   }, 90_000);
 
   let n = 0;
-  repoScenarios(tempDir, {
-    url: (tag) => `s3://dawn-test/${tag}-${process.pid}-${n++}`,
+  const s3Target = {
+    url: (tag: string) => `s3://dawn-test/${tag}-${process.pid}-${n++}`,
     env: () => server.env,
-  });
+  };
+  repoScenarios(tempDir, s3Target);
+  repoRestoreScenarios(tempDir, s3Target);
 
   it('an unreachable endpoint: a clear IO error, exit 1, nothing local changed', async () => {
     const root = await tempDir();

@@ -68,10 +68,10 @@ export interface SnapshotDoc {
   metadata: BackupMetadata;
 }
 
-const DEFAULT_CONCURRENCY = 48;
+export const DEFAULT_CONCURRENCY = 48;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
-async function openRepo(opts: RepoOptions): Promise<Repo> {
+export async function openRepo(opts: RepoOptions): Promise<Repo> {
   const backend = await openBackend(opts.repo, opts);
   const raw = await getBuffer(backend, CONFIG_KEY);
   if (raw === undefined) {
@@ -129,7 +129,7 @@ export interface PushResult {
   requests: number;
 }
 
-async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
+export async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
   const backend = repo.backend;
   const raw = await getBuffer(backend, snapshotKey(name));
   if (raw === undefined) return undefined;
@@ -147,7 +147,7 @@ async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | und
   return doc as SnapshotDoc;
 }
 
-function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
+export function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
   const unsafe = checkManifest(meta.manifest ?? [], { checksums: true, nameEscape: nameEscapeOf(meta) });
   if (unsafe.length > 0) {
     throw new BackupError('UNSAFE_PATH', `Backup "${name}" (${where}) has an unsafe or malformed manifest (${unsafe.length} problem(s), first: ${unsafe[0]!.path}: ${unsafe[0]!.detail}). It is not used.`, { problems: unsafe });
@@ -390,7 +390,7 @@ function writeNewFileSync(path: string | Buffer, chunks: Buffer[], mode: number)
 }
 
 /** The distinct contents of a manifest's files, by blob name, with the files holding each. */
-function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; files: ManifestFile[] }> {
+export function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; files: ManifestFile[] }> {
   const out = new Map<string, { w: Wanted; files: ManifestFile[] }>();
   for (const f of files) {
     const name = repo.nameOf(f.sha256);
