@@ -91,6 +91,8 @@ export interface BlobLoc {
   pack: string;
   offset: number;
   length: number;
+  /** The index object that names this location. */
+  index: string;
 }
 /** One pack as an index describes it: `[blob name, offset, stored length]` per blob. */
 export interface IndexPack {
@@ -128,14 +130,28 @@ function parseIndex(plain: Buffer | undefined): IndexPack[] | undefined {
   }
 }
 
+/** The keys of a store's loose objects, packs and indexes (three listings, at once). */
+export interface StoreListing {
+  objects: string[];
+  packs: string[];
+  indexes: string[];
+}
+
+/** List loose objects, packs and indexes (needs no key: a push starts it before the config is read). */
+export async function listStore(b: Backend): Promise<StoreListing> {
+  const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
+  return { objects, packs, indexes };
+}
+
 /**
  * List loose objects and packs, and read every index (one request per index). Index objects are
- * never rewritten (named by their hash): those `previous` has read are not read again.
+ * never rewritten (named by their hash): those `previous` has read are not read again. `listed`:
+ * a listing already under way (else the store is listed now).
  */
-export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog): Promise<Catalog> {
+export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog, listed?: Promise<StoreListing>): Promise<Catalog> {
   const b = repo.backend;
   const cat: Catalog = { loose: new Set(), packed: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
-  const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
+  const { objects, packs, indexes } = await (listed ?? listStore(b));
   for (const k of objects) {
     const h = hashOfKey(k);
     if (h) cat.loose.add(h);
@@ -166,7 +182,7 @@ function addIndex(cat: Catalog, key: string, packs: IndexPack[]): void {
   for (const p of packs) {
     for (const [name, offset, length] of p.blobs) {
       const cur = cat.packed.get(name);
-      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length });
+      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length, index: key });
     }
   }
 }
@@ -176,6 +192,35 @@ export function hasBlob(cat: Catalog, name: string): boolean {
   if (cat.loose.has(name)) return true;
   const loc = cat.packed.get(name);
   return loc !== undefined && cat.packs.has(loc.pack);
+}
+
+/** At most this many HEAD requests make {@link stillStored} (more: it says `undefined`, list instead). */
+const MAX_STILL_STORED_CHECKS = 64;
+
+/**
+ * Whether every blob of `names` is still where `cat` found it: its loose object, or its pack
+ * and the index naming it, checked with one HEAD each (all at once). Cheaper than listing the
+ * store again when few objects are involved: `undefined` when more than
+ * {@link MAX_STILL_STORED_CHECKS} would be needed or when a blob is not in `cat`; `false` when
+ * any is gone (the caller lists the store again: a merged index may name the pack now).
+ */
+export async function stillStored(repo: Repo, cat: Catalog, names: Iterable<string>, concurrency: number): Promise<boolean | undefined> {
+  const keys = new Set<string>();
+  for (const n of names) {
+    if (cat.loose.has(n)) keys.add(objectKey(n));
+    else {
+      const loc = cat.packed.get(n);
+      if (!loc || !cat.packs.has(loc.pack)) return undefined;
+      keys.add(packKey(loc.pack));
+      keys.add(loc.index);
+    }
+    if (keys.size > MAX_STILL_STORED_CHECKS) return undefined;
+  }
+  let all = true;
+  await runPool([...keys], concurrency, async (k) => {
+    if (!(await repo.backend.exists(k))) all = false;
+  });
+  return all;
 }
 
 /** Write one index describing `packs`; returns its key. */
