@@ -13,6 +13,7 @@ import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } 
 import { entryTarget } from '../relpath.js';
 import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
+import { IndexCache } from './cache.js';
 import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
 import { selectSubset, type DataSubset } from './subset.js';
 import { CONFIG_KEY, objectKey, packKey, READABLE_FORMAT_VERSIONS, REPO_FORMAT, REPO_FORMAT_VERSION, sha256, SNAPSHOT_FORMAT, snapshotKey, SNAPSHOTS_PREFIX } from './format.js';
@@ -91,9 +92,9 @@ async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Repo> {
   const env = opts.env ?? process.env;
   if (config.encryption !== undefined && config.encryption !== null) {
     if (typeof config.encryption !== 'object') throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY}: malformed encryption settings.`, { path: backend.url });
-    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env);
+    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env, IndexCache.for(raw, env));
   }
-  return plainRepo(backend, config.format_version, env);
+  return plainRepo(backend, config.format_version, env, IndexCache.for(raw, env));
 }
 
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */

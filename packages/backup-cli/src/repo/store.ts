@@ -3,6 +3,7 @@ import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { runPool } from '../fsutil.js';
 import { buffers, getBuffer, getRangeBuffer, type Backend } from './backend.js';
+import type { IndexCache } from './cache.js';
 import { macName, open as openSealed, openStream, seal, sealStream, type RepoKeys } from './crypto.js';
 import {
   DamagedError,
@@ -46,6 +47,8 @@ export interface Repo {
   encodeStream(plain: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
   /** Throws {@link DamagedError} when the stored bytes are not a valid object. */
   decodeStream(stored: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
+  /** The local cache of index objects (`undefined`: none). */
+  cache?: IndexCache | undefined;
 }
 
 /** What an encrypted blob, loose object or index is bound to (AES-GCM additional data). */
@@ -55,9 +58,10 @@ export const INDEX_AAD = 'index';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-export function plainRepo(backend: Backend, version: number, env: Env): Repo {
+export function plainRepo(backend: Backend, version: number, env: Env, cache?: IndexCache): Repo {
   return {
     backend,
+    cache,
     url: backend.url,
     version,
     packing: version >= 2,
@@ -71,9 +75,9 @@ export function plainRepo(backend: Backend, version: number, env: Env): Repo {
 }
 
 /** Compression first (ciphertext does not compress), then AES-256-GCM bound to the name. */
-export function encryptedRepo(backend: Backend, keys: RepoKeys, version: number, env: Env): Repo {
+export function encryptedRepo(backend: Backend, keys: RepoKeys, version: number, env: Env, cache?: IndexCache): Repo {
   return {
-    ...plainRepo(backend, version, env),
+    ...plainRepo(backend, version, env, cache),
     nameOf: (h) => macName(keys, h),
     encode: async (p, aad) => seal(keys, await encodeObject(p), aad),
     decode: async (s, aad) => {
@@ -162,9 +166,17 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
   }
   const known = indexes.filter((k) => previous?.indexes.has(k));
   for (const key of known) addIndex(cat, key, previous!.indexes.get(key)!);
+  // Indexes are sealed and named by the sha256 of their bytes: a copy in the local cache, checked
+  // against its name, is as good as a GET (see cache.ts). Only listed indexes are looked up.
+  const cache = repo.cache;
   await runPool(indexes.filter((k) => isIndexKey(k) && !previous?.indexes.has(k)), concurrency, async (key) => {
-    const raw = await getBuffer(b, key);
-    if (raw === undefined) return; // removed meanwhile (a prune merged it)
+    const hash = key.slice(INDEX_PREFIX.length);
+    let raw = cache?.get(hash);
+    if (raw === undefined) {
+      raw = await getBuffer(b, key);
+      if (raw === undefined) return; // removed meanwhile (a prune merged it)
+      if (sha256(raw) === hash) cache?.put(hash, raw);
+    }
     const packs = parseIndex(await repo.decode(raw, INDEX_AAD));
     if (!packs) {
       cat.damagedIndexes.push(key);
@@ -172,6 +184,7 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
     }
     addIndex(cat, key, packs);
   });
+  cache?.keepOnly(new Set(indexes.filter(isIndexKey).map((k) => k.slice(INDEX_PREFIX.length))));
   return cat;
 }
 
@@ -226,8 +239,10 @@ export async function stillStored(repo: Repo, cat: Catalog, names: Iterable<stri
 /** Write one index describing `packs`; returns its key. */
 export async function writeIndex(repo: Repo, packs: IndexPack[]): Promise<string> {
   const stored = await repo.encode(Buffer.from(JSON.stringify({ format: INDEX_FORMAT, format_version: 1, packs })), INDEX_AAD);
-  const key = indexKey(sha256(stored));
+  const hash = sha256(stored);
+  const key = indexKey(hash);
   await repo.backend.putIfAbsent(key, stored);
+  repo.cache?.put(hash, stored);
   return key;
 }
 
