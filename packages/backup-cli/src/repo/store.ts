@@ -208,7 +208,7 @@ export function hasBlob(cat: Catalog, name: string): boolean {
 }
 
 /** At most this many HEAD requests make {@link stillStored} (more: it says `undefined`, list instead). */
-const MAX_STILL_STORED_CHECKS = 64;
+const MAX_STILL_STORED_CHECKS = 12;
 
 /**
  * Whether every blob of `names` is still where `cat` found it: its loose object, or its pack
