@@ -527,6 +527,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
           '  DAWN_BACKUP_REPO        the repository of init, push, pull and backup --push when --repo is not given',
           '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository (else --password-file, else asked on a terminal)',
           '  DAWN_BACKUP_LOCK_STALE  seconds after which another host\'s repository lock counts as stale (default 21600)',
+          '  DAWN_BACKUP_CACHE_DIR   the local cache of repository indexes (default $XDG_CACHE_HOME/dawn-backup, ~/.cache/dawn-backup)',
+          '  DAWN_BACKUP_NO_CACHE    1: use no local cache',
           '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
