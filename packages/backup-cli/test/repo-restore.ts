@@ -1,6 +1,6 @@
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyDir, spawnNode } from '@dawn/test-utils';
+import { canMountTmpfs, copyDir, spawnNode, tmpfsSkipReason, withTinyFs } from '@dawn/test-utils';
 import { expect, it } from 'vitest';
 import { backupMeta, BIN, cli, json, makeManyFiles, makeRichTree, RICH_EXCLUDED, snapshot, without } from './helpers.js';
 import { tamper, type RepoTarget } from './repo-scenarios.js';
@@ -120,6 +120,18 @@ export function repoRestoreScenarios(tempDir: () => Promise<string>, target: Rep
     const full = await run(['restore', 'b1', '--repo', repo]);
     expect(full.code).toBe(3);
     expect(await snapshot(data)).toEqual(after);
+  });
+
+  it.skipIf(!canMountTmpfs)(`a full disk while restore --repo writes (a large content streamed): NO_SPACE, exit 1, nothing left behind, no descriptor left to the GC ${tmpfsSkipReason}`, async () => {
+    const { repo, run } = await setup('rr-full');
+    await withTinyFs('2m', async (fs) => {
+      // big.bin (3 MiB) does not fit
+      const r = await run(['restore', 'b1', '--repo', repo, '--target', join(fs, 'data'), '--backup-dir', join(fs, 'backups'), '--json']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(JSON.parse(r.stderr).error.code).toBe('NO_SPACE');
+      expect(r.stderr).not.toMatch(/garbage collection|Warning/);
+      expect(await readdir(fs)).toEqual([]); // no target, no staging dir, no lock
+    });
   });
 
   it('SIGKILL during restore --repo (6 kills): the target holds the old or the new data; the next run recovers and cleans as a local restore does', async () => {

@@ -443,7 +443,8 @@ export async function readBlobs(
     }
     if (n !== w.size || h.digest('hex') !== w.sha256) damaged(w);
   });
-  await Promise.all([fromPacks, fromLoose]);
+  // Both settled before returning or throwing: nothing is still writing when the caller cleans up.
+  for (const r of await Promise.allSettled([fromPacks, fromLoose])) if (r.status === 'rejected') throw r.reason;
   return problems;
 }
 
