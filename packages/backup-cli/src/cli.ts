@@ -13,9 +13,10 @@ import { TOOL_VERSION } from './metadata.js';
 import { colorEnabled, formatBytes, formatTime, guardStream, makeStyle, ProgressBar, table, terminalSafe, type CliIO, type GuardedStream, type OutStream, type Style } from './output.js';
 import { hasRetentionRule, pruneBackups, type RetentionPolicy } from './prune.js';
 import type { PlannedEntry, RestorePlan } from './partial.js';
-import { cmdRepoList, cmdRepoPrune, cmdRepoRestore, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands, repoTarget } from './repo/commands.js';
+import { cmdRepoList, cmdRepoPrune, cmdRepoVerify, explicitRepo, printPushed, pushAfterBackup, pushTarget, registerRepoCommands, repoTarget } from './repo/commands.js';
 import { diffRepo, showRepoBackup } from './repo/view.js';
-import { planRestore, restoreBackup } from './restore.js';
+import { planRestore, restoreBackup, type RestoreResult } from './restore.js';
+import { planRestoreFromRepo, restoreFromRepo } from './repo/restore-repo.js';
 import { checkArgv, type Grammar, type OptionSpec } from './usage.js';
 import { verifyBackup, type VerifyResult } from './verify.js';
 
@@ -329,7 +330,8 @@ async function cmdVerify(ctx: Ctx, name: string): Promise<number> {
 
 async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
   if (name === 'list') return cmdList(ctx);
-  if (explicitRepo(ctx) !== undefined) return cmdRepoRestore(ctx, name);
+  // --repo: the restored tree is built straight from the repository's objects (no local copy kept).
+  const repo = explicitRepo(ctx) !== undefined ? repoTarget(ctx) : undefined;
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   const target = single(ctx.raw, 'target', '--target');
   const include = many(ctx.raw, 'include');
@@ -342,24 +344,27 @@ async function cmdRestore(ctx: Ctx, name: string): Promise<number> {
     overwrite: ctx.flags.overwrite,
     force: ctx.flags.force,
   };
-  if (ctx.flags.dryRun) return printPlan(ctx, await planRestore(what));
+  if (ctx.flags.dryRun) return printPlan(ctx, repo ? await planRestoreFromRepo({ ...repo, ...what }) : await planRestore(what));
   const progress = bar(ctx);
-  const r = await restoreBackup({
+  const how = {
     ...what,
     fsync: ctx.flags.fsync,
     onProgress: progress.update,
-    onWarning: (m) => {
+    onWarning: (m: string) => {
       progress.done();
       warn(ctx, m);
     },
-  }).finally(() => progress.done());
+  };
+  const r: RestoreResult & { repo?: string } = await (repo ? restoreFromRepo({ ...repo, ...how }) : restoreBackup(how)).finally(() => progress.done());
   if (ctx.json) {
     printJson(ctx, r);
     return 0;
   }
   if (ctx.quiet) return 0;
   const scope = r.include ? ` (only ${r.include.join(' ')}; ${r.removed.length} path(s) the backup does not have removed, everything else untouched)` : '';
-  println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(r.name)} into ${r.target}: ${r.files} files (${formatBytes(r.bytes)})${r.verified ? ', every checksum verified' : ', not verified (no checksums)'}${scope}.`);
+  const from = r.repo !== undefined ? ` from ${r.repo}` : '';
+  println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(r.name)}${from} into ${r.target}: ${r.files} files (${formatBytes(r.bytes)})${r.verified ? ', every checksum verified' : ', not verified (no checksums)'}${scope}.`);
+  if (r.repo !== undefined) println(ctx, ctx.out.dim(`  no local copy of the backup was kept; to keep one: ${BIN} pull ${r.name} --repo ${r.repo}`));
   if (ctx.flags.verbose) for (const k of r.removed) println(ctx, ctx.out.dim(`removed (not in the backup): ${k}`));
   if (r.preRestoreBackup) {
     println(ctx, `The previous data was saved as backup ${ctx.out.bold(r.preRestoreBackup)}.`);
@@ -522,6 +527,8 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
           '  DAWN_BACKUP_REPO        the repository of init, push, pull and backup --push when --repo is not given',
           '  DAWN_BACKUP_PASSWORD    the password of an encrypted repository (else --password-file, else asked on a terminal)',
           '  DAWN_BACKUP_LOCK_STALE  seconds after which another host\'s repository lock counts as stale (default 21600)',
+          '  DAWN_BACKUP_CACHE_DIR   the local cache of repository indexes (default $XDG_CACHE_HOME/dawn-backup, ~/.cache/dawn-backup)',
+          '  DAWN_BACKUP_NO_CACHE    1: use no local cache',
           '  AWS_*                   S3 credentials, region and endpoint (the AWS SDK default chain)',
           '  NO_COLOR                no colors',
         ].join('\n'),
@@ -609,7 +616,7 @@ function buildCli(ctx: Ctx, setExit: (code: number) => void): CAC {
     .option('--no-fsync', 'Skip fsync of the restored tree (faster, less durable)')
     .option('--include <glob>', 'Restore only this glob (same rules as backup --exclude); repeatable. Everything else in the target is left as it is')
     .option('--dry-run', 'Show what would be replaced, added, removed and kept; change nothing')
-    .option('--repo <url>', 'Pull the backup from this repository first (`latest`: the newest of the data root), then restore it')
+    .option('--repo <url>', 'Restore the backup straight from this repository (`latest`: the newest of the data root); no local copy is kept (`pull` makes one)')
     .option('--s3-endpoint <url>', 'S3 endpoint of a non-AWS server (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)')
     .option('--password-file <file>', 'With --repo: the password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${BIN} restore dawn_backup_20261125_101500`)

@@ -60,4 +60,5 @@ export {
 } from './repo/repository.js';
 export { parseRepoUrl, openBackend, REPO_ENV, type Backend, type RepoLocation } from './repo/backend.js';
 export { showRepoBackup, diffRepo, type RepoBackupDetails } from './repo/view.js';
+export { restoreFromRepo, planRestoreFromRepo, type RepoRestoreOptions, type RepoRestoreResult } from './repo/restore-repo.js';
 export { parseDataSubset, selectSubset, type DataSubset } from './repo/subset.js';

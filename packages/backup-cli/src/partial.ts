@@ -27,11 +27,10 @@ import {
   relText,
   storedRel,
   type Rel,
-  type NameEscape,
   NAME_ESCAPE,
 } from './relpath.js';
 import { readSummary } from './summary.js';
-import { checkFile, readProblem, storedPathOf } from './verify.js';
+import type { StageSource } from './stage-source.js';
 import { walkTree } from './walk.js';
 
 type Kind = 'file' | 'dir' | 'symlink';
@@ -253,10 +252,9 @@ export interface PartialInput {
   name: string;
   backupDir: string;
   backupPath: string;
-  realBackupPath: string;
+  /** Where the staged files come from (a local backup, a repository). */
+  source: StageSource;
   meta: BackupMetadata;
-  nameEscape: NameEscape;
-  verified: boolean;
   target: string;
   /** Target's stats before (undefined: absent). */
   tst: Stats | undefined;
@@ -268,7 +266,6 @@ export interface PartialInput {
   now?: Date;
   warn: (m: string) => void;
   onProgress?: (p: { phase: 'restore' | 'sync'; files: number; totalFiles: number; bytes: number }) => void;
-  damaged: (problems: VerifyProblem[]) => BackupError;
 }
 
 export interface PartialOutcome {
@@ -277,9 +274,6 @@ export interface PartialOutcome {
   preRestoreBackup: string | null;
   removed: string[];
 }
-
-/** errno codes that say the destination (the disk being written) failed, not the backup being read. */
-const WRITE_SIDE = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOMEM', 'EEXIST']);
 
 const sameKind = (st: Stats, type: Kind): boolean => (type === 'dir' ? st.isDirectory() : type === 'file' ? st.isFile() : st.isSymbolicLink());
 
@@ -318,65 +312,38 @@ export async function restorePartial(c: PartialInput): Promise<PartialOutcome> {
   // --- 1. stage and verify ----------------------------------------------------------------
   try {
     await mkdir(staging, { mode: 0o700 });
-    const problems: VerifyProblem[] = [];
-    // Directories of the backup: present as directories (the manifest was checked whole).
-    for (const d of dirs) {
-      const st = lstatConfined(storedPathOf(c.realBackupPath, d, c.nameEscape));
-      if (!st?.isDirectory()) problems.push({ ...pathFields(entryRel(d)!), kind: st ? 'type' : 'missing', detail: st ? `recorded as dir, found another type` : 'dir is missing from the backup' });
-    }
+    // Directories and symlinks of the backup as the manifest records them (the manifest was checked whole).
+    const problems: VerifyProblem[] = c.source.checkEntries([...dirs, ...links]);
     for (const [i, m] of links.entries()) {
-      let raw: Buffer | undefined;
-      try {
-        raw = readlinkConfined(storedPathOf(c.realBackupPath, m, c.nameEscape));
-      } catch {
-        raw = undefined;
-      }
-      const recorded = entryTarget(m as Extract<ManifestEntry, { type: 'symlink' }>)!;
-      const want = typeof recorded === 'string' ? Buffer.from(recorded, 'utf8') : recorded;
-      if (c.verified && (raw === undefined || !raw.equals(want))) {
-        problems.push({ ...pathFields(entryRel(m)!), kind: 'link', detail: `points to ${JSON.stringify(raw?.toString())}, recorded ${JSON.stringify(relText(relFromBytes(want)))}` });
-        continue;
-      }
+      if (problems.length > 0) break;
       const at = join(staging, `l${i}`);
-      await symlink(recorded, at);
+      await symlink(entryTarget(m as Extract<ManifestEntry, { type: 'symlink' }>)!, at);
       if (asRoot) {
         const o = ownerFor(entryRel(m)!, 'symlink');
         await lchown(at, o.uid, o.gid);
       }
       staged.set(m, at);
     }
-    const pool = new HashPool();
-    const workers: CopyWorker[] = [];
     c.onProgress?.({ phase: 'restore', files: 0, totalFiles: files.length, bytes: 0 });
-    try {
-      await runPool([...files.entries()], concurrency, async ([i, m], lane) => {
-        const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
-        const mode = parseMode(m.mode)!;
+    const fileProblems = await c.source.stageFiles(
+      files,
+      (m, i) => {
         const at = join(staging, `f${i}`);
-        try {
-          const got = await worker.copy({
-            src: storedPathOf(c.realBackupPath, m, c.nameEscape),
-            confined: true,
-            dst: at,
-            modeFor: () => mode,
-            ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
-          });
-          const p = c.verified ? checkFile(m, got) : undefined;
-          if (p) problems.push(p);
-          else staged.set(m, at);
-          bytes += got.size;
-        } catch (err) {
-          if (WRITE_SIDE.has(errCode(err))) throw err;
-          problems.push(readProblem(m.path, err));
-        }
-        done++;
-        c.onProgress?.({ phase: 'restore', files: done, totalFiles: files.length, bytes });
-        await worker.maybeYield();
-      });
-    } finally {
-      await pool.close();
-    }
-    if (problems.length > 0) throw c.damaged(problems);
+        staged.set(m, at);
+        return at;
+      },
+      {
+        concurrency,
+        fsync: planned === 'fsync',
+        onFile: (_m, size) => {
+          bytes += size;
+          done++;
+          c.onProgress?.({ phase: 'restore', files: done, totalFiles: files.length, bytes });
+        },
+      },
+    );
+    problems.push(...fileProblems);
+    if (problems.length > 0) throw c.source.damaged(c.name, problems);
     if (asRoot) {
       for (const [i, m] of files.entries()) {
         const o = ownerFor(entryRel(m)!, 'file');

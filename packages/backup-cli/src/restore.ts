@@ -4,11 +4,10 @@ import { chmod, lchown, link, lstat, mkdir, readdir, readlink, rename, symlink, 
 import { assertOpenedAt, linkConfined, lstatConfined, PathChangedError, readDirConfined, readlinkConfined } from './confine.js';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createBackup } from './backup.js';
-import { HashPool } from './hash-pool.js';
 import { makeDurable, plannedDurability } from './durability.js';
-import { CopyWorker, DEFAULT_CONCURRENCY } from './copy.js';
+import { DEFAULT_CONCURRENCY } from './copy.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
-import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree, runPool } from './fsutil.js';
+import { errCode, fsyncDir, lstatOrUndefined, parseMode, removeTree } from './fsutil.js';
 import { cleanBackupDirLeftovers } from './leftovers.js';
 import { isTempFileName } from '@dawn/atomic-json';
 import { createExcludeMatcher, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
@@ -22,7 +21,8 @@ import { entryRel, entryTarget, joinRel } from './relpath.js';
 import { createIncludeMatcher } from './include.js';
 import { computePlan, publicPlan, restorePartial, type PlanInput, type RestorePlan } from './partial.js';
 export type { RestorePlan };
-import { checkFile, compareTree, manifestFromTree, openBackup, readProblem, storedPathOf } from './verify.js';
+import { compareTree, manifestFromTree, openBackup } from './verify.js';
+import { localSource, type OpenedSource, type StageSource } from './stage-source.js';
 
 /** Options of {@link restoreBackup}. */
 export interface RestoreOptions {
@@ -165,7 +165,54 @@ export async function planRestore(opts: RestoreOptions): Promise<RestorePlan> {
   return (await run(opts, true)) as RestorePlan;
 }
 
-async function run(opts: RestoreOptions, dryRun: boolean): Promise<RestoreResult | RestorePlan> {
+/**
+ * Open a local backup for a restore: the manifest checked (`UNSAFE_PATH`), and for a full restore
+ * the backup's tree compared with it (`VERIFY_FAILED`) before anything is written.
+ */
+async function openLocal(opts: RestoreOptions, how: { dryRun: boolean; partial: boolean }, warn: (m: string) => void): Promise<OpenedSource> {
+  const { path: backupPath, realPath: realBackupPath, backupDir, meta } = await openBackup(opts);
+  const dmg = (name: string, problems: VerifyProblem[]) => damaged(name, backupPath, problems);
+  let manifest: ManifestEntry[];
+  const verified = Array.isArray(meta.manifest);
+  const nameEscape = nameEscapeOf(meta);
+  if (verified) {
+    manifest = checkedManifest(opts.name, meta, backupPath);
+    // A partial restore checks what it restores as it stages it; a dry run hashes nothing.
+    if (!how.partial && !Array.isArray(meta.include) && !how.dryRun) {
+      const problems = await compareTree(realBackupPath, manifest, nameEscape);
+      if (problems.length > 0) throw dmg(opts.name, problems);
+    }
+  } else {
+    warn(`Backup "${opts.name}" was made by the Python implementation and carries no checksums: it cannot be verified; restoring it as it is.`);
+    manifest = await manifestFromTree(realBackupPath);
+    const unsafe = checkManifest(manifest, { checksums: false });
+    if (unsafe.length > 0) throw dmg(opts.name, unsafe);
+  }
+  return { name: opts.name, backupPath, backupDir, meta, manifest, source: localSource(realBackupPath, nameEscape, verified, dmg) };
+}
+
+/** A backup's manifest, checked: no absolute path, no `..`, nothing below a symlink (`UNSAFE_PATH`). */
+function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
+  const unsafe = checkManifest(meta.manifest!, { nameEscape: nameEscapeOf(meta) });
+  if (unsafe.length > 0) {
+    throw new BackupError(
+      'UNSAFE_PATH',
+      `Backup "${name}" has an unsafe manifest (${unsafe.length} problem(s), first: ${unsafe[0]!.path}: ${unsafe[0]!.detail}). Nothing was restored; do not use this backup.`,
+      { path: where, problems: unsafe },
+    );
+  }
+  return meta.manifest!;
+}
+
+/** How a restore gets its backup: a local backup dir ({@link openLocal}) or a repository (repo/restore-repo.ts). */
+export type SourceOpener = (opts: RestoreOptions, how: { dryRun: boolean; partial: boolean }, warn: (m: string) => void) => Promise<OpenedSource>;
+
+/** @internal {@link restoreBackup} / {@link planRestore} with another source of the backup's files. */
+export async function restoreFrom(opts: RestoreOptions, dryRun: boolean, open: SourceOpener): Promise<RestoreResult | RestorePlan> {
+  return run(opts, dryRun, open);
+}
+
+async function run(opts: RestoreOptions, dryRun: boolean, open: SourceOpener = openLocal): Promise<RestoreResult | RestorePlan> {
   const userInclude = opts.include === undefined ? undefined : typeof opts.include === 'string' ? [opts.include] : [...opts.include];
   const userMatch = userInclude !== undefined ? createIncludeMatcher(userInclude) : undefined; // INVALID_OPTION before the disk
   const warnings: string[] = [];
@@ -173,33 +220,9 @@ async function run(opts: RestoreOptions, dryRun: boolean): Promise<RestoreResult
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const { path: backupPath, realPath: realBackupPath, backupDir, meta } = await openBackup(opts);
-
-  // --- 1. the manifest, and the backup's tree against it ----------------------------------
-  let manifest: ManifestEntry[];
-  const verified = Array.isArray(meta.manifest);
-  const nameEscape = nameEscapeOf(meta);
-  if (verified) {
-    const unsafe = checkManifest(meta.manifest!, { nameEscape });
-    if (unsafe.length > 0) {
-      throw new BackupError(
-        'UNSAFE_PATH',
-        `Backup "${opts.name}" has an unsafe manifest (${unsafe.length} problem(s), first: ${unsafe[0]!.path}: ${unsafe[0]!.detail}). Nothing was restored; do not use this backup.`,
-        { path: backupPath, problems: unsafe },
-      );
-    }
-    manifest = meta.manifest!;
-    // A partial restore checks what it restores as it stages it; a dry run hashes nothing.
-    if (userInclude === undefined && !Array.isArray(meta.include) && !dryRun) {
-      const problems = await compareTree(realBackupPath, manifest, nameEscape);
-      if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
-    }
-  } else {
-    warn(`Backup "${opts.name}" was made by the Python implementation and carries no checksums: it cannot be verified; restoring it as it is.`);
-    manifest = await manifestFromTree(realBackupPath);
-    const unsafe = checkManifest(manifest, { checksums: false });
-    if (unsafe.length > 0) throw damaged(opts.name, backupPath, unsafe);
-  }
+  const opened = await open(opts, { dryRun, partial: userInclude !== undefined }, warn);
+  const { backupPath, backupDir, meta, manifest } = opened;
+  opts = { ...opts, name: opened.name };
 
   // --- the target, by its real path --------------------------------------------------------
   const given = opts.target !== undefined ? resolve(expandHome(opts.target)) : resolveDataRoot();
@@ -244,7 +267,7 @@ async function run(opts: RestoreOptions, dryRun: boolean): Promise<RestoreResult
     } else throw new BackupError('BACKUP_INVALID', `Backup "${opts.name}" records an empty include: it cannot be restored. Nothing was changed.`, { path: backupPath });
   }
   const parent = dirname(target);
-  const ctx: RestoreContext = { opts, warn, warnings, backupPath, realBackupPath, backupDir, meta, manifest, verified, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent, include, dryRun };
+  const ctx: RestoreContext = { opts, warn, warnings, backupPath, source: opened.source, backupDir, meta, manifest, given, givenIsLink: givenSt?.isSymbolicLink() === true, target, parent, include, dryRun };
   if (dryRun) return restoreLocked(ctx);
   try {
     await mkdir(parent, { recursive: true });
@@ -259,12 +282,11 @@ interface RestoreContext {
   warn: (m: string) => void;
   warnings: string[];
   backupPath: string;
-  /** The backup's real path: files are read by paths built on it, each open checked (confine.ts). */
-  realBackupPath: string;
+  /** Where the staged files come from (a local backup, a repository). */
+  source: StageSource;
   backupDir: string;
   meta: BackupMetadata;
   manifest: ManifestEntry[];
-  verified: boolean;
   given: string;
   givenIsLink: boolean;
   target: string;
@@ -513,12 +535,9 @@ async function keepExcluded(c: RestoreContext, newDir: string, owner: Owner | un
 const sameKind = (st: Stats, type: ManifestEntry['type']): boolean =>
   type === 'dir' ? st.isDirectory() : type === 'file' ? st.isFile() : st.isSymbolicLink();
 
-/** errno codes that say the destination (the disk being written) failed, not the backup being read. */
-const WRITE_SIDE = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOMEM', 'EEXIST']);
-
 async function restoreLocked(c: RestoreContext): Promise<RestoreResult | RestorePlan> {
-  const { opts, warn, warnings, backupPath, backupDir, meta, manifest, verified, target, parent } = c;
-  const nameEscape = nameEscapeOf(meta);
+  const { opts, warn, warnings, backupPath, backupDir, meta, manifest, target, parent } = c;
+  const verified = c.source.verified;
   const fsync = opts.fsync ?? true;
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY));
   // First finish or undo a killed restore of this target (it may be absent for an instant of the swap).
@@ -588,10 +607,8 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
       name: opts.name,
       backupDir,
       backupPath,
-      realBackupPath: c.realBackupPath,
+      source: c.source,
       meta,
-      nameEscape,
-      verified,
       target,
       tst,
       parentSt: parentSt ?? (await lstat(parent)),
@@ -602,7 +619,6 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
       ...(opts.now ? { now: opts.now } : {}),
       warn,
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-      damaged: (problems) => damaged(opts.name, backupPath, problems),
     });
     await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
     return {
@@ -639,42 +655,27 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
     // Exact names (bytes); every create fails on anything existing (mkdir, O_EXCL | O_NOFOLLOW, symlink).
     for (const d of dirs) mkdirSync(joinRel(newDir, entryRel(d)!), { mode: 0o700 }); // sync: no thread-pool hop per directory
     const fileEntries = manifest.filter((m): m is ManifestFile => m.type === 'file');
-    const problems: VerifyProblem[] = [];
-    const workers: CopyWorker[] = [];
     opts.onProgress?.({ phase: 'restore', files: 0, totalFiles: fileEntries.length, bytes: 0 });
-    const pool = new HashPool();
-    try {
-      await runPool(fileEntries, concurrency, async (m, lane) => {
-        const worker = (workers[lane] ??= new CopyWorker(planned === 'fsync', pool));
-        const mode = parseMode(m.mode)!;
-        try {
-          const got = await worker.copy({
-            src: storedPathOf(c.realBackupPath, m, nameEscape),
-            confined: true,
-            dst: joinRel(newDir, entryRel(m)!),
-            modeFor: () => mode,
-            ...(typeof m.mtime === 'number' && Number.isFinite(m.mtime) ? { times: { atime: m.mtime, mtime: m.mtime } } : {}),
-          });
-          const p = verified ? checkFile(m, got) : undefined;
-          if (p) problems.push(p);
-          bytes += got.size;
-        } catch (err) {
-          // A full disk is not a damaged backup: only read errors count against the backup.
-          if (WRITE_SIDE.has(errCode(err))) throw err;
-          problems.push(readProblem(m.path, err));
-        }
+    const problems = await c.source.stageFiles(fileEntries, (m) => joinRel(newDir, entryRel(m)!), {
+      concurrency,
+      fsync: planned === 'fsync',
+      onFile: (_m, size) => {
         files++;
+        bytes += size;
         opts.onProgress?.({ phase: 'restore', files, totalFiles: fileEntries.length, bytes });
-        await worker.maybeYield();
-      });
-    } finally {
-      await pool.close();
-    }
-    if (problems.length > 0) throw damaged(opts.name, backupPath, problems);
+      },
+    });
+    if (problems.length > 0) throw c.source.damaged(opts.name, problems);
     // Symlinks last: no write ever goes through one.
     for (const m of manifest) if (m.type === 'symlink') await symlink(entryTarget(m)!, joinRel(newDir, entryRel(m)!));
-    // Run as root: every entry gets the owner it had in the target, new ones the target's owner.
-    if (owner) {
+    // Built from a repository's blobs: the tree's names, types and links checked against the manifest too.
+    if (c.source.checkStagedTree) {
+      const shape = await compareTree(newDir, manifest, false, { own: [] });
+      if (shape.length > 0) throw c.source.damaged(opts.name, shape);
+    }
+    // Run as root: every entry gets the owner it had in the target, new ones the target's owner
+    // (nothing to do for a new target when what this process creates is already theirs).
+    if (owner && (tst || !(await createsAs(newDir, owner)))) {
       for (const m of manifest) {
         // Never the owner of something outside the target (a directory on the way swapped for a symlink).
         const prev = tst ? lstatConfined(joinRel(target, entryRel(m)!)) : undefined;
@@ -779,6 +780,16 @@ async function restoreLocked(c: RestoreContext): Promise<RestoreResult | Restore
   if (leftover) warn(`restored, but ${report.actions[0] ?? `the previous data could not be fully removed: it is in ${leftover.path}`}`);
   await cleanBackupDirLeftovers(backupDir, { warn }).catch(() => {});
   return { name: opts.name, backupPath, target, files, bytes, verified, preRestoreBackup, kept: kept.kept, leftover, include: null, removed: [], warnings };
+}
+
+/**
+ * Whether entries created in `dir` (made by this process) get `owner` already: this process's
+ * effective uid and gid are the owner's, and so is `dir`'s group (a set-group-ID parent passes its
+ * group on).
+ */
+async function createsAs(dir: string, owner: Owner): Promise<boolean> {
+  const st = await lstat(dir);
+  return process.geteuid?.() === owner.uid && process.getegid?.() === owner.gid && st.uid === owner.uid && st.gid === owner.gid;
 }
 
 function mountedTarget(target: string, cause?: unknown): BackupError {

@@ -103,9 +103,10 @@ export function storedPathOf(root: string, m: ManifestEntry, nameEscape: NameEsc
  * missing, extra, type changed, symlink target changed. Names are compared as bytes;
  * `nameEscape` is the backup's `name_escape` (see {@link nameEscapeOf}).
  */
-export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape: NameEscape = false): Promise<VerifyProblem[]> {
+export async function compareTree(root: string, manifest: readonly ManifestEntry[], nameEscape: NameEscape = false, opts: { own?: readonly string[] } = {}): Promise<VerifyProblem[]> {
   // Confined: a directory of the backup replaced by a symlink is never listed through it.
-  const own = ownFiles(nameEscape); // the backup's own files (metadata, manifest): never source entries
+  // The backup's own files (metadata, manifest) are never source entries; a restored tree (`own: []`) has none.
+  const own = opts.own ?? ownFiles(nameEscape);
   const walked = await walkTree(root, { exclude: (rel) => own.includes(rel), confined: true });
   // Keyed by the source path each stored entry stands for.
   const actual = new Map<string, { rel: Rel; kind: string }>();

@@ -3,23 +3,24 @@ import { pathToFileURL } from 'node:url';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { repoScenarios } from './repo-scenarios.js';
+import { repoRestoreScenarios } from './repo-restore.js';
 
 const tempDir = useTempDir('dawn-backup-repo-dir-');
 let base: string | undefined;
 
 describe('directory repository', () => {
-  repoScenarios(
-    async () => {
-      const d = await tempDir();
-      base ??= await tempDir();
-      return d;
-    },
-    {
-      // alternate the two spellings: a path and a file:// URL
-      url: (tag) => (tag.length % 2 === 0 ? join(base!, tag) : pathToFileURL(join(base!, tag)).href),
-      env: () => ({}),
-    },
-  );
+  const dirs = async () => {
+    const d = await tempDir();
+    base ??= await tempDir();
+    return d;
+  };
+  const dirTarget = {
+    // alternate the two spellings: a path and a file:// URL
+    url: (tag: string) => (tag.length % 2 === 0 ? join(base!, tag) : pathToFileURL(join(base!, tag)).href),
+    env: () => ({}),
+  };
+  repoScenarios(dirs, dirTarget);
+  repoRestoreScenarios(dirs, dirTarget);
 });
 
 describe('encrypted repository (init --encrypt)', () => {

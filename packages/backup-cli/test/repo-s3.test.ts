@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../src/repo/backend.js';
 import { backupMeta, cli, json, RICH_EXCLUDED, snapshot, STACK, without } from './helpers.js';
 import { repoScenarios } from './repo-scenarios.js';
+import { repoRestoreScenarios } from './repo-restore.js';
 
 const run = promisify(execFile);
 const SCRIPT = resolve(repoRoot, 'scripts/s3-server.sh');
@@ -60,10 +61,12 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
   }, 90_000);
 
   let n = 0;
-  repoScenarios(tempDir, {
-    url: (tag) => `s3://dawn-test/${tag}-${process.pid}-${n++}`,
+  const s3Target = {
+    url: (tag: string) => `s3://dawn-test/${tag}-${process.pid}-${n++}`,
     env: () => server.env,
-  });
+  };
+  repoScenarios(tempDir, s3Target);
+  repoRestoreScenarios(tempDir, s3Target);
 
   it('an unreachable endpoint: a clear IO error, exit 1, nothing local changed', async () => {
     const root = await tempDir();
@@ -158,4 +161,41 @@ describe.skipIf(skip)('S3 repository (a real Ceph RGW on 127.0.0.1, started by t
     expect(r.code, r.stderr).toBe(0);
     expect(await snapshot(join(fresh, 'data'))).toEqual(without(await snapshot(data), RICH_EXCLUDED));
   }, 180_000);
+
+  it('a push of a new backup of the unchanged tree reads the indexes from the local cache; a re-push of a backup there whole takes no lock (a running prune does not stop it)', async () => {
+    const root = await tempDir();
+    const data = join(root, 'data');
+    const { makeManyFiles } = await import('./helpers.js');
+    await makeManyFiles(data, 300, 'c');
+    const repo = `s3://dawn-test/cache-${process.pid}`;
+    const cache = join(root, 'cache');
+    const env = { ...server.env, PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), DAWN_BACKUP_CACHE_DIR: cache };
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...extra });
+    expect((await run(['init', '--repo', repo])).code).toBe(0);
+    const push = async (name: string, extra: NodeJS.ProcessEnv = {}) => {
+      expect((await run(['backup', '--name', name, '--quiet'], extra)).code).toBe(0);
+      const r = await run(['push', name, '--repo', repo, '--json'], extra);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      return json(r).pushed[0];
+    };
+    await push('b1');
+    const backend = await openBackend(repo, { env: server.env });
+    const indexes = await backend.list('index/');
+    expect(indexes.length).toBeGreaterThan(0);
+    const cached = await push('b2');
+    const uncached = await push('b3', { DAWN_BACKUP_NO_CACHE: '1' });
+    expect(cached.uploaded + uncached.uploaded).toBe(0);
+    expect(uncached.requests - cached.requests).toBe(indexes.length);
+    // another host's prune holds its lock: a push that needs none goes through, one that needs it waits
+    expect(await backend.putIfAbsent('locks/prune-elsewhere-1-abcd1234.json', Buffer.from(JSON.stringify({ kind: 'prune', host: 'elsewhere', pid: 1, created_at: Date.now() / 1000 })))).toBe(true);
+    const again = await run(['push', 'b1', '--repo', repo, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(json(again).pushed[0]).toMatchObject({ snapshot: 'exists', uploaded: 0, requests: 5 });
+    expect((await backend.list('locks/')).length).toBe(1);
+    expect((await run(['backup', '--name', 'b4', '--quiet'])).code).toBe(0);
+    const busy = await run(['push', 'b4', '--repo', repo, '--json']);
+    expect(busy.code).toBe(1);
+    expect(JSON.parse(busy.stderr).error.code).toBe('BUSY');
+  }, 120_000);
 });

@@ -301,9 +301,9 @@ describe('review findings: a careless operator', () => {
 
   // FINDING (data loss): `restore NAME --repo URL` ignored --dry-run and --include: a dry run
   // replaced the whole data root for real, and `--include mesh/x.json` restored everything (with
-  // --overwrite, no pre_restore copy: the current data was gone). Fixed in commands.ts: --include
-  // is passed on, --dry-run is refused (USAGE) before anything is pulled or changed.
-  it('restore --repo honours --include, and refuses --dry-run instead of restoring for real', async () => {
+  // --overwrite, no pre_restore copy: the current data was gone). Fixed: restore --repo is the local
+  // restore with the repository as its source (restore-repo.ts), --include and --dry-run included.
+  it('restore --repo honours --include, and its --dry-run changes nothing', async () => {
     const s = await setup();
     expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
     await writeFile(join(s.data, 'a.txt'), 'changed since\n');
@@ -311,8 +311,7 @@ describe('review findings: a careless operator', () => {
     await writeFile(join(s.data, 'new.txt'), 'made since\n');
     const before = await snapshot(s.data);
     const d = await s.run(['restore', 'b1', '--repo', s.repo, '--dry-run', '--json']);
-    expect(d.code).toBe(2);
-    expect(JSON.parse(d.stderr).error.code).toBe('USAGE');
+    expect(d.code, d.stderr).toBe(0);
     expect(await snapshot(s.data)).toEqual(before);
     expect(await readdir(join(s.root, 'backups'))).toEqual(['b1']);
     const r = await s.run(['restore', 'b1', '--repo', s.repo, '--include', 'mesh/secret.txt', '--overwrite', '--json']);

@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackupError } from '../errors.js';
+import { relatePaths } from '../paths.js';
 
 /**
  * Where a repository keeps its bytes: a flat key → bytes store. Keys are `/`-separated,
@@ -124,4 +125,19 @@ export async function* buffers(src: AsyncIterable<Uint8Array>): AsyncGenerator<B
 export async function getBuffer(backend: Backend, key: string): Promise<Buffer | undefined> {
   const v = await backend.get(key);
   return v === undefined ? undefined : asBuffer(v);
+}
+
+/**
+ * A directory repository inside `dir` (the data root a backup copies, or the target a restore
+ * replaces) would be copied into every backup, and deleted by a restore from it (`--overwrite`
+ * keeps no pre_restore copy): refuse it.
+ */
+export async function refuseRepoInside(repo: string, dir: string, code: 'USAGE' | 'TARGET_INVALID', what: string): Promise<void> {
+  const loc = parseRepoUrl(repo);
+  if (loc.kind !== 'dir') return;
+  const { relation, realB } = await relatePaths(loc.path, dir);
+  if (relation === 'same' || relation === 'inside') {
+    const why = code === 'TARGET_INVALID' ? 'the restore would replace it, and every backup it holds would be gone' : what === 'the data root' ? 'every backup would copy it, and a restore would remove it' : 'its directories would pass for damaged backups, and it would share the disk of the backups it is meant to outlive';
+    throw new BackupError(code, `The repository ${loc.path} lies inside ${what} ${realB}: ${why}. Put the repository outside it (another disk is the point of a repository).`, { path: loc.path });
+  }
 }

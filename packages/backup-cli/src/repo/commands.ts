@@ -1,13 +1,11 @@
-import { resolve } from 'node:path';
 import type { CAC } from 'cac';
 import type { Ctx, Flags } from '../cli.js';
 import { keepOptions, many, single } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
 import { hasRetentionRule } from '../prune.js';
-import { restoreBackup } from '../restore.js';
-import { expandHome, relatePaths, resolveBackupDir, resolveDataRoot } from '../paths.js';
-import { parseRepoUrl, REPO_ENV } from './backend.js';
+import { resolveBackupDir, resolveDataRoot } from '../paths.js';
+import { parseRepoUrl, refuseRepoInside, REPO_ENV } from './backend.js';
 import { terminalPassword } from './prompt.js';
 import { parseDataSubset } from './subset.js';
 import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBackup, type PushResult } from './repository.js';
@@ -34,21 +32,6 @@ export function repoTarget(ctx: RepoCtx): RepoTarget {
   // On a terminal, a missing password is asked for (stderr: stdout stays the command's output).
   const ask = ctx.io.stdin ? terminalPassword({ input: ctx.io.stdin, output: ctx.io.stderr }) : undefined;
   return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}) };
-}
-
-/**
- * A directory repository inside `dir` (the data root a backup copies, or the target a restore
- * replaces) would be copied into every backup, and deleted by a restore from it (`--overwrite`
- * keeps no pre_restore copy): refuse it.
- */
-async function refuseRepoInside(repo: string, dir: string, code: 'USAGE' | 'TARGET_INVALID', what: string): Promise<void> {
-  const loc = parseRepoUrl(repo);
-  if (loc.kind !== 'dir') return;
-  const { relation, realB } = await relatePaths(loc.path, dir);
-  if (relation === 'same' || relation === 'inside') {
-    const why = code === 'TARGET_INVALID' ? 'the restore would replace it, and every backup it holds would be gone' : what === 'the data root' ? 'every backup would copy it, and a restore would remove it' : 'its directories would pass for damaged backups, and it would share the disk of the backups it is meant to outlive';
-    throw new BackupError(code, `The repository ${loc.path} lies inside ${what} ${realB}: ${why}. Put the repository outside it (another disk is the point of a repository).`, { path: loc.path });
-  }
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
@@ -177,39 +160,6 @@ export async function cmdPull(ctx: RepoCtx, name: string): Promise<number> {
         ? `Backup ${ctx.out.bold(res.name)} is already in ${res.backupDir} (intact); nothing downloaded.`
         : `${ctx.out.green('Pulled')} ${ctx.out.bold(res.name)} from ${res.repo} into ${res.path}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`,
     );
-  }
-  return 0;
-}
-
-export async function cmdRepoRestore(ctx: RepoCtx, name: string): Promise<number> {
-  const r = repoTarget(ctx);
-  const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
-  const target = single(ctx.raw, 'target', '--target');
-  const include = many(ctx.raw, 'include');
-  // Once ignored here: --dry-run restored for real, --include restored everything.
-  if (ctx.flags.dryRun) {
-    throw new BackupError('USAGE', `restore --repo does not do dry runs (it would download the backup): run \`dawn-backup pull ${name} --repo ${r.repo}\`, then \`dawn-backup restore ${name} --dry-run\`.`);
-  }
-  ctx.started = true;
-  await refuseRepoInside(r.repo, target !== undefined ? resolve(expandHome(target)) : resolveDataRoot(undefined, ctx.io.env), 'TARGET_INVALID', 'the restore target');
-  const pulled = await pullBackup({ ...r, name, backupDir, fsync: ctx.flags.fsync });
-  const res = await restoreBackup({
-    name: pulled.name,
-    backupDir: pulled.backupDir,
-    ...(target !== undefined ? { target } : {}),
-    ...(include.length > 0 ? { include } : {}),
-    overwrite: ctx.flags.overwrite,
-    force: ctx.flags.force,
-    fsync: ctx.flags.fsync,
-    onWarning: (m) => {
-      if (!ctx.json && !ctx.quiet) ctx.io.stderr.write(`${ctx.err.yellow('warning:')} ${m}\n`);
-    },
-  });
-  if (ctx.json) printJson(ctx, { ...res, pulled });
-  else if (!ctx.quiet) {
-    println(ctx, `${ctx.out.green('Restored')} ${ctx.out.bold(res.name)} from ${pulled.repo} into ${res.target}: ${res.files} files (${formatBytes(res.bytes)}), every checksum verified.`);
-    println(ctx, ctx.out.dim(`  local copy of the backup: ${pulled.path}`));
-    if (res.preRestoreBackup) println(ctx, `The previous data was saved as backup ${ctx.out.bold(res.preRestoreBackup)}.`);
   }
   return 0;
 }

@@ -129,6 +129,15 @@ export async function* encodeStream(src: AsyncIterable<Buffer>): AsyncGenerator<
 /** The plaintext of a stored object, as a stream; throws {@link DamagedError} when it is not valid. */
 export async function* decodeStream(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const it = src[Symbol.asyncIterator]();
+  try {
+    yield* decodeFrom(it);
+  } finally {
+    // A consumer that stops early (a full disk): the source (a file, a socket) is closed now, not at GC.
+    await it.return?.();
+  }
+}
+
+async function* decodeFrom(it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   let head = Buffer.alloc(0);
   const hl = OBJECT_MAGIC.length + 1;
   while (head.length < hl) {

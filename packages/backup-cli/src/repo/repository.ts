@@ -12,7 +12,8 @@ import { writeBackupMetadata } from '../write-metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
 import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
-import { getBuffer, openBackend, type BackendOptions } from './backend.js';
+import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
+import { IndexCache } from './cache.js';
 import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
 import { selectSubset, type DataSubset } from './subset.js';
 import { CONFIG_KEY, objectKey, packKey, READABLE_FORMAT_VERSIONS, REPO_FORMAT, REPO_FORMAT_VERSION, sha256, SNAPSHOT_FORMAT, snapshotKey, SNAPSHOTS_PREFIX } from './format.js';
@@ -23,12 +24,14 @@ import {
   encryptedRepo,
   hasBlob,
   type IndexPack,
+  listStore,
   loadCatalog,
   LocalMismatchError,
   looseAad,
   PackWriter,
   plainRepo,
   readBlobs,
+  stillStored,
   type Catalog,
   type Repo,
   type Wanted,
@@ -68,11 +71,11 @@ export interface SnapshotDoc {
   metadata: BackupMetadata;
 }
 
-const DEFAULT_CONCURRENCY = 48;
+export const DEFAULT_CONCURRENCY = 48;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
-async function openRepo(opts: RepoOptions): Promise<Repo> {
-  const backend = await openBackend(opts.repo, opts);
+export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Repo> {
+  const backend = opened ?? (await openBackend(opts.repo, opts));
   const raw = await getBuffer(backend, CONFIG_KEY);
   if (raw === undefined) {
     throw new BackupError('REPO_INVALID', `${backend.url} is not a dawn-backup repository (no ${CONFIG_KEY}). Create it with \`dawn-backup init --repo ${backend.url}\`.`, { path: backend.url });
@@ -89,9 +92,9 @@ async function openRepo(opts: RepoOptions): Promise<Repo> {
   const env = opts.env ?? process.env;
   if (config.encryption !== undefined && config.encryption !== null) {
     if (typeof config.encryption !== 'object') throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY}: malformed encryption settings.`, { path: backend.url });
-    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env);
+    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env, IndexCache.for(raw, env));
   }
-  return plainRepo(backend, config.format_version, env);
+  return plainRepo(backend, config.format_version, env, IndexCache.for(raw, env));
 }
 
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */
@@ -129,9 +132,13 @@ export interface PushResult {
   requests: number;
 }
 
-async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
+export async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | undefined> {
+  return decodeSnapshot(repo, name, await getBuffer(repo.backend, snapshotKey(name)));
+}
+
+/** A snapshot document from its stored bytes (`undefined`: there is none). */
+async function decodeSnapshot(repo: Repo, name: string, raw: Buffer | undefined): Promise<SnapshotDoc | undefined> {
   const backend = repo.backend;
-  const raw = await getBuffer(backend, snapshotKey(name));
   if (raw === undefined) return undefined;
   const plain = await repo.decode(raw, snapshotKey(name));
   let doc: Partial<SnapshotDoc>;
@@ -147,7 +154,7 @@ async function readSnapshot(repo: Repo, name: string): Promise<SnapshotDoc | und
   return doc as SnapshotDoc;
 }
 
-function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
+export function checkedManifest(name: string, meta: BackupMetadata, where: string): ManifestEntry[] {
   const unsafe = checkManifest(meta.manifest ?? [], { checksums: true, nameEscape: nameEscapeOf(meta) });
   if (unsafe.length > 0) {
     throw new BackupError('UNSAFE_PATH', `Backup "${name}" (${where}) has an unsafe or malformed manifest (${unsafe.length} problem(s), first: ${unsafe[0]!.path}: ${unsafe[0]!.detail}). It is not used.`, { problems: unsafe });
@@ -165,47 +172,116 @@ async function newestLocal(backupDir: string | undefined, env: Readonly<Record<s
   return pick.name;
 }
 
+/** `p`, marked as handled: started now, awaited later (a rejection meanwhile is not "unhandled"). */
+function early<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+/** A local backup to push, read and checked, with what the repository holds under its name. */
+interface PushSource {
+  name: string;
+  realPath: string;
+  meta: BackupMetadata;
+  /** Its distinct contents, by sha256 (the first file holding each). */
+  byHash: Map<string, ManifestFile>;
+  files: number;
+  /** The repository's snapshot of that name (already checked to be this very backup). */
+  existing: SnapshotDoc | undefined;
+}
+
+async function readPushSource(name: string, backupDir: string | undefined): Promise<Omit<PushSource, 'existing'>> {
+  const { realPath, meta } = await openBackup({ name, backupDir });
+  if (!Array.isArray(meta.manifest)) {
+    throw new BackupError('BACKUP_INVALID', `Backup "${name}" was made by the Python implementation and carries no checksums: it cannot be pushed. Make a new backup with dawn-backup.`, { path: realPath });
+  }
+  const files = checkedManifest(name, meta, realPath).filter(isFile);
+  const byHash = new Map<string, ManifestFile>();
+  for (const f of files) if (!byHash.has(f.sha256)) byHash.set(f.sha256, f);
+  return { name, realPath, meta, byHash, files: files.length };
+}
+
+/** The repository's snapshot `name`, from its stored bytes: `BACKUP_EXISTS` unless it is this backup. */
+async function existingSnapshot(repo: Repo, src: Omit<PushSource, 'existing'>, raw: Buffer | undefined): Promise<SnapshotDoc | undefined> {
+  const existing = await decodeSnapshot(repo, src.name, raw).catch((err: unknown) => {
+    if (BackupError.is(err) && err.code === 'BACKUP_INVALID') throw new BackupError('BACKUP_EXISTS', `${err.message} Remove it from the repository by hand to push "${src.name}" again.`);
+    throw err;
+  });
+  if (existing && JSON.stringify(existing.metadata) !== JSON.stringify(src.meta)) {
+    throw new BackupError('BACKUP_EXISTS', `The repository ${repo.url} already holds another backup named "${src.name}"; nothing was pushed. Push it under a new name (backups are never merged).`);
+  }
+  return existing;
+}
+
 /**
  * Push local backups into a repository: every distinct file content not yet there is uploaded
  * (checked against the manifest's sha256 on the way out), then the snapshot document is written
  * last. A push killed at any moment leaves no snapshot naming a missing object; running it again
- * uploads only what is missing.
+ * uploads only what is missing. A backup already there, whole, is left as it is: no lock, no
+ * write (only reads).
  */
 export async function pushBackups(opts: RepoOptions & { names?: string[]; backupDir?: string | undefined }): Promise<PushResult[]> {
   const env = opts.env ?? process.env;
-  const repo = await openRepo(opts);
-  const names = opts.names && opts.names.length > 0 ? opts.names : [await newestLocal(opts.backupDir, env)];
-  return withPushLock(repo, (beforeCommit) => pushNames(repo, names, opts, beforeCommit), lockStaleSeconds(opts));
+  const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  const backend = await openBackend(opts.repo, opts);
+  // Everything that can be asked at once is asked at once, and the local backups are read while
+  // the answers come: the config, the store's listing, each name's snapshot. Errors keep their
+  // order: the repository's first (unreachable, not a repository, wrong password), then the
+  // local backups'.
+  const repoP = early(openRepo(opts, backend));
+  const listed = early(listStore(backend));
+  const given = opts.names && opts.names.length > 0 ? opts.names : undefined;
+  const namesP = early(given ? Promise.resolve(given) : newestLocal(opts.backupDir, env).then((n) => [n]));
+  const rawsP = early(namesP.then((names) => names.map((n) => early(getBuffer(backend, snapshotKey(n))))));
+  const localsP = early(namesP.then((names) => names.map((n) => early(readPushSource(n, opts.backupDir)))));
+  const repo = await repoP;
+  const catP = early(loadCatalog(repo, conc, undefined, listed));
+  const names = await namesP;
+  const raws = await Promise.all(await rawsP);
+  // A snapshot to write: the lock is taken now (a PUT, then a listing of prune locks), while the
+  // indexes are read and the local backups checked. Nothing is uploaded before it is held.
+  const stale = lockStaleSeconds(opts);
+  let lockP = raws.includes(undefined) ? early(PushLock.take(repo, stale)) : undefined;
+  try {
+    const locals = await localsP;
+    const sources: PushSource[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const src = await locals[i]!;
+      sources.push({ ...src, existing: await existingSnapshot(repo, src, raws[i]) });
+    }
+    const cat = await catP;
+    // Backups already there with every content stored: nothing to write, no lock needed.
+    const complete = (s: PushSource) => s.existing !== undefined && [...s.byHash.keys()].every((h) => hasBlob(cat, repo.nameOf(h)));
+    if (lockP === undefined && sources.every(complete)) {
+      return sources.map((s, i) => ({ ...emptyResult(s), requests: i === 0 ? backend.requests : 0 }));
+    }
+    const lock = await (lockP ??= PushLock.take(repo, stale));
+    let mark = 0;
+    const results = await pushSources(repo, sources, cat, conc, () => lock.beforeCommit(), (r) => {
+      r.requests = backend.requests - mark;
+      mark = backend.requests;
+    });
+    await lock.release();
+    results[results.length - 1]!.requests += backend.requests - mark; // the lock's removal
+    return results;
+  } finally {
+    await lockP?.then((l) => l.release(), () => undefined);
+  }
 }
 
-async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { backupDir?: string | undefined }, beforeCommit: () => Promise<void>): Promise<PushResult[]> {
+function emptyResult(s: PushSource): PushResult {
+  return { name: s.name, snapshot: 'exists', files: s.files, objects: s.byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0, packs: 0, requests: 0 };
+}
+
+async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, conc: number, beforeCommit: () => Promise<void>, count: (r: PushResult) => void): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
-  const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
-  let cat: Catalog | undefined;
-  for (const name of names) {
-    const { realPath, meta } = await openBackup({ name, backupDir: opts.backupDir });
-    if (!Array.isArray(meta.manifest)) {
-      throw new BackupError('BACKUP_INVALID', `Backup "${name}" was made by the Python implementation and carries no checksums: it cannot be pushed. Make a new backup with dawn-backup.`, { path: realPath });
-    }
-    const manifest = checkedManifest(name, meta, realPath);
-    const files = manifest.filter(isFile);
-    const byHash = new Map<string, ManifestFile>();
-    for (const f of files) if (!byHash.has(f.sha256)) byHash.set(f.sha256, f);
-    const requestsBefore = backend.requests;
-    const result: PushResult = { name, snapshot: 'exists', files: files.length, objects: byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0, packs: 0, requests: 0 };
+  let cat = catalog;
+  for (const src of sources) {
+    const { name, realPath, meta, byHash, existing } = src;
+    const result = emptyResult(src);
     const doc: SnapshotDoc = { format: SNAPSHOT_FORMAT, format_version: 1, pushed_at: Date.now() / 1000, pushed_from: hostname(), metadata: meta };
-    const existing = await readSnapshot(repo, name).catch((err: unknown) => {
-      if (BackupError.is(err) && err.code === 'BACKUP_INVALID') throw new BackupError('BACKUP_EXISTS', `${err.message} Remove it from the repository by hand to push "${name}" again.`);
-      throw err;
-    });
-    if (existing) {
-      if (JSON.stringify(existing.metadata) !== JSON.stringify(meta)) {
-        throw new BackupError('BACKUP_EXISTS', `The repository ${backend.url} already holds another backup named "${name}"; nothing was pushed. Push it under a new name (backups are never merged).`);
-      }
-    }
     // Even when the snapshot is there: contents that went missing are uploaded again (a repair).
-    cat ??= await loadCatalog(repo, conc);
     const catalog = cat;
     const todo = [...byHash.values()].filter((f) => !hasBlob(catalog, repo.nameOf(f.sha256)));
     const nameEscape = nameEscapeOf(meta);
@@ -273,26 +349,31 @@ async function pushNames(repo: Repo, names: string[], opts: RepoOptions & { back
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
     if (existing) {
-      result.requests = backend.requests - requestsBefore;
+      count(result);
       results.push(result);
       continue;
     }
     // The snapshot last: it names only contents that are in the repository now. A prune may have
     // collected some of them while this push was held up (see withPushLock): a pack, its index, or
-    // both, or a loose object. Look again (the store is listed anew; indexes already read are not
-    // read again) and upload what is missing, small contents into a new pack and its index.
+    // both, or a loose object. Look again and upload what is missing, small contents into a new
+    // pack and its index. When few objects hold the contents, each is checked with a HEAD;
+    // otherwise (or when one is gone) the store is listed anew (indexes already read are not read
+    // again).
     await beforeCommit();
-    cat = await loadCatalog(repo, conc, catalog);
-    const now = cat;
-    const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
-    if (lost.length > 0) await upload(lost, now);
+    const blobNames = [...byHash.keys()].map((h) => repo.nameOf(h));
+    if ((await stillStored(repo, catalog, blobNames, conc)) !== true) {
+      cat = await loadCatalog(repo, conc, catalog);
+      const now = cat;
+      const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
+      if (lost.length > 0) await upload(lost, now);
+    }
     if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
     if (await backend.putIfAbsent(snapshotKey(name), body)) result.snapshot = 'created';
     else if (JSON.stringify((await readSnapshot(repo, name))?.metadata) !== JSON.stringify(meta)) {
       throw new BackupError('BACKUP_EXISTS', `Another push wrote a different backup named "${name}" into ${backend.url} at the same time; its objects are kept, no snapshot of this one was written.`);
     }
-    result.requests = backend.requests - requestsBefore;
+    count(result);
     results.push(result);
   }
   return results;
@@ -390,7 +471,7 @@ function writeNewFileSync(path: string | Buffer, chunks: Buffer[], mode: number)
 }
 
 /** The distinct contents of a manifest's files, by blob name, with the files holding each. */
-function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; files: ManifestFile[] }> {
+export function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wanted; files: ManifestFile[] }> {
   const out = new Map<string, { w: Wanted; files: ManifestFile[] }>();
   for (const f of files) {
     const name = repo.nameOf(f.sha256);
@@ -631,27 +712,48 @@ function busy(repo: Repo, what: string, locks: LockDoc[], stale: number): Backup
 }
 
 /**
- * Run `fn` holding a push lock; `BUSY` while a prune of the repository runs. `fn` calls
- * `beforeCommit` just before it writes a snapshot: the lock is renewed, and `BUSY` is thrown when
- * a prune runs now. A prune that saw this push's lock as stale (the push was stopped for longer
- * than the stale timeout) may have collected its uncommitted objects meanwhile: after
- * `beforeCommit`, the push checks its objects again and uploads the missing ones before the
- * snapshot (a prune starting after the renewal sees the fresh lock and refuses).
+ * A push lock: `BUSY` while a prune of the repository runs. A push calls `beforeCommit` just
+ * before it writes a snapshot: the lock is renewed, and `BUSY` is thrown when a prune runs now. A
+ * prune that saw this push's lock as stale (the push was stopped for longer than the stale
+ * timeout) may have collected its uncommitted objects meanwhile: after `beforeCommit`, the push
+ * checks its objects again and uploads the missing ones before the snapshot (a prune starting
+ * after the renewal sees the fresh lock and refuses).
  */
-export async function withPushLock<T>(repo: Repo, fn: (beforeCommit: () => Promise<void>) => Promise<T>, stale: number = LOCK_STALE_SECONDS): Promise<T> {
-  let key = await takeLock(repo, 'push');
-  try {
-    const prunes = await freshLocks(repo, 'prune', key, stale);
-    if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
-    return await fn(async () => {
-      const renewed = await takeLock(repo, 'push');
-      await repo.backend.delete(key).catch(() => undefined);
-      key = renewed;
-      const running = await freshLocks(repo, 'prune', key, stale);
-      if (running.length > 0) throw busy(repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, stale);
-    });
-  } finally {
-    await repo.backend.delete(key).catch(() => undefined);
+class PushLock {
+  private released = false;
+
+  private constructor(
+    private readonly repo: Repo,
+    private key: string,
+    private readonly stale: number,
+  ) {}
+
+  /** Write the lock, then look for a running prune (`BUSY`: the lock is removed again). */
+  static async take(repo: Repo, stale: number): Promise<PushLock> {
+    const lock = new PushLock(repo, await takeLock(repo, 'push'), stale);
+    try {
+      const prunes = await freshLocks(repo, 'prune', lock.key, stale);
+      if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    return lock;
+  }
+
+  async beforeCommit(): Promise<void> {
+    const old = this.key;
+    this.key = await takeLock(this.repo, 'push');
+    // The old lock goes while the prune locks are listed (the new one is there already).
+    const [running] = await Promise.all([freshLocks(this.repo, 'prune', this.key, this.stale), this.repo.backend.delete(old).catch(() => undefined)]);
+    if (running.length > 0) throw busy(this.repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, this.stale);
+  }
+
+  /** Remove the lock (once; a failure is ignored: a lock left behind goes stale). */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.repo.backend.delete(this.key).catch(() => undefined);
   }
 }
 

@@ -3,6 +3,7 @@ import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { runPool } from '../fsutil.js';
 import { buffers, getBuffer, getRangeBuffer, type Backend } from './backend.js';
+import type { IndexCache } from './cache.js';
 import { macName, open as openSealed, openStream, seal, sealStream, type RepoKeys } from './crypto.js';
 import {
   DamagedError,
@@ -46,6 +47,8 @@ export interface Repo {
   encodeStream(plain: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
   /** Throws {@link DamagedError} when the stored bytes are not a valid object. */
   decodeStream(stored: AsyncIterable<Buffer>, aad: string): AsyncIterable<Buffer>;
+  /** The local cache of index objects (`undefined`: none). */
+  cache?: IndexCache | undefined;
 }
 
 /** What an encrypted blob, loose object or index is bound to (AES-GCM additional data). */
@@ -55,9 +58,10 @@ export const INDEX_AAD = 'index';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-export function plainRepo(backend: Backend, version: number, env: Env): Repo {
+export function plainRepo(backend: Backend, version: number, env: Env, cache?: IndexCache): Repo {
   return {
     backend,
+    cache,
     url: backend.url,
     version,
     packing: version >= 2,
@@ -71,9 +75,9 @@ export function plainRepo(backend: Backend, version: number, env: Env): Repo {
 }
 
 /** Compression first (ciphertext does not compress), then AES-256-GCM bound to the name. */
-export function encryptedRepo(backend: Backend, keys: RepoKeys, version: number, env: Env): Repo {
+export function encryptedRepo(backend: Backend, keys: RepoKeys, version: number, env: Env, cache?: IndexCache): Repo {
   return {
-    ...plainRepo(backend, version, env),
+    ...plainRepo(backend, version, env, cache),
     nameOf: (h) => macName(keys, h),
     encode: async (p, aad) => seal(keys, await encodeObject(p), aad),
     decode: async (s, aad) => {
@@ -91,6 +95,8 @@ export interface BlobLoc {
   pack: string;
   offset: number;
   length: number;
+  /** The index object that names this location. */
+  index: string;
 }
 /** One pack as an index describes it: `[blob name, offset, stored length]` per blob. */
 export interface IndexPack {
@@ -128,14 +134,28 @@ function parseIndex(plain: Buffer | undefined): IndexPack[] | undefined {
   }
 }
 
+/** The keys of a store's loose objects, packs and indexes (three listings, at once). */
+export interface StoreListing {
+  objects: string[];
+  packs: string[];
+  indexes: string[];
+}
+
+/** List loose objects, packs and indexes (needs no key: a push starts it before the config is read). */
+export async function listStore(b: Backend): Promise<StoreListing> {
+  const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
+  return { objects, packs, indexes };
+}
+
 /**
  * List loose objects and packs, and read every index (one request per index). Index objects are
- * never rewritten (named by their hash): those `previous` has read are not read again.
+ * never rewritten (named by their hash): those `previous` has read are not read again. `listed`:
+ * a listing already under way (else the store is listed now).
  */
-export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog): Promise<Catalog> {
+export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog, listed?: Promise<StoreListing>): Promise<Catalog> {
   const b = repo.backend;
   const cat: Catalog = { loose: new Set(), packed: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
-  const [objects, packs, indexes] = await Promise.all([b.list(OBJECTS_PREFIX), b.list(PACKS_PREFIX), b.list(INDEX_PREFIX)]);
+  const { objects, packs, indexes } = await (listed ?? listStore(b));
   for (const k of objects) {
     const h = hashOfKey(k);
     if (h) cat.loose.add(h);
@@ -146,9 +166,17 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
   }
   const known = indexes.filter((k) => previous?.indexes.has(k));
   for (const key of known) addIndex(cat, key, previous!.indexes.get(key)!);
+  // Indexes are sealed and named by the sha256 of their bytes: a copy in the local cache, checked
+  // against its name, is as good as a GET (see cache.ts). Only listed indexes are looked up.
+  const cache = repo.cache;
   await runPool(indexes.filter((k) => isIndexKey(k) && !previous?.indexes.has(k)), concurrency, async (key) => {
-    const raw = await getBuffer(b, key);
-    if (raw === undefined) return; // removed meanwhile (a prune merged it)
+    const hash = key.slice(INDEX_PREFIX.length);
+    let raw = cache?.get(hash);
+    if (raw === undefined) {
+      raw = await getBuffer(b, key);
+      if (raw === undefined) return; // removed meanwhile (a prune merged it)
+      if (sha256(raw) === hash) cache?.put(hash, raw);
+    }
     const packs = parseIndex(await repo.decode(raw, INDEX_AAD));
     if (!packs) {
       cat.damagedIndexes.push(key);
@@ -156,6 +184,7 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
     }
     addIndex(cat, key, packs);
   });
+  cache?.keepOnly(new Set(indexes.filter(isIndexKey).map((k) => k.slice(INDEX_PREFIX.length))));
   return cat;
 }
 
@@ -166,7 +195,7 @@ function addIndex(cat: Catalog, key: string, packs: IndexPack[]): void {
   for (const p of packs) {
     for (const [name, offset, length] of p.blobs) {
       const cur = cat.packed.get(name);
-      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length });
+      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length, index: key });
     }
   }
 }
@@ -178,11 +207,42 @@ export function hasBlob(cat: Catalog, name: string): boolean {
   return loc !== undefined && cat.packs.has(loc.pack);
 }
 
+/** At most this many HEAD requests make {@link stillStored} (more: it says `undefined`, list instead). */
+const MAX_STILL_STORED_CHECKS = 12;
+
+/**
+ * Whether every blob of `names` is still where `cat` found it: its loose object, or its pack
+ * and the index naming it, checked with one HEAD each (all at once). Cheaper than listing the
+ * store again when few objects are involved: `undefined` when more than
+ * {@link MAX_STILL_STORED_CHECKS} would be needed or when a blob is not in `cat`; `false` when
+ * any is gone (the caller lists the store again: a merged index may name the pack now).
+ */
+export async function stillStored(repo: Repo, cat: Catalog, names: Iterable<string>, concurrency: number): Promise<boolean | undefined> {
+  const keys = new Set<string>();
+  for (const n of names) {
+    if (cat.loose.has(n)) keys.add(objectKey(n));
+    else {
+      const loc = cat.packed.get(n);
+      if (!loc || !cat.packs.has(loc.pack)) return undefined;
+      keys.add(packKey(loc.pack));
+      keys.add(loc.index);
+    }
+    if (keys.size > MAX_STILL_STORED_CHECKS) return undefined;
+  }
+  let all = true;
+  await runPool([...keys], concurrency, async (k) => {
+    if (!(await repo.backend.exists(k))) all = false;
+  });
+  return all;
+}
+
 /** Write one index describing `packs`; returns its key. */
 export async function writeIndex(repo: Repo, packs: IndexPack[]): Promise<string> {
   const stored = await repo.encode(Buffer.from(JSON.stringify({ format: INDEX_FORMAT, format_version: 1, packs })), INDEX_AAD);
-  const key = indexKey(sha256(stored));
+  const hash = sha256(stored);
+  const key = indexKey(hash);
   await repo.backend.putIfAbsent(key, stored);
+  repo.cache?.put(hash, stored);
   return key;
 }
 
@@ -383,7 +443,8 @@ export async function readBlobs(
     }
     if (n !== w.size || h.digest('hex') !== w.sha256) damaged(w);
   });
-  await Promise.all([fromPacks, fromLoose]);
+  // Both settled before returning or throwing: nothing is still writing when the caller cleans up.
+  for (const r of await Promise.allSettled([fromPacks, fromLoose])) if (r.status === 'rejected') throw r.reason;
   return problems;
 }
 
