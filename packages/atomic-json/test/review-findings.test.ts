@@ -40,7 +40,7 @@ describe('review findings: JournaledJson', () => {
   // foreign writer changed since. The marker alone cannot tell whether the foreign writer read
   // the compacted snapshot or the old base; see the report for a fix (remember the compacted
   // snapshot's inode in the marker).
-  it.fails('a compaction killed before removing the journal, then a foreign rewrite: nothing is applied twice', async () => {
+  it('a compaction killed before removing the journal, then a foreign rewrite: nothing is applied twice', async () => {
     const file = join(await tmp(), 'doc.json');
     const j = await open(file);
     for (const op of [1, 1, 1, 'ours']) await j.append([op]);
