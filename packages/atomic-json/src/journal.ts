@@ -68,7 +68,9 @@ export type JournalEvent =
   | { type: 'tail-dropped'; path: string; offset: number; bytes: number; reason: string }
   /**
    * The snapshot was rewritten by a writer that knows nothing of the journal (e.g. the Python
-   * implementation): the journal's records were applied onto that new snapshot, then compacted.
+   * implementation): the journal's records were applied onto that new snapshot, then compacted
+   * (`records` of them: after a `compaction-resumed` event, only those the killed compaction had
+   * not folded into the snapshot the foreign writer rewrote).
    */
   | { type: 'foreign-snapshot'; path: string; records: number }
   /** A compaction killed after replacing the snapshot but before removing the journal was finished. */
@@ -504,7 +506,8 @@ export class JournaledJson<T, Op> {
    * tail). Compaction is not done here: call {@link JournaledJson.compact} when you want it.
    *
    * @throws {AtomicJsonError} `PARSE` (snapshot not JSON), `CORRUPT` (journal damaged before its
-   *   end), `LOCKED`, `IO`.
+   *   end), `LOCKED`, `IO` (also when `<file>.journal` is a symbolic link or not a regular file:
+   *   never followed).
    */
   static async open<T, Op>(path: string, opts: JournalOptions<T, Op>): Promise<JournaledJson<T, Op>> {
     const j = new JournaledJson<T, Op>(absolute(path), opts);
