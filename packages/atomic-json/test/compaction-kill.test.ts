@@ -11,6 +11,7 @@ import { spawnNode, useTempDir } from '@dawn/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { JournaledJson, journalPathOf, type JournalEvent } from '../src/index.js';
 import { assertDistIsFresh, fixture } from './dist.js';
+import { apply, type Doc, type Op } from './counter-doc.js';
 
 const tempDir = useTempDir('aj-compaction-kill-');
 beforeAll(assertDistIsFresh);
@@ -18,20 +19,6 @@ beforeAll(assertDistIsFresh);
 const STALE_MS = 800;
 const lock = { staleMs: STALE_MS, timeoutMs: STALE_MS + 20_000 };
 
-interface Doc {
-  count: number;
-  names: string[];
-  theirs?: string;
-}
-type Op = number | string;
-const apply = (doc: Doc | undefined, ops: readonly Op[]): Doc => {
-  const d = doc ?? { count: 0, names: [] };
-  for (const op of ops) {
-    if (typeof op === 'number') d.count += op;
-    else d.names.push(op);
-  }
-  return d;
-};
 const open = (file: string, events: JournalEvent[] = []) => JournaledJson.open<Doc, Op>(file, { apply, lock, onEvent: (e) => events.push(e) });
 
 type Point = 'before-rename' | 'after-rename' | 'before-unlink';

@@ -10,23 +10,10 @@ import { describe, expect, it } from 'vitest';
 import { realFs } from '../src/fs-layer.js';
 import { JournaledJson, journalPathOf, type JournalEvent } from '../src/journal.js';
 import { errno, installLayer } from './fault-layer.js';
+import { apply, type Doc, type Op } from './counter-doc.js';
 
 const tmp = useTempDir('aj-review-');
 
-interface Doc {
-  count: number;
-  names: string[];
-  theirs?: string;
-}
-type Op = number | string;
-const apply = (doc: Doc | undefined, ops: readonly Op[]): Doc => {
-  const d = doc ?? { count: 0, names: [] };
-  for (const op of ops) {
-    if (typeof op === 'number') d.count += op;
-    else d.names.push(op);
-  }
-  return d;
-};
 const open = (file: string, events: JournalEvent[] = []) => JournaledJson.open<Doc, Op>(file, { apply, onEvent: (e) => events.push(e) });
 
 describe('review findings: JournaledJson', () => {
