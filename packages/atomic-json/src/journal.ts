@@ -10,8 +10,11 @@
  *   (`null`: the journal extends a missing snapshot; `mark`: the snapshot's file mark when the
  *   journal was started: a snapshot that still has it is the one named, without hashing it);
  * - `{"ops": [...]}`: one appended batch;
- * - `{"compact": "<sha-256 hex>"}`: a compaction is about to replace the snapshot by the document
- *   whose bytes have this hash (everything before the marker is folded into it).
+ * - `{"compact": "<sha-256 hex>", "file"?: "<dev:ino:birthtimeNs>"}`: a compaction is about to
+ *   replace the snapshot by the document whose bytes have this hash (everything before the marker
+ *   is folded into it), by renaming into place the complete temp file whose identity is `file`;
+ * - `{"compacted": "<sha-256 hex>"}`: that rename happened and is durable (written just before
+ *   the journal is removed).
  */
 import { createHash, webcrypto } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
@@ -65,7 +68,9 @@ export type JournalEvent =
   | { type: 'tail-dropped'; path: string; offset: number; bytes: number; reason: string }
   /**
    * The snapshot was rewritten by a writer that knows nothing of the journal (e.g. the Python
-   * implementation): the journal's records were applied onto that new snapshot, then compacted.
+   * implementation): the journal's records were applied onto that new snapshot, then compacted
+   * (`records` of them: after a `compaction-resumed` event, only those the killed compaction had
+   * not folded into the snapshot the foreign writer rewrote).
    */
   | { type: 'foreign-snapshot'; path: string; records: number }
   /** A compaction killed after replacing the snapshot but before removing the journal was finished. */
@@ -171,6 +176,22 @@ function headerOf(buf: Buffer, jpath: string): JournalHeader | undefined {
   if (!isRecordObject(v) || v.journal !== 1 || (typeof v.base !== 'string' && v.base !== null)) return undefined;
   // A mark is only meaningful beside a hash (a journal on a missing snapshot records none).
   return typeof v.mark === 'string' && typeof v.base === 'string' ? { base: v.base, mark: v.mark } : { base: v.base };
+}
+
+/**
+ * A file's identity for a compaction marker: `dev:ino:birthtimeNs` (a birth time tells a reused
+ * inode number apart). `undefined` when the file is missing or the file system gives no real
+ * inode or birth time: such a marker then proves nothing.
+ */
+async function identityOf(p: string): Promise<string | undefined> {
+  let st;
+  try {
+    st = await fsp.stat(p, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  if (st.ino === 0n || st.birthtimeNs === 0n) return undefined;
+  return `${st.dev}:${st.ino}:${st.birthtimeNs}`;
 }
 
 function sha256(buf: Uint8Array | string): string {
@@ -344,17 +365,35 @@ function parseRecords(
   return torn === undefined ? { values, validEnd } : { values, validEnd, torn };
 }
 
+/** `O_NOFOLLOW` where the platform has it: a journal is never opened through a symbolic link. */
+const O_NOFOLLOW = process.platform === 'win32' ? 0 : (constants.O_NOFOLLOW ?? 0);
+
+/** The journal path holds a symbolic link or another non-regular file: never followed, replaced or removed. */
+function notAJournal(jpath: string, what: string): AtomicJsonError {
+  return new AtomicJsonError(
+    'IO',
+    jpath,
+    `The journal ${jpath} is ${what}, not a regular file. A journal is never followed, replaced or removed, ` +
+      `so nothing was read or written. If it is a leftover, remove it; if it leads to the real journal ` +
+      `(e.g. on another volume), move that file to ${jpath} in its place; then retry.`,
+  );
+}
+
+/** lstat of the journal; `undefined` when there is none; a symbolic link or non-regular file is refused. */
 async function statOrUndefined(p: string) {
+  let st;
   try {
-    return await fsp.stat(p, { bigint: true });
+    st = await fsp.lstat(p, { bigint: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw ioError(p, 'stat', err);
   }
+  if (!st.isFile()) throw notAJournal(p, st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : 'a special file');
+  return st;
 }
 
 async function readRange(p: string, start: number, end: number): Promise<Buffer> {
-  const h = await fsp.open(p, 'r');
+  const h = await fsp.open(p, constants.O_RDONLY | O_NOFOLLOW);
   try {
     const buf = Buffer.allocUnsafe(end - start);
     let got = 0;
@@ -467,7 +506,8 @@ export class JournaledJson<T, Op> {
    * tail). Compaction is not done here: call {@link JournaledJson.compact} when you want it.
    *
    * @throws {AtomicJsonError} `PARSE` (snapshot not JSON), `CORRUPT` (journal damaged before its
-   *   end), `LOCKED`, `IO`.
+   *   end), `LOCKED`, `IO` (also when `<file>.journal` is a symbolic link or not a regular file:
+   *   never followed).
    */
   static async open<T, Op>(path: string, opts: JournalOptions<T, Op>): Promise<JournaledJson<T, Op>> {
     const j = new JournaledJson<T, Op>(absolute(path), opts);
@@ -769,22 +809,28 @@ export class JournaledJson<T, Op> {
       return;
     }
     if (parsed.torn) await this.#truncate(parsed.validEnd);
-    let marker = 0; // index of the compaction marker naming the snapshot, if any
+    let marker = 0; // index of the compaction marker naming the snapshot (or its ancestor), if any
     let foreign = false;
     if (header.base !== this.#snapHash) {
       for (let i = values.length - 1; i >= 1 && marker === 0; i--) {
         const v = values[i]!;
         if (!Array.isArray(v) && v.compact === this.#snapHash && this.#snapHash !== null) marker = i;
       }
-      if (marker === 0) foreign = true;
+      if (marker === 0) {
+        foreign = true;
+        // A foreign rewrite of the snapshot a killed compaction put in place: that compaction's
+        // records are in what the foreign writer read. Otherwise (or when it cannot be told) every
+        // record is applied onto the foreign snapshot: nothing acknowledged is lost.
+        if (this.#snapHash !== null) marker = await this.#compactedThenRewritten(values);
+      }
     }
     const { ops, records } = collectOps<Op>(values, marker + 1);
     this.#unfolded = ops;
     this.#records = records;
     this.#jIno = jst.ino;
     this.#jEnd = parsed.validEnd;
-    if (marker > 0) {
-      this.#opts.onEvent?.({ type: 'compaction-resumed', path: this.path });
+    if (marker > 0) this.#opts.onEvent?.({ type: 'compaction-resumed', path: this.path });
+    if (marker > 0 && !foreign) {
       if (records === 0) {
         await this.#removeJournal();
       } else {
@@ -797,6 +843,33 @@ export class JournaledJson<T, Op> {
       await this.#compactLocked();
     }
     if (report) this.#opts.onRemote?.({ kind: 'reset', doc: this.current() });
+  }
+
+  /**
+   * When the snapshot matches neither the journal's base nor a marker: the index of the journal's
+   * last compaction marker if that compaction is proven to have renamed its snapshot into place
+   * (so the snapshot on disk was written, by a foreign writer, after that: in place over the
+   * compacted file, or read from it), else 0. Proof: no ops record follows the marker (a record
+   * appended after it means the snapshot was still the old one then), and either the marker's
+   * `compacted` record follows it (written once the rename was durable) or the snapshot is still
+   * the very file the marker names (same device, inode and birth time: rewritten in place).
+   */
+  async #compactedThenRewritten(values: readonly RecordValue[]): Promise<number> {
+    let done: unknown;
+    for (let i = values.length - 1; i >= 1; i--) {
+      const v = values[i]!;
+      if (opsOf(v) !== undefined) return 0;
+      const rec = v as Record<string, unknown>;
+      if (typeof rec.compacted === 'string') {
+        done ??= rec.compacted;
+        continue;
+      }
+      if (typeof rec.compact !== 'string') continue;
+      if (done === rec.compact) return i;
+      if (typeof rec.file === 'string' && rec.file === (await identityOf(this.path))) return i;
+      return 0;
+    }
+    return 0;
   }
 
   /**
@@ -911,12 +984,19 @@ export class JournaledJson<T, Op> {
     else await this.#closeFd();
     try {
       if (fd === undefined) try {
-        fd = await fs.open(this.journalPath, (create ? constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND : constants.O_WRONLY | constants.O_APPEND) | dsync, 0o644);
+        fd = await fs.open(this.journalPath, (create ? constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND : constants.O_WRONLY | constants.O_APPEND) | O_NOFOLLOW | dsync, 0o644);
       } catch (err) {
         if (create && (err as NodeJS.ErrnoException).code === 'ENOENT') {
           await fs.mkdir(dirname(this.journalPath));
-          fd = await fs.open(this.journalPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND | dsync, 0o644);
-        } else throw err;
+          fd = await fs.open(this.journalPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND | O_NOFOLLOW | dsync, 0o644);
+        } else {
+          // EEXIST (a dangling link where a new journal goes) or ELOOP (a link, never followed).
+          const code = (err as NodeJS.ErrnoException).code;
+          if ((code === 'EEXIST' || code === 'ELOOP') && (await fsp.lstat(this.journalPath).catch(() => undefined))?.isSymbolicLink()) {
+            throw notAJournal(this.journalPath, 'a symbolic link');
+          }
+          throw err;
+        }
       }
       let off = 0;
       while (off < data.length) {
@@ -934,6 +1014,7 @@ export class JournaledJson<T, Op> {
         if (create) await fs.unlink(this.journalPath).catch(() => {});
         else await fsp.truncate(this.journalPath, this.#jEnd).catch(() => {});
       }
+      if (AtomicJsonError.is(err)) throw err;
       throw ioError(this.journalPath, 'append to', err);
     }
     if (create) {
@@ -975,28 +1056,45 @@ export class JournaledJson<T, Op> {
   }
 
   /**
-   * The compaction protocol (under the lock): fold; append a marker naming the new snapshot's
-   * hash (fsynced); replace the snapshot atomically; remove the journal. A kill between the
-   * last two steps leaves a journal whose marker matches the snapshot: the next open discards it.
+   * The compaction protocol (under the lock): fold; write the new snapshot to a temp file
+   * (fsynced); append a marker naming its hash and the temp file's identity (fsynced); rename it
+   * into place (directory fsynced); append a `compacted` record (fsynced); remove the journal. A
+   * kill before the rename leaves the old snapshot + the whole journal; after it, a journal whose
+   * marker matches the snapshot (the next open discards it), or, after a foreign rewrite of that
+   * snapshot, whose `compacted` record or marker identity proves it (see #compactedThenRewritten).
    */
   async #compactLocked(): Promise<void> {
     if (this.#jIno === undefined && this.#unfolded.length === 0 && !this.#dirty) return;
     const records = this.#records;
     const journalBytes = this.#jEnd;
-    if (this.#unfolded.length > 0 || this.#dirty) {
-      this.#fold();
-      const text = serialize(this.#base, this.path, this.#opts.spaces ?? 2);
-      const bytes = Buffer.from(text, 'utf8');
-      const hash = sha256(bytes);
-      if (this.#jIno !== undefined) await this.#writeToJournal([encodeRecord({ compact: hash }, this.journalPath)], false);
-      await directWrite(this.path, text, resolveWriteOptions({ fsync: this.#fsync, spaces: this.#opts.spaces ?? 2 }));
-      this.#snapHash = hash;
-      this.#snapSize = bytes.length;
-      this.#compactedBytes += bytes.length;
-      this.#snapMark = await fileMark(this.path);
-      this.#dirty = false;
+    const journal = this.#jIno !== undefined;
+    try {
+      if (this.#unfolded.length > 0 || this.#dirty) {
+        this.#fold();
+        const text = serialize(this.#base, this.path, this.#opts.spaces ?? 2);
+        const bytes = Buffer.from(text, 'utf8');
+        const hash = sha256(bytes);
+        const mark = journal
+          ? async (tmp: string) => {
+              const file = await identityOf(tmp);
+              await this.#writeToJournal([encodeRecord(file === undefined ? { compact: hash } : { compact: hash, file }, this.journalPath)], false);
+            }
+          : undefined;
+        await directWrite(this.path, text, resolveWriteOptions({ fsync: this.#fsync, spaces: this.#opts.spaces ?? 2 }), mark);
+        this.#snapHash = hash;
+        this.#snapSize = bytes.length;
+        this.#compactedBytes += bytes.length;
+        this.#snapMark = await fileMark(this.path);
+        this.#dirty = false;
+        if (journal) await this.#writeToJournal([encodeRecord({ compacted: hash }, this.journalPath)], false);
+      }
+      await this.#removeJournal();
+    } catch (err) {
+      // Whether the snapshot was replaced is not known here: re-read both files under the lock
+      // before anything else is appended (never an ops record after a marker whose rename happened).
+      if (journal) this.#stale = true;
+      throw err;
     }
-    await this.#removeJournal();
     this.#compactions++;
     this.#opts.onEvent?.({ type: 'compacted', path: this.path, records, journalBytes });
   }

@@ -442,8 +442,8 @@ export function barrier(path: string): Promise<void> {
  * Run a write or update directly, for a context that already holds the lock. If that lock has
  * been compromised meanwhile (the enclosing `withLock` already rejected), the file is not replaced.
  */
-export async function directWrite(path: string, text: string, opts: ResolvedWrite): Promise<void> {
-  await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock: heldLock(path) });
+export async function directWrite(path: string, text: string, opts: ResolvedWrite, beforeRename?: (tmp: string) => Promise<void>): Promise<void> {
+  await writeFileAtomic(path, text, { fsync: opts.fsync, mode: opts.mode, lock: heldLock(path), beforeRename });
 }
 
 export async function directUpdate(

@@ -123,6 +123,11 @@ export interface PhysicalWriteOptions {
   afterRename?: (() => Promise<void>) | undefined;
   /** The lock held for this write: checked just before the rename. */
   lock?: LockHandle | undefined;
+  /**
+   * Called with the temp file's path once it is complete (and fsynced), just before the rename.
+   * A throw aborts the write (the temp file is removed, the target untouched).
+   */
+  beforeRename?: ((tmp: string) => Promise<void>) | undefined;
 }
 
 const RENAME_RETRY_CODES = new Set(['EPERM', 'EBUSY', 'EACCES']);
@@ -202,6 +207,7 @@ export async function writeFileAtomic(target: string, text: string, opts: Physic
     const closing = fd;
     fd = undefined;
     await fs.close(closing);
+    if (opts.beforeRename !== undefined) await opts.beforeRename(tmp);
     if (opts.lock?.compromised) throw opts.lock.compromised;
     await renameWithRetry(tmp, real);
   } catch (err) {

@@ -3,30 +3,17 @@
  * fixed yet (the test states the behaviour we want).
  */
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { useTempDir } from '@dawn/test-utils';
 import { describe, expect, it } from 'vitest';
 import { realFs } from '../src/fs-layer.js';
 import { JournaledJson, journalPathOf, type JournalEvent } from '../src/journal.js';
 import { errno, installLayer } from './fault-layer.js';
+import { apply, type Doc, type Op } from './counter-doc.js';
 
 const tmp = useTempDir('aj-review-');
 
-interface Doc {
-  count: number;
-  names: string[];
-  theirs?: string;
-}
-type Op = number | string;
-const apply = (doc: Doc | undefined, ops: readonly Op[]): Doc => {
-  const d = doc ?? { count: 0, names: [] };
-  for (const op of ops) {
-    if (typeof op === 'number') d.count += op;
-    else d.names.push(op);
-  }
-  return d;
-};
 const open = (file: string, events: JournalEvent[] = []) => JournaledJson.open<Doc, Op>(file, { apply, onEvent: (e) => events.push(e) });
 
 describe('review findings: JournaledJson', () => {
@@ -40,7 +27,7 @@ describe('review findings: JournaledJson', () => {
   // foreign writer changed since. The marker alone cannot tell whether the foreign writer read
   // the compacted snapshot or the old base; see the report for a fix (remember the compacted
   // snapshot's inode in the marker).
-  it.fails('a compaction killed before removing the journal, then a foreign rewrite: nothing is applied twice', async () => {
+  it('a compaction killed before removing the journal, then a foreign rewrite: nothing is applied twice', async () => {
     const file = join(await tmp(), 'doc.json');
     const j = await open(file);
     for (const op of [1, 1, 1, 'ours']) await j.append([op]);
@@ -60,6 +47,66 @@ describe('review findings: JournaledJson', () => {
     const events: JournalEvent[] = [];
     const k = await open(file, events);
     expect(k.current()).toEqual({ count: 3, names: ['ours'], theirs: 'kept' });
+  });
+
+  // The same compaction failing at the journal's removal, in a process that goes on appending: it
+  // re-reads the files first (finishing the compaction), so no record ever follows a marker whose
+  // snapshot is in place, and a foreign rewrite after that still gets each record exactly once.
+  it('a compaction that failed after replacing the snapshot, then more appends, then a foreign rewrite: exactly once', async () => {
+    const file = join(await tmp(), 'doc.json');
+    const events: JournalEvent[] = [];
+    const j = await open(file, events);
+    for (const op of [1, 1, 1, 'ours']) await j.append([op]);
+    let failUnlink = true;
+    installLayer(() => ({
+      unlink: async (p) => {
+        if (failUnlink && p.endsWith('.journal')) throw errno('EIO', 'unlink');
+        return realFs.unlink(p);
+      },
+    }));
+    await expect(j.compact()).rejects.toMatchObject({ code: 'IO' });
+    failUnlink = false;
+    events.length = 0;
+    // The failed instance re-reads first: it finishes the compaction (journal removed), then
+    // starts a new journal on the compacted snapshot, never appending after the old marker.
+    await j.append([10]);
+    expect(events.map((e) => e.type)).toEqual(['compaction-resumed']);
+    const k = await open(file); // another process of ours
+    await k.append([100]);
+    const seen = JSON.parse(await readFile(file, 'utf8')) as Doc;
+    expect(seen).toEqual({ count: 3, names: ['ours'] });
+    await writeFile(file, JSON.stringify({ ...seen, theirs: 'kept' }, null, 4));
+    const m = await open(file);
+    expect(m.current()).toEqual({ count: 113, names: ['ours'], theirs: 'kept' });
+  });
+
+  // MINOR: a dangling symbolic link in place of the journal made every append fail with a bare
+  // EEXIST. Now a coded error names the journal and what to do; the link is never followed (it
+  // may lead to the real journal on an unmounted volume) nor replaced.
+  it('a symbolic link in place of the journal is refused with a coded error, never followed or replaced', async () => {
+    const dir = await tmp();
+    const file = join(dir, 'doc.json');
+    const j = await open(file);
+    await j.append([1]);
+    await j.close();
+    const jpath = journalPathOf(file);
+    const k = await open(file); // no journal yet
+    await symlink(join(dir, 'elsewhere', 'doc.json.journal'), jpath); // dangling
+    const err = await k.append([1]).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'IO', path: jpath });
+    expect((err as Error).message).toMatch(/symbolic link.*never followed, replaced or removed.*remove it/s);
+    await expect(open(file)).rejects.toMatchObject({ code: 'IO', path: jpath });
+    expect(await readlink(jpath)).toBe(join(dir, 'elsewhere', 'doc.json.journal'));
+    // a link to a real file: refused too, the file behind it untouched
+    const target = join(dir, 'other.journal');
+    await writeFile(target, 'not ours');
+    const { unlink } = await import('node:fs/promises');
+    await unlink(jpath);
+    await symlink(target, jpath);
+    await expect(open(file)).rejects.toMatchObject({ code: 'IO', path: jpath });
+    await expect(k.append([1])).rejects.toMatchObject({ code: 'IO', path: jpath });
+    expect(await readFile(target, 'utf8')).toBe('not ours');
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ count: 1, names: [] });
   });
 
   // FINDING (data loss): a damaged length field in a record before the tail (one flipped high

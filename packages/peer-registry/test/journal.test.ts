@@ -205,10 +205,14 @@ with open(p, 'w') as f: json.dump(d, f, indent=2)
     expect(events[0]).toBe('tail-dropped');
     expect(again.getPeer('a')!.successfulConnections).toBe(2);
     await again.flush({ compact: true }); // the registry file: 2 successes; the journal starts anew
-    await again.recordConnectionSuccess('a');
-    await again.recordConnectionSuccess('a');
+    // `again` found a journal at open: it compacts in the background 100 ms later, which would fold
+    // the damaged journal below if it fired late. A registry opened without a journal never does.
+    await again.close();
+    const third = await PeerRegistry.open({ dataRoot: root });
+    await third.recordConnectionSuccess('a');
+    await third.recordConnectionSuccess('a');
     // Damage in the middle of the journal: CORRUPT, nothing touched.
-    await again.flush();
+    await third.flush();
     const bytes = await readFile(jp);
     const mid = bytes.length >> 1; // inside the first record after the header: data follows it
     bytes[mid] = bytes[mid]! ^ 0xff;
