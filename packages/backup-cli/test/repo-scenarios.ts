@@ -443,7 +443,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
       expect(JSON.parse(refused.stderr).error.code).toBe('BUSY');
       expect((await storedObjects(repo, env)).sort()).toEqual(uploaded.sort());
       // a prune that takes the held push for dead (stale timeout 0 s) collects its uncommitted objects...
-      const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_LOCK_STALE: '0' });
+      const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_INTERNAL_LOCK_STALE_FOR_TESTS: '0' });
       expect(pruned.code, pruned.stderr).toBe(0);
       expect(json(pruned).garbageDeleted).toBeGreaterThan(0);
       expect(json(pruned).packsDeleted).toBeGreaterThan(0); // its packs (and their indexes) went
