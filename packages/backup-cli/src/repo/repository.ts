@@ -81,6 +81,13 @@ export interface SnapshotDoc {
 export const DEFAULT_CONCURRENCY = 48;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
+/** How a password was given explicitly (a password says "this repository is encrypted"), if it was. */
+function passwordGiven(opts: RepoOptions): string | undefined {
+  if (opts.password !== undefined) return 'a password';
+  if (opts.passwordFile !== undefined) return `--password-file ${opts.passwordFile}`;
+  return (opts.env ?? process.env)[PASSWORD_ENV] ? `$${PASSWORD_ENV}` : undefined;
+}
+
 /** The repositories {@link openRepo} opened with a key. */
 const ENCRYPTED = new WeakSet<Repo>();
 
@@ -106,7 +113,7 @@ export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Rep
     ENCRYPTED.add(repo);
     return repo;
   }
-  const given = opts.password !== undefined ? 'a password' : opts.passwordFile !== undefined ? `--password-file ${opts.passwordFile}` : env[PASSWORD_ENV] ? `$${PASSWORD_ENV}` : undefined;
+  const given = passwordGiven(opts);
   if (given !== undefined) {
     // A password says "this repository is encrypted". config.json is not authenticated: anyone
     // who can write to the store can replace an encrypted repository's config by a plain one,
@@ -149,6 +156,11 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
   const backend = await openBackend(opts.repo, opts);
   await backend.prepare?.();
   if (await backend.exists(CONFIG_KEY)) return existingRepo(opts, backend);
+  const given = passwordGiven(opts);
+  if (!opts.encrypt && given !== undefined) {
+    // Every later command given that password would refuse the unencrypted repository.
+    throw new BackupError('USAGE', `${given} was given but not --encrypt: add --encrypt to create an encrypted repository, or run without a password (unset ${PASSWORD_ENV}, drop --password-file) for an unencrypted one. Nothing was created.`);
+  }
   const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
