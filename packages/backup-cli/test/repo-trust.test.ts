@@ -45,6 +45,10 @@ describe('a password against an unencrypted repository', () => {
       expect(r.code, args.join(' ')).toBe(1);
       expect(JSON.parse(r.stderr).error.code).toBe('REPO_INVALID');
     }
+    // init --encrypt of this plain repository: it says why (not just "a password was given")
+    const e = await s.run(['init', '--repo', s.repo, '--encrypt', '--json'], { DAWN_BACKUP_PASSWORD: 'secret' });
+    expect(e.code).toBe(1);
+    expect(JSON.parse(e.stderr).error).toMatchObject({ code: 'REPO_INVALID', message: expect.stringContaining('--encrypt cannot be applied') });
     const i = await s.run(['init', '--repo', join(s.root, 'new'), '--json'], { DAWN_BACKUP_PASSWORD: 'secret' });
     expect(i.code).toBe(2);
     expect(JSON.parse(i.stderr).error.code).toBe('USAGE');

@@ -92,7 +92,11 @@ function passwordGiven(opts: RepoOptions): string | undefined {
 const ENCRYPTED = new WeakSet<Repo>();
 
 export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Repo> {
-  const backend = opened ?? (await openBackend(opts.repo, opts));
+  return openRepoAt(opts, opened ?? (await openBackend(opts.repo, opts)), 'refuse');
+}
+
+/** {@link openRepo}; `passwordOnPlain: 'allow'` lets the caller refuse a plain repository itself. */
+async function openRepoAt(opts: RepoOptions, backend: Backend, passwordOnPlain: 'refuse' | 'allow'): Promise<Repo> {
   const raw = await getBuffer(backend, CONFIG_KEY);
   if (raw === undefined) {
     throw new BackupError('REPO_INVALID', `${backend.url} is not a dawn-backup repository (no ${CONFIG_KEY}). Create it with \`dawn-backup init --repo ${backend.url}\`.`, { path: backend.url });
@@ -114,7 +118,7 @@ export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Rep
     return repo;
   }
   const given = passwordGiven(opts);
-  if (given !== undefined) {
+  if (given !== undefined && passwordOnPlain === 'refuse') {
     // A password says "this repository is encrypted". config.json is not authenticated: anyone
     // who can write to the store can replace an encrypted repository's config by a plain one,
     // and the next push (cron, password set) would upload every content in plaintext.
@@ -174,7 +178,7 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
  * result says what the repository is, never what was asked.
  */
 async function existingRepo(opts: RepoOptions & { encrypt?: boolean }, backend: Backend): Promise<{ repo: string; created: boolean; encrypted: boolean }> {
-  const repo = await openRepo(opts, backend);
+  const repo = await openRepoAt(opts, backend, opts.encrypt ? 'allow' : 'refuse');
   const encrypted = ENCRYPTED.has(repo);
   if (opts.encrypt && !encrypted) {
     throw new BackupError('REPO_INVALID', `${backend.url} already exists and is not encrypted: --encrypt cannot be applied to it (nothing changed). Create a new encrypted repository elsewhere (another prefix or directory) and push into that.`, { path: `${backend.url}/${CONFIG_KEY}` });
