@@ -108,6 +108,8 @@ export interface BackupMetadata {
   tool?: string;
   tool_version?: string;
   hostname?: string;
+  /** The host's machine id, hashed for this tool (see repo/machine.ts): tells hosts of one name apart. */
+  machine_id?: string;
   /** Unix seconds (float) when the backup started. */
   created_at?: number;
   excludes?: string[];
@@ -258,7 +260,7 @@ export function metadataProblems(raw: unknown): string[] {
   text('timestamp', MAX_SHORT_TEXT, { required: true });
   text('source_dir', MAX_PATH_TEXT, { required: true, path: true });
   text('backup_dir', MAX_PATH_TEXT, { required: true, path: true });
-  for (const f of ['format', 'tool', 'tool_version', 'hostname', 'durability', 'root_mode']) text(f, MAX_SHORT_TEXT);
+  for (const f of ['format', 'tool', 'tool_version', 'hostname', 'machine_id', 'durability', 'root_mode']) text(f, MAX_SHORT_TEXT);
   if (typeof raw.root_mode === 'string' && parseMode(raw.root_mode) === undefined) problems.push(`root_mode: not an octal mode, got ${describe(raw.root_mode)}`);
   const fv = raw.format_version;
   if (fv !== undefined) {

@@ -8,6 +8,7 @@ import { errCode, modeToString, writeNewFile } from './fsutil.js';
 import { FORMAT_NAME, FORMAT_VERSION, manifestCounts, manifestFileText, TOOL_VERSION, type BackupMetadata, type ManifestEntry, type ManifestFileRef } from './metadata.js';
 import { isoLocal, MANIFEST_FILE, METADATA_FILE } from './paths.js';
 import { NAME_ESCAPE } from './relpath.js';
+import { machineIdentity } from './repo/machine.js';
 
 /**
  * The text of a format 1 `.backup_metadata.json` (manifest inline): JSON, 2-space indentation,
@@ -45,6 +46,7 @@ export function newBackupMetadata(
     tool: '@dawn/backup-cli',
     tool_version: TOOL_VERSION,
     hostname: hostname(),
+    ...(machineIdentity().machine_id !== undefined ? { machine_id: machineIdentity().machine_id } : {}),
     created_at: f.started.getTime() / 1000,
     excludes: f.excludes,
     file_count: fileCount,

@@ -22,7 +22,7 @@ async function setup(extra: NodeJS.ProcessEnv = {}) {
   const env = { PROJECT_DAWN_DATA_ROOT: data, DAWN_BACKUP_DIR: join(root, 'backups'), DAWN_BACKUP_CACHE_DIR: cache, ...extra };
   const repo = join(root, 'repo');
   const run = (args: string[], more: NodeJS.ProcessEnv = {}) => cli(args, { ...env, ...more });
-  expect((await run(['init', '--repo', repo, '--quiet'])).code).toBe(0);
+  expect((await run(['init', '--repo', repo, '--quiet'], { DAWN_BACKUP_PASSWORD: '' })).code).toBe(0); // unencrypted: no password
   let n = 0;
   /** A new backup of the data root, pushed: the push's JSON result. */
   const backupAndPush = async (more: NodeJS.ProcessEnv = {}) => {

@@ -20,7 +20,7 @@ describe('repositories of format version 1 (loose objects, written by the previo
       const root = await tempDir();
       const repo = join(root, 'repo');
       await cp(join(FIXTURES, 'repo-v1', kind), repo, { recursive: true });
-      const env = { PROJECT_DAWN_DATA_ROOT: join(root, 'data'), DAWN_BACKUP_DIR: join(root, 'backups'), DAWN_BACKUP_PASSWORD: 'fixture-password' };
+      const env = { PROJECT_DAWN_DATA_ROOT: join(root, 'data'), DAWN_BACKUP_DIR: join(root, 'backups'), ...(kind === 'encrypted' ? { DAWN_BACKUP_PASSWORD: 'fixture-password' } : {}) };
       const l = await cli(['list', '--repo', repo, '--json'], env);
       expect(l.code, l.stderr).toBe(0);
       expect(json(l).backups.map((b: any) => b.name)).toEqual(['v1']);

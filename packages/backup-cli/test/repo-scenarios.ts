@@ -293,10 +293,12 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     const p = await run(['push', 'b1', '--repo', repo, '--json']);
     expect(p.code).toBe(1);
     expect(JSON.parse(p.stderr).error.code).toBe('BUSY');
-    // a stale lock (older than the stale timeout) does not count
+    // a lock dated 7 h back by its writer's clock still counts: ages are measured on the store's clock
     await backend.delete(plock);
     await backend.putIfAbsent(plock, Buffer.from(JSON.stringify({ kind: 'prune', host: 'otherhost', pid: 4243, created_at: Date.now() / 1000 - 7 * 3600 })));
-    expect((await run(['push', 'b1', '--repo', repo])).code).toBe(0);
+    expect(JSON.parse((await run(['push', 'b1', '--repo', repo, '--json'])).stderr).error.code).toBe('BUSY');
+    // a stale lock (older than the stale timeout by the store's clock: here a test-only 0 s) does not count
+    expect((await run(['push', 'b1', '--repo', repo], { DAWN_BACKUP_INTERNAL_LOCK_STALE_FOR_TESTS: '0' })).code).toBe(0);
     expect((await run(['verify', 'b1', '--repo', repo, '--read-data'])).code).toBe(0);
   });
 
@@ -443,7 +445,7 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
       expect(JSON.parse(refused.stderr).error.code).toBe('BUSY');
       expect((await storedObjects(repo, env)).sort()).toEqual(uploaded.sort());
       // a prune that takes the held push for dead (stale timeout 0 s) collects its uncommitted objects...
-      const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_LOCK_STALE: '0' });
+      const pruned = await run(['prune', '--repo', repo, '--keep-last', '1', '--json'], { DAWN_BACKUP_INTERNAL_LOCK_STALE_FOR_TESTS: '0' });
       expect(pruned.code, pruned.stderr).toBe(0);
       expect(json(pruned).garbageDeleted).toBeGreaterThan(0);
       expect(json(pruned).packsDeleted).toBeGreaterThan(0); // its packs (and their indexes) went

@@ -30,6 +30,11 @@ export interface Backend {
   exists(key: string): Promise<boolean>;
   /** Every key starting with `prefix` (any order). */
   list(prefix: string): Promise<string[]>;
+  /**
+   * Every key starting with `prefix`, with the time the store says it was written (ms since the
+   * epoch: S3's LastModified, the file's mtime): the store's clock, not this machine's.
+   */
+  listModified(prefix: string): Promise<{ key: string; modified: number }[]>;
   /** Make the store usable (create the directory, or the bucket when it does not exist). */
   prepare?(): Promise<void>;
   /** Remove `key` (no error when it is already gone). */

@@ -21,7 +21,7 @@ const printJson = (ctx: RepoCtx, value: unknown) => ctx.io.stdout.write(`${JSON.
 /** `--repo` as given (list, verify, restore: only then do they work on a repository). */
 export const explicitRepo = (ctx: RepoCtx): string | undefined => single(ctx.raw, 'repo', '--repo');
 
-type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env']; askPassword?: (req: { url: string; confirm: boolean }) => Promise<string> };
+type RepoTarget = { repo: string; s3Endpoint?: string; passwordFile?: string; env: CliIO['env']; askPassword?: (req: { url: string; confirm: boolean }) => Promise<string>; onWarning: (m: string) => void };
 
 /** `--repo`, else `$DAWN_BACKUP_REPO`; a usage error when neither is set. */
 export function repoTarget(ctx: RepoCtx): RepoTarget {
@@ -31,7 +31,8 @@ export function repoTarget(ctx: RepoCtx): RepoTarget {
   const passwordFile = single(ctx.raw, 'passwordFile', '--password-file');
   // On a terminal, a missing password is asked for (stderr: stdout stays the command's output).
   const ask = ctx.io.stdin ? terminalPassword({ input: ctx.io.stdin, output: ctx.io.stderr }) : undefined;
-  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}) };
+  const onWarning = (m: string) => void ctx.io.stderr.write(`${ctx.err.yellow('warning:')} ${m}\n`);
+  return { repo, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}), ...(passwordFile !== undefined ? { passwordFile } : {}), env: ctx.io.env, ...(ask ? { askPassword: ask } : {}), onWarning };
 }
 
 export async function cmdInit(ctx: RepoCtx): Promise<number> {
@@ -180,10 +181,17 @@ export async function cmdRepoPrune(ctx: RepoCtx): Promise<number> {
     for (const n of res.removed) println(ctx, `${ctx.out.red(res.dryRun ? 'would remove' : 'removed')} ${n}`);
     println(
       ctx,
-      res.dryRun
-        ? `Dry run: nothing was removed (${res.removed.length} backup(s) and ${res.garbage} unreferenced object(s) would be).`
-        : `${res.removed.length} backup(s) removed, ${res.kept.length} kept; ${res.garbageDeleted} unreferenced object(s) deleted.`,
+      res.gcSkipped
+        ? `${res.removed.length} backup(s) ${res.dryRun ? 'would be ' : ''}removed, ${res.kept.length} kept; garbage collection skipped.`
+        : res.dryRun
+          ? `Dry run: nothing was removed (${res.removed.length} backup(s) and ${res.garbage} unreferenced object(s) would be).`
+          : `${res.removed.length} backup(s) removed, ${res.kept.length} kept; ${res.garbageDeleted} unreferenced object(s) deleted.`,
     );
+  }
+  if (res.gcSkipped) {
+    // Even with --quiet (--json: in the document): every cron run must say the repository is not collected.
+    if (!ctx.json) ctx.io.stderr.write(`${ctx.err.red('DAMAGED')} ${res.repo}: garbage collection skipped: ${res.gcSkipped.reason}\n`);
+    return 3;
   }
   return 0;
 }

@@ -203,6 +203,22 @@ export class DirBackend implements Backend {
     return out;
   }
 
+  async listModified(prefix: string): Promise<{ key: string; modified: number }[]> {
+    const out: { key: string; modified: number }[] = [];
+    for (const key of await this.list(prefix)) {
+      const p = this.pathOf(key);
+      this.requests++;
+      const st = await stat(p).catch((err: unknown) => {
+        if (errCode(err) === 'ENOENT') return undefined; // removed meanwhile
+        throw ioError(p, 'read', err);
+      });
+      // The mtime is set by the file system holding the repository (the NFS server's clock for a
+      // mount), when the key was written.
+      if (st?.isFile()) out.push({ key, modified: st.mtimeMs });
+    }
+    return out;
+  }
+
   async delete(key: string): Promise<void> {
     const p = this.pathOf(key);
     this.requests++;

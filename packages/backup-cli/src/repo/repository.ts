@@ -14,7 +14,8 @@ import { entryTarget } from '../relpath.js';
 import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
 import { IndexCache } from './cache.js';
-import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
+import { machineIdentity, samePidSpace, type MachineIdentity } from './machine.js';
+import { newEncryption, PASSWORD_ENV, readPassword, unlock, type EncryptionConfig } from './crypto.js';
 import { selectSubset, type DataSubset } from './subset.js';
 import { CONFIG_KEY, objectKey, packKey, READABLE_FORMAT_VERSIONS, REPO_FORMAT, REPO_FORMAT_VERSION, sha256, SNAPSHOT_FORMAT, snapshotKey, SNAPSHOTS_PREFIX } from './format.js';
 import {
@@ -23,6 +24,7 @@ import {
   counted,
   encryptedRepo,
   hasBlob,
+  INDEX_AAD,
   type IndexPack,
   listStore,
   loadCatalog,
@@ -53,6 +55,11 @@ export interface RepoOptions extends BackendOptions {
    * `confirm` when it will encrypt a new repository.
    */
   askPassword?: ((req: { url: string; confirm: boolean }) => Promise<string>) | undefined;
+  /**
+   * Told what the caller should know although the command goes on (`latest` resolved to another
+   * host's backup). Default: a line on stderr.
+   */
+  onWarning?: ((message: string) => void) | undefined;
 }
 
 async function passwordOf(opts: RepoOptions, url: string, confirm = false): Promise<string> {
@@ -74,8 +81,22 @@ export interface SnapshotDoc {
 export const DEFAULT_CONCURRENCY = 48;
 const isFile = (m: ManifestEntry): m is ManifestFile => m.type === 'file';
 
+/** How a password was given explicitly (a password says "this repository is encrypted"), if it was. */
+function passwordGiven(opts: RepoOptions): string | undefined {
+  if (opts.password !== undefined) return 'a password';
+  if (opts.passwordFile !== undefined) return `--password-file ${opts.passwordFile}`;
+  return (opts.env ?? process.env)[PASSWORD_ENV] ? `$${PASSWORD_ENV}` : undefined;
+}
+
+/** The repositories {@link openRepo} opened with a key. */
+const ENCRYPTED = new WeakSet<Repo>();
+
 export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Repo> {
-  const backend = opened ?? (await openBackend(opts.repo, opts));
+  return openRepoAt(opts, opened ?? (await openBackend(opts.repo, opts)), 'refuse');
+}
+
+/** {@link openRepo}; `passwordOnPlain: 'allow'` lets the caller refuse a plain repository itself. */
+async function openRepoAt(opts: RepoOptions, backend: Backend, passwordOnPlain: 'refuse' | 'allow'): Promise<Repo> {
   const raw = await getBuffer(backend, CONFIG_KEY);
   if (raw === undefined) {
     throw new BackupError('REPO_INVALID', `${backend.url} is not a dawn-backup repository (no ${CONFIG_KEY}). Create it with \`dawn-backup init --repo ${backend.url}\`.`, { path: backend.url });
@@ -92,24 +113,77 @@ export async function openRepo(opts: RepoOptions, opened?: Backend): Promise<Rep
   const env = opts.env ?? process.env;
   if (config.encryption !== undefined && config.encryption !== null) {
     if (typeof config.encryption !== 'object') throw new BackupError('REPO_INVALID', `${backend.url}/${CONFIG_KEY}: malformed encryption settings.`, { path: backend.url });
-    return encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env, IndexCache.for(raw, env));
+    const repo = encryptedRepo(backend, await unlock(config.encryption, await passwordOf(opts, backend.url), backend.url), config.format_version, env, IndexCache.for(raw, env));
+    ENCRYPTED.add(repo);
+    return repo;
   }
-  return plainRepo(backend, config.format_version, env, IndexCache.for(raw, env));
+  const given = passwordGiven(opts);
+  if (given !== undefined && passwordOnPlain === 'refuse') {
+    // A password says "this repository is encrypted". config.json is not authenticated: anyone
+    // who can write to the store can replace an encrypted repository's config by a plain one,
+    // and the next push (cron, password set) would upload every content in plaintext.
+    throw new BackupError(
+      'REPO_INVALID',
+      `${backend.url} is not encrypted (its ${CONFIG_KEY} says "encryption": null), but ${given} was given: nothing was read or written. If this repository was created with --encrypt, its ${CONFIG_KEY} has been replaced (check the store's access; put the original back). If it is meant to be unencrypted, run without a password (unset ${PASSWORD_ENV}, drop --password-file).`,
+      { path: `${backend.url}/${CONFIG_KEY}` },
+    );
+  }
+  return sealedGuard(plainRepo(backend, config.format_version, env, IndexCache.for(raw, env)));
+}
+
+const SEALED_MAGIC = Buffer.from('DAWNENC1', 'latin1');
+
+/**
+ * A plain repository whose snapshots or indexes turn out to be sealed (`DAWNENC1`): its config
+ * was replaced by a plain one (damage, or an attempt to make the next push upload plaintext).
+ * Refused (`REPO_INVALID`) as soon as such an object is read, before anything is uploaded.
+ */
+function sealedGuard(repo: Repo): Repo {
+  const decode = repo.decode;
+  return {
+    ...repo,
+    decode: async (stored, aad) => {
+      if ((aad === INDEX_AAD || aad.startsWith(SNAPSHOTS_PREFIX)) && stored.subarray(0, SEALED_MAGIC.length).equals(SEALED_MAGIC)) {
+        throw new BackupError(
+          'REPO_INVALID',
+          `${repo.url}/${aad === INDEX_AAD ? 'index/…' : aad} is encrypted, but ${repo.url}/${CONFIG_KEY} says the repository is not: the config has been replaced (damage, or someone with write access to the store). Nothing was written. Put the original ${CONFIG_KEY} back (it holds the key derivation settings; without them nothing here can be decrypted).`,
+          { path: `${repo.url}/${CONFIG_KEY}` },
+        );
+      }
+      return decode(stored, aad);
+    },
+  };
 }
 
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */
 export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promise<{ repo: string; created: boolean; encrypted: boolean }> {
   const backend = await openBackend(opts.repo, opts);
   await backend.prepare?.();
-  if (await backend.exists(CONFIG_KEY)) {
-    await openRepo(opts); // an existing repository must be one of ours (and open with this password)
-    return { repo: backend.url, created: false, encrypted: Boolean(opts.encrypt) };
+  if (await backend.exists(CONFIG_KEY)) return existingRepo(opts, backend);
+  const given = passwordGiven(opts);
+  if (!opts.encrypt && given !== undefined) {
+    // Every later command given that password would refuse the unencrypted repository.
+    throw new BackupError('USAGE', `${given} was given but not --encrypt: add --encrypt to create an encrypted repository, or run without a password (unset ${PASSWORD_ENV}, drop --password-file) for an unencrypted one. Nothing was created.`);
   }
   const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
-  if (!created) await openRepo(opts);
+  if (!created) return existingRepo(opts, backend); // another init won the race
   return { repo: backend.url, created, encrypted: encryption !== null };
+}
+
+/**
+ * `init` of a repository that exists: it must be one of ours, open with this password, and be
+ * what was asked for (`--encrypt` on a plain one is `REPO_INVALID`: it cannot be applied). The
+ * result says what the repository is, never what was asked.
+ */
+async function existingRepo(opts: RepoOptions & { encrypt?: boolean }, backend: Backend): Promise<{ repo: string; created: boolean; encrypted: boolean }> {
+  const repo = await openRepoAt(opts, backend, opts.encrypt ? 'allow' : 'refuse');
+  const encrypted = ENCRYPTED.has(repo);
+  if (opts.encrypt && !encrypted) {
+    throw new BackupError('REPO_INVALID', `${backend.url} already exists and is not encrypted: --encrypt cannot be applied to it (nothing changed). Create a new encrypted repository elsewhere (another prefix or directory) and push into that.`, { path: `${backend.url}/${CONFIG_KEY}` });
+  }
+  return { repo: backend.url, created: false, encrypted };
 }
 
 /** The outcome of pushing one backup. */
@@ -388,6 +462,8 @@ export interface RepoBackup {
   totalBytes: number;
   sourceDir: string | null;
   hostname: string | null;
+  /** The machine id of the host that made it (recorded by this release's backups; else `null`). */
+  machineId: string | null;
 }
 
 /** Every snapshot of a repository, newest first; unreadable snapshot documents in `damaged`. */
@@ -403,7 +479,9 @@ export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backu
       const doc = await readSnapshot(repo, name);
       if (!doc) return; // deleted meanwhile
       const m = doc.metadata;
-      const files = m.manifest!.filter(isFile);
+      // The manifest's shape is checked here: one malformed snapshot is listed as damaged, it
+      // must not blind list, prune and `latest` to all the others.
+      const files = checkedManifest(name, m, backend.url).filter(isFile);
       backups.push({
         name,
         createdAt: createdAtOf(m, doc.pushed_at),
@@ -412,9 +490,10 @@ export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backu
         totalBytes: files.reduce((a, f) => a + f.size, 0),
         sourceDir: typeof m.source_dir === 'string' ? m.source_dir : null,
         hostname: typeof m.hostname === 'string' ? m.hostname : null,
+        machineId: typeof m.machine_id === 'string' ? m.machine_id : null,
       });
     } catch (err) {
-      if (!BackupError.is(err) || err.code !== 'BACKUP_INVALID') throw err;
+      if (!BackupError.is(err) || (err.code !== 'BACKUP_INVALID' && err.code !== 'UNSAFE_PATH')) throw err;
       damaged.push({ name, reason: err.message });
     }
   });
@@ -423,7 +502,12 @@ export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backu
   return { repo: backend.url, backups, damaged };
 }
 
-/** `latest`: the newest backup of the data root in the repository (any name otherwise: itself). */
+/**
+ * `latest`: the newest backup of the data root made by this host (its host name, and its machine
+ * id when the backup records one). When this host has none: the newest of the one other host
+ * whose backups match (a brand-new machine restoring), with a warning; several other hosts: refused,
+ * naming them. Any other name: itself.
+ */
 export async function resolveRepoName(opts: RepoOptions, name: string): Promise<string> {
   if (name !== 'latest') {
     validateBackupName(name);
@@ -432,10 +516,28 @@ export async function resolveRepoName(opts: RepoOptions, name: string): Promise<
   const { backups, repo } = await listRepo(opts);
   const root = resolveDataRoot(undefined, (opts.env ?? process.env) as NodeJS.ProcessEnv);
   const usable = backups.filter((b) => !b.name.startsWith('pre_restore_'));
-  const pick = usable.find((b) => b.sourceDir === root) ?? (new Set(usable.map((b) => b.sourceDir)).size === 1 ? usable[0] : undefined);
-  if (!pick) {
+  let matching = usable.filter((b) => b.sourceDir === root);
+  if (matching.length === 0 && new Set(usable.map((b) => b.sourceDir)).size === 1) matching = usable;
+  if (matching.length === 0) {
     throw new BackupError('BACKUP_NOT_FOUND', `No backup of the data root ${root} in ${repo} for "latest"${usable.length ? ` (it holds backups of ${[...new Set(usable.map((b) => b.sourceDir))].join(', ')}): name the backup` : ''}. See \`dawn-backup list --repo ${repo}\`.`);
   }
+  const me = machineIdentity();
+  const hostOf = (b: RepoBackup) => b.hostname ?? '?';
+  // This host's: same host name and, when both are known, same machine id (host names repeat on
+  // cloned images; a machine id alone would take a renamed host's backups for its own, harmless).
+  const mine = (b: RepoBackup) => b.hostname === me.host && (b.machineId === null || me.machine_id === undefined || b.machineId === me.machine_id);
+  const own = matching.find(mine);
+  if (own) return own.name;
+  const hosts = [...new Set(matching.map(hostOf))];
+  if (hosts.length > 1) {
+    throw new BackupError(
+      'BACKUP_NOT_FOUND',
+      `"latest" is ambiguous in ${repo}: this host (${me.host}) has no backup of ${root} there, and ${hosts.length} other hosts do (${hosts.map((h) => `${h}: ${matching.find((b) => hostOf(b) === h)!.name}`).join(', ')}). Name the backup to use (see \`dawn-backup list --repo ${repo}\`).`,
+    );
+  }
+  const pick = matching[0]!;
+  const warn = opts.onWarning ?? ((m: string) => process.stderr.write(`dawn-backup: warning: ${m}\n`));
+  warn(`this host (${me.host}) has no backup of ${root} in ${repo}; "latest" is ${pick.name}, made by ${hostOf(pick)}.`);
   return pick.name;
 }
 
@@ -652,62 +754,106 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
 // --- locks and prune ---------------------------------------------------------------------------
 
 const LOCKS_PREFIX = 'locks/';
-/** A lock older than this (by the reader's clock) is stale: its holder was killed. */
+/** A lock older than this (measured on the store's clock) is stale: its holder was killed. */
 export const LOCK_STALE_SECONDS = 6 * 3600;
 /** Overrides {@link LOCK_STALE_SECONDS} (seconds) for the command that reads the locks. */
 export const LOCK_STALE_ENV = 'DAWN_BACKUP_LOCK_STALE';
+/**
+ * The shortest stale timeout {@link LOCK_STALE_ENV} may set: a push renews its lock just before
+ * it commits, but between its start and that renewal (reading, packing, uploading) a shorter
+ * timeout would let a prune collect what it uploaded, or what it deduplicated against.
+ */
+export const LOCK_STALE_FLOOR = 300;
+/** Tests only: any stale timeout, below the floor too (0: every other lock is stale at once). */
+export const LOCK_STALE_TEST_ENV = 'DAWN_BACKUP_INTERNAL_LOCK_STALE_FOR_TESTS';
 
 /** The stale timeout this command applies to other processes' locks. */
 function lockStaleSeconds(opts: RepoOptions): number {
-  const raw = (opts.env ?? process.env)[LOCK_STALE_ENV];
+  const env = opts.env ?? process.env;
+  const forTests = env[LOCK_STALE_TEST_ENV];
+  if (forTests !== undefined && forTests !== '' && Number.isFinite(Number(forTests)) && Number(forTests) >= 0) return Number(forTests);
+  const raw = env[LOCK_STALE_ENV];
   if (raw === undefined || raw === '') return LOCK_STALE_SECONDS;
   const v = Number(raw);
   if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(v)) {
     throw new BackupError('INVALID_OPTION', `${LOCK_STALE_ENV}="${raw}" is not a number of seconds (e.g. 21600 for 6 hours).`);
   }
+  if (v < LOCK_STALE_FLOOR) {
+    throw new BackupError('INVALID_OPTION', `${LOCK_STALE_ENV}=${raw} is below ${LOCK_STALE_FLOOR} seconds: a running push or prune would count as dead before it could renew its lock, and a prune could delete what a push is about to commit. Use at least ${LOCK_STALE_FLOOR} (the default is ${LOCK_STALE_SECONDS}).`);
+  }
   return v;
 }
 
-interface LockDoc {
+/** A lock document (`locks/<kind>-<host>-<pid>-<tag>.json`). */
+interface LockDoc extends MachineIdentity {
   kind: 'push' | 'prune';
-  host: string;
   pid: number;
+  /** Unix seconds, by the writer's clock: informative only (ages are measured on the store's clock). */
   created_at: number;
 }
 
+/** Another process's lock, as {@link otherLocks} found it. */
+interface LockSeen {
+  kind: LockDoc['kind'];
+  host: string;
+  pid: number;
+  /** When the store wrote it (Unix seconds, the store's clock). */
+  stored_at: number;
+  /** Its age on the store's clock (seconds), against the lock this process just wrote. */
+  age: number;
+}
+
 async function takeLock(repo: Repo, kind: LockDoc['kind']): Promise<string> {
-  const key = `${LOCKS_PREFIX}${kind}-${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-${randomTag()}.json`;
-  const doc: LockDoc = { kind, host: hostname(), pid: process.pid, created_at: Date.now() / 1000 };
+  const me = machineIdentity();
+  const key = `${LOCKS_PREFIX}${kind}-${me.host.replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-${randomTag()}.json`;
+  const doc: LockDoc = { kind, ...me, pid: process.pid, created_at: Date.now() / 1000 };
   await repo.backend.putIfAbsent(key, Buffer.from(JSON.stringify(doc)));
   return key;
 }
 
-/** Fresh locks of a kind, other than `own`. A lock dated in the future counts as fresh. */
-async function freshLocks(repo: Repo, kind: LockDoc['kind'], own: string, stale: number): Promise<LockDoc[]> {
-  const out: LockDoc[] = [];
-  const now = Date.now() / 1000;
-  for (const key of await repo.backend.list(`${LOCKS_PREFIX}${kind}-`)) {
-    if (key === own) continue;
-    const raw = await getBuffer(repo.backend, key);
-    if (!raw) continue;
-    let doc: Partial<LockDoc>;
-    try {
-      doc = JSON.parse(raw.toString('utf8')) as Partial<LockDoc>;
-    } catch {
-      doc = {};
-    }
-    const at = typeof doc.created_at === 'number' ? doc.created_at : now; // unreadable: fresh (safe side)
-    if (doc.host === hostname() && typeof doc.pid === 'number' && !isPidAlive(doc.pid)) continue; // killed, on this host
-    if (now - at < stale) out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), created_at: at });
-  }
+/**
+ * The fresh locks of the given kinds, other than `own` (the lock this process has just written).
+ * Ages are measured on the store's clock: a lock's time as the store recorded it (S3
+ * LastModified, the file's mtime) against `own`'s, so a writer whose clock is wrong (hours
+ * behind, or ahead) changes nothing. A lock written after `own` counts as fresh. A lock of this
+ * very machine, boot and pid namespace (see {@link samePidSpace}) whose process is gone is
+ * ignored at once; any other lock, unreadable ones too, counts until it is `stale` seconds old.
+ */
+async function otherLocks(repo: Repo, kinds: LockDoc['kind'][], own: string, stale: number): Promise<LockSeen[]> {
+  const out: LockSeen[] = [];
+  const listed = await repo.backend.listModified(LOCKS_PREFIX);
+  const mine = listed.find((l) => l.key === own)?.modified;
+  // (Not listed, or no time: a store without read-after-write listings. This machine's clock then.)
+  const now = mine !== undefined && Number.isFinite(mine) ? mine : Date.now();
+  await runPool(
+    listed.filter((l) => l.key !== own && kinds.some((k) => l.key.startsWith(`${LOCKS_PREFIX}${k}-`))),
+    8,
+    async ({ key, modified }) => {
+      const age = Number.isFinite(modified) ? (now - modified) / 1000 : 0; // no time: fresh (the safe side)
+      if (age >= stale) return;
+      const raw = await getBuffer(repo.backend, key);
+      if (!raw) return; // released meanwhile
+      let doc: Partial<LockDoc>;
+      try {
+        doc = JSON.parse(raw.toString('utf8')) as Partial<LockDoc>;
+      } catch {
+        doc = {};
+      }
+      if (typeof doc.pid === 'number' && samePidSpace(doc) && !isPidAlive(doc.pid)) return; // killed, here
+      const kind = key.slice(LOCKS_PREFIX.length).startsWith('push-') ? 'push' : 'prune';
+      out.push({ kind, host: String(doc.host ?? '?'), pid: Number(doc.pid ?? 0), stored_at: (Number.isFinite(modified) ? modified : now) / 1000, age: Math.max(0, age) });
+    },
+  );
   return out;
 }
 
-function busy(repo: Repo, what: string, locks: LockDoc[], stale: number): BackupError {
+const duration = (s: number) => (s >= 3600 ? `${Math.round((s / 3600) * 10) / 10} h` : s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`);
+
+function busy(repo: Repo, what: string, locks: LockSeen[], stale: number): BackupError {
   const l = locks[0]!;
   return new BackupError(
     'BUSY',
-    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) started at ${new Date(l.created_at * 1000).toISOString()} is running. Retry when it has finished; a killed one stops counting after ${stale >= 3600 ? `${stale / 3600} h` : `${stale} s`}.`,
+    `${what} in ${repo.url}: a ${l.kind} by ${l.host} (pid ${l.pid}) whose lock the store wrote ${duration(l.age)} ago (${new Date(l.stored_at * 1000).toISOString()}, the store's clock) is running. Retry when it has finished; a killed one stops counting ${duration(stale)} after its lock was written.`,
   );
 }
 
@@ -732,7 +878,7 @@ class PushLock {
   static async take(repo: Repo, stale: number): Promise<PushLock> {
     const lock = new PushLock(repo, await takeLock(repo, 'push'), stale);
     try {
-      const prunes = await freshLocks(repo, 'prune', lock.key, stale);
+      const prunes = await otherLocks(repo, ['prune'], lock.key, stale);
       if (prunes.length > 0) throw busy(repo, 'Cannot push now', prunes, stale);
     } catch (err) {
       await lock.release();
@@ -745,7 +891,7 @@ class PushLock {
     const old = this.key;
     this.key = await takeLock(this.repo, 'push');
     // The old lock goes while the prune locks are listed (the new one is there already).
-    const [running] = await Promise.all([freshLocks(this.repo, 'prune', this.key, this.stale), this.repo.backend.delete(old).catch(() => undefined)]);
+    const [running] = await Promise.all([otherLocks(this.repo, ['prune'], this.key, this.stale), this.repo.backend.delete(old).catch(() => undefined)]);
     if (running.length > 0) throw busy(this.repo, 'Cannot commit the push now (its uploaded objects stay; run it again afterwards)', running, this.stale);
   }
 
@@ -773,6 +919,12 @@ export interface RepoPruneResult {
   packsPartlyLive: number;
   /** Stored bytes of unreferenced blobs inside kept packs. */
   deadBytesKept: number;
+  /**
+   * Set when garbage collection was skipped (nothing was deleted but the snapshots retention
+   * removed): a snapshot or an index could not be read, and it may name anything. `damaged`: the
+   * snapshot names and index keys concerned. The CLI exits 3.
+   */
+  gcSkipped?: { reason: string; damaged: string[] };
 }
 
 /**
@@ -782,11 +934,11 @@ export interface RepoPruneResult {
  * object uploaded by a push but not yet committed is never collected.
  */
 export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; dryRun?: boolean }): Promise<RepoPruneResult> {
+  const stale = lockStaleSeconds(opts);
   const repo = await openRepo(opts);
   const key = await takeLock(repo, 'prune');
   try {
-    const stale = lockStaleSeconds(opts);
-    const running = [...(await freshLocks(repo, 'push', key, stale)), ...(await freshLocks(repo, 'prune', key, stale))];
+    const running = await otherLocks(repo, ['push', 'prune'], key, stale);
     if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
     const { backups, damaged } = await listRepo(opts);
     const plan = planPrune(
@@ -796,7 +948,14 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
     const result: RepoPruneResult = { repo: repo.url, dryRun: Boolean(opts.dryRun), kept: [], removed: [], garbage: 0, garbageDeleted: 0, packsDeleted: 0, packsPartlyLive: 0, deadBytesKept: 0 };
     for (const d of plan) (d.keep ? result.kept : result.removed).push(d.name);
     if (!opts.dryRun) for (const name of result.removed) await repo.backend.delete(snapshotKey(name));
-    if (damaged.length > 0) return result; // an unreadable snapshot may name anything: collect nothing
+    if (damaged.length > 0) {
+      // An unreadable snapshot may name anything: collect nothing, and say so.
+      result.gcSkipped = {
+        reason: `${damaged.length} snapshot(s) cannot be read (${damaged.map((d) => d.name).join(', ')}): they may name any object, so no object was deleted. Check them with \`dawn-backup list --repo ${repo.url}\`; remove a snapshot that cannot be repaired (snapshots/NAME.json) by hand, then prune again.`,
+        damaged: damaged.map((d) => d.name),
+      };
+      return result;
+    }
     const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
     const referenced = new Set<string>();
     for (const name of result.kept) {
@@ -805,7 +964,13 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
     }
     const cat = await loadCatalog(repo, conc);
     // An unreadable index may describe live packs: collect nothing (a repair is a matter for a person).
-    if (cat.damagedIndexes.length > 0) return result;
+    if (cat.damagedIndexes.length > 0) {
+      result.gcSkipped = {
+        reason: `${cat.damagedIndexes.length} index object(s) cannot be read (${cat.damagedIndexes.join(', ')}): the packs they describe are unknown, so no object was deleted. Run \`dawn-backup verify NAME --repo ${repo.url}\` on the backups; an index that cannot be repaired must be removed by hand (then push the backups again), then prune again.`,
+        damaged: [...cat.damagedIndexes].sort(),
+      };
+      return result;
+    }
     const deadLoose = [...cat.loose].filter((n) => !referenced.has(n));
     const dead = new Set(deadLoose);
     for (const n of cat.packed.keys()) if (!referenced.has(n)) dead.add(n);

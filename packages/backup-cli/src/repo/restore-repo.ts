@@ -63,7 +63,7 @@ function localOptions(opts: RepoRestoreOptions): RestoreOptions {
 }
 
 function repoOpener(ro: RepoOptions, url: { value: string }): SourceOpener {
-  return async (opts, how) => {
+  return async (opts, how, warn) => {
     const repo = await openRepo(ro);
     url.value = repo.url;
     const requests = ro.concurrency ?? DEFAULT_CONCURRENCY;
@@ -71,7 +71,7 @@ function repoOpener(ro: RepoOptions, url: { value: string }): SourceOpener {
     // target checked. A failure shows when the contents are read (never unhandled meanwhile).
     const cat = how.dryRun ? undefined : loadCatalog(repo, requests);
     cat?.catch(() => undefined);
-    const name = await resolveRepoName(ro, opts.name);
+    const name = await resolveRepoName({ ...ro, onWarning: warn }, opts.name);
     const doc = await readSnapshot(repo, name);
     if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
     const manifest = checkedManifest(name, doc.metadata, repo.url);

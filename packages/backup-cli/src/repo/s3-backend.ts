@@ -219,14 +219,19 @@ export class S3Backend implements Backend {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const out: string[] = [];
+    return (await this.listModified(prefix)).map((o) => o.key);
+  }
+
+  async listModified(prefix: string): Promise<{ key: string; modified: number }[]> {
+    const out: { key: string; modified: number }[] = [];
     const full = this.key(prefix);
     const cut = this.prefix ? this.prefix.length + 1 : 0;
     let token: string | undefined;
     try {
       do {
         const r = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
-        for (const o of r.Contents ?? []) if (o.Key !== undefined) out.push(o.Key.slice(cut));
+        // LastModified: the server's clock when it stored the object (whole seconds in a listing).
+        for (const o of r.Contents ?? []) if (o.Key !== undefined) out.push({ key: o.Key.slice(cut), modified: o.LastModified?.getTime() ?? Number.NaN });
         token = r.IsTruncated ? r.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
