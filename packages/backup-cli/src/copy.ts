@@ -71,6 +71,56 @@ export class NotRegularFileError extends Error {
   readonly code = 'ENOTREG';
 }
 
+/** A file's size differs from the size its caller expects (the manifest's). */
+export class SizeMismatchError extends Error {
+  readonly code = 'ESIZE';
+}
+
+/**
+ * Open a backup's file for reading the way copies are read: `O_NOFOLLOW | O_NONBLOCK` (a
+ * symlink is `ELOOP`, a FIFO never blocks), checked to be at `path` ({@link assertOpenedAt}:
+ * `path` is built on a real root, so nothing on the way was a symlink), `fstat` a regular file
+ * of `size` bytes. The caller closes the descriptor.
+ * @throws errno errors; {@link NotRegularFileError}; {@link SizeMismatchError}; `PathChangedError`.
+ */
+export function openCheckedFile(path: string | Buffer, size: number): number {
+  const fd = fs.openSync(path, READ_FLAGS);
+  try {
+    assertOpenedAt(fd, path);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new NotRegularFileError(`${String(path)} is not a regular file`);
+    if (st.size !== size) throw new SizeMismatchError(`${String(path)} is ${st.size} bytes, recorded ${size}`);
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/**
+ * The whole content of a backup's file of `size` bytes, opened by {@link openCheckedFile}
+ * (synchronous reads up to 64 KiB, else through the thread pool). A file that grew or shrank
+ * meanwhile is {@link SizeMismatchError}.
+ */
+export async function readCheckedFile(path: string | Buffer, size: number): Promise<Buffer> {
+  const fd = openCheckedFile(path, size);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    const sync = size <= 64 * 1024;
+    let off = 0;
+    for (;;) {
+      const n = sync ? fs.readSync(fd, buf, off, buf.length - off, null) : await fdRead(fd, buf, off, buf.length - off);
+      if (n === 0) break;
+      off += n;
+      if (off > size) break;
+    }
+    if (off !== size) throw new SizeMismatchError(`${String(path)} changed size while it was read`);
+    return buf.subarray(0, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Per-worker state: one buffer, reused for every file. */
 export class CopyWorker {
   private readonly buf = Buffer.allocUnsafe(BUFFER_SIZE);

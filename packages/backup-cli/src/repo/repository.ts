@@ -1,9 +1,10 @@
-import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readFile, rename, rmdir, symlink } from 'node:fs/promises';
+import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, rename, rmdir, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BackupError, type VerifyProblem } from '../errors.js';
-import { isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { errCode, isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { readCheckedFile, SizeMismatchError } from '../copy.js';
 import { syncFileSystem } from '../durability.js';
 import { listBackups } from '../list.js';
 import { planPrune, type RetentionPolicy } from '../prune.js';
@@ -11,7 +12,7 @@ import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMeta
 import { writeBackupMetadata } from '../write-metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
-import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
+import { compareTree, openBackup, readProblem, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
 import { IndexCache } from './cache.js';
 import { newEncryption, readPassword, unlock, type EncryptionConfig } from './crypto.js';
@@ -287,6 +288,20 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
     const mismatch = (f: ManifestFile) => problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
+    /** Read a local file as copies are read (copy.ts): a symlink, FIFO or wrong size is a problem. */
+    const readLocal = async (f: ManifestFile): Promise<Buffer | undefined> => {
+      try {
+        return await readCheckedFile(storedPathOf(realPath, f, nameEscape), f.size);
+      } catch (err) {
+        localProblem(f, err);
+        return undefined;
+      }
+    };
+    const localProblem = (f: ManifestFile, err: unknown) => {
+      if (err instanceof SizeMismatchError) mismatch(f);
+      else if (errCode(err) !== '') problems.push(readProblem(f.path, err)); // ELOOP, ENOTREG, EPATHCHANGED, ENOENT...
+      else throw err;
+    };
     /** Upload `list` into `into`: small contents packed (pack, then its index), the others loose. */
     const upload = async (list: ManifestFile[], into: Catalog) => {
       const small = list.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
@@ -303,9 +318,9 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       const packing = runPool(small, conc, async (f) => {
         // Small files are read synchronously: a promise-based open/stat/read/close costs more than
         // reading a few KiB, and the event loop is free again within microseconds.
-        const path = storedPathOf(realPath, f, nameEscape);
-        const plain = f.size <= 64 * 1024 ? readFileSync(path) : await readFile(path);
-        if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+        const plain = await readLocal(f);
+        if (plain === undefined) return;
+        if (sha256(plain) !== f.sha256) return void mismatch(f);
         const n = repo.nameOf(f.sha256);
         plainSize.set(n, plain.length);
         await writer.add(n, await repo.encode(plain, blobAad(n)));
@@ -318,8 +333,9 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
         const sent = { bytes: 0 };
         let created: boolean;
         if (f.size < repo.tuning.packSmall) {
-          const plain = await readFile(path);
-          if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+          const plain = await readLocal(f);
+          if (plain === undefined) return;
+          if (sha256(plain) !== f.sha256) return void mismatch(f);
           const stored = await repo.encode(plain, looseAad(n));
           sent.bytes = stored.length;
           created = await backend.putIfAbsent(key, stored);
@@ -327,7 +343,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
           try {
             created = await backend.putStreamIfAbsent(key, counted(repo.encodeStream(checkedFile(path, f.size, f.sha256), looseAad(n)), sent), f.size + 64);
           } catch (err) {
-            if (err instanceof LocalMismatchError) return void mismatch(f);
+            if (err instanceof LocalMismatchError) return void (err.cause === undefined ? mismatch(f) : localProblem(f, err.cause));
             throw err;
           }
         }
@@ -346,7 +362,8 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     };
     await upload(todo, catalog);
     if (problems.length > 0) {
-      throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
+      problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest, first: ${join(realPath, problems[0]!.path)}: ${problems[0]!.detail}): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
     if (existing) {
       count(result);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { openCheckedFile } from '../copy.js';
 import { runPool } from '../fsutil.js';
 import { buffers, getBuffer, getRangeBuffer, type Backend } from './backend.js';
 import type { IndexCache } from './cache.js';
@@ -311,14 +312,27 @@ export class PackWriter {
   }
 }
 
-/** A local file that does not match its manifest entry (thrown while it is being uploaded). */
+/**
+ * A local file that does not match its manifest entry, or cannot be read as a regular file
+ * (`cause`: the error of opening it), thrown while it is being uploaded.
+ */
 export class LocalMismatchError extends Error {}
 
-/** The bytes of a local file, checked against its size and sha256 as the last chunk goes by. */
+/**
+ * The bytes of a local backup file, opened as copies are read ({@link openCheckedFile}: never
+ * through a symlink, never blocking on a FIFO, a regular file of `size` bytes) and checked
+ * against its size and sha256 as the last chunk goes by.
+ */
 export async function* checkedFile(path: string | Buffer, size: number, sha: string): AsyncGenerator<Buffer> {
+  let fd: number;
+  try {
+    fd = openCheckedFile(path, size);
+  } catch (cause) {
+    throw new LocalMismatchError(`${String(path)} cannot be read as a regular file`, { cause });
+  }
   const h = createHash('sha256');
   let n = 0;
-  for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+  for await (const c of createReadStream('', { fd, highWaterMark: 1024 * 1024 })) {
     const chunk = c as Buffer;
     h.update(chunk);
     n += chunk.length;
