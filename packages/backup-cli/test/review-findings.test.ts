@@ -380,7 +380,7 @@ describe('review findings: a careless operator', () => {
   // of 18 failed so); reproduced here deterministically, in process, by letting "the other pull"
   // win just before our rename. Wanted: ENOTEMPTY/EEXIST from that rename handled like the check
   // before it (reused when the copy there is identical and intact, else BACKUP_EXISTS).
-  it.fails('a pull that loses the race to another pull of the same backup: reused or BACKUP_EXISTS, never a raw ENOTEMPTY', async () => {
+  it('a pull that loses the race to another pull of the same backup: reused or BACKUP_EXISTS, never a raw ENOTEMPTY', async () => {
     const s = await setup();
     expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
     const backupDir = join(s.root, 'pulled');
@@ -470,14 +470,16 @@ describe('review findings: a careless operator', () => {
 
   // FINDING (unclear error): pull --backup-dir naming a regular file dies with a raw ENOTDIR
   // ("looks like a bug"). Wanted: a coded error naming the path.
-  it.fails('pull --backup-dir that is a regular file: a coded error naming it', async () => {
+  it('pull --backup-dir that is a regular file: a coded error naming it', async () => {
     const s = await setup();
     expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
     const file = join(s.root, 'not-a-dir');
     await writeFile(file, 'x');
-    const r = await s.run(['pull', 'b1', '--repo', s.repo, '--backup-dir', file]);
+    const r = await s.run(['pull', 'b1', '--repo', s.repo, '--backup-dir', file, '--json']);
     expect(r.code).toBe(1);
     expect(r.stderr).not.toMatch(BUG);
+    expect(JSON.parse(r.stderr).error.code).toBe('IO');
+    expect(JSON.parse(r.stderr).error.message).toContain(file);
     expect(await readFile(file, 'utf8')).toBe('x');
   });
 });
@@ -486,7 +488,7 @@ describe.skipIf(!canMountTmpfs)('review findings: a full disk (root: a real 1 Mi
   // FINDING (unclear error): pull / restore --repo onto a full disk dies with a raw
   // "ENOSPC: no space left on device, write" and "looks like a bug" (no path, no code NO_SPACE).
   // Nothing is left behind (that part holds). Wanted: NO_SPACE naming the backup directory.
-  it.fails('pull --repo onto a full disk: NO_SPACE naming the path, nothing left behind', async () => {
+  it('pull --repo onto a full disk: NO_SPACE naming the path, nothing left behind', async () => {
     const s = await setup();
     await writeFile(join(s.data, 'big.bin'), Buffer.alloc(400_000, 1).map((_, i) => (i * 7919) & 0xff));
     expect((await s.run(['backup', '--name', 'b2', '--quiet'])).code).toBe(0);
@@ -499,6 +501,13 @@ describe.skipIf(!canMountTmpfs)('review findings: a full disk (root: a real 1 Mi
       expect(r.code).toBe(1);
       expect(JSON.parse(r.stderr).error.code).toBe('NO_SPACE');
       expect(r.stderr).toContain(dir);
+      // restore --repo onto that disk: the same (its staging beside the target is removed)
+      const t = await s.run(['restore', 'b2', '--repo', s.repo, '--target', join(dir, 'restored'), '--backup-dir', join(dir, 'bk'), '--json']);
+      expect(await snapshot(dir)).toEqual(before);
+      expect(t.stderr).not.toMatch(BUG);
+      expect(t.code, t.stderr).toBe(1);
+      expect(JSON.parse(t.stderr).error.code).toBe('NO_SPACE');
+      expect(t.stderr).toContain(dir);
     });
   });
 });

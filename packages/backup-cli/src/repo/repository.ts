@@ -1,8 +1,8 @@
 import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, rename, rmdir, symlink } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, rename, rmdir, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BackupError, type VerifyProblem } from '../errors.js';
+import { BackupError, ioError, type VerifyProblem } from '../errors.js';
 import { errCode, isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
 import { readCheckedFile, SizeMismatchError } from '../copy.js';
 import { syncFileSystem } from '../durability.js';
@@ -584,23 +584,33 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
   const final = join(backupDir, name);
   const result: PullResult = { name, repo: backend.url, path: final, backupDir, files: files.length, bytes: files.reduce((a, f) => a + f.size, 0), reused: false };
 
-  if (await lstat(final).catch(() => undefined)) {
+  /** A local backup of that name is there: reused when it is an intact copy, else `BACKUP_EXISTS`. */
+  const alreadyThere = async (): Promise<PullResult> => {
     const local = await readMetadata(final, name).catch(() => undefined);
     if (local && JSON.stringify(local) === JSON.stringify(meta)) {
       const v = await verifyBackup({ name, backupDir });
       if (v.ok) return { ...result, reused: true };
     }
     throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" already exists in ${backupDir} and is not an intact copy of the repository's; nothing was changed. Pull into another --backup-dir.`, { path: final });
+  };
+  // The backup dir: a directory (or nothing yet) before anything is downloaded.
+  const dirSt = await stat(backupDir).catch((err: unknown) => {
+    if (errCode(err) === 'ENOENT') return undefined;
+    throw ioError(backupDir, 'use the backup dir', err);
+  });
+  if (dirSt && !dirSt.isDirectory()) {
+    throw new BackupError('IO', `The backup dir ${backupDir} exists and is not a directory; nothing was pulled. Pass another --backup-dir (or set DAWN_BACKUP_DIR).`, { path: backupDir });
   }
+  if (await lstat(final).catch(() => undefined)) return alreadyThere();
 
   let createdDir = false;
-  if (!(await lstat(backupDir).catch(() => undefined))) {
-    await mkdir(backupDir, { recursive: true });
-    createdDir = true;
-  }
   const tmp = join(backupDir, `.dawn-pull-${name}-${process.pid}-${randomTag()}`);
   let done = false;
   try {
+    if (!dirSt) {
+      await mkdir(backupDir, { recursive: true });
+      createdDir = true;
+    }
     await mkdir(tmp, { mode: 0o700 });
     const nameEscape = nameEscapeOf(meta);
     const dirs = manifest.filter((m) => m.type === 'dir');
@@ -654,9 +664,19 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
       throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not match its manifest (${shape[0]!.path}: ${shape[0]!.detail}); nothing was pulled.`, { problems: shape });
     }
     if (opts.fsync !== false) await syncFileSystem(tmp);
-    if (await lstat(final).catch(() => undefined)) throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" appeared in ${backupDir} meanwhile; nothing was changed.`, { path: final });
-    await rename(tmp, final);
+    // Another pull of this name may win the race up to the rename: its copy is checked like one
+    // that was there before (reused when intact, else BACKUP_EXISTS), and this one is removed.
+    if (await lstat(final).catch(() => undefined)) return await alreadyThere();
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      if (errCode(err) === 'EEXIST' || errCode(err) === 'ENOTEMPTY') return await alreadyThere();
+      throw err;
+    }
     done = true;
+  } catch (err) {
+    // The disk being written: full, read-only... (a damaged or missing object is VERIFY_FAILED).
+    throw errCode(err) !== '' && !BackupError.is(err) ? ioError(backupDir, 'write the pulled backup into', err, 'Nothing was pulled; the partial copy was removed.') : err;
   } finally {
     if (!done) {
       await removeTree(tmp).catch(() => undefined);
