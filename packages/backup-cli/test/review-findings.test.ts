@@ -216,13 +216,34 @@ describe('review findings: a hostile or damaged directory repository', () => {
   // again: push sees the blob indexed and says "nothing uploaded", verify --read-data keeps
   // exiting 3, and every later backup with that content shares the damage. Only deleting the
   // whole pack by hand helps (and that hurts the pack's other contents until they are pushed).
-  it.fails('a damaged packed content is repaired by pushing the backup again', async () => {
+  // Fixed with `push --repair` (not a plain push): a push cannot know that a stored content is
+  // damaged without downloading it, and a plain push must stay cheap (no content read back). With
+  // --repair it reads every stored content the backup needs, uploads the damaged ones again into
+  // a new pack and index (nothing deleted or overwritten), and readers fall back to that copy.
+  it('a damaged packed content is repaired by pushing the backup again (push --repair)', async () => {
     const s = await setup();
     expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
     const meta = backupMeta(join(s.root, 'backups', 'b1'));
     expect(await tamper(s.repo, {}, meta.manifest.find((m: any) => m.path === 'a.txt').sha256, 'damage')).toBe('packed');
-    expect((await s.run(['verify', 'b1', '--repo', s.repo, '--read-data'])).code).toBe(3);
-    expect((await s.run(['push', 'b1', '--repo', s.repo])).code).toBe(0);
+    const v = await s.run(['verify', 'b1', '--repo', s.repo, '--read-data']);
+    expect(v.code).toBe(3);
+    expect(v.stderr).toContain('--repair');
+    const p = await s.run(['push', 'b1', '--repo', s.repo, '--repair', '--json']);
+    expect(p.code, p.stderr).toBe(0);
+    expect(json(p).pushed[0].repaired).toBe(1);
+    expect((await s.run(['verify', 'b1', '--repo', s.repo, '--read-data'])).code).toBe(0);
+    // every reader finds the good copy; a second repair finds nothing to do
+    const q = await s.run(['push', 'b1', '--repo', s.repo, '--repair', '--json']);
+    expect(json(q).pushed[0]).toMatchObject({ repaired: 0, uploaded: 0 });
+    const pulled = await s.run(['pull', 'b1', '--repo', s.repo, '--backup-dir', join(s.root, 'pulled'), '--json']);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await readFile(join(s.root, 'pulled', 'b1', 'a.txt'), 'utf8')).toBe('hello\n');
+    const r = await s.run(['restore', 'b1', '--repo', s.repo, '--target', join(s.root, 'restored'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(join(s.root, 'restored', 'a.txt'), 'utf8')).toBe('hello\n');
+    // prune keeps both packs (the damaged one is still named by an index) and the data intact
+    const pr = await s.run(['prune', '--repo', s.repo, '--keep-last', '1', '--json']);
+    expect(pr.code, pr.stderr).toBe(0);
     expect((await s.run(['verify', 'b1', '--repo', s.repo, '--read-data'])).code).toBe(0);
   });
 

@@ -129,6 +129,11 @@ export interface PushResult {
   storedBytes: number;
   /** Packs written by this run (small contents are grouped into packs of a few MiB). */
   packs: number;
+  /**
+   * With `repair`: contents whose stored copy was damaged (or unreadable) and that were uploaded
+   * again (into a new pack; readers fall back to it when the old copy fails its sha256).
+   */
+  repaired?: number;
   /** Requests made to the store by this push (S3 HTTP requests; file operations for a directory). */
   requests: number;
 }
@@ -221,7 +226,17 @@ async function existingSnapshot(repo: Repo, src: Omit<PushSource, 'existing'>, r
  * uploads only what is missing. A backup already there, whole, is left as it is: no lock, no
  * write (only reads).
  */
-export async function pushBackups(opts: RepoOptions & { names?: string[]; backupDir?: string | undefined }): Promise<PushResult[]> {
+export async function pushBackups(opts: RepoOptions & {
+  names?: string[];
+  backupDir?: string | undefined;
+  /**
+   * Also download every stored content the backups need and check it against its sha256 (like
+   * `verify --read-data`); a damaged one is uploaded again from the local backup into a new pack
+   * and index. Nothing is deleted or overwritten. A damaged content too large for a pack (a loose
+   * object) cannot be repaired so: `VERIFY_FAILED` names the object to remove by hand.
+   */
+  repair?: boolean;
+}): Promise<PushResult[]> {
   const env = opts.env ?? process.env;
   const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const backend = await openBackend(opts.repo, opts);
@@ -242,7 +257,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
   // A snapshot to write: the lock is taken now (a PUT, then a listing of prune locks), while the
   // indexes are read and the local backups checked. Nothing is uploaded before it is held.
   const stale = lockStaleSeconds(opts);
-  let lockP = raws.includes(undefined) ? early(PushLock.take(repo, stale)) : undefined;
+  let lockP = raws.includes(undefined) || opts.repair ? early(PushLock.take(repo, stale)) : undefined;
   try {
     const locals = await localsP;
     const sources: PushSource[] = [];
@@ -258,7 +273,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
     }
     const lock = await (lockP ??= PushLock.take(repo, stale));
     let mark = 0;
-    const results = await pushSources(repo, sources, cat, conc, () => lock.beforeCommit(), (r) => {
+    const results = await pushSources(repo, sources, cat, conc, Boolean(opts.repair), () => lock.beforeCommit(), (r) => {
       r.requests = backend.requests - mark;
       mark = backend.requests;
     });
@@ -274,7 +289,7 @@ function emptyResult(s: PushSource): PushResult {
   return { name: s.name, snapshot: 'exists', files: s.files, objects: s.byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0, packs: 0, requests: 0 };
 }
 
-async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, conc: number, beforeCommit: () => Promise<void>, count: (r: PushResult) => void): Promise<PushResult[]> {
+async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, conc: number, repair: boolean, beforeCommit: () => Promise<void>, count: (r: PushResult) => void): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
   let cat = catalog;
@@ -361,6 +376,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       result.packs += writer.packs;
     };
     await upload(todo, catalog);
+    if (repair) await repairStored(repo, catalog, src, todo, conc, result, (list) => upload(list, catalog));
     if (problems.length > 0) {
       problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest, first: ${join(realPath, problems[0]!.path)}: ${problems[0]!.detail}): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
@@ -394,6 +410,34 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     results.push(result);
   }
   return results;
+}
+
+/**
+ * `push --repair`: read every stored content of `src` (all but `uploaded`, just written) and
+ * check it against its sha256; upload the damaged ones again through `upload` (into a new pack:
+ * the old copy stays, readers fall back to the new one). A damaged loose object cannot be
+ * written again under its name (objects are never overwritten): `VERIFY_FAILED` names it.
+ */
+async function repairStored(repo: Repo, cat: Catalog, src: PushSource, uploaded: ManifestFile[], conc: number, result: PushResult, upload: (list: ManifestFile[]) => Promise<void>): Promise<void> {
+  const fresh = new Set(uploaded.map((f) => f.sha256));
+  const stored = [...src.byHash.values()].filter((f) => !fresh.has(f.sha256));
+  const byName = new Map(stored.map((f) => [repo.nameOf(f.sha256), f]));
+  const found = await readBlobs(repo, cat, [...byName].map(([name, f]) => ({ name, sha256: f.sha256, size: f.size })), { concurrency: conc }, async (_w, chunks) => {
+    for await (const _ of chunks); // read (and so checked), nothing kept
+  });
+  const damaged = [...found.keys()].map((n) => byName.get(n)!);
+  const packable = damaged.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
+  const stuck = damaged.filter((f) => !packable.includes(f));
+  await upload(packable);
+  result.repaired = packable.length;
+  if (stuck.length > 0) {
+    const key = objectKey(repo.nameOf(stuck[0]!.sha256));
+    throw new BackupError(
+      'VERIFY_FAILED',
+      `${stuck.length} content(s) of "${src.name}" are damaged in ${repo.url} and stored as single objects, which are never overwritten (first: ${stuck[0]!.path}, object ${key}). Remove ${stuck.length > 1 ? 'those objects' : 'that object'} from the repository by hand, then push again.${packable.length > 0 ? ` ${packable.length} packed content(s) were repaired.` : ''}`,
+      { path: `${repo.url}/${key}`, problems: stuck.map((f) => ({ path: f.path, kind: 'modified', detail: `object ${objectKey(repo.nameOf(f.sha256))} is damaged` })) },
+    );
+  }
 }
 
 /** One backup in a repository, as `list --repo` shows it. */
