@@ -4,7 +4,8 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BackupError, ioError, type VerifyProblem } from '../errors.js';
 import { errCode, isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
-import { readCheckedFile, SizeMismatchError } from '../copy.js';
+import { readCheckedFile, readCheckedFileSync, SizeMismatchError } from '../copy.js';
+import { DirFds } from '../confine.js';
 import { syncFileSystem } from '../durability.js';
 import { listBackups } from '../list.js';
 import { planPrune, type RetentionPolicy } from '../prune.js';
@@ -303,10 +304,15 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
     const mismatch = (f: ManifestFile) => problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
+    /** The backup's directories, each opened and checked once (closed after each upload). */
+    const dirs = new DirFds();
     /** Read a local file as copies are read (copy.ts): a symlink, FIFO or wrong size is a problem. */
     const readLocal = async (f: ManifestFile): Promise<Buffer | undefined> => {
       try {
-        return await readCheckedFile(storedPathOf(realPath, f, nameEscape), f.size);
+        // Small files synchronously: a promise-based open/stat/read/close costs more than reading
+        // a few KiB, and the event loop is free again within microseconds.
+        const path = storedPathOf(realPath, f, nameEscape);
+        return f.size <= 64 * 1024 ? readCheckedFileSync(path, f.size, dirs) : await readCheckedFile(path, f.size, dirs);
       } catch (err) {
         localProblem(f, err);
         return undefined;
@@ -331,8 +337,6 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
         }
       });
       const packing = runPool(small, conc, async (f) => {
-        // Small files are read synchronously: a promise-based open/stat/read/close costs more than
-        // reading a few KiB, and the event loop is free again within microseconds.
         const plain = await readLocal(f);
         if (plain === undefined) return;
         if (sha256(plain) !== f.sha256) return void mismatch(f);
@@ -375,8 +379,12 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       await Promise.all([packing, uploading]);
       result.packs += writer.packs;
     };
-    await upload(todo, catalog);
-    if (repair) await repairStored(repo, catalog, src, todo, conc, result, (list) => upload(list, catalog));
+    try {
+      await upload(todo, catalog);
+      if (repair) await repairStored(repo, catalog, src, todo, conc, result, (list) => upload(list, catalog));
+    } finally {
+      dirs.close();
+    }
     if (problems.length > 0) {
       problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest, first: ${join(realPath, problems[0]!.path)}: ${problems[0]!.detail}): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
@@ -398,7 +406,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       cat = await loadCatalog(repo, conc, catalog);
       const now = cat;
       const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
-      if (lost.length > 0) await upload(lost, now);
+      if (lost.length > 0) await upload(lost, now).finally(() => dirs.close());
     }
     if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
