@@ -503,6 +503,7 @@ export interface Flags {
   full: boolean;
   readData: boolean;
   encrypt: boolean;
+  repair: boolean;
   push: boolean;
 }
 
@@ -772,6 +773,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       full: has('--full'),
       readData: has('--read-data'),
       encrypt: has('--encrypt'),
+      repair: has('--repair'),
       push: has('--push'),
     },
   };

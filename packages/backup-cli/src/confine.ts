@@ -206,3 +206,56 @@ export function lstatConfined(path: string | Buffer): fs.Stats | undefined {
     fs.closeSync(fd);
   }
 }
+
+/**
+ * Open `name` inside the directory `dfd` (opened by {@link openDirConfined}) through
+ * `/proc/self/fd/<dfd>/<name>`: Linux's `openat(dfd, name)`, the lookup starts at the checked
+ * directory whatever its path leads to now, so the file needs no check of its own. Only where
+ * {@link procFdWorks}.
+ */
+export function openInDir(dfd: number, name: string | Buffer, flags: number): number {
+  const prefix = `/proc/self/fd/${dfd}/`;
+  return fs.openSync(typeof name === 'string' ? prefix + name : Buffer.concat([Buffer.from(prefix), name]), flags);
+}
+
+/**
+ * Directories opened by {@link openDirConfined}, kept open for files opened one by one through
+ * {@link openInDir} (a push reads a backup's files in manifest order: one open and check per
+ * directory, not one check per file). At most `max` stay open (the oldest is closed first).
+ * Callers open a file right after {@link get}, with no `await` in between.
+ */
+export class DirFds {
+  private readonly fds = new Map<string, number>();
+
+  constructor(private readonly max = 64) {}
+
+  get(dir: string | Buffer): number {
+    const key = typeof dir === 'string' ? dir : `\0${dir.toString('base64')}`;
+    let fd = this.fds.get(key);
+    if (fd === undefined) {
+      fd = openDirConfined(dir);
+      if (this.fds.size >= this.max) {
+        const [oldKey, oldFd] = this.fds.entries().next().value as [string, number];
+        this.fds.delete(oldKey);
+        fs.closeSync(oldFd);
+      }
+      this.fds.set(key, fd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+/** A path's parent directory and last component (bytes stay bytes). */
+export function splitPath(path: string | Buffer): { dir: string | Buffer; name: string | Buffer } {
+  if (typeof path === 'string') {
+    const i = path.lastIndexOf('/');
+    return { dir: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
+  }
+  const i = path.lastIndexOf(0x2f);
+  return { dir: i <= 0 ? Buffer.from('/') : path.subarray(0, i), name: path.subarray(i + 1) };
+}

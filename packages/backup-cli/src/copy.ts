@@ -4,7 +4,7 @@ import { constants } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { currentUmask, fdClose, fdFsync, fdOpen, fdRead, fdWrite } from './fsutil.js';
 import type { HashPool } from './hash-pool.js';
-import { assertOpenedAt } from './confine.js';
+import { assertOpenedAt, openInDir, procFdWorks, splitPath, type DirFds } from './confine.js';
 
 export { PathChangedError } from './confine.js';
 
@@ -69,6 +69,72 @@ export interface CopyJob {
 /** Thrown (as a plain object-free Error with `code`) when the source is not a regular file. */
 export class NotRegularFileError extends Error {
   readonly code = 'ENOTREG';
+}
+
+/** A file's size differs from the size its caller expects (the manifest's). */
+export class SizeMismatchError extends Error {
+  readonly code = 'ESIZE';
+}
+
+/**
+ * Open a backup's file for reading the way copies are read: `O_NOFOLLOW | O_NONBLOCK` (a
+ * symlink is `ELOOP`, a FIFO never blocks), checked to be at `path` ({@link assertOpenedAt}:
+ * `path` is built on a real root, so nothing on the way was a symlink), `fstat` a regular file
+ * of `size` bytes. With `dirs`, opened through its directory's checked descriptor instead
+ * (confine.ts: one check per directory, not per file). The caller closes the descriptor.
+ * @throws errno errors; {@link NotRegularFileError}; {@link SizeMismatchError}; `PathChangedError`.
+ */
+export function openCheckedFile(path: string | Buffer, size: number, dirs?: DirFds): number {
+  let fd: number;
+  if (dirs && procFdWorks()) {
+    // Through its checked directory (kept open): no per-file check needed (see confine.ts).
+    const { dir, name } = splitPath(path);
+    fd = openInDir(dirs.get(dir), name, READ_FLAGS);
+  } else {
+    fd = fs.openSync(path, READ_FLAGS);
+  }
+  try {
+    if (!dirs || !procFdWorks()) assertOpenedAt(fd, path);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new NotRegularFileError(`${String(path)} is not a regular file`);
+    if (st.size !== size) throw new SizeMismatchError(`${String(path)} is ${st.size} bytes, recorded ${size}`);
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/**
+ * The whole content of a backup's file of `size` bytes, opened by {@link openCheckedFile}, read
+ * with synchronous calls (for small files: no thread-pool round trip). A file that grew or shrank
+ * meanwhile is {@link SizeMismatchError}.
+ */
+export function readCheckedFileSync(path: string | Buffer, size: number, dirs?: DirFds): Buffer {
+  const fd = openCheckedFile(path, size, dirs);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    let off = 0;
+    for (let n = -1; n !== 0 && off <= size; off += n) n = fs.readSync(fd, buf, off, buf.length - off, null);
+    if (off !== size) throw new SizeMismatchError(`${String(path)} changed size while it was read`);
+    return buf.subarray(0, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** {@link readCheckedFileSync}, reading through the thread pool (larger files). */
+export async function readCheckedFile(path: string | Buffer, size: number, dirs?: DirFds): Promise<Buffer> {
+  const fd = openCheckedFile(path, size, dirs);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    let off = 0;
+    for (let n = -1; n !== 0 && off <= size; off += n) n = await fdRead(fd, buf, off, buf.length - off);
+    if (off !== size) throw new SizeMismatchError(`${String(path)} changed size while it was read`);
+    return buf.subarray(0, size);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Per-worker state: one buffer, reused for every file. */

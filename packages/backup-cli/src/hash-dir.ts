@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { openDirConfined, procFdWorks } from './confine.js';
+import { openDirConfined, openInDir, procFdWorks } from './confine.js';
 import { NotRegularFileError } from './copy.js';
 
 /**
@@ -60,11 +60,10 @@ export async function hashByDir<T>(groups: Iterable<{ dir: string | Buffer; file
       continue;
     }
     try {
-      const prefix = `/proc/self/fd/${dfd}/`;
       for (const f of g.files) {
         let fd: number;
         try {
-          fd = fs.openSync(typeof f.name === 'string' ? prefix + f.name : Buffer.concat([Buffer.from(prefix), f.name]), READ_FLAGS);
+          fd = openInDir(dfd, f.name, READ_FLAGS);
         } catch (error) {
           done(f.item, { ok: false, error });
           continue;

@@ -12,7 +12,7 @@ import { initRepo, listRepo, pruneRepo, pullBackup, pushBackups, verifyRepoBacku
 
 /** What the repository commands need of the CLI's context (a part of cli.ts's `Ctx`). */
 export type RepoCtx = Pick<Ctx, 'io' | 'raw' | 'json' | 'quiet' | 'out' | 'err' | 'started'> & {
-  flags: Pick<Flags, 'overwrite' | 'force' | 'fsync' | 'readData' | 'encrypt' | 'dryRun' | 'verify'>;
+  flags: Pick<Flags, 'overwrite' | 'force' | 'fsync' | 'readData' | 'encrypt' | 'dryRun' | 'verify' | 'repair'>;
 };
 
 const println = (ctx: RepoCtx, text: string) => ctx.io.stdout.write(`${text}\n`);
@@ -53,7 +53,8 @@ export async function cmdInit(ctx: RepoCtx): Promise<number> {
 export function printPushed(ctx: RepoCtx, repo: string, res: readonly PushResult[]): void {
   if (ctx.quiet) return;
   for (const p of res) {
-    if (p.snapshot === 'exists') println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${repo}; nothing uploaded.`);
+    if (p.snapshot === 'exists' && p.repaired) println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${repo}; ${ctx.out.green('repaired')} ${p.repaired} damaged content(s): uploaded again into a new pack.`);
+    else if (p.snapshot === 'exists') println(ctx, `Backup ${ctx.out.bold(p.name)} is already in ${repo}; nothing uploaded${p.repaired === 0 ? ' (every stored content read and checked: intact)' : ''}.`);
     else
       println(
         ctx,
@@ -66,7 +67,7 @@ export async function cmdPush(ctx: RepoCtx, names: string[]): Promise<number> {
   const r = repoTarget(ctx);
   const backupDir = single(ctx.raw, 'backupDir', '--backup-dir');
   ctx.started = true;
-  const res = await pushBackups({ ...r, names, backupDir });
+  const res = await pushBackups({ ...r, names, backupDir, repair: ctx.flags.repair });
   if (ctx.json) printJson(ctx, { repo: r.repo, pushed: res });
   else printPushed(ctx, r.repo, res);
   return 0;
@@ -145,6 +146,7 @@ export async function cmdRepoVerify(ctx: RepoCtx, name: string): Promise<number>
   const lines = res.problems.slice(0, 20).map((p) => `  ${p.kind.padEnd(10)} ${p.path}: ${p.detail}`);
   if (res.problems.length > 20) lines.push(`  ... and ${res.problems.length - 20} more (use --json for the full list)`);
   ctx.io.stderr.write(`${ctx.err.red('DAMAGED')} backup ${res.name} in ${res.repo}: ${res.problems.length} problem(s):\n${lines.join('\n')}\n`);
+  ctx.io.stderr.write(`Where the local backup ${res.name} (or another holding these contents) still exists: \`dawn-backup push ${res.name} --repo ${res.repo} --repair\` uploads damaged and missing contents again.\n`);
   return 3;
 }
 
@@ -217,7 +219,9 @@ export function registerRepoCommands(cli: CAC, bin: string, run: (fn: (...a: str
     .option('--s3-endpoint <url>', endpointHelp)
     .option('--password-file <file>', 'The password of an encrypted repository (default: $DAWN_BACKUP_PASSWORD)')
     .example(`  ${bin} push --repo s3://backups/node-a`)
+    .option('--repair', 'Also download and check every stored content the backups need; upload damaged ones again from the local backup (after `verify --read-data` exits 3)')
     .example(`  ${bin} push nightly before_upgrade --repo /mnt/nas/dawn`)
+    .example(`  ${bin} push nightly --repo /mnt/nas/dawn --repair`)
     .action(run(() => cmdPush(ctx, ctx.raw.positionals.slice(1))));
   cli
     .command('pull <name>', 'Recreate a backup of a repository as a normal, verified local backup (`latest`: the newest of the data root)')

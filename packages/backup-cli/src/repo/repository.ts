@@ -1,9 +1,11 @@
-import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readFile, rename, rmdir, symlink } from 'node:fs/promises';
+import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, rename, rmdir, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BackupError, type VerifyProblem } from '../errors.js';
-import { isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { BackupError, ioError, type VerifyProblem } from '../errors.js';
+import { errCode, isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { readCheckedFile, readCheckedFileSync, SizeMismatchError } from '../copy.js';
+import { DirFds } from '../confine.js';
 import { syncFileSystem } from '../durability.js';
 import { listBackups } from '../list.js';
 import { planPrune, type RetentionPolicy } from '../prune.js';
@@ -11,7 +13,7 @@ import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMeta
 import { writeBackupMetadata } from '../write-metadata.js';
 import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
-import { compareTree, openBackup, storedPathOf, verifyBackup } from '../verify.js';
+import { compareTree, openBackup, readProblem, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
 import { IndexCache } from './cache.js';
 import { machineIdentity, samePidSpace, type MachineIdentity } from './machine.js';
@@ -202,6 +204,11 @@ export interface PushResult {
   storedBytes: number;
   /** Packs written by this run (small contents are grouped into packs of a few MiB). */
   packs: number;
+  /**
+   * With `repair`: contents whose stored copy was damaged (or unreadable) and that were uploaded
+   * again (into a new pack; readers fall back to it when the old copy fails its sha256).
+   */
+  repaired?: number;
   /** Requests made to the store by this push (S3 HTTP requests; file operations for a directory). */
   requests: number;
 }
@@ -294,7 +301,17 @@ async function existingSnapshot(repo: Repo, src: Omit<PushSource, 'existing'>, r
  * uploads only what is missing. A backup already there, whole, is left as it is: no lock, no
  * write (only reads).
  */
-export async function pushBackups(opts: RepoOptions & { names?: string[]; backupDir?: string | undefined }): Promise<PushResult[]> {
+export async function pushBackups(opts: RepoOptions & {
+  names?: string[];
+  backupDir?: string | undefined;
+  /**
+   * Also download every stored content the backups need and check it against its sha256 (like
+   * `verify --read-data`); a damaged one is uploaded again from the local backup into a new pack
+   * and index. Nothing is deleted or overwritten. A damaged content too large for a pack (a loose
+   * object) cannot be repaired so: `VERIFY_FAILED` names the object to remove by hand.
+   */
+  repair?: boolean;
+}): Promise<PushResult[]> {
   const env = opts.env ?? process.env;
   const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const backend = await openBackend(opts.repo, opts);
@@ -315,7 +332,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
   // A snapshot to write: the lock is taken now (a PUT, then a listing of prune locks), while the
   // indexes are read and the local backups checked. Nothing is uploaded before it is held.
   const stale = lockStaleSeconds(opts);
-  let lockP = raws.includes(undefined) ? early(PushLock.take(repo, stale)) : undefined;
+  let lockP = raws.includes(undefined) || opts.repair ? early(PushLock.take(repo, stale)) : undefined;
   try {
     const locals = await localsP;
     const sources: PushSource[] = [];
@@ -331,7 +348,7 @@ export async function pushBackups(opts: RepoOptions & { names?: string[]; backup
     }
     const lock = await (lockP ??= PushLock.take(repo, stale));
     let mark = 0;
-    const results = await pushSources(repo, sources, cat, conc, () => lock.beforeCommit(), (r) => {
+    const results = await pushSources(repo, sources, cat, conc, Boolean(opts.repair), () => lock.beforeCommit(), (r) => {
       r.requests = backend.requests - mark;
       mark = backend.requests;
     });
@@ -347,7 +364,7 @@ function emptyResult(s: PushSource): PushResult {
   return { name: s.name, snapshot: 'exists', files: s.files, objects: s.byHash.size, uploaded: 0, uploadedBytes: 0, storedBytes: 0, packs: 0, requests: 0 };
 }
 
-async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, conc: number, beforeCommit: () => Promise<void>, count: (r: PushResult) => void): Promise<PushResult[]> {
+async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, conc: number, repair: boolean, beforeCommit: () => Promise<void>, count: (r: PushResult) => void): Promise<PushResult[]> {
   const backend = repo.backend;
   const results: PushResult[] = [];
   let cat = catalog;
@@ -361,6 +378,25 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     const nameEscape = nameEscapeOf(meta);
     const problems: VerifyProblem[] = [];
     const mismatch = (f: ManifestFile) => problems.push({ path: f.path, kind: 'modified', detail: 'the local backup file does not match its manifest' });
+    /** The backup's directories, each opened and checked once (closed after each upload). */
+    const dirs = new DirFds();
+    /** Read a local file as copies are read (copy.ts): a symlink, FIFO or wrong size is a problem. */
+    const readLocal = async (f: ManifestFile): Promise<Buffer | undefined> => {
+      try {
+        // Small files synchronously: a promise-based open/stat/read/close costs more than reading
+        // a few KiB, and the event loop is free again within microseconds.
+        const path = storedPathOf(realPath, f, nameEscape);
+        return f.size <= 64 * 1024 ? readCheckedFileSync(path, f.size, dirs) : await readCheckedFile(path, f.size, dirs);
+      } catch (err) {
+        localProblem(f, err);
+        return undefined;
+      }
+    };
+    const localProblem = (f: ManifestFile, err: unknown) => {
+      if (err instanceof SizeMismatchError) mismatch(f);
+      else if (errCode(err) !== '') problems.push(readProblem(f.path, err)); // ELOOP, ENOTREG, EPATHCHANGED, ENOENT...
+      else throw err;
+    };
     /** Upload `list` into `into`: small contents packed (pack, then its index), the others loose. */
     const upload = async (list: ManifestFile[], into: Catalog) => {
       const small = list.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
@@ -375,11 +411,9 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
         }
       });
       const packing = runPool(small, conc, async (f) => {
-        // Small files are read synchronously: a promise-based open/stat/read/close costs more than
-        // reading a few KiB, and the event loop is free again within microseconds.
-        const path = storedPathOf(realPath, f, nameEscape);
-        const plain = f.size <= 64 * 1024 ? readFileSync(path) : await readFile(path);
-        if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+        const plain = await readLocal(f);
+        if (plain === undefined) return;
+        if (sha256(plain) !== f.sha256) return void mismatch(f);
         const n = repo.nameOf(f.sha256);
         plainSize.set(n, plain.length);
         await writer.add(n, await repo.encode(plain, blobAad(n)));
@@ -392,8 +426,9 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
         const sent = { bytes: 0 };
         let created: boolean;
         if (f.size < repo.tuning.packSmall) {
-          const plain = await readFile(path);
-          if (plain.length !== f.size || sha256(plain) !== f.sha256) return void mismatch(f);
+          const plain = await readLocal(f);
+          if (plain === undefined) return;
+          if (sha256(plain) !== f.sha256) return void mismatch(f);
           const stored = await repo.encode(plain, looseAad(n));
           sent.bytes = stored.length;
           created = await backend.putIfAbsent(key, stored);
@@ -401,7 +436,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
           try {
             created = await backend.putStreamIfAbsent(key, counted(repo.encodeStream(checkedFile(path, f.size, f.sha256), looseAad(n)), sent), f.size + 64);
           } catch (err) {
-            if (err instanceof LocalMismatchError) return void mismatch(f);
+            if (err instanceof LocalMismatchError) return void (err.cause === undefined ? mismatch(f) : localProblem(f, err.cause));
             throw err;
           }
         }
@@ -418,9 +453,15 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       await Promise.all([packing, uploading]);
       result.packs += writer.packs;
     };
-    await upload(todo, catalog);
+    try {
+      await upload(todo, catalog);
+      if (repair) await repairStored(repo, catalog, src, todo, conc, result, (list) => upload(list, catalog));
+    } finally {
+      dirs.close();
+    }
     if (problems.length > 0) {
-      throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
+      problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      throw new BackupError('VERIFY_FAILED', `The local backup "${name}" is damaged (${problems.length} file(s) differ from its manifest, first: ${join(realPath, problems[0]!.path)}: ${problems[0]!.detail}): no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     }
     if (existing) {
       count(result);
@@ -439,7 +480,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       cat = await loadCatalog(repo, conc, catalog);
       const now = cat;
       const lost = [...byHash.values()].filter((f) => !hasBlob(now, repo.nameOf(f.sha256)));
-      if (lost.length > 0) await upload(lost, now);
+      if (lost.length > 0) await upload(lost, now).finally(() => dirs.close());
     }
     if (problems.length > 0) throw new BackupError('VERIFY_FAILED', `The local backup "${name}" changed during the push: no snapshot was written. Run \`dawn-backup verify ${name}\`.`, { problems, path: realPath });
     const body = await repo.encode(Buffer.from(JSON.stringify(doc)), snapshotKey(name));
@@ -451,6 +492,34 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
     results.push(result);
   }
   return results;
+}
+
+/**
+ * `push --repair`: read every stored content of `src` (all but `uploaded`, just written) and
+ * check it against its sha256; upload the damaged ones again through `upload` (into a new pack:
+ * the old copy stays, readers fall back to the new one). A damaged loose object cannot be
+ * written again under its name (objects are never overwritten): `VERIFY_FAILED` names it.
+ */
+async function repairStored(repo: Repo, cat: Catalog, src: PushSource, uploaded: ManifestFile[], conc: number, result: PushResult, upload: (list: ManifestFile[]) => Promise<void>): Promise<void> {
+  const fresh = new Set(uploaded.map((f) => f.sha256));
+  const stored = [...src.byHash.values()].filter((f) => !fresh.has(f.sha256));
+  const byName = new Map(stored.map((f) => [repo.nameOf(f.sha256), f]));
+  const found = await readBlobs(repo, cat, [...byName].map(([name, f]) => ({ name, sha256: f.sha256, size: f.size })), { concurrency: conc }, async (_w, chunks) => {
+    for await (const _ of chunks); // read (and so checked), nothing kept
+  });
+  const damaged = [...found.keys()].map((n) => byName.get(n)!);
+  const packable = damaged.filter((f) => repo.packing && f.size < repo.tuning.packSmall);
+  const stuck = damaged.filter((f) => !packable.includes(f));
+  await upload(packable);
+  result.repaired = packable.length;
+  if (stuck.length > 0) {
+    const key = objectKey(repo.nameOf(stuck[0]!.sha256));
+    throw new BackupError(
+      'VERIFY_FAILED',
+      `${stuck.length} content(s) of "${src.name}" are damaged in ${repo.url} and stored as single objects, which are never overwritten (first: ${stuck[0]!.path}, object ${key}). Remove ${stuck.length > 1 ? 'those objects' : 'that object'} from the repository by hand, then push again.${packable.length > 0 ? ` ${packable.length} packed content(s) were repaired.` : ''}`,
+      { path: `${repo.url}/${key}`, problems: stuck.map((f) => ({ path: f.path, kind: 'modified', detail: `object ${objectKey(repo.nameOf(f.sha256))} is damaged` })) },
+    );
+  }
 }
 
 /** One backup in a repository, as `list --repo` shows it. */
@@ -669,23 +738,33 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
   const final = join(backupDir, name);
   const result: PullResult = { name, repo: backend.url, path: final, backupDir, files: files.length, bytes: files.reduce((a, f) => a + f.size, 0), reused: false };
 
-  if (await lstat(final).catch(() => undefined)) {
+  /** A local backup of that name is there: reused when it is an intact copy, else `BACKUP_EXISTS`. */
+  const alreadyThere = async (): Promise<PullResult> => {
     const local = await readMetadata(final, name).catch(() => undefined);
     if (local && JSON.stringify(local) === JSON.stringify(meta)) {
       const v = await verifyBackup({ name, backupDir });
       if (v.ok) return { ...result, reused: true };
     }
     throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" already exists in ${backupDir} and is not an intact copy of the repository's; nothing was changed. Pull into another --backup-dir.`, { path: final });
+  };
+  // The backup dir: a directory (or nothing yet) before anything is downloaded.
+  const dirSt = await stat(backupDir).catch((err: unknown) => {
+    if (errCode(err) === 'ENOENT') return undefined;
+    throw ioError(backupDir, 'use the backup dir', err);
+  });
+  if (dirSt && !dirSt.isDirectory()) {
+    throw new BackupError('IO', `The backup dir ${backupDir} exists and is not a directory; nothing was pulled. Pass another --backup-dir (or set DAWN_BACKUP_DIR).`, { path: backupDir });
   }
+  if (await lstat(final).catch(() => undefined)) return alreadyThere();
 
   let createdDir = false;
-  if (!(await lstat(backupDir).catch(() => undefined))) {
-    await mkdir(backupDir, { recursive: true });
-    createdDir = true;
-  }
   const tmp = join(backupDir, `.dawn-pull-${name}-${process.pid}-${randomTag()}`);
   let done = false;
   try {
+    if (!dirSt) {
+      await mkdir(backupDir, { recursive: true });
+      createdDir = true;
+    }
     await mkdir(tmp, { mode: 0o700 });
     const nameEscape = nameEscapeOf(meta);
     const dirs = manifest.filter((m) => m.type === 'dir');
@@ -739,9 +818,19 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
       throw new BackupError('VERIFY_FAILED', `The pulled backup "${name}" does not match its manifest (${shape[0]!.path}: ${shape[0]!.detail}); nothing was pulled.`, { problems: shape });
     }
     if (opts.fsync !== false) await syncFileSystem(tmp);
-    if (await lstat(final).catch(() => undefined)) throw new BackupError('BACKUP_EXISTS', `A local backup named "${name}" appeared in ${backupDir} meanwhile; nothing was changed.`, { path: final });
-    await rename(tmp, final);
+    // Another pull of this name may win the race up to the rename: its copy is checked like one
+    // that was there before (reused when intact, else BACKUP_EXISTS), and this one is removed.
+    if (await lstat(final).catch(() => undefined)) return await alreadyThere();
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      if (errCode(err) === 'EEXIST' || errCode(err) === 'ENOTEMPTY') return await alreadyThere();
+      throw err;
+    }
     done = true;
+  } catch (err) {
+    // The disk being written: full, read-only... (a damaged or missing object is VERIFY_FAILED).
+    throw errCode(err) !== '' && !BackupError.is(err) ? ioError(backupDir, 'write the pulled backup into', err, 'Nothing was pulled; the partial copy was removed.') : err;
   } finally {
     if (!done) {
       await removeTree(tmp).catch(() => undefined);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { openCheckedFile } from '../copy.js';
 import { runPool } from '../fsutil.js';
 import { buffers, getBuffer, getRangeBuffer, type Backend } from './backend.js';
 import type { IndexCache } from './cache.js';
@@ -107,6 +108,11 @@ export interface IndexPack {
 export interface Catalog {
   loose: Set<string>;
   packed: Map<string, BlobLoc>;
+  /**
+   * Further locations of blobs that more than one pack holds (two pushes at once, or a
+   * `push --repair` of a damaged copy): readers try them in turn when a copy fails its sha256.
+   */
+  alternates: Map<string, BlobLoc[]>;
   /** Packs present in the store (listed). */
   packs: Set<string>;
   /** Every readable index object and the packs it describes. */
@@ -154,7 +160,7 @@ export async function listStore(b: Backend): Promise<StoreListing> {
  */
 export async function loadCatalog(repo: Repo, concurrency: number, previous?: Catalog, listed?: Promise<StoreListing>): Promise<Catalog> {
   const b = repo.backend;
-  const cat: Catalog = { loose: new Set(), packed: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
+  const cat: Catalog = { loose: new Set(), packed: new Map(), alternates: new Map(), packs: new Set(), indexes: new Map(), damagedIndexes: [] };
   const { objects, packs, indexes } = await (listed ?? listStore(b));
   for (const k of objects) {
     const h = hashOfKey(k);
@@ -190,12 +196,17 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
 
 function addIndex(cat: Catalog, key: string, packs: IndexPack[]): void {
   cat.indexes.set(key, packs);
-  // A blob in several packs (two pushes at once, or a repair after a pack went missing): the
-  // location in a pack that is there wins.
+  // A blob in several packs (two pushes at once, or a repair of a damaged or missing copy): the
+  // location in a pack that is there wins; the others (in packs that are there) are alternates.
   for (const p of packs) {
     for (const [name, offset, length] of p.blobs) {
       const cur = cat.packed.get(name);
-      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, { pack: p.id, offset, length, index: key });
+      const loc: BlobLoc = { pack: p.id, offset, length, index: key };
+      if (!cur || !cat.packs.has(cur.pack)) cat.packed.set(name, loc);
+      else if (cat.packs.has(p.id) && (cur.pack !== p.id || cur.offset !== offset)) {
+        const alts = cat.alternates.get(name) ?? [];
+        if (!alts.some((a) => a.pack === p.id && a.offset === offset)) cat.alternates.set(name, [...alts, loc]);
+      }
     }
   }
 }
@@ -311,14 +322,27 @@ export class PackWriter {
   }
 }
 
-/** A local file that does not match its manifest entry (thrown while it is being uploaded). */
+/**
+ * A local file that does not match its manifest entry, or cannot be read as a regular file
+ * (`cause`: the error of opening it), thrown while it is being uploaded.
+ */
 export class LocalMismatchError extends Error {}
 
-/** The bytes of a local file, checked against its size and sha256 as the last chunk goes by. */
+/**
+ * The bytes of a local backup file, opened as copies are read ({@link openCheckedFile}: never
+ * through a symlink, never blocking on a FIFO, a regular file of `size` bytes) and checked
+ * against its size and sha256 as the last chunk goes by.
+ */
 export async function* checkedFile(path: string | Buffer, size: number, sha: string): AsyncGenerator<Buffer> {
+  let fd: number;
+  try {
+    fd = openCheckedFile(path, size);
+  } catch (cause) {
+    throw new LocalMismatchError(`${String(path)} cannot be read as a regular file`, { cause });
+  }
   const h = createHash('sha256');
   let n = 0;
-  for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+  for await (const c of createReadStream('', { fd, highWaterMark: 1024 * 1024 })) {
     const chunk = c as Buffer;
     h.update(chunk);
     n += chunk.length;
@@ -355,7 +379,9 @@ const MAX_RANGE = 16 * 1024 * 1024;
  * Read blobs and hand each one's plaintext to `sink` (a stream for large loose objects); every
  * blob is checked against its size and sha256 (a stream: when the sink has consumed it). Blobs
  * of a pack are read by ranged GETs, neighbours (gaps up to 1 MiB) in one request, so a restore
- * of a whole backup reads whole packs. Returns the problems by blob name.
+ * of a whole backup reads whole packs. A blob read whole that fails its check (or whose pack is
+ * gone) is read from its next location when several packs hold it (see `Catalog.alternates`):
+ * the sink only ever sees checked bytes. Returns the problems by blob name.
  */
 export async function readBlobs(
   repo: Repo,
@@ -366,60 +392,80 @@ export async function readBlobs(
 ): Promise<Map<string, BlobProblem>> {
   const problems = new Map<string, BlobProblem>();
   const short = (w: Wanted) => `${w.sha256.slice(0, 16)}…`;
-  const damaged = (w: Wanted, why = 'its content does not match the manifest\'s sha256') =>
-    problems.set(w.name, { kind: 'modified', detail: `object ${short(w)} is damaged (${why})` });
+  const damagedProblem = (w: Wanted, why = 'its content does not match the manifest\'s sha256'): BlobProblem => ({ kind: 'modified', detail: `object ${short(w)} is damaged (${why})` });
+  const missingProblem = (w: Wanted, why = ''): BlobProblem => ({ kind: 'missing', detail: `object ${short(w)} is missing from the repository${why}` });
   const stop = () => Boolean(opts.stopOnProblem) && problems.size > 0;
-  const byPack = new Map<string, { w: Wanted; loc: BlobLoc }[]>();
+  // A copy read whole that fails (damaged, or its pack gone) is not a problem yet while another
+  // location holds the blob: that one is read next (see `alternates`).
+  const others = new Map<string, BlobLoc[]>();
+  const retry: { w: Wanted; loc: BlobLoc }[] = [];
+  const failed = (w: Wanted, p: BlobProblem) => {
+    const alt = others.get(w.name)?.shift();
+    if (alt) retry.push({ w, loc: alt });
+    else problems.set(w.name, p);
+  };
+  const first: { w: Wanted; loc: BlobLoc }[] = [];
   const loose: Wanted[] = [];
   for (const w of wanted) {
     const loc = cat.packed.get(w.name);
-    if (cat.loose.has(w.name)) loose.push(w);
-    else if (loc) byPack.set(loc.pack, [...(byPack.get(loc.pack) ?? []), { w, loc }]);
-    else problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
-  }
-  const ranges: { pack: string; start: number; end: number; items: { w: Wanted; loc: BlobLoc }[] }[] = [];
-  for (const [pack, items] of byPack) {
-    items.sort((a, b) => a.loc.offset - b.loc.offset);
-    let cur: (typeof ranges)[number] | undefined;
-    for (const it of items) {
-      const end = it.loc.offset + it.loc.length;
-      if (cur && it.loc.offset - cur.end <= GAP && end - cur.start <= MAX_RANGE) {
-        cur.end = Math.max(cur.end, end);
-        cur.items.push(it);
-      } else {
-        cur = { pack, start: it.loc.offset, end, items: [it] };
-        ranges.push(cur);
-      }
-    }
+    const alts = [...(loc ? [loc] : []), ...(cat.alternates.get(w.name) ?? [])];
+    if (cat.loose.has(w.name)) {
+      loose.push(w);
+      if (alts.length > 0) others.set(w.name, alts);
+    } else if (loc) {
+      first.push({ w, loc });
+      if (alts.length > 1) others.set(w.name, alts.slice(1));
+    } else problems.set(w.name, missingProblem(w));
   }
   const check = async (w: Wanted, plain: Buffer | undefined) => {
-    if (plain === undefined || plain.length !== w.size || sha256(plain) !== w.sha256) damaged(w);
+    if (plain === undefined || plain.length !== w.size || sha256(plain) !== w.sha256) failed(w, damagedProblem(w));
     else await sink(w, [plain]);
   };
-  const fromPacks = runPool(ranges, Math.min(opts.concurrency, 8), async (r) => {
-    if (stop()) return;
-    const buf = await getRangeBuffer(repo.backend, packKey(r.pack), r.start, r.end - r.start);
-    for (const { w, loc } of r.items) {
-      if (buf === undefined) {
-        problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository (its pack ${r.pack.slice(0, 16)}… is gone)` });
-        continue;
+  /** Read blobs from packs: ranged GETs, neighbours (gaps up to 1 MiB) in one request. */
+  const readPacked = (items: { w: Wanted; loc: BlobLoc }[]) => {
+    const byPack = new Map<string, { w: Wanted; loc: BlobLoc }[]>();
+    for (const it of items) byPack.set(it.loc.pack, [...(byPack.get(it.loc.pack) ?? []), it]);
+    const ranges: { pack: string; start: number; end: number; items: { w: Wanted; loc: BlobLoc }[] }[] = [];
+    for (const [pack, list] of byPack) {
+      list.sort((a, b) => a.loc.offset - b.loc.offset);
+      let cur: (typeof ranges)[number] | undefined;
+      for (const it of list) {
+        const end = it.loc.offset + it.loc.length;
+        if (cur && it.loc.offset - cur.end <= GAP && end - cur.start <= MAX_RANGE) {
+          cur.end = Math.max(cur.end, end);
+          cur.items.push(it);
+        } else {
+          cur = { pack, start: it.loc.offset, end, items: [it] };
+          ranges.push(cur);
+        }
       }
-      const slice = buf.subarray(loc.offset - r.start, loc.offset - r.start + loc.length);
-      await check(w, slice.length === loc.length ? await repo.decode(slice, blobAad(w.name)) : undefined);
     }
-  });
+    return runPool(ranges, Math.min(opts.concurrency, 8), async (r) => {
+      if (stop()) return;
+      const buf = await getRangeBuffer(repo.backend, packKey(r.pack), r.start, r.end - r.start);
+      for (const { w, loc } of r.items) {
+        if (buf === undefined) {
+          failed(w, missingProblem(w, ` (its pack ${r.pack.slice(0, 16)}… is gone)`));
+          continue;
+        }
+        const slice = buf.subarray(loc.offset - r.start, loc.offset - r.start + loc.length);
+        await check(w, slice.length === loc.length ? await repo.decode(slice, blobAad(w.name)) : undefined);
+      }
+    });
+  };
+  const fromPacks = readPacked(first);
   const fromLoose = runPool(loose, opts.concurrency, async (w) => {
     if (stop()) return;
     const key = objectKey(w.name);
     if (w.size < repo.tuning.packSmall) {
       const stored = await getBuffer(repo.backend, key);
-      if (stored === undefined) problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
+      if (stored === undefined) failed(w, missingProblem(w));
       else await check(w, await repo.decode(stored, looseAad(w.name)));
       return;
     }
     const s = await repo.backend.getStream(key);
     if (s === undefined) {
-      problems.set(w.name, { kind: 'missing', detail: `object ${short(w)} is missing from the repository` });
+      failed(w, missingProblem(w));
       return;
     }
     const h = createHash('sha256');
@@ -435,16 +481,19 @@ export async function readBlobs(
     try {
       await sink(w, hashed());
     } catch (err) {
+      // A stream the sink has consumed: no other copy is tried (large contents are never packed).
       if (err instanceof DamagedError) {
-        damaged(w, err.message);
+        problems.set(w.name, damagedProblem(w, err.message));
         return;
       }
       throw err;
     }
-    if (n !== w.size || h.digest('hex') !== w.sha256) damaged(w);
+    if (n !== w.size || h.digest('hex') !== w.sha256) problems.set(w.name, damagedProblem(w));
   });
   // Both settled before returning or throwing: nothing is still writing when the caller cleans up.
   for (const r of await Promise.allSettled([fromPacks, fromLoose])) if (r.status === 'rejected') throw r.reason;
+  // Contents whose copy failed its sha256 or whose pack is gone: their next location, one round at a time.
+  while (retry.length > 0 && !stop()) await readPacked(retry.splice(0));
   return problems;
 }
 
