@@ -535,7 +535,7 @@ export class JournaledJson<T, Op> {
     return this.#compactions;
   }
 
-  /** Number of appended records (each one write + one fsync) this instance made. */
+  /** Number of appended records (each one write, through `O_DSYNC` unless `fsync: false`) this instance made. */
   get appends(): number {
     return this.#appends;
   }

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -47,6 +47,7 @@ describe.skipIf(!python && !mustRun)('password prompt on a terminal (a real pseu
     expect(mismatch.output).toContain('differ');
     expect(mismatch.output).not.toMatch(STACK);
     await expect(readFile(join(repo, 'config.json'))).rejects.toThrow(/ENOENT/);
+    await expect(lstat(repo)).rejects.toThrow(/ENOENT/); // not even the directory
 
     const init = await onTty(['init', '--repo', repo, '--encrypt'], [secret, secret], env);
     expect(init.code, init.output).toBe(0);

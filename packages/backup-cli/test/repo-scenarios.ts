@@ -120,7 +120,8 @@ export function repoScenarios(tempDir: () => Promise<string>, target: RepoTarget
     expect(v.code).toBe(3); // ...but damaged
     expect(json(v).problems).toEqual([expect.objectContaining({ path: 'keys/node.key', kind: 'modified' })]);
     const localBefore = await snapshot(root);
-    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled')]);
+    // A backup dir three levels deep that does not exist: every level the pull made is removed again.
+    const pull = await run(['pull', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled', 'deeper', 'backups')]);
     expect(pull.code, pull.stderr).toBe(3);
     expect(pull.stderr).toContain('keys/node.key');
     const restore = await run(['restore', 'b1', '--repo', repo, '--backup-dir', join(root, 'pulled'), '--target', data], { DAWN_BACKUP_REPO: repo });

@@ -160,7 +160,8 @@ function sealedGuard(repo: Repo): Repo {
 /** Create a repository (and, on S3, the bucket when it does not exist). Idempotent. */
 export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promise<{ repo: string; created: boolean; encrypted: boolean }> {
   const backend = await openBackend(opts.repo, opts);
-  await backend.prepare?.();
+  // A missing directory or bucket reads as no config: nothing is created before the password is
+  // settled (two different passwords typed, or one given without --encrypt, leave nothing behind).
   if (await backend.exists(CONFIG_KEY)) return existingRepo(opts, backend);
   const given = passwordGiven(opts);
   if (!opts.encrypt && given !== undefined) {
@@ -168,6 +169,7 @@ export async function initRepo(opts: RepoOptions & { encrypt?: boolean }): Promi
     throw new BackupError('USAGE', `${given} was given but not --encrypt: add --encrypt to create an encrypted repository, or run without a password (unset ${PASSWORD_ENV}, drop --password-file) for an unencrypted one. Nothing was created.`);
   }
   const encryption = opts.encrypt ? (await newEncryption(await passwordOf(opts, backend.url, true))).config : null;
+  await backend.prepare?.();
   const doc = { format: REPO_FORMAT, format_version: REPO_FORMAT_VERSION, created_at: Date.now() / 1000, encryption };
   const created = await backend.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`));
   if (!created) return existingRepo(opts, backend); // another init won the race
@@ -757,14 +759,12 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
   }
   if (await lstat(final).catch(() => undefined)) return alreadyThere();
 
-  let createdDir = false;
+  /** The outermost directory this pull created for the backup dir (removed again on failure). */
+  let createdFrom: string | undefined;
   const tmp = join(backupDir, `.dawn-pull-${name}-${process.pid}-${randomTag()}`);
   let done = false;
   try {
-    if (!dirSt) {
-      await mkdir(backupDir, { recursive: true });
-      createdDir = true;
-    }
+    if (!dirSt) createdFrom = await mkdir(backupDir, { recursive: true });
     await mkdir(tmp, { mode: 0o700 });
     const nameEscape = nameEscapeOf(meta);
     const dirs = manifest.filter((m) => m.type === 'dir');
@@ -834,7 +834,10 @@ export async function pullBackup(opts: RepoOptions & { name: string; backupDir?:
   } finally {
     if (!done) {
       await removeTree(tmp).catch(() => undefined);
-      if (createdDir) await rmdir(backupDir).catch(() => undefined);
+      // Every level `mkdir -p` made, innermost first; a level something else was put in stays.
+      for (let d = backupDir; createdFrom !== undefined; d = dirname(d)) {
+        if (!(await rmdir(d).then(() => true, () => false)) || d === createdFrom || d === dirname(d)) break;
+      }
     }
   }
   return result;
