@@ -538,8 +538,8 @@ export interface RepoBackup {
 }
 
 /** Every snapshot of a repository, newest first; unreadable snapshot documents in `damaged`. */
-export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backups: RepoBackup[]; damaged: { name: string; reason: string }[] }> {
-  const repo = await openRepo(opts);
+export async function listRepo(opts: RepoOptions, opened?: Repo): Promise<{ repo: string; backups: RepoBackup[]; damaged: { name: string; reason: string }[] }> {
+  const repo = opened ?? (await openRepo(opts));
   const backend = repo.backend;
   const keys = (await backend.list(SNAPSHOTS_PREFIX)).filter((k) => k.endsWith('.json') && !k.slice(SNAPSHOTS_PREFIX.length).includes('/'));
   const backups: RepoBackup[] = [];
@@ -579,12 +579,12 @@ export async function listRepo(opts: RepoOptions): Promise<{ repo: string; backu
  * whose backups match (a brand-new machine restoring), with a warning; several other hosts: refused,
  * naming them. Any other name: itself.
  */
-export async function resolveRepoName(opts: RepoOptions, name: string): Promise<string> {
+export async function resolveRepoName(opts: RepoOptions, name: string, opened?: Repo): Promise<string> {
   if (name !== 'latest') {
     validateBackupName(name);
     return name;
   }
-  const { backups, repo } = await listRepo(opts);
+  const { backups, repo } = await listRepo(opts, opened); // an open repository: its key is not derived again
   const root = resolveDataRoot(undefined, (opts.env ?? process.env) as NodeJS.ProcessEnv);
   const usable = backups.filter((b) => !b.name.startsWith('pre_restore_'));
   let matching = usable.filter((b) => b.sourceDir === root);
@@ -663,7 +663,7 @@ export function blobsOf(repo: Repo, files: ManifestFile[]): Map<string, { w: Wan
 export async function verifyRepoBackup(opts: RepoOptions & { name: string; readData?: boolean; readDataSubset?: DataSubset }): Promise<RepoVerifyResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
-  const name = await resolveRepoName(opts, opts.name);
+  const name = await resolveRepoName(opts, opts.name, repo);
   const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${backend.url}. Run \`dawn-backup list --repo ${backend.url}\`.`);
   const manifest = checkedManifest(name, doc.metadata, backend.url);
@@ -730,7 +730,7 @@ export interface PullResult {
 export async function pullBackup(opts: RepoOptions & { name: string; backupDir?: string | undefined; /** `false`: skip the syncfs before the rename (`restore --no-fsync`). @default true */ fsync?: boolean }): Promise<PullResult> {
   const repo = await openRepo(opts);
   const backend = repo.backend;
-  const name = await resolveRepoName(opts, opts.name);
+  const name = await resolveRepoName(opts, opts.name, repo);
   const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${backend.url}. Run \`dawn-backup list --repo ${backend.url}\`.`);
   const meta = doc.metadata;
@@ -1032,7 +1032,7 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   try {
     const running = await otherLocks(repo, ['push', 'prune'], key, stale);
     if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
-    const { backups, damaged } = await listRepo(opts);
+    const { backups, damaged } = await listRepo(opts, repo);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
       opts.policy,
@@ -1127,7 +1127,7 @@ export interface RepoSnapshotView {
  */
 export async function openRepoSnapshot(opts: RepoOptions & { name: string }): Promise<RepoSnapshotView> {
   const repo = await openRepo(opts);
-  const name = await resolveRepoName(opts, opts.name);
+  const name = await resolveRepoName(opts, opts.name, repo);
   const doc = await readSnapshot(repo, name);
   if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
   const manifest = checkedManifest(name, doc.metadata, repo.url);

@@ -71,7 +71,7 @@ function repoOpener(ro: RepoOptions, url: { value: string }): SourceOpener {
     // target checked. A failure shows when the contents are read (never unhandled meanwhile).
     const cat = how.dryRun ? undefined : loadCatalog(repo, requests);
     cat?.catch(() => undefined);
-    const name = await resolveRepoName({ ...ro, onWarning: warn }, opts.name);
+    const name = await resolveRepoName({ ...ro, onWarning: warn }, opts.name, repo);
     const doc = await readSnapshot(repo, name);
     if (!doc) throw new BackupError('BACKUP_NOT_FOUND', `No backup named "${name}" in ${repo.url}. Run \`dawn-backup list --repo ${repo.url}\`.`);
     const manifest = checkedManifest(name, doc.metadata, repo.url);
