@@ -53,6 +53,7 @@ export {
   type RepoOptions,
   type PushResult,
   type RepoBackup,
+  type RepoListing,
   type RepoVerifyResult,
   type PullResult,
   type RepoPruneResult,

@@ -538,8 +538,19 @@ export interface RepoBackup {
 }
 
 /** Every snapshot of a repository, newest first; unreadable snapshot documents in `damaged`. */
-export async function listRepo(opts: RepoOptions, opened?: Repo): Promise<{ repo: string; backups: RepoBackup[]; damaged: { name: string; reason: string }[] }> {
-  const repo = opened ?? (await openRepo(opts));
+export async function listRepo(opts: RepoOptions): Promise<RepoListing> {
+  return listOpenRepo(opts, await openRepo(opts));
+}
+
+/** What {@link listRepo} returns. */
+export interface RepoListing {
+  repo: string;
+  backups: RepoBackup[];
+  damaged: { name: string; reason: string }[];
+}
+
+/** {@link listRepo} of a repository already open (an encrypted one's key is not derived again). */
+async function listOpenRepo(opts: RepoOptions, repo: Repo): Promise<RepoListing> {
   const backend = repo.backend;
   const keys = (await backend.list(SNAPSHOTS_PREFIX)).filter((k) => k.endsWith('.json') && !k.slice(SNAPSHOTS_PREFIX.length).includes('/'));
   const backups: RepoBackup[] = [];
@@ -579,12 +590,12 @@ export async function listRepo(opts: RepoOptions, opened?: Repo): Promise<{ repo
  * whose backups match (a brand-new machine restoring), with a warning; several other hosts: refused,
  * naming them. Any other name: itself.
  */
-export async function resolveRepoName(opts: RepoOptions, name: string, opened?: Repo): Promise<string> {
+export async function resolveRepoName(opts: RepoOptions, name: string, opened: Repo): Promise<string> {
   if (name !== 'latest') {
     validateBackupName(name);
     return name;
   }
-  const { backups, repo } = await listRepo(opts, opened); // an open repository: its key is not derived again
+  const { backups, repo } = await listOpenRepo(opts, opened); // open already: its key is not derived again
   const root = resolveDataRoot(undefined, (opts.env ?? process.env) as NodeJS.ProcessEnv);
   const usable = backups.filter((b) => !b.name.startsWith('pre_restore_'));
   let matching = usable.filter((b) => b.sourceDir === root);
@@ -1032,7 +1043,7 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   try {
     const running = await otherLocks(repo, ['push', 'prune'], key, stale);
     if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
-    const { backups, damaged } = await listRepo(opts, repo);
+    const { backups, damaged } = await listOpenRepo(opts, repo);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
       opts.policy,
