@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { isatty } from 'node:tty';
 import { cac, type CAC, type Command } from 'cac';
-import { count, keepOptions as keepOptionsOf, many, scanArgv, single, type RawArgs } from './argv.js';
+import { keepOptions as keepOptionsOf, many, scanArgv, single, type RawArgs } from './argv.js';
 import { createBackup } from './backup.js';
 import { planBackup, type BackupPlan } from './backup-plan.js';
 import { diffBackup, type DiffEntry } from './diff.js';

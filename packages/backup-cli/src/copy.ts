@@ -86,15 +86,16 @@ export class SizeMismatchError extends Error {
  */
 export function openCheckedFile(path: string | Buffer, size: number, dirs?: DirFds): number {
   let fd: number;
-  if (dirs && procFdWorks()) {
+  const viaDir = dirs !== undefined && procFdWorks();
+  if (viaDir) {
     // Through its checked directory (kept open): no per-file check needed (see confine.ts).
     const { dir, name } = splitPath(path);
-    fd = openInDir(dirs.get(dir), name, READ_FLAGS);
+    fd = openInDir(dirs!.get(dir), name, READ_FLAGS);
   } else {
     fd = fs.openSync(path, READ_FLAGS);
   }
   try {
-    if (!dirs || !procFdWorks()) assertOpenedAt(fd, path);
+    if (!viaDir) assertOpenedAt(fd, path);
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new NotRegularFileError(`${String(path)} is not a regular file`);
     if (st.size !== size) throw new SizeMismatchError(`${String(path)} is ${st.size} bytes, recorded ${size}`);

@@ -7,7 +7,7 @@ import { CopyWorker, DEFAULT_CONCURRENCY, NotRegularFileError } from './copy.js'
 import { makeDurable, plannedDurability } from './durability.js';
 import { BackupError, ioError, type VerifyProblem } from './errors.js';
 import { DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
-import { errCode, fsyncDir, lstatOrUndefined, modeToString, parseMode, removeTree, runPool, writeNewFile } from './fsutil.js';
+import { errCode, fsyncDir, lstatOrUndefined, modeToString, parseMode, removeTree, runPool } from './fsutil.js';
 import { HashPool } from './hash-pool.js';
 import { includeMayReach, type IncludeMatcher } from './include.js';
 import { partialDirName } from './leftovers.js';

@@ -4,8 +4,8 @@ import type { BackupError, VerifyProblem } from './errors.js';
 import { errCode, parseMode, runPool } from './fsutil.js';
 import { HashPool } from './hash-pool.js';
 import type { BackupMetadata, ManifestEntry, ManifestFile, ManifestSymlink } from './metadata.js';
-import { entryRel, entryTarget, relFromBytes, relText, type NameEscape, type Rel } from './relpath.js';
-import { checkFile, readProblem, storedPathOf } from './verify.js';
+import { entryRel, entryTarget, relFromBytes, relText, type NameEscape } from './relpath.js';
+import { checkFile, problemAt, readProblem, storedPathOf } from './verify.js';
 
 /**
  * Where a restore's staged files come from: a local backup directory ({@link localSource}), or a
@@ -57,8 +57,6 @@ export interface OpenedSource {
 /** errno codes that say the destination (the disk being written) failed, not the backup being read. */
 export const WRITE_SIDE = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOMEM', 'EEXIST']);
 
-const atProblem = (rel: Rel) => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
-
 /** Mode and times a staged file gets from its manifest entry. */
 export function stagedAttrs(m: ManifestFile): { mode: number; times?: { atime: number; mtime: number } } {
   const mode = parseMode(m.mode) ?? 0o644;
@@ -79,7 +77,7 @@ export function localSource(realBackupPath: string, nameEscape: NameEscape, veri
       for (const m of entries) {
         if (m.type === 'dir') {
           const st = lstatConfined(storedPathOf(realBackupPath, m, nameEscape));
-          if (!st?.isDirectory()) problems.push({ ...atProblem(entryRel(m)!), kind: st ? 'type' : 'missing', detail: st ? 'recorded as dir, found another type' : 'dir is missing from the backup' });
+          if (!st?.isDirectory()) problems.push({ ...problemAt(entryRel(m)!), kind: st ? 'type' : 'missing', detail: st ? 'recorded as dir, found another type' : 'dir is missing from the backup' });
         } else if (m.type === 'symlink' && verified) {
           let raw: Buffer | undefined;
           try {
@@ -90,7 +88,7 @@ export function localSource(realBackupPath: string, nameEscape: NameEscape, veri
           const recorded = entryTarget(m as ManifestSymlink)!;
           const want = typeof recorded === 'string' ? Buffer.from(recorded, 'utf8') : recorded;
           if (raw === undefined || !raw.equals(want)) {
-            problems.push({ ...atProblem(entryRel(m)!), kind: 'link', detail: `points to ${JSON.stringify(raw?.toString())}, recorded ${JSON.stringify(relText(relFromBytes(want)))}` });
+            problems.push({ ...problemAt(entryRel(m)!), kind: 'link', detail: `points to ${JSON.stringify(raw?.toString())}, recorded ${JSON.stringify(relText(relFromBytes(want)))}` });
           }
         }
       }

@@ -91,7 +91,7 @@ export async function manifestFromTree(root: string): Promise<ManifestEntry[]> {
 }
 
 /** The `path` / `pathB64` of a problem about a path. */
-const problemAt = (rel: Rel): { path: string; pathB64?: string } => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
+export const problemAt = (rel: Rel): { path: string; pathB64?: string } => (typeof rel === 'string' ? { path: rel } : { path: relText(rel), pathB64: rel.toString('base64') });
 
 /** Where a (checked) manifest entry lies inside the backup's tree. */
 export function storedPathOf(root: string, m: ManifestEntry, nameEscape: NameEscape): string | Buffer {

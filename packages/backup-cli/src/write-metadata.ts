@@ -36,6 +36,7 @@ export function newBackupMetadata(
   extra: Partial<BackupMetadata>,
 ): BackupMetadata {
   const { fileCount, totalBytes, dirCount, symlinkCount } = manifestCounts(f.manifest);
+  const { machine_id } = machineIdentity();
   return {
     backup_name: f.name,
     timestamp: isoLocal(f.started),
@@ -46,7 +47,7 @@ export function newBackupMetadata(
     tool: '@dawn/backup-cli',
     tool_version: TOOL_VERSION,
     hostname: hostname(),
-    ...(machineIdentity().machine_id !== undefined ? { machine_id: machineIdentity().machine_id } : {}),
+    ...(machine_id !== undefined ? { machine_id } : {}),
     created_at: f.started.getTime() / 1000,
     excludes: f.excludes,
     file_count: fileCount,

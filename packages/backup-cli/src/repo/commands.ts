@@ -1,6 +1,6 @@
 import type { CAC } from 'cac';
 import type { Ctx, Flags } from '../cli.js';
-import { keepOptions, many, single } from '../argv.js';
+import { keepOptions, single } from '../argv.js';
 import { BackupError } from '../errors.js';
 import { formatBytes, formatTime, table, type CliIO } from '../output.js';
 import { hasRetentionRule } from '../prune.js';

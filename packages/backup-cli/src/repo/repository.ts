@@ -1,9 +1,9 @@
 import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, rename, rmdir, stat, symlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rename, rmdir, stat, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BackupError, ioError, type VerifyProblem } from '../errors.js';
-import { errCode, isPidAlive, removeTree, runPool, writeNewFile, randomTag, parseMode } from '../fsutil.js';
+import { errCode, isPidAlive, removeTree, runPool, randomTag, parseMode } from '../fsutil.js';
 import { readCheckedFile, readCheckedFileSync, SizeMismatchError } from '../copy.js';
 import { DirFds } from '../confine.js';
 import { syncFileSystem } from '../durability.js';
@@ -11,7 +11,7 @@ import { listBackups } from '../list.js';
 import { planPrune, type RetentionPolicy } from '../prune.js';
 import { checkManifest, createdAtOf, nameEscapeOf, readMetadata, type BackupMetadata, type ManifestEntry, type ManifestFile } from '../metadata.js';
 import { writeBackupMetadata } from '../write-metadata.js';
-import { METADATA_FILE, resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
+import { resolveBackupDir, resolveDataRoot, validateBackupName } from '../paths.js';
 import { entryTarget } from '../relpath.js';
 import { compareTree, openBackup, readProblem, storedPathOf, verifyBackup } from '../verify.js';
 import { getBuffer, openBackend, type Backend, type BackendOptions } from './backend.js';
@@ -471,7 +471,7 @@ async function pushSources(repo: Repo, sources: PushSource[], catalog: Catalog, 
       continue;
     }
     // The snapshot last: it names only contents that are in the repository now. A prune may have
-    // collected some of them while this push was held up (see withPushLock): a pack, its index, or
+    // collected some of them while this push was held up (see PushLock.beforeCommit): a pack, its index, or
     // both, or a loose object. Look again and upload what is missing, small contents into a new
     // pack and its index. When few objects hold the contents, each is checked with a HEAD;
     // otherwise (or when one is gone) the store is listed anew (indexes already read are not read

@@ -1,10 +1,10 @@
 import { closeSync, constants, fchmodSync, fsyncSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { copyFile, open } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { BackupError, type VerifyProblem } from '../errors.js';
 import { currentUmask } from '../fsutil.js';
 import type { ManifestFile } from '../metadata.js';
 import { expandHome, resolveBackupDir, resolveDataRoot } from '../paths.js';
-import { resolve } from 'node:path';
 import { restoreFrom, type RestoreOptions, type RestoreResult, type SourceOpener } from '../restore.js';
 import type { RestorePlan } from '../partial.js';
 import { stagedAttrs, type StageSource } from '../stage-source.js';

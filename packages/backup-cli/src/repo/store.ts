@@ -181,7 +181,7 @@ export async function loadCatalog(repo: Repo, concurrency: number, previous?: Ca
     if (raw === undefined) {
       raw = await getBuffer(b, key);
       if (raw === undefined) return; // removed meanwhile (a prune merged it)
-      if (sha256(raw) === hash) cache?.put(hash, raw);
+      if (cache && sha256(raw) === hash) cache.put(hash, raw); // hashed only to be cached
     }
     const packs = parseIndex(await repo.decode(raw, INDEX_AAD));
     if (!packs) {
