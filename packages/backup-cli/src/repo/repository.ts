@@ -549,8 +549,11 @@ export interface RepoListing {
   damaged: { name: string; reason: string }[];
 }
 
-/** {@link listRepo} of a repository already open (an encrypted one's key is not derived again). */
-async function listOpenRepo(opts: RepoOptions, repo: Repo): Promise<RepoListing> {
+/**
+ * {@link listRepo} of a repository already open (an encrypted one's key is not derived again).
+ * `contents`, when given, gets each listed backup's file contents (sha256s), read in the same pass.
+ */
+async function listOpenRepo(opts: RepoOptions, repo: Repo, contents?: Map<string, string[]>): Promise<RepoListing> {
   const backend = repo.backend;
   const keys = (await backend.list(SNAPSHOTS_PREFIX)).filter((k) => k.endsWith('.json') && !k.slice(SNAPSHOTS_PREFIX.length).includes('/'));
   const backups: RepoBackup[] = [];
@@ -564,6 +567,7 @@ async function listOpenRepo(opts: RepoOptions, repo: Repo): Promise<RepoListing>
       // The manifest's shape is checked here: one malformed snapshot is listed as damaged, it
       // must not blind list, prune and `latest` to all the others.
       const files = checkedManifest(name, m, backend.url).filter(isFile);
+      contents?.set(name, files.map((f) => f.sha256));
       backups.push({
         name,
         createdAt: createdAtOf(m, doc.pushed_at),
@@ -1043,7 +1047,8 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
   try {
     const running = await otherLocks(repo, ['push', 'prune'], key, stale);
     if (running.length > 0) throw busy(repo, 'Cannot prune now', running, stale);
-    const { backups, damaged } = await listOpenRepo(opts, repo);
+    const contents = new Map<string, string[]>();
+    const { backups, damaged } = await listOpenRepo(opts, repo, contents);
     const plan = planPrune(
       backups.map((b) => ({ name: b.name, createdAt: b.createdAt, appearedAt: b.pushedAt, source: `${b.hostname ?? '?'}:${b.sourceDir ?? '?'}` })),
       opts.policy,
@@ -1061,10 +1066,8 @@ export async function pruneRepo(opts: RepoOptions & { policy: RetentionPolicy; d
     }
     const conc = opts.concurrency ?? DEFAULT_CONCURRENCY;
     const referenced = new Set<string>();
-    for (const name of result.kept) {
-      const doc = await readSnapshot(repo, name);
-      for (const m of doc?.metadata.manifest ?? []) if (m.type === 'file') referenced.add(repo.nameOf(m.sha256));
-    }
+    // The kept backups' contents, as the listing read them (after the prune lock was taken).
+    for (const name of result.kept) for (const h of contents.get(name) ?? []) referenced.add(repo.nameOf(h));
     const cat = await loadCatalog(repo, conc);
     // An unreadable index may describe live packs: collect nothing (a repair is a matter for a person).
     if (cat.damagedIndexes.length > 0) {
